@@ -1,0 +1,3 @@
+from iris_recipes.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""`iris-recipes` command line.
+
+Each sub-command lives in `iris_recipes/commands/<module>.py` with `add_parser(subparsers)`; the module must stay
+cheap to import (no torch, axolotl, transformers or gradio at import time) so that `--help` and `validate` are fast.
+Heavy imports go inside the function that runs the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from iris_recipes import __version__
+from iris_recipes.errors import IrisError
+
+# Order is the order shown by --help.
+COMMAND_MODULES = (
+    "validate",
+    "listing",
+    "show",
+    "new",
+    "schema",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iris-recipes",
+        description="Declarative LLM fine-tuning: one validated YAML recipe -> Axolotl training -> GGUF -> Space.",
+        epilog="Example: iris-recipes validate && iris-recipes run recipes/smollm2-demo.yaml",
+    )
+    parser.add_argument("--version", action="version", version=f"iris-recipes {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"iris_recipes.commands.{module}").add_parser(sub)
+    return parser
+
+
+def add_command(sub, name: str, *, help: str, example: str, description: str | None = None):
+    """A sub-command parser whose --help ends with a runnable example."""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        epilog=f"Example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except IrisError as exc:
+        print(f"error: {exc}" if "\n" not in str(exc) else str(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

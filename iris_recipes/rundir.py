@@ -1,0 +1,144 @@
+"""A run directory and its `run.json`: the one record of what a run did.
+
+Layout of `runs/<recipe>/<run-id>/`:
+  recipe.yaml       the fully resolved recipe (what `iris-recipes show` prints)
+  run.json          this module's record (below)
+  data/             train.jsonl, val.jsonl, report.json
+  axolotl.yaml      the generated Axolotl config
+  checkpoints/      trainer checkpoints (resume points)
+  adapter/          the LoRA adapter
+  merged/           the merged HF model
+  metrics.jsonl     one JSON object per logged step ({"step", "loss", "eval_loss", ...})
+  gguf/             <recipe>-f16.gguf, <recipe>-<quant>.gguf
+  eval.json, README.md, loss.png
+
+run.json:
+  {"recipe": NAME, "run_id": ID, "recipe_hash": SHA256, "created": ISO, "git_commit": STR|null,
+   "versions": {package: version}, "status": "running"|"failed"|"done",
+   "stages": {STAGE: {"status": "running"|"done"|"failed", "started": ISO, "finished": ISO,
+                      "seconds": float, "error": STR?, ...stage-specific fields}},
+   "artifacts": {...}}   # stage outputs other stages read, e.g. artifacts["gguf"][quant] = {file, bytes, sha256, ...}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from iris_recipes import fsutil
+from iris_recipes.errors import IrisError
+
+STAGES = ("data", "train", "merge", "export", "card")
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_id() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path).resolve()
+
+    # -- files -------------------------------------------------------------------------------------------------
+    @property
+    def meta_path(self) -> Path:
+        return self.path / "run.json"
+
+    def file(self, *parts: str) -> Path:
+        return self.path.joinpath(*parts)
+
+    def exists(self) -> bool:
+        return self.meta_path.is_file()
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDir":
+        """An existing run; a clear error if `path` is not one."""
+        run = cls(path)
+        if not run.exists():
+            raise IrisError(f"{run.path}: not a run directory (no run.json). Runs live in runs/<recipe>/<run-id>/.")
+        return run
+
+    def recipe(self):
+        """The resolved recipe this run was made from."""
+        from iris_recipes.recipe import load_recipe
+
+        return load_recipe(self.file("recipe.yaml"))
+
+    # -- run.json ----------------------------------------------------------------------------------------------
+    def read(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.meta_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except json.JSONDecodeError as exc:
+            raise IrisError(f"{self.meta_path}:{exc.lineno}:{exc.colno}: run.json is not valid JSON ({exc.msg})")
+
+    def write(self, meta: dict[str, Any]) -> None:
+        fsutil.write_json(self.meta_path, meta)
+
+    def update(self, **fields: Any) -> dict[str, Any]:
+        meta = self.read()
+        meta.update(fields)
+        self.write(meta)
+        return meta
+
+    def stage_info(self, stage: str) -> dict[str, Any]:
+        return self.read().get("stages", {}).get(stage, {})
+
+    def stage_done(self, stage: str) -> bool:
+        return self.stage_info(stage).get("status") == "done"
+
+    def set_stage(self, stage: str, **fields: Any) -> None:
+        meta = self.read()
+        meta.setdefault("stages", {}).setdefault(stage, {}).update(fields)
+        self.write(meta)
+
+    def set_artifact(self, key: str, value: Any) -> None:
+        meta = self.read()
+        meta.setdefault("artifacts", {})[key] = value
+        self.write(meta)
+
+    def artifact(self, key: str, default: Any = None) -> Any:
+        return self.read().get("artifacts", {}).get(key, default)
+
+    @contextlib.contextmanager
+    def stage(self, stage: str) -> Iterator[dict[str, Any]]:
+        """Record a stage's status and timing; fields put in the yielded dict are saved with it."""
+        extra: dict[str, Any] = {}
+        started = time.monotonic()
+        self.set_stage(stage, status="running", started=now_iso(), error=None)
+        try:
+            yield extra
+        except BaseException as exc:
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+            self.set_stage(stage, status="failed", finished=now_iso(), seconds=round(time.monotonic() - started, 3),
+                           error=reason, **extra)
+            self.update(status="failed")
+            raise
+        self.set_stage(stage, status="done", finished=now_iso(), seconds=round(time.monotonic() - started, 3), **extra)
+
+
+def find_runs(recipe_name: str, runs_root: Path | None = None) -> list[RunDir]:
+    """Runs of a recipe, oldest first."""
+    from iris_recipes.paths import runs_dir
+
+    root = (runs_root or runs_dir()) / recipe_name
+    if not root.is_dir():
+        return []
+    return [RunDir(p) for p in sorted(root.iterdir()) if (p / "run.json").is_file()]
+
+
+def latest_done_run(recipe_name: str, runs_root: Path | None = None) -> RunDir | None:
+    """The newest run of a recipe whose every recorded stage finished."""
+    for run in reversed(find_runs(recipe_name, runs_root)):
+        if run.read().get("status") == "done":
+            return run
+    return None
