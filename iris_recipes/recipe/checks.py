@@ -13,6 +13,8 @@ def cross_field_problems(r: dict) -> list[Problem]:
     dataset = r.get("dataset", {})
     method = r.get("method", "lora")
 
+    if "weight" in dataset:
+        out.append((("dataset", "weight"), "weight belongs to the sources in dataset.mix; the main dataset is the reference (1.0)"))
     if "epochs" not in train and "max_steps" not in train:
         out.append((("train",), "give train.epochs or train.max_steps"))
     if "warmup_ratio" in train and "warmup_steps" in train:

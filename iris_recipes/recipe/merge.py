@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from iris_recipes.recipe.yamlpos import KeyPath, Pos, YamlProblem, read_yaml
+from iris_recipes.recipe.yamlpos import KeyPath, Pos, YamlProblem, parse_value, read_yaml
 
 
 def deep_merge(base: dict, child: dict) -> dict:
@@ -80,7 +80,7 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...], position
             del node[last]
         else:
             try:
-                node[last] = yaml.safe_load(raw) if raw.strip() else ""
+                node[last] = parse_value(raw) if raw.strip() else ""
             except yaml.YAMLError as exc:
                 raise YamlProblem(where, f"the value is not valid YAML: {exc}") from None
         path = tuple(keys)

@@ -13,6 +13,25 @@ try:  # the C loader is ~10x faster; fall back to pure Python where libyaml is m
 except ImportError:  # pragma: no cover
     from yaml import SafeLoader as _Loader
 
+import re
+
+
+class RecipeLoader(_Loader):
+    """Safe loader that also reads YAML 1.2 floats like `5e-5` as numbers (YAML 1.1 makes them strings)."""
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_value(text: str):
+    """One YAML scalar or flow value, as an override gives it."""
+    return yaml.load(text, Loader=RecipeLoader)
+
+
 KeyPath = tuple  # ("train", "learning_rate"), ("export", "quantize", 0)
 
 
@@ -35,7 +54,7 @@ class YamlProblem(Exception):
 
 def load_with_positions(text: str, file: str) -> tuple[Any, dict[KeyPath, Pos]]:
     """Parse one YAML document; return the data and a map key path -> position of that key (or item)."""
-    loader = _Loader(text)
+    loader = RecipeLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
