@@ -1,0 +1,180 @@
+"""The data stage: recipe `dataset:` block -> normalized `train.jsonl`, `val.jsonl` and `report.json`.
+
+Order of work, per source: read -> map to turns -> check (bad rows) -> system prompt -> dedup ->
+min_assistant_chars -> shuffle (seed) -> take rows up to the source's quota, dropping those longer than
+train.sequence_len. The main source's quota is `dataset.limit`; a mix source's is weight x (main rows used),
+capped by its own `limit`. Then all rows are shuffled once more and the first val_size share is held out.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Callable
+
+from iris_recipes import fsutil
+from iris_recipes.data.checks import conversation_problem, shortest_assistant
+from iris_recipes.data.formats import RowProblem
+from iris_recipes.data.sources import Source, read_rows, resolve_source
+from iris_recipes.errors import IrisError
+
+MAX_LISTED = 10
+REPORT_FORMAT = 1
+
+CountTokens = Callable[[list[dict]], int]
+
+
+def recipe_parts(recipe) -> tuple[dict, Path]:
+    """(resolved recipe dict, folder that relative dataset paths are resolved against)."""
+    if hasattr(recipe, "data"):
+        return recipe.data, Path(recipe.path).resolve().parent
+    return recipe, Path.cwd()
+
+
+def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None) -> dict:
+    """Write out_dir/train.jsonl, val.jsonl and report.json for `recipe` (a Recipe or its data dict)."""
+    data, base_dir = recipe_parts(recipe)
+    ds = data["dataset"]
+    seed = ds.get("seed", 42)
+    blocks = [("dataset", ds)] + [(f"dataset.mix.{i}", m) for i, m in enumerate(ds.get("mix") or [])]
+    sources = [resolve_source(block, key, base_dir) for key, block in blocks]
+
+    seen: set[str] = set()
+    stats, pools, bad_rows = [], [], []
+    for src in sources:
+        st = {"read": 0, "bad": 0, "duplicates": 0, "too_short": 0, "too_long": 0, "train": 0, "val": 0}
+        rows = _load_clean(src, ds, st, bad_rows, seen)
+        stats.append(st)
+        pools.append(rows)
+
+    if bad_rows and ds.get("on_bad_rows", "fail") == "fail":
+        listed = "\n".join(f"  {line}" for line in bad_rows[:MAX_LISTED])
+        more = f"\n  ... and {len(bad_rows) - MAX_LISTED} more" if len(bad_rows) > MAX_LISTED else ""
+        raise IrisError(f"dataset: {len(bad_rows)} bad row(s):\n{listed}{more}\n"
+                        "Fix them in the data (or its column mapping), or set dataset.on_bad_rows=skip to drop them.")
+
+    seq_len = data.get("train", {}).get("sequence_len", 2048)
+    chosen: list[tuple[int, dict]] = []
+    for i, (src, rows, st) in enumerate(zip(sources, pools, stats)):
+        random.Random(f"{seed}:{i}").shuffle(rows)
+        if i == 0:
+            quota = src.limit or len(rows)
+        else:
+            quota = round(src.weight * stats[0]["train"])
+            quota = min(quota, src.limit) if src.limit else quota
+        for row in rows:
+            if st["train"] >= quota:
+                break
+            if count_tokens is not None and count_tokens(row["messages"]) > seq_len:
+                st["too_long"] += 1
+                continue
+            st["train"] += 1  # provisional: moved to "val" below for held-out rows
+            chosen.append((i, row))
+
+    if not chosen:
+        summary = "; ".join(f"{s.label}: " + ", ".join(f"{k} {v}" for k, v in st.items() if k not in ("train", "val"))
+                            for s, st in zip(sources, stats))
+        raise IrisError(f"dataset: no rows left to train on ({summary}). Check the data, dataset.min_assistant_chars "
+                        "and train.sequence_len.")
+
+    random.Random(f"{seed}:split").shuffle(chosen)
+    val_size = ds.get("val_size", 0.05)
+    n = len(chosen)
+    n_val = 0 if val_size <= 0 or n < 2 else min(n - 1, max(1, round(n * val_size)))
+    val, train = chosen[:n_val], chosen[n_val:]
+    for i, _ in val:
+        stats[i]["train"] -= 1
+        stats[i]["val"] += 1
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for fname, part in (("train.jsonl", train), ("val.jsonl", val)):
+        fsutil.write_text(out / fname, "".join(json.dumps(r, ensure_ascii=False) + "\n" for _, r in part))
+        files[fname] = fsutil.sha256_file(out / fname)
+
+    report = {
+        "format": REPORT_FORMAT,
+        "train": len(train),
+        "val": len(val),
+        "seed": seed,
+        "val_size": val_size,
+        "sequence_len": seq_len if count_tokens is not None else None,
+        "system_prompt": ds.get("system_prompt"),
+        "sources": [_source_info(s, ds if s.key == "dataset" else s_block, st)
+                    for s, st, (_, s_block) in zip(sources, stats, blocks)],
+        "bad_rows": bad_rows[:MAX_LISTED],
+        "files": files,
+    }
+    fsutil.write_json(out / "report.json", report)
+    return report
+
+
+def _load_clean(src: Source, ds: dict, st: dict, bad_rows: list[str], seen: set[str]) -> list[dict]:
+    rows_iter, columns = read_rows(src)
+    missing = sorted(src.mapping.required_columns() - set(columns))
+    if columns and missing:
+        where = src.entry.file if src.entry else f"the recipe's {src.key}.columns"
+        raise IrisError(f"{src.key}: {src.label} has no column(s) {', '.join(map(repr, missing))} "
+                        f"(its columns: {', '.join(columns)}); fix the mapping in {where}")
+    system_prompt = ds.get("system_prompt")
+    dedup = ds.get("dedup", True)
+    min_chars = ds.get("min_assistant_chars", 1)
+    rows = []
+    for number, row in rows_iter:
+        st["read"] += 1
+        try:
+            if isinstance(row, RowProblem):
+                raise row
+            messages, reference = src.mapping.convert(row)
+            problem = conversation_problem(messages)
+            if problem:
+                raise RowProblem(problem)
+        except RowProblem as exc:
+            st["bad"] += 1
+            bad_rows.append(f"{src.label} row {number}: {exc}")
+            continue
+        if system_prompt and messages[0]["role"] != "system":
+            messages = [{"role": "system", "content": system_prompt}, *messages]
+        if dedup:
+            key = json.dumps(messages, ensure_ascii=False, sort_keys=True)
+            if key in seen:
+                st["duplicates"] += 1
+                continue
+            seen.add(key)
+        if shortest_assistant(messages) < min_chars:
+            st["too_short"] += 1
+            continue
+        rows.append({"messages": messages, **({"reference": reference} if reference else {})})
+    return rows
+
+
+def _source_info(src: Source, block: dict, st: dict) -> dict:
+    info = {"key": src.key, "name": src.name, "origin": src.label,
+            "source": block.get("source", "full") if src.entry else "file",
+            "hub": src.entry.hub if src.entry else None, "license": src.license,
+            "format": src.mapping.format}
+    if src.weight is not None:
+        info["weight"] = src.weight
+    return {**info, **st}
+
+
+def load_split(path: str | Path) -> list[dict]:
+    """Rows of a train.jsonl / val.jsonl written by `prepare`."""
+    path = Path(path)
+    if not path.is_file():
+        raise IrisError(f"{path}: not found; run the data stage first (iris-recipes run RECIPE)")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise IrisError(f"{path}:{lineno}: not valid JSON ({exc.msg}); re-run the data stage") from None
+            if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
+                raise IrisError(f"{path}:{lineno}: not a {{\"messages\": [...]}} row; re-run the data stage")
+            rows.append(row)
+    return rows

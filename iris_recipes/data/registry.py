@@ -1,0 +1,110 @@
+"""The dataset registry: `datasets/<name>/dataset.yaml` entries (where the data is, its license and its mapping)."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from iris_recipes.data.formats import mapping_problems
+from iris_recipes.errors import IrisError
+from iris_recipes.paths import datasets_dir
+
+ENTRY_FILE = "dataset.yaml"
+ENTRY_KEYS = ("name", "description", "license", "homepage", "source", "format", "columns", "sample", "notes")
+SOURCE_KEYS = ("hub", "split", "config", "revision", "data_files", "path")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registry entry. `source` is {hub, split, config?, revision?, data_files?} or {path}."""
+
+    name: str
+    dir: Path
+    description: str
+    license: str
+    source: dict
+    format: str
+    columns: dict = field(default_factory=dict)
+    sample: str | None = None
+    homepage: str | None = None
+
+    @property
+    def file(self) -> Path:
+        return self.dir / ENTRY_FILE
+
+    @property
+    def hub(self) -> str | None:
+        return self.source.get("hub")
+
+    def full_path(self) -> Path | None:
+        return (self.dir / self.source["path"]).resolve() if "path" in self.source else None
+
+    def sample_path(self) -> Path | None:
+        return (self.dir / self.sample).resolve() if self.sample else None
+
+
+def entry_names() -> list[str]:
+    root = datasets_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.parent.name for p in root.glob(f"*/{ENTRY_FILE}"))
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    return f"did you mean '{close[0]}'? " if close else ""
+
+
+def load_entry(name: str) -> Entry:
+    """The entry `datasets/NAME/dataset.yaml`; IrisError naming the file and the problem otherwise."""
+    path = datasets_dir() / name / ENTRY_FILE
+    if not path.is_file():
+        names = entry_names()
+        raise IrisError(f"unknown dataset '{name}': {did_you_mean(name, names)}"
+                        f"registered: {', '.join(names) or '(none)'} (each is {datasets_dir()}/NAME/{ENTRY_FILE})")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise IrisError(f"{path}: not valid YAML: {exc}") from None
+    problems = entry_problems(raw, path.parent)
+    if problems:
+        raise IrisError(f"{path}: invalid dataset entry:\n" + "\n".join(f"  {k}: {m}" for k, m in problems))
+    return Entry(
+        name=raw["name"], dir=path.parent, description=raw["description"], license=str(raw["license"]),
+        source=raw["source"], format=raw["format"], columns=raw.get("columns") or {}, sample=raw.get("sample"),
+        homepage=raw.get("homepage"),
+    )
+
+
+def entry_problems(raw, entry_dir: Path) -> list[tuple[str, str]]:
+    """(key, message) problems of an entry's YAML (no data is read)."""
+    if not isinstance(raw, dict):
+        return [("(entry)", "must be a mapping of name, description, license, source, format, columns, sample")]
+    out: list[tuple[str, str]] = []
+    for key in raw:
+        if key not in ENTRY_KEYS:
+            hint = difflib.get_close_matches(str(key), ENTRY_KEYS, n=1)
+            out.append((str(key), f"unknown key{f' (did you mean {hint[0]!r}?)' if hint else ''}"))
+    for key in ("name", "description", "license", "source", "format"):
+        if key not in raw:
+            out.append((key, "required"))
+    if raw.get("name") not in (None, entry_dir.name):
+        out.append(("name", f"is {raw['name']!r} but the folder is {entry_dir.name!r}; they must match"))
+    source = raw.get("source")
+    if source is not None:
+        if not isinstance(source, dict) or ("hub" in source) == ("path" in source):
+            out.append(("source", "give either {hub: ORG/NAME, split: train} or {path: FILE} (relative to the entry)"))
+        else:
+            for key in source:
+                if key not in SOURCE_KEYS:
+                    out.append((f"source.{key}", f"unknown key; allowed: {', '.join(SOURCE_KEYS)}"))
+            if "hub" in source and "path" not in source and not source.get("split"):
+                out.append(("source.split", "required with hub (e.g. train)"))
+    if "format" in raw:
+        out += mapping_problems(raw.get("format"), raw.get("columns"))
+    if raw.get("sample") is not None and not isinstance(raw["sample"], str):
+        out.append(("sample", "must be a file name relative to the entry"))
+    return out
