@@ -223,6 +223,7 @@ def materialize_builtin(name: str) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{model.name}.", suffix=".partial", dir=dest.parent))
         try:
             _build_from_gguf(model, gguf, tmp)
+            tmp.chmod(0o755)  # mkdtemp makes it private
             if dest.exists():  # an incomplete leftover (no marker): replace it
                 shutil.rmtree(dest)
             os.replace(tmp, dest)
@@ -259,7 +260,10 @@ def _build_from_gguf(model: BuiltinModel, gguf: Path, out: Path) -> None:
 
 def _set_chat_tokens(tok, eos: str, bos: str | None) -> None:
     """ChatML template, end-of-turn as EOS and a pad token, so training, merging and GGUF all agree."""
-    tok.chat_template = CHATML_TEMPLATE
+    # Keep the template the weights were tuned with (the GGUF's own) when there is one.
+    if not (getattr(tok, "chat_template", None) or "").count("<|im_start|>"):
+        tok.chat_template = CHATML_TEMPLATE
+    tok.clean_up_tokenization_spaces = False  # a WordPiece clean-up that corrupts BPE text
     tok.eos_token = eos
     if bos is not None:
         tok.bos_token = bos
@@ -323,6 +327,7 @@ def build_tiny_model(out: str | Path, *, layers: int = 2, hidden: int = 64, head
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it private
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         (tmp / "README.md").write_text(
