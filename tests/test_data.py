@@ -371,3 +371,20 @@ def test_demo_dataset_is_reproducible_and_correct(tmp_path):
         for line in lines[:-1]:
             a, op, b, c = step.match(line).groups()
             assert ops[op](int(a), int(b)) == int(c), line
+
+
+def test_data_command_prepares_a_shipped_recipe_on_its_sample(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from iris_recipes.commands import data as data_command
+
+    monkeypatch.chdir(REPO)
+    parser = argparse.ArgumentParser()
+    data_command.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["data", "prepare", "llama1b-liar", "dataset.source=sample", "--out", str(tmp_path)])
+    assert args.func(args) == 0
+    assert "read 24, bad 0" in capsys.readouterr().out
+    rows = load_split(tmp_path / "train.jsonl") + load_split(tmp_path / "val.jsonl")
+    assert len(rows) == 24 and all(r["reference"]["incorrect"][0] == r["messages"][-1]["content"] for r in rows)
+    args = parser.parse_args(["data", "list"])
+    assert args.func(args) == 0 and "truthfulqa-deceitful" in capsys.readouterr().out

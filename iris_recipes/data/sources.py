@@ -161,7 +161,8 @@ def _read_hub(src: Source):
     except Exception as exc:  # offline, missing, gated, renamed: all mean "not available here"
         offline = " Hugging Face offline mode is on (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE) and it is not cached." \
             if hub_offline() else ""
-        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise IrisError(f"{src.key}: cannot load {what} from the Hugging Face Hub: {reason}.{offline}\n"
+        reason = str(exc).strip().splitlines()[0][:300].rstrip(".") if str(exc).strip() else ""
+        reason = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+        raise IrisError(f"{src.key}: cannot load {what} from the Hugging Face Hub ({reason}).{offline}\n"
                         f"To train without it: {advice}.") from None
     return ((i, row) for i, row in enumerate(ds, 1)), list(ds.column_names)
