@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "show",
     "new",
     "schema",
+    "data",
 )
 
 
