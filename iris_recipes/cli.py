@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "new",
     "schema",
     "data",
+    "space",
 )
 
 
