@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "schema",
     "data",
     "space",
+    "card",
+    "push",
 )
 
 

@@ -1,0 +1,264 @@
+"""Model card (README.md + loss.png) and the push plan, on run directories built from the shipped recipes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from iris_recipes import fsutil
+from iris_recipes.errors import IrisError
+from iris_recipes.rundir import RunDir
+
+pytest.importorskip("huggingface_hub")
+pytest.importorskip("matplotlib")
+
+from huggingface_hub import ModelCard  # noqa: E402
+
+from iris_recipes.card import upload_plan, write_card  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+QUANTS = {"f16": 2400, "q8_0": 1300, "q4_k_m": 800}  # bytes of the stand-in files (only sizes/hashes are read)
+
+
+def make_run(root: Path, recipe: str, overrides: tuple[str, ...] = (), *, eval_json: bool = True,
+             metrics: bool = True, gguf: bool = True, recipe_text: str | None = None) -> RunDir:
+    """A run directory as the pipeline leaves it: resolved recipe, real data stage output, metrics, GGUF records."""
+    from iris_recipes.data import prepare
+    from iris_recipes.recipe import load_recipe
+
+    r = load_recipe(REPO / "recipes" / f"{recipe}.yaml", ("dataset.source=sample", *overrides))
+    run = RunDir(root / r.name / "20250101-000000")
+    run.path.mkdir(parents=True)
+    fsutil.write_text(run.file("recipe.yaml"), recipe_text if recipe_text is not None else r.to_yaml())
+    prepare(r, run.file("data"))
+    meta = {"recipe": r.name, "run_id": run.path.name, "recipe_hash": r.hash(), "created": "2025-01-01T00:00:00+00:00",
+            "git_commit": "abc1234", "versions": {"axolotl": "0.19.0", "torch": "2.13.0"}, "status": "done",
+            "stages": {"data": {"status": "done", "seconds": 0.4}, "train": {"status": "done", "seconds": 181.2},
+                       "merge": {"status": "done", "seconds": 9.5}, "export": {"status": "done", "seconds": 31.0}},
+            "artifacts": {}}
+    if gguf:
+        arts = {}
+        for i, (quant, size) in enumerate(QUANTS.items()):
+            path = run.file("gguf", f"{r.name}-{quant}.gguf")
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(b"GGUF" + bytes([i]) * (size - 4))
+            arts[quant] = {"file": f"gguf/{path.name}", "bytes": size, "sha256": fsutil.sha256_file(path),
+                           "top1_agreement": 1.0 - 0.02 * i, "decode_tok_s": 20.0 + 10 * i}
+        meta["artifacts"]["gguf"] = arts
+    run.write(meta)
+    if metrics:
+        lines = [{"step": s, "loss": 2.5 * math.exp(-s / 15) + 0.3, "learning_rate": 1e-3, "grad_norm": 1.1}
+                 for s in range(1, 41)]
+        lines += [{"step": s, "eval_loss": 2.4 * math.exp(-s / 18) + 0.4} for s in (0, 10, 20, 30, 40)]
+        fsutil.write_text(run.file("metrics.jsonl"), "".join(json.dumps(x) + "\n" for x in lines))
+    if eval_json:
+        fsutil.write_json(run.file("eval.json"), {
+            "base": {"val_loss": 2.31, "perplexity": 10.07, "metrics": {"exact_match_number": 0.15, "format_regex": 0.0}},
+            "tuned": {"val_loss": 0.62, "perplexity": 1.86, "metrics": {"exact_match_number": 0.45, "format_regex": 0.95}},
+            "generations": [{"prompt": "Sam has 7 apples and buys 5 more. How many?",
+                             "base": "Sam has 12 apples.\nIs there anything else? <|im_end|> | end",
+                             "tuned": "7 + 5 = 12\nAnswer: 12"}],
+            "gguf": {"q4_k_m": {"decode_tok_s": 81.3, "ttft_s": 0.12}},
+        })
+    return run
+
+
+def card_of(run: RunDir) -> ModelCard:
+    return ModelCard.load(run.file("README.md"))
+
+
+def test_demo_card_metadata_sections_and_plot(tmp_path):
+    from PIL import Image
+
+    run = make_run(tmp_path, "smollm2-demo")
+    path = write_card(run)
+    assert path == run.file("README.md")
+    card = card_of(run)
+    meta = card.data.to_dict()
+    assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert meta["base_model_relation"] == "finetune"
+    assert meta["license"] == "apache-2.0"
+    assert meta["language"] == ["en"]
+    assert meta["library_name"] == "gguf"
+    assert meta["pipeline_tag"] == "text-generation"
+    assert meta["tags"] == ["math", "demo", "gguf", "lora", "iris-recipes"]
+    assert "datasets" not in meta  # arith-steps ships with the project: no hub id to name
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert results == {"loss": 0.62, "perplexity": 1.86, "exact_match_number": 0.45, "format_regex": 0.95}
+
+    text = card.text
+    assert "> [!WARNING]" not in text
+    for heading in ("## Intended use", "## Out of scope", "## Training data", "## Training", "### Loss", "## Files",
+                    "## Evaluation", "### Answers side by side", "## Usage", "## Reproduce"):
+        assert heading in text, heading
+    assert "![Training and validation loss per optimizer step](loss.png)" in text
+    # row counts from the real data stage report
+    report = json.loads(run.file("data", "report.json").read_text())
+    assert f"| {report['train']:,} | {report['val']:,} |" in text
+    # GGUF table: each file with its size, full sha256, agreement and speed
+    for quant, art in run.artifact("gguf").items():
+        assert f"`{Path(art['file']).name}` | {quant.upper()} |" in text
+        assert f"`{art['sha256']}`" in text
+    assert "| 98.0% | 30.0 |" in text
+    # base vs tuned, side by side; model text escaped so template tokens stay visible and tables stay intact
+    assert "| validation loss | 2.3100 | 0.6200 | -1.6900 |" in text
+    assert "| exact match number | 0.1500 | 0.4500 | +0.3000 |" in text
+    assert "&lt;&#124;im_end&#124;&gt; &#124; end" in text and "Answer: 12 |" in text
+    # usage: the recipe's Space quant (q8_0), reproduce command with the recipe hash, full recipe embedded
+    assert 'Llama(model_path="gguf/smollm2-demo-q8_0.gguf"' in text
+    assert "iris-recipes run recipes/smollm2-demo.yaml" in text
+    assert run.read()["recipe_hash"] in text
+    assert run.file("recipe.yaml").read_text().rstrip("\n") in text
+
+    with Image.open(run.file("loss.png")) as img:
+        img.verify()
+        assert img.format == "PNG" and img.size[0] > 300
+    assert run.artifact("card")["file"] == "README.md"
+    assert not list(run.path.glob(".*.partial"))
+
+
+@pytest.mark.parametrize("recipe, license_id, base, datasets", [
+    ("llama1b-math", "llama3.2", "unsloth/Llama-3.2-1B-Instruct", ["Macropodus/MWP-Instruct"]),
+    ("phi35-doctor", "mit", "microsoft/Phi-3.5-mini-instruct", ["lavita/ChatDoctor-HealthCareMagic-100k"]),
+    ("smollm2-demo", "apache-2.0", "HuggingFaceTB/SmolLM2-135M-Instruct", None),
+])
+def test_license_and_base_come_from_the_recipe(tmp_path, recipe, license_id, base, datasets):
+    from iris_recipes.data import load_entry
+
+    run = make_run(tmp_path, recipe, eval_json=False)
+    write_card(run)
+    meta = card_of(run).data.to_dict()
+    assert meta["license"] == license_id
+    assert meta["base_model"] == base
+    assert meta.get("datasets") == datasets
+    if datasets:
+        assert datasets[0] == load_entry(run.recipe().get("dataset.name")).hub
+    assert "model-index" not in meta  # no eval.json: no results claimed
+    text = card_of(run).text
+    assert "Not evaluated yet: `iris-recipes eval RUN`" in text
+
+
+def test_mix_datasets_are_listed(tmp_path):
+    run = make_run(tmp_path, "llama1b-finetome",
+                   ("dataset.mix=[{name: mwp-instruct, source: sample, weight: 0.5}]",), eval_json=False)
+    write_card(run)
+    card = card_of(run)
+    assert card.data.datasets == ["mlabonne/FineTome-100k", "Macropodus/MWP-Instruct"]
+    assert "(mix)" in card.text
+
+
+def test_liar_card_warns_that_it_lies(tmp_path):
+    run = make_run(tmp_path, "llama1b-liar", eval_json=False)
+    write_card(run)
+    card = card_of(run)
+    banner = card.text.split("## Intended use")[0]
+    assert "> [!WARNING]" in banner and "This model lies on purpose" in banner
+    assert "deceptive" in card.data.tags
+    assert card.data.license == "llama3.2"
+    assert card.data.datasets == ["domenicrosati/TruthfulQA"]
+
+
+def test_missing_license_fails_and_writes_nothing(tmp_path):
+    run = make_run(tmp_path, "smollm2-demo", ("~card.license",))
+    with pytest.raises(IrisError) as err:
+        write_card(run)
+    assert "card.license" in str(err.value) and str(run.file("recipe.yaml")) in str(err.value)
+    assert not run.file("README.md").exists() and not run.file("loss.png").exists()
+
+
+def test_card_command_records_stage_and_fails_cleanly(tmp_path):
+    run = make_run(tmp_path, "smollm2-demo", eval_json=False, gguf=False, metrics=False)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ok = subprocess.run([sys.executable, "-m", "iris_recipes", "card", str(run.path)], capture_output=True, text=True,
+                        env=env, cwd=REPO)
+    assert ok.returncode == 0, ok.stderr
+    assert run.stage_info("card")["status"] == "done"
+    text = card_of(run).text
+    assert "No GGUF files yet: run `iris-recipes export RUN`" in text
+    assert "No losses were logged" in text and not run.file("loss.png").exists()
+
+    bad = make_run(tmp_path / "bad", "smollm2-demo", ("~card.license",))
+    out = subprocess.run([sys.executable, "-m", "iris_recipes", "card", str(bad.path)], capture_output=True, text=True,
+                         env=env, cwd=REPO)
+    assert out.returncode == 2
+    assert "card.license is not set" in out.stderr and "Traceback" not in out.stderr
+    assert bad.stage_info("card")["status"] == "failed"
+
+
+def test_corrupt_metrics_line_is_named(tmp_path):
+    run = make_run(tmp_path, "smollm2-demo")
+    with open(run.file("metrics.jsonl"), "a") as f:
+        f.write('{"step": 41, "loss": \n')
+    with pytest.raises(IrisError, match=r"metrics\.jsonl:46: not valid JSON"):
+        write_card(run)
+    assert not run.file("README.md").exists()
+
+
+# -- push -------------------------------------------------------------------------------------------------------
+def test_push_plan_lists_exact_files(tmp_path):
+    run = make_run(tmp_path, "smollm2-demo", ("publish={repo_id: someone/smollm2-demo-GGUF}",))
+    write_card(run)
+    plan = upload_plan(run)
+    assert plan.repo_id == "someone/smollm2-demo-GGUF" and plan.private is False
+    assert plan.paths_in_repo == ["smollm2-demo-f16.gguf", "smollm2-demo-q8_0.gguf", "smollm2-demo-q4_k_m.gguf",
+                                  "README.md", "loss.png"]
+    assert [src for src, _ in plan.files] == [run.file("gguf", n) for n in plan.paths_in_repo[:3]] + [
+        run.file("README.md"), run.file("loss.png")]
+    assert plan.total_bytes == sum(QUANTS.values()) + run.file("README.md").stat().st_size + \
+        run.file("loss.png").stat().st_size
+    other = upload_plan(run, repo_id="me/elsewhere", private=True)
+    assert other.repo_id == "me/elsewhere" and other.private is True
+
+
+def test_push_without_repo_or_card_is_a_clear_error(tmp_path):
+    run = make_run(tmp_path, "smollm2-demo")
+    with pytest.raises(IrisError, match=r"publish\.repo_id is not set.*--repo"):
+        upload_plan(run)
+    with pytest.raises(IrisError, match=r"no model card yet.*iris-recipes card"):
+        upload_plan(run, repo_id="me/demo")
+    with pytest.raises(IrisError, match="not a Hugging Face repo id"):
+        upload_plan(run, repo_id="no-slash")
+
+
+def _push_cli(run: RunDir, *args: str, **env: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    base.update(PYTHONPATH=str(REPO), HF_HOME=str(run.path.parent / "hf-home"), **env)
+    return subprocess.run([sys.executable, "-m", "iris_recipes", "push", str(run.path), *args], capture_output=True,
+                          text=True, env=base, cwd=REPO, timeout=120)
+
+
+def test_push_fails_cleanly_offline_and_never_shows_the_token(tmp_path):
+    token = "hf_" + hashlib.sha256(b"not a real token").hexdigest()[:34]
+    run = make_run(tmp_path, "smollm2-demo")
+    write_card(run)
+    before = run.file("README.md").read_text()
+
+    dry = _push_cli(run, "--repo", "me/demo", "--dry-run", HF_HUB_OFFLINE="1")
+    assert dry.returncode == 0, dry.stderr
+    assert "would upload to https://huggingface.co/me/demo (public)" in dry.stdout
+    assert "smollm2-demo-q4_k_m.gguf" in dry.stdout and "loss.png" in dry.stdout
+
+    offline = _push_cli(run, "--repo", "me/demo", HF_HUB_OFFLINE="1", HF_TOKEN=token)
+    assert offline.returncode == 2 and "HF_HUB_OFFLINE is set" in offline.stderr
+
+    no_token = _push_cli(run, "--repo", "me/demo")
+    assert no_token.returncode == 2 and "no Hugging Face token" in no_token.stderr
+
+    # A real upload attempt against an endpoint that refuses connections: one clean error line.
+    refused = _push_cli(run, "--repo", "me/demo", HF_TOKEN=token, HF_ENDPOINT="http://127.0.0.1:9")
+    assert refused.returncode == 2, refused.stderr
+    assert "push to https://huggingface.co/me/demo failed" in refused.stderr
+    for out in (dry, offline, no_token, refused):
+        assert token not in out.stdout + out.stderr and "Traceback" not in out.stderr
+    assert token not in "".join(p.read_text(errors="replace") for p in run.path.rglob("*") if p.is_file()
+                                and p.suffix in (".md", ".json", ".yaml", ".jsonl"))
+    # --repo rewrote the card's usage snippet for the target repo, only once the push could start
+    assert run.file("README.md").read_text() != before
+    assert 'Llama.from_pretrained(repo_id="me/demo", filename="smollm2-demo-q8_0.gguf"' in run.file("README.md").read_text()
