@@ -59,13 +59,20 @@ def make_run(root: Path, recipe: str, overrides: tuple[str, ...] = (), *, eval_j
         lines += [{"step": s, "eval_loss": 2.4 * math.exp(-s / 18) + 0.4} for s in (0, 10, 20, 30, 40)]
         fsutil.write_text(run.file("metrics.jsonl"), "".join(json.dumps(x) + "\n" for x in lines))
     if eval_json:
+        # the shape `iris-recipes eval` writes
+        prompt = "Sam has 7 apples and buys 5 more. How many?"
         fsutil.write_json(run.file("eval.json"), {
-            "base": {"val_loss": 2.31, "perplexity": 10.07, "metrics": {"exact_match_number": 0.15, "format_regex": 0.0}},
-            "tuned": {"val_loss": 0.62, "perplexity": 1.86, "metrics": {"exact_match_number": 0.45, "format_regex": 0.95}},
-            "generations": [{"prompt": "Sam has 7 apples and buys 5 more. How many?",
-                             "base": "Sam has 12 apples.\nIs there anything else? <|im_end|> | end",
-                             "tuned": "7 + 5 = 12\nAnswer: 12"}],
-            "gguf": {"q4_k_m": {"decode_tok_s": 81.3, "ttft_s": 0.12}},
+            "base": {"val_loss": 2.31, "perplexity": 10.07, "metrics": {"exact_match_number": 0.15, "format_regex": 0.0},
+                     "answers": [{"prompt": prompt, "answer": "12"}]},
+            "tuned": {"val_loss": 0.62, "perplexity": 1.86, "metrics": {"exact_match_number": 0.45, "format_regex": 0.95},
+                      "answers": [{"prompt": prompt, "answer": "Answer: 12"}]},
+            "generations": [{"prompt": prompt, "base": "Sam has 12 apples.\nIs there anything else? <|im_end|> | end",
+                             "tuned": "7 + 5 = 12\nAnswer: 12"},
+                            {"prompt": prompt, "base": "Twelve!", "tuned": "Answer: 12", "seed": 0}],
+            "gguf": {"q4_k_m": {"decode_tok_s": 81.3, "ttft_s": 0.12, "latency_s": 0.9, "new_tokens": 64,
+                                "prompt_tokens": 40, "threads": 2}},
+            "samples": 20, "noise": {"exact_match_number": 0.1, "format_regex": 0.05}, "seeds": [0, 1, 2],
+            "engine": "llama-cpp-python (F16 GGUF)",
         })
     return run
 
@@ -108,8 +115,10 @@ def test_demo_card_metadata_sections_and_plot(tmp_path):
         assert f"`{art['sha256']}`" in text
     assert "| 98.0% | 30.0 |" in text
     # base vs tuned, side by side; model text escaped so template tokens stay visible and tables stay intact
-    assert "| validation loss | 2.3100 | 0.6200 | -1.6900 |" in text
-    assert "| exact match number | 0.1500 | 0.4500 | +0.3000 |" in text
+    assert "| validation loss | 2.3100 | 0.6200 | -1.6900 |  |" in text
+    assert "| exact match number | 0.1500 | 0.4500 | +0.3000 | 0.1000 |" in text
+    assert "| 0 | Sam has 7 apples" in text  # the seeded answers, folded away
+    assert "| Q4_K_M | 81.3 | 0.120 | 0.90 |" in text
     assert "&lt;&#124;im_end&#124;&gt; &#124; end" in text and "Answer: 12 |" in text
     # usage: the recipe's Space quant (q8_0), reproduce command with the recipe hash, full recipe embedded
     assert 'Llama(model_path="gguf/smollm2-demo-q8_0.gguf"' in text

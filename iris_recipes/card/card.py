@@ -222,31 +222,50 @@ def _evaluation(f: CardFacts) -> str:
         return ("## Evaluation\n\nNot evaluated yet: `iris-recipes eval RUN` compares the base and the fine-tuned "
                 "model (validation loss, perplexity, task metrics and answers to the same prompts); then "
                 "`iris-recipes card RUN` adds the results here.")
-    base, tuned = ev.get("base") or {}, ev.get("tuned") or {}
-    lines = ["## Evaluation", "", "Base model versus this fine-tune, on the held-out validation conversations."]
-    rows = [[label, _fmt(base.get(key)), _fmt(tuned.get(key)), _delta(base.get(key), tuned.get(key))]
+    base, tuned, noise = ev.get("base") or {}, ev.get("tuned") or {}, ev.get("noise") or {}
+    engine = f" Answers are generated with {ev['engine']}." if ev.get("engine") else ""
+    lines = ["## Evaluation", "", f"Base model versus this fine-tune, on held-out rows the training never saw.{engine}"]
+    rows = [[label, _fmt(base.get(key)), _fmt(tuned.get(key)), _delta(base.get(key), tuned.get(key)), ""]
             for key, label in (("val_loss", "validation loss"), ("perplexity", "perplexity"))
             if _number(base.get(key)) is not None or _number(tuned.get(key)) is not None]
     names = list(dict.fromkeys([*(base.get("metrics") or {}), *(tuned.get("metrics") or {})]))
     for name in names:
         b, t = (base.get("metrics") or {}).get(name), (tuned.get("metrics") or {}).get(name)
-        rows.append([name.replace("_", " "), _fmt(b), _fmt(t), _delta(b, t)])
+        rows.append([name.replace("_", " "), _fmt(b), _fmt(t), _delta(b, t), _fmt(noise.get(name))])
     if rows:
-        lines += ["", _table(["measure", "base", "fine-tuned", "change"], rows)]
-    samples = f.get("eval.samples")
+        header = ["measure", "base", "fine-tuned", "change", "noise (seed spread)"]
+        if not any(r[4] for r in rows):
+            header, rows = header[:4], [r[:4] for r in rows]
+        lines += ["", _table(header, rows)]
+    samples = ev.get("samples") if isinstance(ev.get("samples"), int) else f.get("eval.samples")
     if names and samples:
-        lines += ["", f"Task metrics are scored on up to {samples} held-out rows "
-                      f"({', '.join(names)}; see `eval.metrics` in the recipe)."]
+        seeds = ev.get("seeds") or []
+        lines += ["", f"Task metrics: greedy answers to {samples} held-out rows"
+                  + (f"; the noise column is the largest spread of the same metric over sampled answers with seeds "
+                     f"{', '.join(map(str, seeds))}: a change smaller than it is not evidence." if seeds else ".")]
     gens = [g for g in ev.get("generations") or [] if isinstance(g, dict) and g.get("prompt")]
-    if gens:
+    greedy = [g for g in gens if "seed" not in g] or gens
+    if greedy:
         lines += ["", "### Answers side by side", "",
-                  "The same prompts, answered by the base model and by this fine-tune:", "",
+                  "The same prompts, answered by the base model and by this fine-tune (greedy decoding):", "",
                   _table(["prompt", "base", "fine-tuned"],
-                         [[_answer(g["prompt"]), _answer(g.get("base")), _answer(g.get("tuned"))] for g in gens])]
-    speed = [[q.upper(), _fmt(v.get("decode_tok_s"), 1), _fmt(v.get("ttft_s"), 2)]
+                         [[_answer(g["prompt"]), _answer(g.get("base")), _answer(g.get("tuned"))] for g in greedy])]
+    sampled = [g for g in gens if "seed" in g and g not in greedy]
+    if sampled:
+        lines += ["", "<details><summary>Sampled answers (one per seed)</summary>", "",
+                  _table(["seed", "prompt", "base", "fine-tuned"],
+                         [[g["seed"], _answer(g["prompt"]), _answer(g.get("base")), _answer(g.get("tuned"))]
+                          for g in sampled]), "", "</details>"]
+    speed = [[q.upper(), _fmt(v.get("decode_tok_s"), 1), _fmt(v.get("ttft_s"), 3), _fmt(v.get("latency_s"), 2)]
              for q, v in _ordered(ev.get("gguf") or {}) if isinstance(v, dict)]
     if speed:
-        lines += ["", "### Speed on CPU", "", _table(["GGUF", "decode tok/s", "time to first token (s)"], speed)]
+        any_v = next(v for _, v in _ordered(ev.get("gguf") or {}) if isinstance(v, dict))
+        setup = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in any_v.items()
+                          if k in ("prompt_tokens", "new_tokens", "threads") and v is not None)
+        lines += ["", "### Speed on CPU", "",
+                  _table(["GGUF", "decode tok/s", "time to first token (s)", "latency (s)"], speed)]
+        if setup:
+            lines += ["", f"llama-cpp-python, median of repeats ({setup})."]
     return "\n".join(lines)
 
 
