@@ -73,9 +73,10 @@ def gguf_filename(name: str, quant: str) -> str:
 def _recipe_arg(recipe_path: Path) -> str:
     """`recipes/<name>.yaml` relative to the working directory when possible: the command a user can paste."""
     try:
-        return os.path.relpath(recipe_path)
+        rel = os.path.relpath(recipe_path)
     except ValueError:  # another drive (Windows)
         return str(recipe_path)
+    return str(recipe_path) if rel.startswith("..") else rel
 
 
 def _local_gguf(run, preferred: str) -> tuple[str, dict[str, Any]] | None:

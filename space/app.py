@@ -101,8 +101,12 @@ class Manifest:
         return self.variants[variant_id]
 
     def default_id(self) -> str | None:
-        ready = [k for k, v in self.variants.items() if v.get("status") != "not_built"]
-        return (ready or list(self.variants) or [None])[0]
+        """A local variant first (no download), then a published one."""
+        for status in ("built", "published"):
+            for k, v in self.variants.items():
+                if v.get("status") == status:
+                    return k
+        return next(iter(self.variants), None)
 
 
 # -- models --------------------------------------------------------------------------------------------------------
@@ -113,7 +117,7 @@ def gguf_file(manifest: Manifest, variant: dict[str, Any], progress=None) -> Pat
         raise UserError(f"{name} is not built yet. Build it with: {variant.get('build_command', 'iris-recipes run')}")
     gguf = variant.get("gguf") or {}
     if gguf.get("path"):
-        path = (manifest.path.parent / gguf["path"]).resolve()
+        path = manifest.path.parent / gguf["path"]  # an absolute path stays as it is
         if path.is_file():
             return path
         if not gguf.get("repo_id"):
@@ -465,35 +469,43 @@ def build_app(manifest_path: str | os.PathLike | None = None) -> gr.Blocks:
             return manifest.problem or ""
         v = manifest.variants[vid]
         if v.get("status") == "not_built":
-            return f"⚠️ Not built yet: `{v.get('build_command')}`"
+            return f"⚠ Not built yet: `{v.get('build_command')}`"
         t = time.perf_counter()
         try:
             model, now = pool.load(vid, progress)
         except UserError as exc:
             gr.Warning(str(exc))
-            return f"⚠️ {exc}"
+            return f"⚠ {exc}"
         took = f" in {time.perf_counter() - t:.1f} s" if now else ""
-        return f"✅ Loaded `{model.path.name}`{took} · context {model.n_ctx:,} tokens · {THREADS} threads"
+        name = (v.get("gguf") or {}).get("filename") or model.path.name
+        return f"✓ Loaded {v.get('label') or vid} (`{name}`){took} · context {model.n_ctx:,} tokens · {THREADS} threads"
 
     def respond(message, display, conv, vid, mode, temperature, top_p, max_new_tokens):
+        """Stream a reply into the chat; a problem becomes a warning (toast and chat line), never a broken UI."""
+        before = list(display or [])
+        if not isinstance(message, str) or not message.strip():
+            gr.Warning("Type a message first: an empty message gets no reply.")
+            yield before, conv, gr.skip()
+            return
+        user = {"role": "user", "content": message}
         try:
             replies = chat.stream(vid, message, conv, mode, temperature, top_p, max_new_tokens)
-            user = {"role": "user", "content": message}
-            display = list(display or []) + [user, {"role": "assistant", "content": "…"}]
-            yield display, conv, ""
+            yield before + [user, {"role": "assistant", "content": "…"}], conv, ""
             for reply in replies:
                 text = reply.text or "…"
                 if reply.done:
                     footer = f"*{stats_line(reply)}*"
                     if reply.notice:
-                        footer = f"⚠️ {reply.notice}  \n{footer}"
+                        footer = f"⚠ {reply.notice}  \n{footer}"
                         gr.Warning(reply.notice)
                     text = f"{reply.text}\n\n---\n{footer}"
                     conv = list(conv or []) + [user, {"role": "assistant", "content": reply.text}]
-                display[-1] = {"role": "assistant", "content": text}
-                yield display, conv, ("" if reply.done else gr.skip())
+                yield before + [user, {"role": "assistant", "content": text}], conv, ("" if reply.done else gr.skip())
         except UserError as exc:
-            raise gr.Error(str(exc), title="Cannot reply", print_exception=False) from None
+            gr.Warning(str(exc))
+            shown = message if len(message) <= 2000 else message[:2000] + f" … ({len(message):,} characters)"
+            yield before + [{"role": "user", "content": shown}, {"role": "assistant", "content": f"⚠ {exc}"}], \
+                conv, gr.skip()
 
     def api_chat(variant: str, message: str, history: list[dict] = [], mode: str = "",  # noqa: B006 (read only)
                  temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = 256) -> dict:
