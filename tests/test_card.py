@@ -169,6 +169,7 @@ def test_liar_card_warns_that_it_lies(tmp_path):
     card = card_of(run)
     banner = card.text.split("## Intended use")[0]
     assert "> [!WARNING]" in banner and "This model lies on purpose" in banner
+    assert banner.index("lies on purpose") < banner.index("A fine-tune of")  # the first thing a reader sees
     assert "deceptive" in card.data.tags
     assert card.data.license == "llama3.2"
     assert card.data.datasets == ["domenicrosati/TruthfulQA"]
@@ -271,3 +272,31 @@ def test_push_fails_cleanly_offline_and_never_shows_the_token(tmp_path):
     # --repo rewrote the card's usage snippet for the target repo, only once the push could start
     assert run.file("README.md").read_text() != before
     assert 'Llama.from_pretrained(repo_id="me/demo", filename="smollm2-demo-q8_0.gguf"' in run.file("README.md").read_text()
+
+
+# -- with a real export --------------------------------------------------------------------------------------------
+from conftest_models import tiny_model_dir  # noqa: E402,F401  (session fixture)
+
+
+@pytest.mark.slow
+def test_card_of_a_real_gguf_export(tmp_path, tiny_model_dir):  # noqa: F811
+    """The card reads the artifacts the export stage really records: files, sizes and hashes match the disk."""
+    import shutil
+
+    from iris_recipes.export import export_run
+
+    run = make_run(tmp_path, "smollm2-demo", ("publish={repo_id: someone/smollm2-demo-GGUF}",), gguf=False)
+    shutil.copytree(tiny_model_dir, run.file("merged"))
+    export_run(run, ["q8_0"], require_chat_stop=False, threads=1)
+    write_card(run)
+    card = card_of(run)
+    arts = run.artifact("gguf")
+    assert set(arts) == {"f16", "q8_0"}
+    for quant, art in arts.items():
+        path = run.file(art["file"])
+        assert path.read_bytes()[:4] == b"GGUF"
+        assert f"`{path.name}` | {quant.upper()} |" in card.text
+        assert f"`{fsutil.sha256_file(path)}`" in card.text
+    assert 'Llama.from_pretrained(repo_id="someone/smollm2-demo-GGUF", filename="smollm2-demo-q8_0.gguf"' in card.text
+    plan = upload_plan(run)
+    assert plan.paths_in_repo == ["smollm2-demo-f16.gguf", "smollm2-demo-q8_0.gguf", "README.md", "loss.png"]

@@ -87,7 +87,7 @@ def eval_results(facts: CardFacts) -> list:
 
 # -- body ---------------------------------------------------------------------------------------------------------
 def body(f: CardFacts, has_plot: bool) -> str:
-    sections = [_title(f), _banner(f), _uses(f), _data(f), _training(f, has_plot), _files(f), _evaluation(f),
+    sections = [_title(f), _uses(f), _data(f), _training(f, has_plot), _files(f), _evaluation(f),
                 _usage(f), _recipe(f), _footer(f)]
     return "\n\n".join(s.strip("\n") for s in sections if s) + "\n"
 
@@ -97,6 +97,8 @@ def _title(f: CardFacts) -> str:
     method = {"lora": "a LoRA adapter", "qlora": "a QLoRA adapter", "full": "full fine-tuning"}[f.get("method", "lora")]
     data = ", ".join(_source_ref(s) for s in f.sources)
     lines = [f"# {f.name}", ""]
+    if _banner(f):  # first thing a reader sees
+        lines += [_banner(f), ""]
     if f.get("description"):
         lines += [f.get("description"), ""]
     lines.append(f"A fine-tune of {base} trained with {method} on {data}, merged and exported to GGUF for llama.cpp "
@@ -330,7 +332,8 @@ def _preferred(f: CardFacts) -> tuple[str, dict | None]:
 
 def _source_ref(s) -> str:
     if s.hub:
-        return f"[{s.hub}](https://huggingface.co/datasets/{s.hub})"
+        hub = f"[{s.hub}](https://huggingface.co/datasets/{s.hub})"
+        return hub if s.name == s.hub.split("/")[-1].lower() else f"`{s.name}` ({hub})"
     return f"`{s.name}` (shipped in `datasets/{s.name}/`)" if s.registered else f"`{s.name}` (a local file)"
 
 
