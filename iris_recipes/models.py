@@ -234,14 +234,14 @@ def materialize_builtin(name: str) -> Path:
 
 def _build_from_gguf(model: BuiltinModel, gguf: Path, out: Path) -> None:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     # transformers dequantizes the GGUF into a regular model; the quantizer it attaches must go before saving.
     hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
     hf.hf_quantizer = None
     if hasattr(hf.config, "quantization_config"):
         del hf.config.quantization_config
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tok = tokenizer_from_gguf(gguf)
     _set_chat_tokens(tok, model.eos_token, model.bos_token)
     _set_generation_ids(hf, tok)
     hf.save_pretrained(out, safe_serialization=True)
@@ -256,6 +256,48 @@ def _build_from_gguf(model: BuiltinModel, gguf: Path, out: Path) -> None:
         "builtin": model.name, "package": model.package, "version": model.version, "license": model.license,
         "upstream": model.upstream,
     }, indent=2) + "\n")
+
+
+def tokenizer_from_gguf(gguf: Path):
+    """SmolLM2's byte-level BPE tokenizer rebuilt from the GGUF's vocabulary and merges.
+
+    transformers' own GGUF tokenizer import yields a byte-fallback/SentencePiece-style hybrid that llama.cpp's
+    converter mistakes for a Llama-2 vocabulary; this rebuilds the original structure instead (digits split one by
+    one, then GPT-2 byte-level pre-tokenization: llama.cpp's `smollm` pre-tokenizer), so the converter recognizes it
+    and both libraries tokenize alike.
+    """
+    from gguf import GGUFReader
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    fields = GGUFReader(gguf).fields
+    if fields["tokenizer.ggml.model"].contents() != "gpt2":
+        raise IrisError(f"{gguf}: not a byte-level BPE (gpt2) vocabulary; this builtin cannot be rebuilt.")
+    tokens = fields["tokenizer.ggml.tokens"].contents()
+    types = fields["tokenizer.ggml.token_type"].contents()
+    merges = [tuple(m.split(" ", 1)) for m in fields["tokenizer.ggml.merges"].contents()]
+    template = fields["tokenizer.chat_template"].contents() if "tokenizer.chat_template" in fields else None
+
+    def special(key: str) -> str | None:
+        field = fields.get(f"tokenizer.ggml.{key}_token_id")
+        return tokens[int(field.contents())] if field is not None else None
+
+    bpe = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, byte_fallback=False))
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    bpe.decoder = decoders.ByteLevel()
+    bpe.post_processor = processors.ByteLevel(trim_offsets=False)
+    # token type 3 = control: the special tokens, never split and never produced from plain text pieces
+    bpe.add_special_tokens([AddedToken(t, special=True, normalized=False) for t, ty in zip(tokens, types) if ty == 3])
+    unk = special("unknown")
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=special("bos"), eos_token=special("eos"),
+                                  unk_token=unk, pad_token=unk, model_max_length=8192,
+                                  clean_up_tokenization_spaces=False)
+    if template:
+        tok.chat_template = template
+    return tok
 
 
 def _set_chat_tokens(tok, eos: str, bos: str | None) -> None:
@@ -321,6 +363,7 @@ def build_tiny_model(out: str | Path, *, layers: int = 2, hidden: int = 64, head
         eos_token_id=tok.convert_tokens_to_ids(tok.eos_token),
         pad_token_id=tok.convert_tokens_to_ids(tok.pad_token),
     )
+    config.iris_random_weights = True  # the GGUF export's chat check cannot expect random weights to stop
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     _set_generation_ids(model, tok)

@@ -1,0 +1,19 @@
+"""GGUF export: llama.cpp's converter (fetched once), quantization, and the checks every exported file passes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["QUANT_TYPES", "export_run"]
+
+
+def __getattr__(name: str) -> Any:  # lazy, so `python -m iris_recipes.export.converter` runs its module cleanly
+    if name == "export_run":
+        from iris_recipes.export.stage import export_run
+
+        return export_run
+    if name == "QUANT_TYPES":
+        from iris_recipes.export.convert import QUANT_TYPES
+
+        return QUANT_TYPES
+    raise AttributeError(name)

@@ -1,0 +1,213 @@
+"""Checks run on every exported GGUF before the export counts as done.
+
+1. tokens: the GGUF's chat template, BOS/EOS and end-of-turn token match the training tokenizer (merged/), llama.cpp
+   treats the end-of-turn token as end-of-generation, and both tokenize the check prompts identically;
+2. agreement: top-1 next-token agreement between transformers (merged model) and llama.cpp at every position of a
+   fixed set of chat prompts;
+3. chat: a short greedy chat through llama-cpp-python with the GGUF's own template: why it stopped, no template
+   tokens in the text, no echo of the user turn;
+plus decode speed (tokens/s) on this CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+# Fixed conversations whose every position is compared; varied enough to exercise system turns and multi-turn.
+CHECK_CONVERSATIONS: list[list[dict[str, str]]] = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "user", "content": "Write a haiku about autumn leaves."}],
+    [{"role": "system", "content": "You are a concise assistant."},
+     {"role": "user", "content": "Explain photosynthesis in one sentence."}],
+    [{"role": "user", "content": "Sam has 7 apples and buys 5 more. How many apples does Sam have?"},
+     {"role": "assistant", "content": "7 + 5 = 12. Answer: 12"},
+     {"role": "user", "content": "And if he eats 3?"}],
+    [{"role": "user", "content": "List three primary colors."}],
+    [{"role": "user", "content": "Translate 'good morning' into Spanish."}],
+    [{"role": "user", "content": "def add(a, b):\n    return a + b\n\nWhat does this Python function do?"}],
+    [{"role": "user", "content": "Give me a tip for sleeping better."}],
+]
+CHAT_PROBE = "Name one fruit that is yellow. Reply in a few words."
+
+
+def cpu_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def load_tokenizer(merged: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(merged)
+
+
+def prompt_token_ids(tok) -> list[list[int]]:
+    """The check prompts rendered with the training tokenizer's chat template, as token ids."""
+    out = []
+    for conv in CHECK_CONVERSATIONS:
+        text = tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+        out.append(tok(text, add_special_tokens=False)["input_ids"])
+    return out
+
+
+def end_of_turn_token(tok) -> str | None:
+    """The special token the chat template puts right after an assistant message (e.g. <|im_end|>, <|eot_id|>)."""
+    marker = "IRISCHECKREPLY"
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}],
+                                   tokenize=False)
+    tail = text[text.rindex(marker) + len(marker):]
+    specials = set(tok.all_special_tokens) | {t for t, a in tok.get_added_vocab().items()}
+    ids = tok(tail, add_special_tokens=False)["input_ids"]
+    for token in tok.convert_ids_to_tokens(ids):
+        if token in specials:
+            return token
+    return tok.eos_token
+
+
+def _llama(path: Path, **kwargs):
+    from llama_cpp import Llama
+
+    # Checks run on one thread: on a busy machine llama.cpp's spinning worker threads slow down many times over,
+    # and correctness does not depend on speed. Only decode_speed uses every core.
+    kwargs.setdefault("n_threads", 1)
+    kwargs.setdefault("n_threads_batch", kwargs["n_threads"])
+    return Llama(model_path=str(path), verbose=False, **kwargs)
+
+
+# -- 1. tokens and template ---------------------------------------------------------------------------------------
+def check_tokens(gguf: Path, tok, prompts: list[list[int]]) -> dict[str, Any]:
+    """Compare the GGUF's template and special tokens with the training tokenizer; `passed` and what differed."""
+    import llama_cpp
+
+    llm = _llama(gguf, vocab_only=True)
+    vocab = llm._model.vocab
+    meta = llm.metadata
+    problems: list[str] = []
+
+    def gguf_text(tid: int) -> str | None:
+        return llm._model.token_get_text(tid) if tid >= 0 else None
+
+    template = meta.get("tokenizer.chat_template")
+    if template != tok.chat_template:
+        problems.append("chat template differs from the training tokenizer's" if template
+                        else "the GGUF has no chat template")
+    bos, eos = llm.token_bos(), llm.token_eos()
+    if tok.bos_token is not None and (bos != tok.bos_token_id or gguf_text(bos) != tok.bos_token):
+        problems.append(f"BOS is {gguf_text(bos)!r} (id {bos}), training used {tok.bos_token!r} (id {tok.bos_token_id})")
+    if eos != tok.eos_token_id or gguf_text(eos) != tok.eos_token:
+        problems.append(f"EOS is {gguf_text(eos)!r} (id {eos}), training used {tok.eos_token!r} (id {tok.eos_token_id})")
+    eot = end_of_turn_token(tok)
+    eot_id = tok.convert_tokens_to_ids(eot) if eot else None
+    eot_is_eog = bool(eot_id is not None and llama_cpp.llama_vocab_is_eog(vocab, eot_id))
+    if eot_id is not None and gguf_text(eot_id) != eot:
+        problems.append(f"end-of-turn token {eot!r} has id {eot_id} in training but {gguf_text(eot_id)!r} in the GGUF")
+    if not eot_is_eog:
+        problems.append(f"llama.cpp does not treat the end-of-turn token {eot!r} as end of generation: "
+                        "chats would not stop")
+    mismatched = 0
+    for ids in prompts:
+        text = tok.decode(ids)
+        if llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) != ids:
+            mismatched += 1
+    if mismatched:
+        problems.append(f"{mismatched} of {len(prompts)} check prompts tokenize differently in llama.cpp")
+    return {
+        "passed": not problems, "problems": problems, "bos": gguf_text(bos), "eos": gguf_text(eos),
+        "end_of_turn": eot, "end_of_turn_is_eog": eot_is_eog, "chat_template_matches": template == tok.chat_template,
+        "prompts_tokenized_alike": len(prompts) - mismatched,
+    }
+
+
+# -- 2. next-token agreement --------------------------------------------------------------------------------------
+def hf_top1(merged: Path, prompts: list[list[int]]):
+    """transformers' argmax next token at every position of every prompt (float32 reference)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32)
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for ids in prompts:
+            logits = model(torch.tensor([ids])).logits[0]
+            out.append(logits.argmax(-1).numpy())
+    del model
+    return out
+
+
+def gguf_top1(gguf: Path, prompts: list[list[int]]):
+    """llama.cpp's argmax next token at every position of every prompt."""
+    import numpy as np
+
+    n_ctx = max(len(p) for p in prompts) + 16
+    llm = _llama(gguf, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, logits_all=True)
+    out = []
+    for ids in prompts:
+        llm.reset()
+        llm.eval(ids)
+        out.append(np.asarray(llm.scores[: len(ids)]).argmax(-1))
+    llm.close()
+    return out
+
+
+def agreement(reference, other) -> float:
+    import numpy as np
+
+    same = sum(int((a == b).sum()) for a, b in zip(reference, other))
+    total = sum(len(a) for a in reference)
+    return round(same / total, 4) if total else 0.0
+
+
+# -- 3. chat ------------------------------------------------------------------------------------------------------
+def check_chat(gguf: Path, tok, *, require_stop: bool, max_tokens: int = 96) -> dict[str, Any]:
+    """A greedy chat with the GGUF's own template.
+
+    Real models must stop on their own (end-of-generation token). A random-weight test model cannot be expected to,
+    so with `require_stop=False` stopping at max_tokens is accepted; the tokens check has already made sure the
+    end-of-turn token is one llama.cpp stops on.
+    """
+    llm = _llama(gguf, n_ctx=512, seed=0)
+    result = llm.create_chat_completion(messages=[{"role": "user", "content": CHAT_PROBE}], max_tokens=max_tokens,
+                                        temperature=0.0)
+    llm.close()
+    choice = result["choices"][0]
+    text = choice["message"]["content"] or ""
+    finish = choice["finish_reason"]
+    specials = sorted(set(tok.all_special_tokens) | {t for t in tok.get_added_vocab() if t.startswith("<")})
+    leaked = [s for s in specials if s and s in text]
+    echoed = CHAT_PROBE.lower() in text.lower()
+    problems = []
+    if leaked:
+        problems.append(f"reply contains template tokens {leaked[:5]}")
+    if echoed:
+        problems.append("reply repeats the user's message")
+    if finish not in ("stop", "length"):
+        problems.append(f"generation ended with {finish!r}")
+    stopped = finish == "stop"
+    if require_stop and not stopped:
+        problems.append(f"no end-of-turn token within {max_tokens} tokens: the model does not stop on its own")
+    return {"passed": not problems, "problems": problems, "finish_reason": finish, "stopped_on_its_own": stopped,
+            "stop_required": require_stop, "completion_tokens": result["usage"]["completion_tokens"],
+            "reply": text[:300]}
+
+
+# -- decode speed -------------------------------------------------------------------------------------------------
+def decode_speed(gguf: Path, prompt: list[int], new_tokens: int = 64, threads: int | None = None) -> float:
+    """Greedy decode tokens/s after the prompt (prompt processing excluded); EOS does not stop it."""
+    threads = threads or cpu_threads()
+    llm = _llama(gguf, n_ctx=len(prompt) + new_tokens + 8, n_threads=threads, n_threads_batch=threads)
+    count, start = 0, None
+    for _ in llm.generate(prompt, temp=0.0, top_k=1):
+        count += 1
+        if count == 1:
+            start = time.perf_counter()  # the first token includes the prompt
+        if count > new_tokens:
+            break
+    elapsed = time.perf_counter() - start
+    llm.close()
+    return round(new_tokens / elapsed, 1) if elapsed > 0 else 0.0

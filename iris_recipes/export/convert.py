@@ -1,0 +1,153 @@
+"""Merged HF model -> F16 GGUF (llama.cpp's converter) -> quantized GGUFs (llama.cpp's quantizer).
+
+Every output is written under a temporary name beside its destination and renamed only when complete, so an
+interrupted or failed export never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+from iris_recipes.errors import IrisError
+from iris_recipes.export.converter import converter_env, find_converter
+from iris_recipes.fsutil import atomic_path
+
+# Recipe quant name -> llama.cpp ftype constant name, and a generous bits-per-weight used for the disk estimate.
+QUANT_TYPES: dict[str, tuple[str, float]] = {
+    "q4_0": ("LLAMA_FTYPE_MOSTLY_Q4_0", 5.0),
+    "q4_1": ("LLAMA_FTYPE_MOSTLY_Q4_1", 5.5),
+    "q4_k_s": ("LLAMA_FTYPE_MOSTLY_Q4_K_S", 5.5),
+    "q4_k_m": ("LLAMA_FTYPE_MOSTLY_Q4_K_M", 6.0),
+    "q5_0": ("LLAMA_FTYPE_MOSTLY_Q5_0", 6.0),
+    "q5_1": ("LLAMA_FTYPE_MOSTLY_Q5_1", 6.5),
+    "q5_k_s": ("LLAMA_FTYPE_MOSTLY_Q5_K_S", 6.5),
+    "q5_k_m": ("LLAMA_FTYPE_MOSTLY_Q5_K_M", 7.0),
+    "q6_k": ("LLAMA_FTYPE_MOSTLY_Q6_K", 7.5),
+    "q8_0": ("LLAMA_FTYPE_MOSTLY_Q8_0", 9.0),
+}
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+_SLACK = 64 << 20  # vocabulary, metadata and file-system rounding
+
+
+def check_quants(quants: list[str], where: str = "export.quantize") -> list[str]:
+    """Normalized quant names; an unknown one is an error listing the valid ones (checked before any work)."""
+    out = []
+    for q in quants:
+        name = q.strip().lower()
+        if name == "f16":
+            continue  # always written
+        if name not in QUANT_TYPES:
+            raise IrisError(f"{where}: unknown quantization type {q!r}. Valid types: f16 (always written), "
+                            f"{', '.join(QUANT_TYPES)}.")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+# -- the merged model ---------------------------------------------------------------------------------------------
+def safetensors_params(path: Path) -> int:
+    """Number of weights in a .safetensors file, after checking its header and that no byte of data is missing."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise ValueError("shorter than a header")
+            (n,) = struct.unpack("<Q", head)
+            if n > min(size - 8, 100 << 20):
+                raise ValueError(f"header length {n} exceeds the file")
+            header = json.loads(f.read(n))
+        end, count = 0, 0
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            begin, stop = info["data_offsets"]
+            elems = 1
+            for d in info["shape"]:
+                elems *= d
+            if stop - begin != elems * _DTYPE_BYTES.get(info["dtype"], 0) and info["dtype"] in _DTYPE_BYTES:
+                raise ValueError(f"tensor {name} has {stop - begin} bytes for shape {info['shape']}")
+            end, count = max(end, stop), count + elems
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, struct.error) as exc:
+        raise IrisError(f"{path}: corrupt safetensors file ({exc}). Re-run the merge stage "
+                        "(`iris-recipes run RECIPE --resume`) to write the merged model again.") from None
+    if 8 + n + end != size:
+        raise IrisError(f"{path}: truncated or padded safetensors file: {size} bytes, the header describes "
+                        f"{8 + n + end}. Re-run the merge stage (`iris-recipes run RECIPE --resume`) to write it again.")
+    return count
+
+
+def check_merged(merged: Path) -> int:
+    """Check a merged model directory; returns its number of weights."""
+    if not (merged / "config.json").is_file():
+        raise IrisError(f"{merged}: no merged model (config.json missing). Train and merge first: "
+                        "`iris-recipes run RECIPE` (or `--resume` to finish an interrupted run).")
+    files = sorted(merged.glob("*.safetensors"))
+    if not files:
+        raise IrisError(f"{merged}: no *.safetensors weights. Re-run the merge stage (`iris-recipes run RECIPE --resume`).")
+    if not any((merged / name).is_file() for name in ("tokenizer.json", "tokenizer.model")):
+        raise IrisError(f"{merged}: no tokenizer (tokenizer.json); the merge stage must save the training tokenizer.")
+    return sum(safetensors_params(f) for f in files)
+
+
+# -- disk space ---------------------------------------------------------------------------------------------------
+def free_bytes(path: Path) -> int:
+    """Free space on the file system holding `path` (tests replace this probe)."""
+    return shutil.disk_usage(path).free
+
+
+def estimate_bytes(n_params: int, quants: list[str]) -> dict[str, int]:
+    est = {"f16": 2 * n_params + _SLACK}
+    for q in quants:
+        est[q] = int(n_params * QUANT_TYPES[q][1] / 8) + _SLACK
+    return est
+
+
+def ensure_space(out_dir: Path, needed: int, what: str) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    free = free_bytes(out_dir)
+    if free < needed:
+        raise IrisError(f"{out_dir}: not enough disk space for {what}: about {needed / 2**20:.0f} MiB needed, "
+                        f"{free / 2**20:.0f} MiB free. Free some space or export fewer types (--quantize).")
+
+
+# -- conversion and quantization ----------------------------------------------------------------------------------
+def convert_f16(merged: Path, dest: Path, log: Path | None = None) -> Path:
+    """Run llama.cpp's converter on `merged`, writing an F16 GGUF at `dest` (atomically)."""
+    script = find_converter()
+    with atomic_path(dest) as tmp:
+        cmd = [sys.executable, str(script), str(merged), "--outtype", "f16", "--outfile", str(tmp)]
+        proc = subprocess.run(cmd, env=converter_env(script), capture_output=True, text=True)
+        if log is not None:
+            log.write_text(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}", encoding="utf-8")
+        if proc.returncode != 0:
+            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+            errors = [ln for ln in lines if "Error" in ln or "error" in ln] or lines
+            raise IrisError(f"{merged}: llama.cpp's converter failed (exit {proc.returncode}): "
+                            f"{errors[-1] if errors else 'no output'}"
+                            + (f"\nFull log: {log}" if log else ""))
+        if tmp.stat().st_size == 0:
+            raise IrisError(f"{merged}: llama.cpp's converter wrote nothing" + (f"; see {log}" if log else ""))
+    return dest
+
+
+def quantize(src: Path, dest: Path, quant: str, threads: int | None = None) -> Path:
+    """Quantize an F16 GGUF with llama.cpp's quantizer (through llama-cpp-python), atomically."""
+    import ctypes
+
+    import llama_cpp
+
+    ftype = getattr(llama_cpp, QUANT_TYPES[quant][0])
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = threads or 0  # 0: llama.cpp uses every core
+    with atomic_path(dest) as tmp:
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+        if rc != 0 or tmp.stat().st_size == 0:
+            raise IrisError(f"{src}: llama.cpp could not quantize to {quant} (code {rc}); is there disk space left?")
+    return dest

@@ -1,0 +1,133 @@
+"""The export stage: RUN/merged/ -> RUN/gguf/<recipe>-f16.gguf and <recipe>-<quant>.gguf, checked and recorded.
+
+Files are built and checked in a private staging folder inside gguf/ and only then renamed onto their final
+names, so a finished-looking GGUF has always passed its checks, and a failed or interrupted export leaves the
+previous export of this run (if any) untouched. Only this run's gguf/ folder is ever written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from iris_recipes.errors import IrisError
+from iris_recipes.export import checks
+from iris_recipes.export.convert import check_merged, check_quants, convert_f16, ensure_space, estimate_bytes, quantize
+from iris_recipes.export.converter import LLAMA_CPP_PYTHON_VERSION, find_converter
+from iris_recipes.fsutil import sha256_file
+from iris_recipes.rundir import RunDir
+
+DEFAULT_QUANTS = ["q4_k_m", "q8_0"]
+DEFAULT_MIN_TOP1 = 0.99
+
+
+def gguf_name(recipe: str, quant: str) -> str:
+    return f"{recipe}-{quant}.gguf"
+
+
+def _recipe_settings(run: RunDir) -> tuple[str, list[str], float]:
+    recipe = run.recipe()
+    return (recipe.name, list(recipe.get("export.quantize", DEFAULT_QUANTS)),
+            float(recipe.get("export.min_top1_agreement", DEFAULT_MIN_TOP1)))
+
+
+def _random_weights(merged: Path) -> bool:
+    """A test model built by `build_tiny_model` (random weights) says so in its config."""
+    try:
+        return bool(json.loads((merged / "config.json").read_text()).get("iris_random_weights"))
+    except (OSError, ValueError):
+        return False
+
+
+def export_run(run: RunDir, quants: list[str] | None = None, *, require_chat_stop: bool | None = None,
+               threads: int | None = None) -> dict[str, Any]:
+    """Export, check and record a run's GGUFs; returns `artifacts["gguf"]`.
+
+    quants: quantized types beside F16 (default: the recipe's export.quantize). require_chat_stop: whether the
+    chat check demands the model stop on its own (default: yes, except for random-weight test models).
+    """
+    name, recipe_quants, min_top1 = _recipe_settings(run)
+    quants = check_quants(recipe_quants if quants is None else quants,
+                          where="export.quantize" if quants is None else "--quantize")
+    find_converter()  # before the stage starts: a missing converter is a setup problem, not a failed run
+
+    with run.stage("export") as info:
+        merged = run.file("merged")
+        n_params = check_merged(merged)
+        out_dir = run.file("gguf")
+        estimate = estimate_bytes(n_params, quants)
+        ensure_space(out_dir, sum(estimate.values()), f"F16 + {', '.join(quants) or 'no quantized types'}")
+        if require_chat_stop is None:
+            require_chat_stop = not _random_weights(merged)
+        info.update(llama_cpp_python=LLAMA_CPP_PYTHON_VERSION, quantize=quants, min_top1_agreement=min_top1,
+                    params=n_params)
+
+        stage_dir = Path(tempfile.mkdtemp(prefix=".export-", suffix=".partial", dir=out_dir))
+        try:
+            entries = _build_and_check(run, merged, stage_dir, name, quants, min_top1, require_chat_stop,
+                                       threads, info)
+            for quant, entry in entries.items():  # all checks passed: publish under the final names
+                final = out_dir / entry["file"]
+                (stage_dir / entry["file"]).replace(final)
+                final.chmod(0o644)  # mkstemp made it private; published files are meant to be read
+                entry["file"] = f"gguf/{entry['file']}"
+        finally:
+            shutil.rmtree(stage_dir, ignore_errors=True)
+
+        previous = run.artifact("gguf") or {}
+        f16_sha = entries["f16"]["sha256"]
+        for quant, old in previous.items():  # earlier quantized files of the same F16 stay listed
+            if quant not in entries and old.get("f16_sha256") == f16_sha and run.file(old["file"]).is_file():
+                entries[quant] = old
+        run.set_artifact("gguf", entries)
+    return entries
+
+
+def _build_and_check(run: RunDir, merged: Path, stage_dir: Path, name: str, quants: list[str], min_top1: float,
+                     require_stop: bool, threads: int | None, info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    files = {"f16": convert_f16(merged, stage_dir / gguf_name(name, "f16"), log=run.file("export.log"))}
+    timings["convert_f16"] = round(time.perf_counter() - t0, 2)
+    for quant in quants:
+        t0 = time.perf_counter()
+        files[quant] = quantize(files["f16"], stage_dir / gguf_name(name, quant), quant, threads=threads)
+        timings[f"quantize_{quant}"] = round(time.perf_counter() - t0, 2)
+    info["timings"] = timings
+
+    t0 = time.perf_counter()
+    tok = checks.load_tokenizer(merged)
+    prompts = checks.prompt_token_ids(tok)
+    reference = checks.hf_top1(merged, prompts)
+    results: dict[str, dict[str, Any]] = {}
+    info["checks"] = results
+    for quant, path in files.items():
+        tokens = checks.check_tokens(path, tok, prompts)
+        top1 = checks.agreement(reference, checks.gguf_top1(path, prompts))
+        chat = checks.check_chat(path, tok, require_stop=require_stop)
+        speed = checks.decode_speed(path, prompts[0], threads=threads)
+        results[quant] = {"tokens": tokens, "top1_agreement": top1, "chat": chat, "decode_tok_s": speed}
+    timings["checks"] = round(time.perf_counter() - t0, 2)
+    info["positions_compared"] = sum(len(p) for p in prompts)
+    info["decode_threads"] = threads or checks.cpu_threads()
+
+    failures = []
+    for quant, res in results.items():
+        failures += [f"{quant}: {p}" for p in res["tokens"]["problems"] + res["chat"]["problems"]]
+    if results["f16"]["top1_agreement"] < min_top1:
+        failures.append(f"f16: top-1 agreement with the merged model is {results['f16']['top1_agreement']:.4f}, "
+                        f"below export.min_top1_agreement {min_top1}")
+    if failures:
+        raise IrisError(f"{run.path}: export checks failed (no GGUF was published; details in run.json "
+                        "stages.export.checks):\n  " + "\n  ".join(failures))
+
+    f16_sha = sha256_file(files["f16"])
+    return {quant: {"file": path.name, "bytes": path.stat().st_size,
+                    "sha256": f16_sha if quant == "f16" else sha256_file(path),
+                    "top1_agreement": results[quant]["top1_agreement"],
+                    "decode_tok_s": results[quant]["decode_tok_s"], "f16_sha256": f16_sha}
+            for quant, path in files.items()}
