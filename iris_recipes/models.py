@@ -65,8 +65,10 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
     ),
 }
 
-# Written last into a materialized directory: its presence means the directory is complete.
+# Written last into a materialized directory: its presence (with this format number) means the directory is complete
+# and built the current way; bump the number when the build changes so old caches are rebuilt.
 _MARKER = "iris-model.json"
+_FORMAT = 2
 
 
 # -- resolving a recipe's base_model ----------------------------------------------------------------------------
@@ -214,11 +216,11 @@ def materialize_builtin(name: str) -> Path:
     """A Hugging Face directory (bf16 safetensors + tokenizer + ChatML template) for a builtin model; built once."""
     model = builtin_spec(BUILTIN_PREFIX + name)
     dest = materialized_dir(model.name)
-    if (dest / _MARKER).is_file():
+    if _complete(dest):
         return dest
     gguf = builtin_gguf_path(model)
     with _lock(dest.parent / f".{model.name}.lock"):
-        if (dest / _MARKER).is_file():  # another process built it while we waited
+        if _complete(dest):  # another process built it while we waited
             return dest
         tmp = Path(tempfile.mkdtemp(prefix=f".{model.name}.", suffix=".partial", dir=dest.parent))
         try:
@@ -230,6 +232,13 @@ def materialize_builtin(name: str) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _complete(dest: Path) -> bool:
+    try:
+        return json.loads((dest / _MARKER).read_text()).get("format") == _FORMAT
+    except (OSError, ValueError):
+        return False
 
 
 def _build_from_gguf(model: BuiltinModel, gguf: Path, out: Path) -> None:
@@ -253,8 +262,8 @@ def _build_from_gguf(model: BuiltinModel, gguf: Path, out: Path) -> None:
         encoding="utf-8",
     )
     (out / _MARKER).write_text(json.dumps({
-        "builtin": model.name, "package": model.package, "version": model.version, "license": model.license,
-        "upstream": model.upstream,
+        "format": _FORMAT, "builtin": model.name, "package": model.package, "version": model.version,
+        "license": model.license, "upstream": model.upstream,
     }, indent=2) + "\n")
 
 

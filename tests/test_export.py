@@ -1,0 +1,220 @@
+"""GGUF export with the real llama.cpp converter and quantizer, on the tiny model and on the builtin SmolLM2."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest_export import converter, make_run  # noqa: E402,F401
+from conftest_models import smollm2_dir, tiny_model_dir  # noqa: E402,F401
+
+from iris_recipes.errors import IrisError  # noqa: E402
+from iris_recipes.fsutil import sha256_file  # noqa: E402
+
+
+def _leftovers(run) -> list[Path]:
+    gguf = run.file("gguf")
+    return sorted(p for p in gguf.rglob("*")) if gguf.exists() else []
+
+
+# -- the converter ------------------------------------------------------------------------------------------------
+def _sdist(path: Path, files: dict[str, str], version: str = "0.3.36") -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"llama_cpp_python-{version}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_converter_extracts_only_the_converter(tmp_path, monkeypatch):
+    from iris_recipes.export import converter as conv
+
+    monkeypatch.setenv("IRIS_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(IrisError, match="python -m iris_recipes.export.converter fetch"):
+        conv.find_converter()
+    sdist = _sdist(tmp_path / "llama_cpp_python-0.3.36.tar.gz", {
+        "vendor/llama.cpp/convert_hf_to_gguf.py": "print('hi')\n",
+        "vendor/llama.cpp/conversion/__init__.py": "",
+        "vendor/llama.cpp/gguf-py/gguf/__init__.py": "",
+        "vendor/llama.cpp/gguf-py/tests/test_x.py": "",
+        "vendor/llama.cpp/src/llama.cpp": "int main;",
+        "llama_cpp/llama.py": "",
+    })
+    script = conv.fetch_converter(sdist)
+    root = script.parent
+    assert script == conv.find_converter()
+    got = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    assert got == ["conversion/__init__.py", "convert_hf_to_gguf.py", "gguf-py/gguf/__init__.py",
+                   "iris-converter.json"]
+    assert conv.converter_env(script)["PYTHONPATH"].split(":")[0] == str(root / "gguf-py")
+
+
+def test_converter_rejects_bad_sdists(tmp_path, monkeypatch):
+    from iris_recipes.export import converter as conv
+
+    monkeypatch.setenv("IRIS_CACHE_DIR", str(tmp_path / "cache"))
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(IrisError, match="not a readable"):
+        conv.extract_converter(broken)
+    other = _sdist(tmp_path / "other.tar.gz", {"README.md": "x"})
+    with pytest.raises(IrisError, match="convert_hf_to_gguf.py"):
+        conv.extract_converter(other)
+    assert not (tmp_path / "cache" / "llama.cpp-0.3.36").exists()
+    assert not list((tmp_path / "cache").glob(".*partial"))
+
+
+def test_export_without_converter_names_the_fetch_command(tmp_path, monkeypatch, tiny_model_dir):
+    from iris_recipes.export import export_run
+
+    run = make_run(tmp_path / "runs", tiny_model_dir)
+    monkeypatch.setenv("IRIS_CACHE_DIR", str(tmp_path / "empty-cache"))
+    with pytest.raises(IrisError, match="converter fetch"):
+        export_run(run)
+    assert run.stage_info("export") == {}  # a setup problem, not a failed run
+
+
+# -- bad input: each a clear error, no file left ------------------------------------------------------------------
+def test_unknown_quant_type_fails_before_any_work(tmp_path, tiny_model_dir):
+    from iris_recipes.cli import main
+    from iris_recipes.export import export_run
+
+    run = make_run(tmp_path / "runs", tiny_model_dir)
+    with pytest.raises(IrisError) as err:
+        export_run(run, ["q4_k_m", "q3_xs"])
+    assert "'q3_xs'" in str(err.value) and "q5_k_m" in str(err.value)
+    assert run.stage_info("export") == {} and not _leftovers(run)
+    assert main(["export", str(run.path), "--quantize", "q4_k_m,bogus"]) == 2
+
+
+def test_run_without_merged_model(tmp_path, tiny_model_dir, converter):
+    import shutil
+
+    from iris_recipes.export import export_run
+
+    run = make_run(tmp_path / "runs", tiny_model_dir)
+    shutil.rmtree(run.file("merged"))
+    with pytest.raises(IrisError, match="no merged model"):
+        export_run(run)
+    info = run.stage_info("export")
+    assert info["status"] == "failed" and "no merged model" in info["error"]
+    assert not _leftovers(run)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "header"])
+def test_corrupt_safetensors(tmp_path, tiny_model_dir, converter, damage):
+    from iris_recipes.export import export_run
+
+    run = make_run(tmp_path / "runs", tiny_model_dir)
+    weights = run.file("merged", "model.safetensors")
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x10\x00\x00\x00\x00\x00\x00\x00{bad json" + data[20:])
+    with pytest.raises(IrisError) as err:
+        export_run(run)
+    assert str(weights) in str(err.value)
+    assert ("truncated" if damage == "truncate" else "corrupt") in str(err.value)
+    assert not _leftovers(run)
+
+
+def test_not_enough_disk_space(tmp_path, tiny_model_dir, converter, monkeypatch):
+    from iris_recipes.export import convert, export_run
+
+    run = make_run(tmp_path / "runs", tiny_model_dir)
+    monkeypatch.setattr(convert, "free_bytes", lambda path: 10 << 20)
+    with pytest.raises(IrisError, match="not enough disk space.*MiB needed, 10 MiB free"):
+        export_run(run)
+    assert not _leftovers(run)
+
+
+def test_converter_failure_leaves_nothing(tmp_path, tiny_model_dir, converter):
+    from iris_recipes.export import export_run
+
+    run = make_run(tmp_path / "runs", tiny_model_dir)
+    config = json.loads(run.file("merged", "config.json").read_text())
+    config["architectures"] = ["NoSuchModelForCausalLM"]
+    run.file("merged", "config.json").write_text(json.dumps(config))
+    with pytest.raises(IrisError, match="converter failed"):
+        export_run(run)
+    assert not _leftovers(run)
+    assert "NoSuchModelForCausalLM" in run.file("export.log").read_text()
+
+
+# -- the real thing -----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_model_dir, converter):
+    from iris_recipes.export import export_run
+
+    run = make_run(tmp_path_factory.mktemp("runs"), tiny_model_dir)
+    return run, export_run(run)
+
+
+@pytest.mark.slow
+def test_tiny_export_f16_q8_q4km(exported):
+    run, entries = exported
+    assert list(entries) == ["f16", "q8_0", "q4_k_m"]
+    assert run.artifact("gguf") == entries
+    for quant, e in entries.items():
+        path = run.file(e["file"])
+        assert e["file"] == f"gguf/tiny-export-{quant}.gguf" and path.is_file()
+        assert path.read_bytes()[:4] == b"GGUF"
+        assert e["bytes"] == path.stat().st_size and e["sha256"] == sha256_file(path)
+        assert 0 <= e["top1_agreement"] <= 1 and e["decode_tok_s"] > 0
+    assert entries["f16"]["top1_agreement"] >= 0.99
+    assert entries["q4_k_m"]["bytes"] < entries["f16"]["bytes"]
+    assert sorted(p.name for p in run.file("gguf").iterdir()) == sorted(
+        f"tiny-export-{q}.gguf" for q in entries)  # no staging leftovers
+
+    info = run.stage_info("export")
+    assert info["status"] == "done" and info["positions_compared"] > 100
+    for quant, res in info["checks"].items():
+        tokens = res["tokens"]
+        assert tokens["passed"] and tokens["chat_template_matches"] and tokens["prompts_tokenized_alike"] == 8
+        assert tokens["eos"] == tokens["end_of_turn"] == "<|im_end|>" and tokens["end_of_turn_is_eog"]
+        assert tokens["bos"] == "<|im_start|>"
+        chat = res["chat"]
+        assert chat["passed"] and chat["stop_required"] is False  # random weights need not stop...
+        assert chat["finish_reason"] in ("stop", "length")  # ...but must end by EOG or the token limit
+        assert "<|im_" not in chat["reply"]
+
+
+@pytest.mark.slow
+def test_reexport_replaces_its_own_files_only(exported, tmp_path, tiny_model_dir):
+    from iris_recipes.cli import main
+
+    run, first = exported
+    other = make_run(tmp_path / "runs", tiny_model_dir)  # another run of the same recipe, already exported
+    other.file("gguf").mkdir()
+    other_file = other.file("gguf", "tiny-export-q8_0.gguf")
+    other_file.write_bytes(b"GGUF another run")
+    before = run.file("gguf", "tiny-export-q4_k_m.gguf").stat().st_mtime_ns
+
+    assert main(["export", str(run.path), "--quantize", "q8_0"]) == 0
+    entries = run.artifact("gguf")
+    assert entries["f16"]["sha256"] == first["f16"]["sha256"]  # conversion is deterministic
+    assert entries["q8_0"]["sha256"] == first["q8_0"]["sha256"]
+    assert entries["q4_k_m"] == first["q4_k_m"]  # not re-made, still listed: same F16
+    assert run.file("gguf", "tiny-export-q4_k_m.gguf").stat().st_mtime_ns == before
+    assert other_file.read_bytes() == b"GGUF another run"
+
+
+@pytest.mark.slow
+def test_builtin_smollm2_export_stops_on_its_own(tmp_path, smollm2_dir, converter):
+    from iris_recipes.export import export_run
+
+    run = make_run(tmp_path / "runs", smollm2_dir, name="smollm2-export", quantize=("q8_0",), link=True)
+    entries = export_run(run)
+    info = run.stage_info("export")
+    assert entries["f16"]["top1_agreement"] >= 0.99
+    for quant in ("f16", "q8_0"):
+        chat = info["checks"][quant]["chat"]
+        assert chat["stop_required"] and chat["stopped_on_its_own"] and chat["finish_reason"] == "stop"
+        assert chat["reply"].strip() and "<|im_" not in chat["reply"]
+    assert info["checks"]["q8_0"]["top1_agreement"] > 0.8
