@@ -23,6 +23,9 @@ COMMAND_MODULES = (
     "schema",
     "data",
     "space",
+    "eval",
+    "compare",
+    "sweep",
     "card",
     "push",
 )

@@ -1,0 +1,28 @@
+"""`iris-recipes eval RUN`: fine-tuned vs base on held-out data: loss, task metrics, answers, GGUF speed."""
+
+from __future__ import annotations
+
+import sys
+
+from iris_recipes.cli import add_command
+
+
+def add_parser(sub) -> None:
+    p = add_command(sub, "eval", help="measure a run's fine-tuned model against its base (writes RUN/eval.json)",
+                    example="iris-recipes eval runs/smollm2-demo/20250101-120000 --samples 10",
+                    description="Validation loss and perplexity (assistant tokens), the recipe's task metrics "
+                                "(eval.metrics) on held-out rows with greedy and seeded answers, the eval prompts "
+                                "answered side by side, and latency / time to first token / tokens/s of each GGUF.")
+    p.add_argument("run", metavar="RUN", help="a run directory (runs/<recipe>/<run-id>)")
+    p.add_argument("--samples", type=int, default=None, help="held-out rows per metric (default: eval.samples)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from iris_recipes.evaluate import evaluate, plan
+    from iris_recipes.evaluate.report import print_eval
+
+    checked = plan(args.run, samples=args.samples)  # every input problem surfaces here, before any model loads
+    result = evaluate(checked, log=lambda m: print(m, file=sys.stderr))
+    print_eval(result, checked.run.file("eval.json"))
+    return 0

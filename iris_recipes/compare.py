@@ -1,0 +1,182 @@
+"""`iris-recipes compare`: the eval.json metrics of several runs side by side, flagging real differences.
+
+A difference between two runs counts as real (marked `*`) when it exceeds the run-to-run noise of that metric:
+the larger of the two runs' spreads of the metric over their seeded sampled answers (eval.json `noise`).
+Validation loss and perplexity are deterministic for a given model and have no seed spread, so they are shown
+with their differences but never marked.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from iris_recipes import fsutil
+from iris_recipes.errors import IrisError
+from iris_recipes.rundir import RunDir, latest_done_run
+
+MARK = "*"
+IGNORED_KEYS = ("name", "description")  # recipe keys that differ between variants without changing the model
+
+
+@dataclass
+class Entry:
+    run: RunDir
+    label: str
+    eval: dict
+    recipe: dict
+
+
+def resolve_run(arg: str) -> RunDir:
+    """A run directory, or a recipe (file or name) meaning its newest finished run."""
+    path = Path(arg)
+    if (path / "run.json").is_file():
+        return RunDir.open(path)
+    if path.is_dir():
+        raise IrisError(f"{arg}: a directory without run.json; give a run directory (runs/<recipe>/<run-id>) "
+                        "or a recipe name")
+    name = arg
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        from iris_recipes.commands.common import recipe_path
+        from iris_recipes.recipe import load_recipe
+
+        name = load_recipe(recipe_path(arg), check_data=False).name
+    run = latest_done_run(name)
+    if run is None:
+        raise IrisError(f"{arg}: no finished run of recipe '{name}' under the runs directory. Run it first: "
+                        f"`iris-recipes run {arg}`, or give a run directory.")
+    return run
+
+
+def load_entry(run: RunDir) -> Entry:
+    ev_path = run.file("eval.json")
+    if not ev_path.is_file():
+        raise IrisError(f"{run.path}: not evaluated yet (no eval.json). Run `iris-recipes eval {run.path}` first.")
+    try:
+        ev = json.loads(ev_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise IrisError(f"{ev_path}:{exc.lineno}: not valid JSON ({exc.msg}); re-run `iris-recipes eval`.")
+    import yaml
+
+    recipe = yaml.safe_load(run.file("recipe.yaml").read_text()) if run.file("recipe.yaml").is_file() else {}
+    return Entry(run, f"{run.path.parent.name}/{run.path.name}", ev, recipe or {})
+
+
+def _flatten(data, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    if isinstance(data, dict):
+        for k, v in data.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+        out[prefix[:-1]] = data
+    return out
+
+
+def differing_keys(entries: list[Entry]) -> dict[str, list]:
+    """Recipe keys whose value is not the same in every run: what the comparison is about."""
+    flat = [_flatten(e.recipe) for e in entries]
+    keys = sorted(set().union(*flat)) if flat else []
+    return {k: [f.get(k) for f in flat] for k in keys
+            if k.split(".")[0] not in IGNORED_KEYS and len({json.dumps(f.get(k), default=str) for f in flat}) > 1}
+
+
+def _rows(entries: list[Entry]) -> list[tuple[str, list, float | None]]:
+    """(measure, tuned value per run, None) rows; metrics carry their name for the noise lookup."""
+    rows = [(key, [e.eval.get("tuned", {}).get(key) for e in entries]) for key in ("val_loss", "perplexity")]
+    names = list(dict.fromkeys(n for e in entries for n in (e.eval.get("tuned", {}).get("metrics") or {})))
+    rows += [(n, [(e.eval.get("tuned", {}).get("metrics") or {}).get(n) for e in entries]) for n in names]
+    quants = list(dict.fromkeys(q for e in entries for q in (e.eval.get("gguf") or {})))
+    rows += [(f"{q} decode tok/s", [((e.eval.get("gguf") or {}).get(q) or {}).get("decode_tok_s") for e in entries])
+             for q in quants]
+    return rows
+
+
+def _noise(entry: Entry, measure: str) -> float | None:
+    value = (entry.eval.get("noise") or {}).get(measure)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def table(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: base of the first run, then each run's value with its change from the first run."""
+    header = ["measure", f"base ({entries[0].label})", *(e.label for e in entries)]
+    base = entries[0].eval.get("base") or {}
+    out = []
+    for measure, values in _rows(entries):
+        b = base.get(measure, (base.get("metrics") or {}).get(measure))
+        row = [measure, _fmt(b) if not measure.endswith("tok/s") else "-", _fmt(values[0])]
+        ref = values[0]
+        for e, v in zip(entries[1:], values[1:]):
+            cell = _fmt(v)
+            if isinstance(v, (int, float)) and isinstance(ref, (int, float)):
+                delta = v - ref
+                noises = [n for n in (_noise(entries[0], measure), _noise(e, measure)) if n is not None]
+                real = bool(noises) and abs(delta) > max(noises)
+                cell += f" ({delta:+.4g}{' ' + MARK if real else ''})"
+            row.append(cell)
+        out.append(row)
+    noise_row = ["noise (seed spread)", "", *(", ".join(f"{k} {_fmt(v)}" for k, v in (e.eval.get("noise") or {}).items())
+                                          or "-" for e in entries)]
+    out.append(noise_row)
+    return header, out
+
+
+def markdown(entries: list[Entry]) -> str:
+    header, rows = table(entries)
+    lines = [f"# Comparison of {len(entries)} runs", ""]
+    diffs = differing_keys(entries)
+    if diffs:
+        lines += ["What differs between the runs:", "", "| key | " + " | ".join(e.label for e in entries) + " |",
+                  "|---" * (len(entries) + 1) + "|"]
+        lines += [f"| `{k}` | " + " | ".join(_fmt(v) for v in vals) + " |" for k, vals in diffs.items()]
+        lines.append("")
+    lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    lines += ["", f"Values are the fine-tuned models' (greedy answers on each run's held-out rows). In brackets: the "
+              f"change from the first run; `{MARK}` marks a change larger than the run-to-run noise (the spread of "
+              "the metric over seeded sampled answers, the larger of the two runs'). Loss and perplexity have no "
+              "seed noise and are never marked.", ""]
+    return "\n".join(lines)
+
+
+def print_table(entries: list[Entry], console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    diffs = differing_keys(entries)
+    if diffs:
+        t = Table(title="what differs")
+        t.add_column("key")
+        for e in entries:
+            t.add_column(e.label)
+        for k, vals in diffs.items():
+            t.add_row(k, *(_fmt(v) for v in vals))
+        console.print(t)
+    header, rows = table(entries)
+    t = Table(title=f"comparison ({MARK}: change beyond seed noise)")
+    for h in header:
+        t.add_column(h)
+    for row in rows:
+        t.add_row(*row)
+    console.print(t)
+
+
+def compare(args: list[str], output: str | Path | None = None, console=None) -> tuple[list[Entry], Path]:
+    """Resolve, load (all checked before printing), print and write the Markdown comparison; returns its path."""
+    from iris_recipes.paths import runs_dir
+    from iris_recipes.rundir import new_run_id
+
+    if not args:
+        raise IrisError("compare: give at least one run directory or recipe name")
+    entries = [load_entry(resolve_run(a)) for a in args]
+    dest = Path(output) if output else runs_dir() / "comparisons" / f"compare-{new_run_id()}.md"
+    print_table(entries, console)
+    fsutil.write_text(dest, markdown(entries))
+    return entries, dest

@@ -1,0 +1,204 @@
+"""`iris-recipes eval RUN`: the fine-tuned model against its base, on the same held-out rows and prompts.
+
+Everything that can be wrong with the inputs (no merged model, no GGUF, no held-out data, a metric the rows
+cannot support, a bad regex, an unknown base model) is checked before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from iris_recipes import fsutil
+from iris_recipes.errors import IrisError
+from iris_recipes.evaluate import metrics as M
+from iris_recipes.evaluate.generate import BENCH_PROMPT, SAMPLING
+from iris_recipes.rundir import RunDir
+
+LOSS_ROWS = 200  # validation loss is computed on at most this many held-out conversations
+EVAL_FILE = "eval.json"
+
+
+@dataclass
+class Plan:
+    run: RunDir
+    recipe: object
+    settings: dict  # the recipe's eval block (defaults filled in), samples possibly overridden
+    rows: list[dict]  # held-out rows scored by the task metrics
+    loss_rows: list[dict]
+    merged: Path
+    base: Path
+    ggufs: dict[str, Path]  # quant -> file
+
+
+def _prompt_messages(row: dict) -> list[dict]:
+    """A held-out conversation up to (not including) its last assistant turn: what the model must answer."""
+    msgs = row["messages"]
+    last = max((i for i, m in enumerate(msgs) if m.get("role") == "assistant"), default=len(msgs))
+    return msgs[:last]
+
+
+def plan(run_path: str | Path, samples: int | None = None) -> Plan:
+    """Check a run can be evaluated and gather what the evaluation needs; loads no model."""
+    from iris_recipes.data import load_split
+    from iris_recipes.models import resolve_base_model
+    from iris_recipes.recipe import load_recipe
+
+    run = RunDir.open(run_path)
+    recipe = load_recipe(run.file("recipe.yaml"), check_data=False)
+    settings = dict(recipe.data.get("eval") or {})
+    if samples is not None:
+        if samples < 1:
+            raise IrisError(f"--samples {samples}: must be at least 1")
+        settings["samples"] = samples
+
+    merged = run.file("merged")
+    if not (merged / "config.json").is_file():
+        raise IrisError(f"{run.path}: no merged model ({merged}/config.json is missing). Finish the run first: "
+                        f"`iris-recipes run {recipe.name} --resume` (or its merge stage) writes merged/.")
+    gguf_art = run.artifact("gguf") or {}
+    ggufs = {q: run.file(a["file"]) for q, a in gguf_art.items() if isinstance(a, dict) and a.get("file")}
+    missing = [str(p) for p in ggufs.values() if not p.is_file()]
+    if not ggufs or missing:
+        what = f"GGUF files listed in run.json are missing: {', '.join(missing)}" if missing else \
+            "no GGUF export recorded in run.json (artifacts.gguf)"
+        raise IrisError(f"{run.path}: {what}. Export first: `iris-recipes export {run.path}`.")
+    if "f16" not in ggufs:
+        raise IrisError(f"{run.path}: no F16 GGUF among the exports ({', '.join(ggufs)}); the answers are "
+                        f"generated from F16. Re-export: `iris-recipes export {run.path}`.")
+
+    val_path = run.file("data", "val.jsonl")
+    if not val_path.is_file():
+        raise IrisError(f"{val_path}: no held-out data. Give the recipe a validation split (dataset.val_size) "
+                        "and re-run the data stage.")
+    val = load_split(val_path)
+    if not val:
+        raise IrisError(f"{val_path}: empty; the evaluation needs held-out rows (raise dataset.val_size).")
+    rows = val[: settings.get("samples", 20)]
+    no_answer = [i for i, r in enumerate(rows, 1) if not _prompt_messages(r) or
+                 not any(m.get("role") == "assistant" for m in r["messages"])]
+    if no_answer:
+        raise IrisError(f"{val_path}: rows {', '.join(map(str, no_answer[:5]))} have no assistant turn to "
+                        "compare with; re-run the data stage.")
+    M.check_metrics(settings, rows, str(val_path))
+    recorded = run.read().get("base_model_path")  # what the run trained from, resolved by `run`
+    base = Path(recorded) if recorded and Path(recorded, "config.json").is_file() else \
+        Path(resolve_base_model(str(recipe.data["base_model"]), base_dir=run.path))
+    return Plan(run, recipe, settings, rows, val[:LOSS_ROWS], merged, base, ggufs)
+
+
+def evaluate(p: Plan, log: Callable[[str], None] = print) -> dict:
+    """Run the evaluation of a checked plan and write RUN/eval.json; returns its content."""
+    status = p.run.read().get("status")
+    try:
+        with p.run.stage("eval") as info:
+            result = _evaluate(p, log, info)
+            fsutil.write_json(p.run.file(EVAL_FILE), result)
+            info.update(file=EVAL_FILE, samples=result["samples"])
+    except BaseException:
+        if status:  # a failed evaluation does not unmake a finished run
+            p.run.update(status=status)
+        raise
+    _refresh_card(p.run, log)
+    return result
+
+
+def _tokenizer(p: Plan):
+    from transformers import AutoTokenizer
+
+    from iris_recipes.models import CHATML_TEMPLATE
+
+    tok = AutoTokenizer.from_pretrained(p.merged)
+    if not tok.chat_template:
+        if p.recipe.data.get("chat_template") not in (None, "chatml"):
+            raise IrisError(f"{p.merged}: the tokenizer has no chat template; re-run the merge stage.")
+        tok.chat_template = CHATML_TEMPLATE
+    return tok
+
+
+def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
+    from iris_recipes.evaluate.generate import base_f16_gguf, benchmark, cpu_threads, generator
+    from iris_recipes.evaluate.loss import validation_loss
+
+    timings: dict[str, float] = {}
+    info["timings"] = timings
+    threads = cpu_threads()
+    tok = _tokenizer(p)
+    s = p.settings
+    max_new, seeds = int(s.get("max_new_tokens", 128)), list(s.get("seeds", [0, 1, 2]))
+    scorers = M.scorers(s)
+
+    def ids(messages: list[dict]) -> list[int]:
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    row_prompts = [ids(_prompt_messages(r)) for r in p.rows]
+    eval_prompts = list(s.get("prompts") or [])
+    side_prompts = [ids([{"role": "user", "content": q}]) for q in eval_prompts]
+    n_ctx = min(4096, max([len(x) for x in row_prompts + side_prompts] + [64]) + max_new + 16)
+
+    t0 = time.perf_counter()
+    log(f"eval: converting the base model {p.base} to GGUF (cached)")
+    base_gguf = base_f16_gguf(p.base)
+    timings["base_gguf"] = round(time.perf_counter() - t0, 2)
+
+    result: dict = {"base": {}, "tuned": {}, "generations": [], "gguf": {}, "samples": len(p.rows),
+                    "noise": {}, "seeds": seeds, "sampled": {"base": {}, "tuned": {}},
+                    "max_new_tokens": max_new, "models": {"base": str(p.base), "tuned": str(p.merged)},
+                    "engine": "llama-cpp-python (F16 GGUF)", "sampling": dict(SAMPLING)}
+    answers: dict[str, dict] = {}
+    for side, model_dir, gguf in (("base", p.base, base_gguf), ("tuned", p.merged, p.ggufs["f16"])):
+        t0 = time.perf_counter()
+        log(f"eval: {side}: validation loss on {len(p.loss_rows)} held-out conversations")
+        loss = validation_loss(model_dir, tok, [r["messages"] for r in p.loss_rows], threads=threads)
+        timings[f"{side}_loss"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        log(f"eval: {side}: {len(p.rows)} held-out answers (greedy + {len(seeds)} seeds) and "
+            f"{len(eval_prompts)} prompts")
+        with generator(gguf, n_ctx=n_ctx, threads=threads) as gen:
+            greedy = [gen(x, max_new) for x in row_prompts]
+            sampled = {seed: [gen(x, max_new, seed) for x in row_prompts] for seed in seeds}
+            side_answers = {None: [gen(x, max_new) for x in side_prompts]}
+            side_answers.update({seed: [gen(x, max_new, seed) for x in side_prompts] for seed in seeds})
+        timings[f"{side}_generate"] = round(time.perf_counter() - t0, 2)
+        refs = [r.get("reference") or {} for r in p.rows]
+        scores = {name: M.mean([f(a, ref) for a, ref in zip(greedy, refs)]) for name, f in scorers.items()}
+        result[side] = {**loss, "metrics": scores,
+                        "answers": [{"prompt": m[-1]["content"] if m else "", "answer": a}
+                                    for m, a in zip((_prompt_messages(r) for r in p.rows), greedy)]}
+        result["sampled"][side] = {name: [M.mean([f(a, ref) for a, ref in zip(sampled[seed], refs)])
+                                          for seed in seeds] for name, f in scorers.items()}
+        answers[side] = side_answers
+
+    for name in scorers:
+        spreads = [max(v) - min(v) for v in (result["sampled"][side][name] for side in ("base", "tuned")) if v]
+        result["noise"][name] = round(max(spreads), 4) if spreads else None
+    for seed in [None, *seeds]:
+        for i, prompt in enumerate(eval_prompts):
+            entry = {"prompt": prompt, "base": answers["base"][seed][i], "tuned": answers["tuned"][seed][i]}
+            if seed is not None:
+                entry["seed"] = seed
+            result["generations"].append(entry)
+
+    t0 = time.perf_counter()
+    bench_ids = ids([{"role": "user", "content": BENCH_PROMPT}])
+    banned = sorted(set(tok.all_special_ids))
+    for quant, path in p.ggufs.items():
+        log(f"eval: speed of {path.name}")
+        result["gguf"][quant] = benchmark(path, bench_ids, banned, threads=threads)
+    timings["gguf_speed"] = round(time.perf_counter() - t0, 2)
+    return result
+
+
+def _refresh_card(run: RunDir, log: Callable[[str], None]) -> None:
+    try:
+        from iris_recipes.card import write_card
+    except ImportError:  # the card stage is optional
+        return
+    try:
+        write_card(run)
+    except IrisError as exc:
+        log(f"eval: the model card was not refreshed: {exc}")
+
