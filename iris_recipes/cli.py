@@ -28,6 +28,8 @@ COMMAND_MODULES = (
     "sweep",
     "card",
     "push",
+    "run",
+    "export",
 )
 
 

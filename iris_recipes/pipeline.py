@@ -1,0 +1,429 @@
+"""`iris-recipes run`: recipe -> data -> train -> merge -> export -> card, each stage recorded in run.json.
+
+A run never touches another run's files: a new run gets a fresh `runs/<recipe>/<run-id>/` (or `--output DIR`, which
+must be new or empty). `--resume` continues the newest unfinished run of a recipe (or the one named): finished
+stages are skipped and training restarts from its newest complete checkpoint, with the same total step count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from rich.console import Console
+
+from iris_recipes import fsutil
+from iris_recipes.errors import IrisError
+from iris_recipes.paths import project_root, runs_dir
+from iris_recipes.recipe.loader import dump_yaml
+from iris_recipes.rundir import RunDir, find_runs, new_run_id, now_iso
+from iris_recipes.train import config as axconfig
+from iris_recipes.train import launch
+from iris_recipes.train import metrics as trainmetrics
+
+VERSIONED = ("iris-recipes", "axolotl", "torch", "transformers", "peft", "trl", "accelerate", "datasets",
+             "deepspeed", "tokenizers", "safetensors")
+LOG_FILE = "train.log"
+
+
+@dataclass
+class RunOptions:
+    overrides: tuple[str, ...] = ()
+    num_processes: int | None = None
+    gpus: int | None = None
+    nnodes: int = 1
+    node_rank: int = 0
+    main_process_ip: str | None = None
+    main_process_port: int | None = None
+    launcher: str = "accelerate"
+    deepspeed: str | None = None
+    fsdp: bool = False
+    dry_run: bool = False
+    resume: bool = False
+    resume_dir: str | None = None
+    output: str | None = None
+    verbose: bool = False
+    cuda_available: bool | None = None  # None: ask torch (tests pin it)
+    launch_flags_given: bool = field(default=False)
+
+    def spec(self) -> launch.LaunchSpec:
+        return launch.make_spec(num_processes=self.num_processes, gpus=self.gpus, nnodes=self.nnodes,
+                                node_rank=self.node_rank, main_process_ip=self.main_process_ip,
+                                main_process_port=self.main_process_port, launcher=self.launcher,
+                                deepspeed=self.deepspeed, fsdp=self.fsdp, cuda_available=self.cuda_available)
+
+
+# -- facts recorded in run.json ----------------------------------------------------------------------------------
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return res.stdout.strip() or None if res.returncode == 0 else None
+
+
+# -- where the run goes ------------------------------------------------------------------------------------------
+def _describe_run(path: Path) -> str:
+    try:
+        meta = json.loads((path / "run.json").read_text())
+        return f"run {meta.get('run_id')} of recipe {meta.get('recipe')} (status {meta.get('status')})"
+    except (OSError, json.JSONDecodeError):
+        return "another run"
+
+
+def check_output_dir(output: str | Path) -> Path:
+    """`--output DIR` must be new or empty: never another run's directory."""
+    path = Path(output).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise IrisError(f"--output {output}: exists and is not a directory; choose a new directory.")
+    if (path / "run.json").is_file():
+        raise IrisError(f"--output {output}: holds {_describe_run(path)}; a run never overwrites another run. "
+                        f"Choose a new directory, or continue that run with `iris-recipes run --resume {path}`.")
+    if path.is_dir() and any(path.iterdir()):
+        raise IrisError(f"--output {output}: is not empty; choose a new or empty directory so no file in it is "
+                        "overwritten.")
+    return path
+
+
+def new_run_path(name: str) -> Path:
+    root = runs_dir() / name
+    base = new_run_id()
+    for i in range(1, 1000):
+        candidate = root / (base if i == 1 else f"{base}-{i}")
+        if not candidate.exists():
+            return candidate
+    raise IrisError(f"{root}: could not find a free run id; clean up old runs.")
+
+
+def _claim(path: Path, *, must_be_new: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(exist_ok=not must_be_new)
+    except FileExistsError:
+        raise IrisError(f"{path}: appeared while this run was starting (another run?); run again.") from None
+
+
+def portable_recipe(recipe) -> dict:
+    """The resolved recipe with its local paths (dataset files, a base model directory) made absolute, so the
+    copy in the run directory loads from there."""
+    data = json.loads(json.dumps(recipe.data))
+    base_dir = Path(recipe.path).resolve().parent
+    blocks = [data["dataset"], *(data["dataset"].get("mix") or [])]
+    for block in blocks:
+        if block.get("path") and not Path(block["path"]).expanduser().is_absolute():
+            block["path"] = str((base_dir / block["path"]).resolve())
+    bm = data.get("base_model", "")
+    if not bm.startswith("builtin:") and not Path(bm).is_absolute() and (base_dir / bm).is_dir():
+        data["base_model"] = str((base_dir / bm).resolve())
+    return data
+
+
+def resolve_base(recipe_data: dict, base_dir: Path, *, dry_run: bool) -> str:
+    from iris_recipes import models
+
+    spec = recipe_data["base_model"]
+    if dry_run:  # show where it would come from; build or download nothing
+        builtin = models.builtin_spec(spec)
+        if builtin is not None:
+            return str(models.materialized_dir(builtin.name))
+        try:
+            return models.resolve_base_model(spec, base_dir)
+        except IrisError:
+            return spec
+    return models.resolve_base_model(spec, base_dir)
+
+
+def find_resumable(recipe_name: str) -> RunDir:
+    runs = [r for r in find_runs(recipe_name) if r.read().get("status") != "done"]
+    if not runs:
+        raise IrisError(f"--resume: no unfinished run of recipe {recipe_name} in {runs_dir() / recipe_name}; "
+                        "start a new one without --resume.")
+    return runs[-1]
+
+
+# -- checkpoints -------------------------------------------------------------------------------------------------
+WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "model.safetensors.index.json",
+                "pytorch_model.bin")
+
+
+def checkpoint_complete(path: Path) -> bool:
+    """A checkpoint a kill did not cut short: state, weights, optimizer and scheduler all written."""
+    if not (path / "trainer_state.json").is_file() or not (path / "scheduler.pt").is_file():
+        return False
+    if not any((path / f).is_file() for f in WEIGHT_FILES):
+        return False
+    has_optimizer = (path / "optimizer.pt").is_file() or any(path.glob("global_step*")) or any(path.glob("optimizer*"))
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return has_optimizer
+
+
+def latest_checkpoint(output_dir: Path) -> tuple[Path, int] | None:
+    found = []
+    for p in output_dir.glob("checkpoint-*"):
+        suffix = p.name.removeprefix("checkpoint-")
+        if suffix.isdigit() and p.is_dir() and checkpoint_complete(p):
+            found.append((int(suffix), p))
+    if not found:
+        return None
+    step, path = max(found)
+    return path, step
+
+
+# -- stages ------------------------------------------------------------------------------------------------------
+def _token_counter(base_model: str):
+    """Tokens of a conversation under the base model's own chat template (for the data stage's length filter)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(base_model)
+    except (OSError, ValueError) as exc:
+        raise IrisError(f"base_model: cannot load a tokenizer from {base_model}: {exc}") from None
+
+    def count(messages: list[dict]) -> int:
+        if tok.chat_template:
+            ids = tok.apply_chat_template(messages, tokenize=True)
+            if hasattr(ids, "keys"):
+                ids = ids["input_ids"]
+            return len(ids)
+        return sum(len(tok(m["content"], add_special_tokens=False)["input_ids"]) + 4 for m in messages)
+
+    return count
+
+
+def _stage_data(run: RunDir, recipe, base: str, console: Console) -> None:
+    from iris_recipes.data import prepare
+
+    with run.stage("data") as info:
+        report = prepare(recipe, run.file("data"), count_tokens=_token_counter(base))
+        info.update(train_rows=report["train"], val_rows=report["val"])
+    console.print(f"data: {report['train']} training rows, {report['val']} validation rows -> {run.file('data')}")
+
+
+def _write_axolotl_config(recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, has_val: bool,
+                          resume_from: str | None, *, validate: bool, dest: Path | None) -> tuple[dict, str, list[str]]:
+    """Build (and check with Axolotl's validator) the config; write it to `dest` unless None."""
+    cfg = axconfig.build_config(recipe_data, base_model=base, spec=spec, has_val=has_val, resume_from=resume_from,
+                                recipe_file=str(recipe.path))
+    if validate:
+        check = dict(cfg)
+        if spec.deepspeed:  # validate against the shipped JSON; the run directory gets its own copy
+            check["deepspeed"] = str(deepspeed_json(spec.deepspeed))
+        axconfig.validate(check, recipe_data=recipe_data, recipe_file=recipe.path, gpu=False)
+    cmd = launch.build_command(spec)
+    text = axconfig.render(cfg, recipe_path=recipe.path, recipe_hash=recipe.hash(),
+                           command=launch.shell_line(cmd, spec))
+    if dest is not None:
+        if spec.deepspeed:
+            shutil.copyfile(deepspeed_json(spec.deepspeed), dest.parent / axconfig.DEEPSPEED_FILE)
+        fsutil.write_text(dest, text)
+    return cfg, text, cmd
+
+
+def deepspeed_json(stage: str) -> Path:
+    return Path(__file__).resolve().parent / "deepspeed" / f"{stage}.json"
+
+
+def _stage_train(run: RunDir, recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, *,
+                 verbose: bool, console: Console) -> None:
+    with run.stage("train") as info:
+        has_val = run.file("data", "val.jsonl").is_file() and run.file("data", "val.jsonl").stat().st_size > 0
+        ckpt = latest_checkpoint(run.file(axconfig.CHECKPOINTS))
+        resume_from = None
+        if ckpt is not None:
+            resume_from = str(ckpt[0].relative_to(run.path))
+            dropped = trainmetrics.truncate_after(run.file(axconfig.METRICS_FILE), ckpt[1])
+            info.update(resumed_from=resume_from, resumed_step=ckpt[1])
+            console.print(f"train: resuming from {resume_from} (step {ckpt[1]}; {dropped} later metrics dropped)")
+        _, _, cmd = _write_axolotl_config(recipe, recipe_data, base, spec, has_val, resume_from,
+                                          validate=True, dest=run.file("axolotl.yaml"))
+        env = launch.launch_env(spec)
+        env["IRIS_PARENT_PID"] = str(os.getpid())
+        info.update(command=launch.shell_line(cmd, spec), world_size=spec.world_size, device=spec.device,
+                    log=LOG_FILE)
+        console.print(f"train: {launch.shell_line(cmd, spec)}  (log: {run.file(LOG_FILE)})")
+        result = _run_training(cmd, env, run, verbose, console)
+        summary = trainmetrics.summarize(trainmetrics.read_metrics(run.file(axconfig.METRICS_FILE)))
+        info.update(metrics=summary, launcher_seconds=round(result.seconds, 3), returncode=result.returncode)
+        if result.interrupted:
+            raise KeyboardInterrupt
+        if result.returncode != 0:
+            tail = "\n".join(f"  | {line}" for line in list(result.state.tail)[-25:])
+            raise IrisError(f"training failed (exit code {result.returncode}). Last lines of {run.file(LOG_FILE)}:\n"
+                            f"{tail}\nFix the cause, then continue with: iris-recipes run --resume {run.path}",
+                            exit_code=1)
+        if recipe_data.get("method", "lora") != "full":
+            files = _collect_adapter(run)
+            info.update(adapter=files)
+            run.set_artifact("adapter", {"dir": "adapter", "files": files})
+    console.print(f"train: done, {summary.get('steps')} steps, final loss {summary.get('final_loss')}, "
+                  f"world size {summary.get('world_size')}")
+
+
+def _run_training(cmd, env, run: RunDir, verbose: bool, console: Console):
+    from iris_recipes.train.progress import run_streaming
+
+    return run_streaming(launch.executable_argv(cmd), env=env, cwd=run.path, log_path=run.file(LOG_FILE),
+                         verbose=verbose, console=console)
+
+
+def _collect_adapter(run: RunDir) -> list[str]:
+    from iris_recipes.merge import collect_adapter
+
+    return collect_adapter(run.file(axconfig.CHECKPOINTS), run.file("adapter"))
+
+
+def _stage_merge(run: RunDir, recipe_data: dict, base: str, console: Console) -> None:
+    from iris_recipes.merge import merge
+
+    method = recipe_data.get("method", "lora")
+    with run.stage("merge") as info:
+        weights = run.file(axconfig.CHECKPOINTS) if method == "full" else run.file("adapter")
+        facts = merge(base_model=base, weights_dir=weights, out=run.file("merged"), method=method,
+                      eot_tokens=axconfig.EOT_TOKENS.get(recipe_data["chat_template"], []))
+        info.update(facts)
+        run.set_artifact("merged", {"dir": "merged", **facts})
+    console.print(f"merge: {run.file('merged')} ({facts['dtype']}, eos {facts['eos_token_id']})")
+
+
+def _later_stages(run: RunDir, console: Console) -> None:
+    """export and card, from their own packages (each records its stage in run.json)."""
+    if not run.stage_done("export") and importlib.util.find_spec("iris_recipes.export") is not None:
+        from iris_recipes.export import export_run
+
+        export_run(run)
+        console.print(f"export: {run.file('gguf')}")
+    if not run.stage_done("card") and importlib.util.find_spec("iris_recipes.card") is not None:
+        from iris_recipes.card import write_card
+
+        with run.stage("card") as info:
+            info["file"] = str(write_card(run).relative_to(run.path))
+        console.print(f"card: {run.file('README.md')}")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a run like Ctrl-C: the current stage is recorded as interrupted, nothing half-written."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+# -- the command -------------------------------------------------------------------------------------------------
+def dry_run(recipe, opts: RunOptions, console: Console) -> str:
+    """The exact launch command and generated Axolotl config; nothing is written or run."""
+    spec = opts.spec()
+    data = portable_recipe(recipe)
+    base = resolve_base(data, Path(recipe.path).parent, dry_run=True)
+    has_val = data["dataset"].get("val_size", 0.05) > 0
+    cfg, text, cmd = _write_axolotl_config(recipe, data, base, spec, has_val, None, validate=True, dest=None)
+    out = (f"# launch command (run from the run directory; {spec.world_size} process(es), device {spec.device})\n"
+           f"{launch.shell_line(cmd, spec)}\n\n# axolotl.yaml\n{text}")
+    print(out, end="")
+    if spec.deepspeed:
+        print(f"\n# deepspeed.json (copied from {deepspeed_json(spec.deepspeed)})")
+        print(deepspeed_json(spec.deepspeed).read_text(), end="")
+    return out
+
+
+def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None = None) -> RunDir | None:
+    from iris_recipes.recipe import load_recipe
+
+    console = console or Console(highlight=False, soft_wrap=True)
+    if opts.resume:
+        if opts.overrides:
+            raise IrisError("--resume continues a run with the recipe it started with; overrides are not allowed. "
+                            "Start a new run to change keys.")
+        if opts.output:
+            raise IrisError("--resume and --output: give the run directory to --resume instead.")
+        if opts.resume_dir and not recipe_arg and not Path(opts.resume_dir).is_dir():
+            recipe_arg, opts.resume_dir = opts.resume_dir, None  # `--resume RECIPE`
+        if opts.resume_dir:
+            run = RunDir.open(opts.resume_dir)
+        else:
+            if not recipe_arg:
+                raise IrisError("--resume needs a recipe (its newest unfinished run) or a run directory.")
+            from iris_recipes.commands.common import recipe_path
+
+            run = find_resumable(load_recipe(recipe_path(recipe_arg)).name)
+        meta = run.read()
+        if meta.get("status") == "done":
+            raise IrisError(f"{run.path}: this run finished already; nothing to resume.")
+        recipe = run.recipe()
+        if not opts.launch_flags_given and meta.get("launch_options"):
+            for key, value in meta["launch_options"].items():
+                setattr(opts, key, value)
+        spec = opts.spec()
+        run.update(status="running", resumed=[*meta.get("resumed", []), now_iso()],
+                   launch=spec.to_dict())
+        console.print(f"resuming {run.path}")
+    else:
+        from iris_recipes.commands.common import recipe_path
+
+        if not recipe_arg:
+            raise IrisError("run: give a recipe file or name, e.g. iris-recipes run recipes/smollm2-demo.yaml")
+        recipe = load_recipe(recipe_path(recipe_arg), overrides=opts.overrides)
+        target = check_output_dir(opts.output) if opts.output else None
+        spec = opts.spec()
+        if opts.dry_run:
+            dry_run(recipe, opts, console)
+            return None
+        path = target or new_run_path(recipe.name)
+        _claim(path, must_be_new=target is None)
+        run = RunDir(path)
+        data = portable_recipe(recipe)
+        fsutil.write_text(run.file("recipe.yaml"), dump_yaml(data))
+        run.write({
+            "recipe": recipe.name, "run_id": path.name, "recipe_hash": recipe.hash(),
+            "recipe_path": str(recipe.path), "overrides": list(opts.overrides), "created": now_iso(),
+            "git_commit": git_commit(), "versions": package_versions(), "status": "running",
+            "launch": spec.to_dict(),
+            "launch_options": {k: getattr(opts, k) for k in ("num_processes", "gpus", "nnodes", "node_rank",
+                               "main_process_ip", "main_process_port", "launcher", "deepspeed", "fsdp")},
+            "stages": {}, "artifacts": {},
+        })
+        console.print(f"run: {run.path}")
+
+    recipe_data = recipe.data
+    with _sigterm_as_interrupt():
+        base = resolve_base(recipe_data, Path(recipe.path).parent, dry_run=False)
+        run.update(base_model_path=base)
+        if not run.stage_done("data"):
+            _stage_data(run, recipe, base, console)
+        if not run.stage_done("train"):
+            _stage_train(run, recipe, recipe_data, base, spec, verbose=opts.verbose, console=console)
+        if not run.stage_done("merge"):
+            _stage_merge(run, recipe_data, base, console)
+        _later_stages(run, console)
+        run.update(status="done", finished=now_iso())
+    console.print(f"done: {run.path}")
+    return run

@@ -1,0 +1,281 @@
+"""Recipe -> Axolotl config: the one place that decides what Axolotl is asked to do.
+
+The generated config uses paths relative to the run directory (Axolotl is launched with the run directory as its
+working directory), so a run directory can be moved or copied and still be resumed or re-run by hand.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from iris_recipes.errors import IrisError
+from iris_recipes.train.launch import LaunchSpec
+
+PLUGIN = "iris_recipes.train.plugin.IrisPlugin"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINTS = "checkpoints"
+PREPARED = "prepared"
+TRAIN_FILE = "data/train.jsonl"
+VAL_FILE = "data/val.jsonl"
+DEEPSPEED_FILE = "deepspeed.json"
+SAVE_TOTAL_LIMIT = 3  # checkpoints kept (resume points); the recipe's axolotl: block may change it
+
+# The token that ends an assistant turn, per chat template: trained (train_on_eos: turn) so the model stops.
+EOT_TOKENS = {"llama3": ["<|eot_id|>"], "chatml": ["<|im_end|>"], "phi_3": ["<|end|>"], "phi_35": ["<|end|>"]}
+
+# recipe train.* key -> Axolotl key, copied when present
+TRAIN_KEYS = {
+    "epochs": "num_epochs",
+    "max_steps": "max_steps",
+    "learning_rate": "learning_rate",
+    "scheduler": "lr_scheduler",
+    "warmup_ratio": "warmup_ratio",
+    "warmup_steps": "warmup_steps",
+    "micro_batch_size": "micro_batch_size",
+    "gradient_accumulation": "gradient_accumulation_steps",
+    "sequence_len": "sequence_len",
+    "sample_packing": "sample_packing",
+    "optimizer": "optimizer",
+    "weight_decay": "weight_decay",
+    "max_grad_norm": "max_grad_norm",
+    "gradient_checkpointing": "gradient_checkpointing",
+    "save_steps": "save_steps",
+    "eval_steps": "eval_steps",
+    "logging_steps": "logging_steps",
+    "early_stopping_patience": "early_stopping_patience",
+    "seed": "seed",
+}
+CUDA_ONLY_OPTIMIZERS = {"adamw_8bit", "paged_adamw_8bit"}
+
+
+def _dataset_entry(path: str) -> dict:
+    return {
+        "path": path,
+        "ds_type": "json",
+        "split": "train",
+        "type": "chat_template",
+        "field_messages": "messages",
+        "message_property_mappings": {"role": "role", "content": "content"},
+        "roles_to_train": ["assistant"],
+        "train_on_eos": "turn",
+    }
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    """`extra` over `base`: dicts merged key by key, everything else (lists included) replaced."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def build_config(recipe_data: dict, *, base_model: str, spec: LaunchSpec, has_val: bool,
+                 resume_from: str | None = None, recipe_file: str = "the recipe") -> dict:
+    """The Axolotl config (a plain dict) for a resolved recipe launched as `spec`."""
+    train = recipe_data["train"]
+    method = recipe_data.get("method", "lora")
+    cpu = spec.device == "cpu"
+    problems = []
+    if cpu and method == "qlora":
+        problems.append("method: qlora needs a CUDA GPU (4-bit bitsandbytes); use method: lora on CPU")
+    if cpu and train.get("optimizer") in CUDA_ONLY_OPTIMIZERS:
+        problems.append(f"train.optimizer: {train['optimizer']} needs a CUDA GPU; use adamw_torch on CPU")
+    if cpu and (spec.deepspeed or spec.fsdp):
+        problems.append("--deepspeed/--fsdp need CUDA GPUs (Axolotl runs them over NCCL); pass --gpus N")
+    if problems:
+        raise IrisError("\n".join(f"{recipe_file}: {p}" for p in problems))
+
+    cfg: dict[str, Any] = {
+        "base_model": base_model,
+        "chat_template": recipe_data["chat_template"],
+        "datasets": [_dataset_entry(TRAIN_FILE)],
+        "dataset_prepared_path": PREPARED,
+        "output_dir": CHECKPOINTS,
+    }
+    if recipe_data["chat_template"] in EOT_TOKENS:
+        cfg["eot_tokens"] = EOT_TOKENS[recipe_data["chat_template"]]
+
+    if method in ("lora", "qlora"):
+        lora = recipe_data.get("lora", {})
+        cfg["adapter"] = method
+        cfg["lora_r"] = lora.get("r", 16)
+        cfg["lora_alpha"] = lora.get("alpha", 32)
+        cfg["lora_dropout"] = lora.get("dropout", 0.05)
+        target = lora.get("target", "all-linear")
+        if target == "all-linear":
+            cfg["lora_target_linear"] = True
+        else:
+            cfg["lora_target_modules"] = list(target)
+        if lora.get("rslora"):
+            cfg["peft_use_rslora"] = True
+        if method == "qlora":
+            cfg["load_in_4bit"] = True
+
+    for key, ax_key in TRAIN_KEYS.items():
+        if train.get(key) is not None:
+            cfg[ax_key] = train[key]
+    max_steps = train.get("max_steps")
+    if max_steps is None and train.get("epochs") is None:
+        cfg["num_epochs"] = 1
+
+    # Resume points: every save_steps, or four per run when the recipe does not say.
+    if train.get("save_steps") is None:
+        if max_steps:
+            cfg["save_steps"] = max(1, math.ceil(max_steps / 4))
+        else:
+            cfg["saves_per_epoch"] = 4
+    cfg["save_strategy"] = "steps"
+    cfg["save_total_limit"] = SAVE_TOTAL_LIMIT
+
+    if has_val:
+        cfg["test_datasets"] = [_dataset_entry(VAL_FILE)]
+        cfg["val_set_size"] = 0.0
+        cfg["eval_sample_packing"] = False  # a small validation set cannot fill packed batches
+        if train.get("eval_steps") is None:
+            if max_steps:
+                cfg["eval_steps"] = max_steps  # one evaluation, at the end
+            else:
+                cfg["evals_per_epoch"] = 1
+    else:
+        cfg["val_set_size"] = 0.0
+        cfg["eval_strategy"] = "no"
+        cfg.pop("eval_steps", None)
+
+    precision = train.get("precision", "auto")
+    if cpu:
+        # bf16: auto becomes fp16 on CPU; Triton LoRA kernels need CUDA; pinned memory needs a GPU.
+        cfg.update({"bf16": False, "fp16": False, "tf32": False, "attn_implementation": "sdpa",
+                    "lora_mlp_kernel": False, "lora_qkv_kernel": False, "lora_o_kernel": False,
+                    "dataloader_pin_memory": False, "dataset_num_proc": max(1, spec.cpu_threads)})
+    else:
+        cfg["bf16"] = {"auto": "auto", "bf16": True}.get(precision, False)
+        cfg["fp16"] = precision == "fp16"
+        cfg["tf32"] = precision == "auto"
+        if spec.deepspeed:
+            cfg["deepspeed"] = DEEPSPEED_FILE
+        if spec.fsdp:
+            cfg["fsdp_version"] = 2
+            # No layer class: accelerate wraps the model's own _no_split_modules (its decoder layers).
+            cfg["fsdp_config"] = {
+                "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+                "state_dict_type": "FULL_STATE_DICT",
+                "offload_params": False,
+                "reshard_after_forward": True,
+                "cpu_ram_efficient_loading": True,
+            }
+
+    cfg["plugins"] = [PLUGIN]
+    cfg["iris_cpu"] = cpu
+    cfg["iris_metrics_file"] = METRICS_FILE
+    cfg["iris_progress"] = True
+    if resume_from:
+        cfg["resume_from_checkpoint"] = resume_from
+
+    extra = recipe_data.get("axolotl") or {}
+    return deep_merge(cfg, extra)
+
+
+def config_origins(recipe_data: dict) -> dict[str, str]:
+    """Axolotl key -> the recipe key it came from (for error messages)."""
+    origins = {ax: f"train.{key}" for key, ax in TRAIN_KEYS.items()}
+    origins.update({"lora_r": "lora.r", "lora_alpha": "lora.alpha", "lora_dropout": "lora.dropout",
+                    "lora_target_linear": "lora.target", "lora_target_modules": "lora.target",
+                    "peft_use_rslora": "lora.rslora", "adapter": "method", "load_in_4bit": "method",
+                    "base_model": "base_model", "chat_template": "chat_template"})
+    for key in recipe_data.get("axolotl") or {}:
+        origins[key] = f"axolotl.{key}"
+    return origins
+
+
+def render(cfg: dict, *, recipe_path: str | Path, recipe_hash: str, command: str | None = None) -> str:
+    """The YAML text of `axolotl.yaml`, with a header naming the recipe that produced it."""
+    header = [
+        f"# Generated by iris-recipes from {recipe_path}",
+        f"# recipe sha256: {recipe_hash}",
+        "# Do not edit: change the recipe (or its axolotl: block) and run it again.",
+        "# Paths are relative to this run directory; launch from here:",
+    ]
+    if command:
+        header.append(f"#   {command}")
+    return "\n".join(header) + "\n" + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True, width=100)
+
+
+# -- Axolotl's own validation ------------------------------------------------------------------------------------
+def _known_keys(model_cls) -> set[str]:
+    keys = set()
+    for name, field in model_cls.model_fields.items():
+        keys.add(name)
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            keys.add(alias)
+        elif alias is not None and hasattr(alias, "choices"):
+            keys.update(c for c in alias.choices if isinstance(c, str))
+        if field.alias:
+            keys.add(field.alias)
+    return keys
+
+
+def validate(cfg: dict, *, recipe_data: dict, recipe_file: str | Path, gpu: bool = False) -> dict:
+    """Check `cfg` with Axolotl's validator (plus unknown keys in the axolotl: block, which Axolotl ignores).
+
+    Returns Axolotl's normalized config; raises IrisError naming the recipe key behind each problem.
+    """
+    import pydantic
+    from axolotl.cli.config import prepare_plugins
+    from axolotl.integrations.config import merge_input_args
+    from axolotl.utils.config import validate_config
+    from axolotl.utils.dict import DictDefault
+
+    origins = config_origins(recipe_data)
+    saved_env = dict(os.environ)  # plugin registration touches the environment; keep this process clean
+    ax_log = logging.getLogger("axolotl")
+    saved_level = ax_log.level
+    ax_log.setLevel(logging.WARNING)  # its INFO lines describe defaults it fills in; the run's log has them
+    try:
+        work = DictDefault(copy.deepcopy(cfg))
+        prepare_plugins(work)
+        _, input_cls = merge_input_args()
+        known = _known_keys(input_cls)
+        unknown = [k for k in (recipe_data.get("axolotl") or {}) if k not in known]
+        if unknown:
+            lines = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                lines.append(f"{recipe_file}: axolotl.{key}: not an Axolotl 0.19 config key{hint}; "
+                             "Axolotl would silently ignore it. Fix or remove it.")
+            raise IrisError("\n".join(lines))
+        capabilities = env_capabilities = None
+        if gpu:
+            from axolotl.cli.config import gpu_capabilities
+
+            capabilities, env_capabilities = gpu_capabilities()
+        try:
+            return validate_config(work, capabilities=capabilities, env_capabilities=env_capabilities)
+        except pydantic.ValidationError as exc:
+            lines = []
+            for err in exc.errors():
+                loc = [str(p) for p in err.get("loc", ()) if not str(p).startswith("function-")]
+                key = loc[0] if loc else ""
+                where = origins.get(key, f"generated key {key}" if key else "the generated config")
+                msg = err.get("msg", "invalid").removeprefix("Value error, ")
+                lines.append(f"{recipe_file}: {where}: Axolotl rejects {'.'.join(loc) or 'the config'}: {msg}")
+            raise IrisError("\n".join(lines)) from None
+        except (ValueError, TypeError) as exc:
+            raise IrisError(f"{recipe_file}: Axolotl rejects the generated config: {exc}. Check the train/lora "
+                            "keys and the axolotl: block.") from None
+    finally:
+        ax_log.setLevel(saved_level)
+        os.environ.clear()
+        os.environ.update(saved_env)
