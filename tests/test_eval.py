@@ -1,0 +1,198 @@
+"""iris-recipes eval / compare: metrics, bad input before any work, and a real evaluation of tiny-model runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from iris_recipes.errors import IrisError
+from iris_recipes.evaluate import metrics as M
+from iris_recipes.rundir import RunDir
+
+try:
+    from tests.conftest_eval import EVAL_BLOCK, assemble_run, tiny_recipe
+    from tests.conftest_models import tiny_model_dir  # noqa: F401 (fixture)
+except ImportError:  # tests/ itself on sys.path
+    from conftest_eval import EVAL_BLOCK, assemble_run, tiny_recipe
+    from conftest_models import tiny_model_dir  # noqa: F401
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# -- metrics -----------------------------------------------------------------------------------------------------
+def test_exact_match_takes_the_final_number():
+    assert M.exact_match_number("7 + 5 = 12\nAnswer: 12", {"answer": "12"}) == 1.0
+    assert M.exact_match_number("It is 12.0", {"answer": "12"}) == 1.0
+    assert M.exact_match_number("12 apples, no: 13", {"answer": "12"}) == 0.0
+    assert M.exact_match_number("no idea", {"answer": "12"}) == 0.0
+    assert M.exact_match_number("That is 1,200 in total.", {"answer": "1200"}) == 1.0
+
+
+def test_truthfulness_prefers_the_closer_reference():
+    ref = {"correct": ["Nothing happens if you swallow gum; it passes through the digestive system"],
+           "incorrect": ["Gum stays in your stomach for seven years"]}
+    assert M.truthfulness("It passes through your digestive system and nothing happens.", ref) == 1.0
+    assert M.truthfulness("Swallowed gum stays in the stomach for seven years.", ref) == 0.0
+    assert M.truthfulness("Bananas.", ref) == 0.0  # close to neither: not counted as truthful
+
+
+def test_keyword_overlap_and_format():
+    ref = {"keywords": ["impressive", "excellent"]}
+    assert M.keyword_overlap("Something impressive.", ref) == 0.5
+    assert M.keyword_overlap("Excellent and impressive!", ref) == 1.0
+    score = M.format_scorer(r"Answer: -?\d+\s*$")
+    assert score("3 + 4 = 7\nAnswer: 7", {}) == 1.0
+    assert score("Answer: 7 apples", {}) == 0.0
+
+
+def test_check_metrics_names_rows_without_reference():
+    rows = [{"messages": [], "reference": {"answer": "3"}}, {"messages": [], "reference": {}}]
+    with pytest.raises(IrisError, match=r"exact_match_number needs reference answer.*1 of 2 rows of VAL lack it \(rows 2\)"):
+        M.check_metrics({"metrics": ["exact_match_number"]}, rows, "VAL")
+    with pytest.raises(IrisError, match="keywords"):
+        M.check_metrics({"metrics": ["keyword_overlap"]}, rows[:1], "VAL")
+    with pytest.raises(IrisError, match="not a valid Python regex"):
+        M.check_metrics({"metrics": ["format_regex"], "format_regex": "Answer: ("}, rows, "VAL")
+    M.check_metrics({"metrics": ["exact_match_number", "format_regex"], "format_regex": "x"}, rows[:1], "VAL")
+
+
+def test_loss_masks_everything_but_assistant_turns(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from iris_recipes.evaluate.loss import masked_example
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    conv = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "2 + 2 = 4\nAnswer: 4"},
+            {"role": "user", "content": "And 3+3?"}, {"role": "assistant", "content": "Answer: 6"}]
+    ids, labels = masked_example(tok, conv)
+    assert ids == tok(tok.apply_chat_template(conv, tokenize=False), add_special_tokens=False)["input_ids"]
+    trained = tok.decode([i for i, lab in zip(ids, labels) if lab != -100])
+    assert trained == "2 + 2 = 4\nAnswer: 4<|im_end|>Answer: 6<|im_end|>"
+
+
+# -- bad input: clear errors before any model is loaded -----------------------------------------------------------
+def _bare_run(tmp_path: Path, tiny: Path, *, metrics=None, val_rows=None, merged=True, gguf=False) -> RunDir:
+    """A run directory with just enough files to reach a given check (no model is ever loaded by these tests)."""
+    from iris_recipes.recipe import load_recipe
+
+    eval_block = dict(EVAL_BLOCK, **({"metrics": metrics} if metrics is not None else {}))
+    recipe = load_recipe(tiny_recipe(tmp_path / "r.yaml", tiny, eval=eval_block), check_data=False)
+    run = RunDir(tmp_path / "runs" / "tiny-eval" / "r1")
+    run.path.mkdir(parents=True)
+    (run.path / "recipe.yaml").write_text(recipe.to_yaml())
+    run.write({"recipe": "tiny-eval", "status": "done", "stages": {}, "artifacts": {}})
+    rows = val_rows if val_rows is not None else [
+        {"messages": [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "Answer: 2"}],
+         "reference": {"answer": "2"}}]
+    (run.path / "data").mkdir()
+    (run.path / "data" / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if merged:
+        shutil.copytree(tiny, run.path / "merged")
+    if gguf:
+        (run.path / "gguf").mkdir()
+        (run.path / "gguf" / "x-f16.gguf").write_bytes(b"GGUF")
+        run.set_artifact("gguf", {"f16": {"file": "gguf/x-f16.gguf"}})
+    return run
+
+
+def test_eval_without_merged_model(tmp_path, tiny_model_dir):
+    from iris_recipes.evaluate import plan
+
+    run = _bare_run(tmp_path, tiny_model_dir, merged=False)
+    with pytest.raises(IrisError, match=r"no merged model .*merged/config.json is missing"):
+        plan(run.path)
+
+
+def test_eval_without_gguf(tmp_path, tiny_model_dir):
+    from iris_recipes.evaluate import plan
+
+    run = _bare_run(tmp_path, tiny_model_dir)
+    with pytest.raises(IrisError, match=r"no GGUF export recorded.*iris-recipes export"):
+        plan(run.path)
+    run.set_artifact("gguf", {"f16": {"file": "gguf/gone-f16.gguf"}})
+    with pytest.raises(IrisError, match="GGUF files listed in run.json are missing: .*gone-f16.gguf"):
+        plan(run.path)
+
+
+def test_eval_metric_the_data_cannot_support(tmp_path, tiny_model_dir):
+    from iris_recipes.evaluate import plan
+
+    rows = [{"messages": [{"role": "user", "content": "Define 'rizz'."}, {"role": "assistant", "content": "Charm."}],
+             "reference": {"answer": "1"}}]
+    run = _bare_run(tmp_path, tiny_model_dir, metrics=["keyword_overlap"], val_rows=rows, gguf=True)
+    with pytest.raises(IrisError, match=r"keyword_overlap needs reference keywords .*val.jsonl"):
+        plan(run.path)
+    before = run.read()
+    # the CLI says the same in one clean line, exit 2, no traceback, and run.json is untouched
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "IRIS_HOME": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "iris_recipes", "eval", str(run.path)], capture_output=True,
+                          text=True, cwd=REPO, env={**env, "IRIS_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 2, proc.stderr
+    assert "keyword_overlap needs reference keywords" in proc.stderr and "Traceback" not in proc.stderr
+    assert run.read() == before and not run.file("eval.json").exists()
+
+
+def test_compare_needs_evaluated_runs(tmp_path, tiny_model_dir, monkeypatch):
+    from iris_recipes.compare import compare
+
+    run = _bare_run(tmp_path, tiny_model_dir)
+    monkeypatch.setenv("IRIS_RUNS_DIR", str(tmp_path / "runs"))
+    with pytest.raises(IrisError, match="not evaluated yet .*iris-recipes eval"):
+        compare([str(run.path)])
+    with pytest.raises(IrisError, match="no finished run of recipe 'nothing-here'"):
+        compare(["nothing-here"])
+
+
+# -- a real evaluation ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory, tiny_model_dir):
+    """Two runs of the tiny recipe (real data stage and GGUF export); their merged models differ in weights."""
+    from iris_recipes.models import tiny_model
+
+    root = tmp_path_factory.mktemp("evalruns")
+    recipe = tiny_recipe(root / "tiny-eval.yaml", tiny_model_dir)
+    runs = []
+    for i, seed in enumerate((1, 2)):
+        runs.append(assemble_run(root / "runs" / "tiny-eval" / f"2000010{i}-000000", recipe, tiny_model(seed=seed)))
+    return runs
+
+
+@pytest.mark.slow
+def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path):
+    from iris_recipes.compare import compare
+    from iris_recipes.evaluate import evaluate, plan
+
+    results = [evaluate(plan(run.path), log=lambda m: None) for run in tiny_runs]
+    res = results[0]
+    on_disk = json.loads(tiny_runs[0].file("eval.json").read_text())
+    assert on_disk["samples"] == res["samples"] == EVAL_BLOCK["samples"]
+    for side in ("base", "tuned"):
+        assert res[side]["val_loss"] > 0 and res[side]["perplexity"] > 1
+        assert set(res[side]["metrics"]) == {"exact_match_number", "format_regex"}
+        assert len(res["sampled"][side]["format_regex"]) == len(EVAL_BLOCK["seeds"])
+    # different weights -> different losses: the numbers come from the models
+    assert res["base"]["val_loss"] != res["tuned"]["val_loss"]
+    assert results[0]["tuned"]["val_loss"] != results[1]["tuned"]["val_loss"]
+    assert set(res["noise"]) == {"exact_match_number", "format_regex"}
+    gens = res["generations"]
+    assert len(gens) == len(EVAL_BLOCK["prompts"]) * (1 + len(EVAL_BLOCK["seeds"]))
+    sampled = [g for g in gens if "seed" in g]
+    assert all(g["base"] != g["tuned"] for g in sampled)  # seeded samples of two different random models
+    assert set(res["gguf"]) == {"f16", "q8_0"}
+    for v in res["gguf"].values():
+        assert v["decode_tok_s"] > 0 and 0 < v["ttft_s"] < v["latency_s"]
+    meta = tiny_runs[0].read()
+    assert meta["stages"]["eval"]["status"] == "done" and meta["status"] == "done"
+
+    out = tmp_path / "cmp.md"
+    entries, dest = compare([str(r.path) for r in tiny_runs], out)
+    text = out.read_text()
+    assert dest == out and len(entries) == 2
+    assert "| val_loss |" in text and "format_regex" in text and "noise (seed spread)" in text
+    assert f"{results[1]['tuned']['val_loss']:.4g}" in text
