@@ -66,6 +66,9 @@ def merge(*, base_model: str, weights_dir: Path, out: Path, method: str, eot_tok
     fine-tuned weights (full). Returns facts for run.json."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     tokenizer = AutoTokenizer.from_pretrained(weights_dir)
     if not tokenizer.chat_template:

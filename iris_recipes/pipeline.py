@@ -40,6 +40,7 @@ LOG_FILE = "train.log"
 @dataclass
 class RunOptions:
     overrides: tuple[str, ...] = ()
+    device: str = "auto"  # auto | cpu | gpu
     num_processes: int | None = None
     gpus: int | None = None
     nnodes: int = 1
@@ -54,6 +55,7 @@ class RunOptions:
     resume_dir: str | None = None
     output: str | None = None
     verbose: bool = False
+    until: str | None = None  # stop after this stage (resume later)
     cuda_available: bool | None = None  # None: ask torch (tests pin it)
     launch_flags_given: bool = field(default=False)
 
@@ -61,7 +63,8 @@ class RunOptions:
         return launch.make_spec(num_processes=self.num_processes, gpus=self.gpus, nnodes=self.nnodes,
                                 node_rank=self.node_rank, main_process_ip=self.main_process_ip,
                                 main_process_port=self.main_process_port, launcher=self.launcher,
-                                deepspeed=self.deepspeed, fsdp=self.fsdp, cuda_available=self.cuda_available)
+                                deepspeed=self.deepspeed, fsdp=self.fsdp, device=self.device,
+                                cuda_available=self.cuda_available)
 
 
 # -- facts recorded in run.json ----------------------------------------------------------------------------------
@@ -310,19 +313,24 @@ def _stage_merge(run: RunDir, recipe_data: dict, base: str, console: Console) ->
     console.print(f"merge: {run.file('merged')} ({facts['dtype']}, eos {facts['eos_token_id']})")
 
 
-def _later_stages(run: RunDir, console: Console) -> None:
-    """export and card, from their own packages (each records its stage in run.json)."""
-    if not run.stage_done("export") and importlib.util.find_spec("iris_recipes.export") is not None:
-        from iris_recipes.export import export_run
+def _stage_export(run: RunDir, console: Console) -> None:
+    """GGUF export (its package records the stage in run.json); skipped where that package is not installed."""
+    if importlib.util.find_spec("iris_recipes.export") is None:
+        return
+    from iris_recipes.export import export_run
 
-        export_run(run)
-        console.print(f"export: {run.file('gguf')}")
-    if not run.stage_done("card") and importlib.util.find_spec("iris_recipes.card") is not None:
-        from iris_recipes.card import write_card
+    export_run(run)
+    console.print(f"export: {run.file('gguf')}")
 
-        with run.stage("card") as info:
-            info["file"] = str(write_card(run).relative_to(run.path))
-        console.print(f"card: {run.file('README.md')}")
+
+def _stage_card(run: RunDir, console: Console) -> None:
+    if importlib.util.find_spec("iris_recipes.card") is None:
+        return
+    from iris_recipes.card import write_card
+
+    with run.stage("card") as info:
+        info["file"] = str(write_card(run).relative_to(run.path))
+    console.print(f"card: {run.file('README.md')}")
 
 
 @contextlib.contextmanager
@@ -407,7 +415,7 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
             "recipe_path": str(recipe.path), "overrides": list(opts.overrides), "created": now_iso(),
             "git_commit": git_commit(), "versions": package_versions(), "status": "running",
             "launch": spec.to_dict(),
-            "launch_options": {k: getattr(opts, k) for k in ("num_processes", "gpus", "nnodes", "node_rank",
+            "launch_options": {k: getattr(opts, k) for k in ("device", "num_processes", "gpus", "nnodes", "node_rank",
                                "main_process_ip", "main_process_port", "launcher", "deepspeed", "fsdp")},
             "stages": {}, "artifacts": {},
         })
@@ -417,13 +425,21 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
     with _sigterm_as_interrupt():
         base = resolve_base(recipe_data, Path(recipe.path).parent, dry_run=False)
         run.update(base_model_path=base)
-        if not run.stage_done("data"):
-            _stage_data(run, recipe, base, console)
-        if not run.stage_done("train"):
-            _stage_train(run, recipe, recipe_data, base, spec, verbose=opts.verbose, console=console)
-        if not run.stage_done("merge"):
-            _stage_merge(run, recipe_data, base, console)
-        _later_stages(run, console)
+        stages = (
+            ("data", lambda: _stage_data(run, recipe, base, console)),
+            ("train", lambda: _stage_train(run, recipe, recipe_data, base, spec, verbose=opts.verbose,
+                                           console=console)),
+            ("merge", lambda: _stage_merge(run, recipe_data, base, console)),
+            ("export", lambda: _stage_export(run, console)),
+            ("card", lambda: _stage_card(run, console)),
+        )
+        for name, do in stages:
+            if not run.stage_done(name):
+                do()
+            if opts.until == name:
+                run.update(status="stopped")
+                console.print(f"stopped after {name}: {run.path} (continue with: iris-recipes run --resume {run.path})")
+                return run
         run.update(status="done", finished=now_iso())
     console.print(f"done: {run.path}")
     return run

@@ -7,7 +7,7 @@ import argparse
 from iris_recipes.cli import add_command
 from iris_recipes.commands.common import add_overrides
 
-LAUNCH_FLAGS = ("num_processes", "gpus", "nnodes", "node_rank", "main_process_ip", "main_process_port",
+LAUNCH_FLAGS = ("device", "num_processes", "gpus", "nnodes", "node_rank", "main_process_ip", "main_process_port",
                 "deepspeed", "fsdp", "launcher")
 
 
@@ -30,6 +30,8 @@ def add_parser(sub) -> None:
     g.add_argument("--node-rank", type=int, default=0, metavar="R", help="this machine's rank, 0..nnodes-1")
     g.add_argument("--main-process-ip", metavar="IP", help="address of node 0 (multi-node)")
     g.add_argument("--main-process-port", type=int, metavar="PORT", help="rendezvous port on node 0 (default 29500)")
+    g.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                   help="train on CPU or CUDA GPUs (auto: GPUs when torch sees CUDA, or with --gpus/--deepspeed/--fsdp)")
     g.add_argument("--launcher", choices=("accelerate", "torchrun"), default="accelerate",
                    help="launch with accelerate (default) or torchrun")
     g.add_argument("--deepspeed", choices=("zero1", "zero2", "zero3", "zero3-offload"),
@@ -40,6 +42,8 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN_DIR",
                    help="continue the newest unfinished run of RECIPE (or RUN_DIR) from its last checkpoint")
     p.add_argument("--output", metavar="DIR", help="run directory to create (must be new or empty)")
+    p.add_argument("--until", choices=("data", "train", "merge", "export", "card"),
+                   help="stop after this stage (continue later with --resume)")
     p.add_argument("--verbose", "-v", action="store_true", help="show Axolotl's own output, not just progress")
     p.set_defaults(func=run_command)
 
@@ -47,13 +51,14 @@ def add_parser(sub) -> None:
 def run_command(args: argparse.Namespace) -> int:
     from iris_recipes.pipeline import RunOptions, run_recipe
 
-    defaults = {"nnodes": 1, "node_rank": 0, "fsdp": False, "launcher": "accelerate"}
+    defaults = {"nnodes": 1, "node_rank": 0, "fsdp": False, "launcher": "accelerate", "device": "auto"}
     given = any(getattr(args, k) not in (None, defaults.get(k)) for k in LAUNCH_FLAGS)
     opts = RunOptions(
         overrides=tuple(args.overrides), num_processes=args.num_processes, gpus=args.gpus, nnodes=args.nnodes,
         node_rank=args.node_rank, main_process_ip=args.main_process_ip, main_process_port=args.main_process_port,
-        launcher=args.launcher, deepspeed=args.deepspeed, fsdp=args.fsdp, dry_run=args.dry_run,
+        device=args.device, launcher=args.launcher, deepspeed=args.deepspeed, fsdp=args.fsdp, dry_run=args.dry_run,
         resume=args.resume is not None, resume_dir=args.resume or None, output=args.output, verbose=args.verbose,
+        until=args.until,
         launch_flags_given=given,
     )
     run_recipe(args.recipe, opts)

@@ -6,11 +6,13 @@ working directory), so a run directory can be moved or copied and still be resum
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +233,12 @@ def validate(cfg: dict, *, recipe_data: dict, recipe_file: str | Path, gpu: bool
 
     Returns Axolotl's normalized config; raises IrisError naming the recipe key behind each problem.
     """
+    # Axolotl logs to stdout, which belongs to the command's own output (a dry run prints the config there).
+    with contextlib.redirect_stdout(sys.stderr):
+        return _validate(cfg, recipe_data=recipe_data, recipe_file=recipe_file, gpu=gpu)
+
+
+def _validate(cfg: dict, *, recipe_data: dict, recipe_file: str | Path, gpu: bool) -> dict:
     import pydantic
     from axolotl.cli.config import prepare_plugins
     from axolotl.integrations.config import merge_input_args

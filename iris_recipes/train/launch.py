@@ -57,7 +57,7 @@ class LaunchSpec:
 def make_spec(*, num_processes: int | None = None, gpus: int | None = None, nnodes: int = 1, node_rank: int = 0,
               main_process_ip: str | None = None, main_process_port: int | None = None,
               launcher: str = "accelerate", deepspeed: str | None = None, fsdp: bool = False,
-              cuda_available: bool | None = None) -> LaunchSpec:
+              device: str = "auto", cuda_available: bool | None = None) -> LaunchSpec:
     """A checked LaunchSpec from the command-line flags; every mistake is an IrisError (exit 2)."""
     problems = []
     if num_processes is not None and gpus is not None and num_processes != gpus:
@@ -77,15 +77,18 @@ def make_spec(*, num_processes: int | None = None, gpus: int | None = None, nnod
         problems.append(f"--launcher {launcher!r}: choose one of {', '.join(LAUNCHERS)}")
     if main_process_port is not None and not (1 <= main_process_port <= 65535):
         problems.append(f"--main-process-port {main_process_port} is not a TCP port")
+    if device == "cpu" and (gpus is not None or deepspeed or fsdp):
+        problems.append("--device cpu cannot be combined with --gpus, --deepspeed or --fsdp (CUDA only)")
+    if device not in ("auto", "cpu", "gpu"):
+        problems.append(f"--device {device!r}: choose auto, cpu or gpu")
     if problems:
         raise IrisError("\n".join(problems))
 
-    if gpus is not None or deepspeed or fsdp:
-        device = "gpu"
-    else:
-        if cuda_available is None:
-            cuda_available = _cuda_available()
-        device = "gpu" if cuda_available else "cpu"
+    if device == "auto":
+        if gpus is not None or deepspeed or fsdp:
+            device = "gpu"
+        else:
+            device = "gpu" if (_cuda_available() if cuda_available is None else cuda_available) else "cpu"
     procs = gpus or num_processes or 1
     threads = max(1, cpu_count() // procs) if device == "cpu" else max(1, min(8, cpu_count() // procs))
     return LaunchSpec(device=device, num_processes=procs, nnodes=nnodes, node_rank=node_rank,

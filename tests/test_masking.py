@@ -1,0 +1,104 @@
+"""Loss masking, token by token, through the real tokenizer and Axolotl's chat_template strategy with the
+dataset settings `iris-recipes run` generates: only assistant turns are trained, each with its end-of-turn token,
+and the template never leaks a special token into a message's content."""
+
+from __future__ import annotations
+
+import pytest
+
+from iris_recipes.train import config as axconfig
+from iris_recipes.train.launch import LaunchSpec
+from tests.conftest_models import tiny_model_dir  # noqa: F401  (fixture)
+
+CONVERSATION = [
+    {"role": "system", "content": "You solve arithmetic word problems."},
+    {"role": "user", "content": "Sam has 7 apples and buys 5 more. How many?"},
+    {"role": "assistant", "content": "7 + 5 = 12\nAnswer: 12"},
+    {"role": "user", "content": "And if he eats 3 of them?"},
+    {"role": "assistant", "content": "12 - 3 = 9\nAnswer: 9"},
+]
+
+
+def _recipe(base: str) -> dict:
+    from iris_recipes.recipe.schema import apply_defaults
+
+    return apply_defaults({"name": "mask", "base_model": base, "chat_template": "chatml", "method": "lora",
+            "dataset": {"name": "x", "val_size": 0.0}, "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+            "train": {"max_steps": 1, "micro_batch_size": 1, "sequence_len": 512}})
+
+
+def _spans(labels: list[int]) -> list[tuple[int, int]]:
+    """Maximal [start, end) runs of trained (label != -100) positions."""
+    spans, start = [], None
+    for i, lab in enumerate([*labels, -100]):
+        if lab != -100 and start is None:
+            start = i
+        elif lab == -100 and start is not None:
+            spans.append((start, i))
+            start = None
+    return spans
+
+
+@pytest.fixture(scope="module")
+def tokenized(tiny_model_dir):  # noqa: F811
+    from axolotl.prompt_strategies.chat_template import load as load_strategy
+    from transformers import AutoTokenizer
+
+    data = _recipe(str(tiny_model_dir))
+    cfg = axconfig.build_config(data, base_model=str(tiny_model_dir), spec=LaunchSpec(), has_val=False)
+    checked = axconfig.validate(cfg, recipe_data=data, recipe_file="mask.yaml")
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    strategy = load_strategy(tok, checked, checked["datasets"][0])
+    out = strategy.tokenize_prompt({"messages": CONVERSATION})
+    return tok, list(out["input_ids"]), list(out["labels"])
+
+
+def test_labels_copy_inputs_where_trained(tokenized):
+    _, ids, labels = tokenized
+    assert len(ids) == len(labels)
+    assert all(lab in (-100, i) for i, lab in zip(ids, labels))
+
+
+def test_only_assistant_turns_and_their_end_token_are_trained(tokenized):
+    tok, ids, labels = tokenized
+    eot = tok.convert_tokens_to_ids("<|im_end|>")
+    spans = _spans(labels)
+    assistants = [m["content"] for m in CONVERSATION if m["role"] == "assistant"]
+    assert len(spans) == len(assistants)
+    for (start, end), content in zip(spans, assistants):
+        # the span is exactly the content followed by the end-of-turn token: nothing of the prompt, nothing after
+        assert ids[end - 1] == eot, "the end-of-turn token must be trained, or the model never stops"
+        assert tok.decode(ids[start:end - 1]) == content
+        assert ids[start - 1] != eot  # the turn header before it is masked
+    # every token outside those spans is masked, so system and user text never reaches the loss
+    trained = {i for s, e in spans for i in range(s, e)}
+    masked_text = tok.decode([t for i, t in enumerate(ids) if i not in trained])
+    for m in CONVERSATION:
+        if m["role"] != "assistant":
+            assert m["content"] in masked_text
+    for m in CONVERSATION:
+        if m["role"] == "assistant":
+            assert m["content"] not in masked_text
+
+
+def test_no_template_token_inside_any_content(tokenized):
+    tok, ids, labels = tokenized
+    special = set(tok.all_special_ids) | {tok.convert_tokens_to_ids(t) for t in ("<|im_start|>", "<|im_end|>")}
+    text = tok.decode(ids)
+    for m in CONVERSATION:
+        # each content appears verbatim between its header and its end token
+        header = f"<|im_start|>{m['role']}\n"
+        assert f"{header}{m['content']}<|im_end|>" in text
+    for start, end in _spans(labels):
+        assert not special & set(ids[start:end - 1]), "a special token inside trained content"
+    # the trained spans decode to plain content: no literal template markup either
+    for start, end in _spans(labels):
+        assert "<|" not in tok.decode(ids[start:end - 1])
+
+
+def test_every_chat_template_has_its_end_of_turn_token():
+    from iris_recipes.recipe.schema import load_schema  # the recipe format's template names
+
+    names = load_schema()["properties"]["chat_template"]["enum"]
+    for name in names:
+        assert name == "tokenizer_default" or name in axconfig.EOT_TOKENS, name
