@@ -22,7 +22,8 @@ def make_run(root: Path, model_dir: Path, *, name: str = "tiny-export", quantize
         shutil.copytree(model_dir, run.file("merged"))
     write_text(run.file("recipe.yaml"),
                f"name: {name}\nbase_model: {model_dir}\nchat_template: chatml\ndataset: {{name: arith-steps}}\n"
-               f"train: {{max_steps: 1}}\nexport: {{quantize: [{', '.join(quantize)}]}}\n{extra}")
+               f"train: {{max_steps: 1}}\nexport: {{quantize: [{', '.join(quantize)}]}}\n"
+               f"space: {{quant: {quantize[0] if quantize else 'f16'}}}\n{extra}")
     run.update(recipe=name, run_id="20250101-000000", status="done", stages={}, artifacts={})
     return run
 

@@ -218,3 +218,28 @@ def test_builtin_smollm2_export_stops_on_its_own(tmp_path, smollm2_dir, converte
         assert chat["stop_required"] and chat["stopped_on_its_own"] and chat["finish_reason"] == "stop"
         assert chat["reply"].strip() and "<|im_" not in chat["reply"]
     assert info["checks"]["q8_0"]["top1_agreement"] > 0.8
+
+
+@pytest.mark.slow
+def test_tokenizer_llama_cpp_misreads_fails_cleanly(tmp_path, tiny_model_dir, converter):
+    """transformers' own GGUF tokenizer import (byte fallback + SentencePiece decoder) is turned into a Llama-2
+    vocabulary by the converter; llama.cpp then aborts or mis-tokenizes. The export must fail clearly, publish
+    nothing, and the process running it must survive."""
+    from transformers import AutoTokenizer
+
+    from iris_recipes.export import export_run
+    from iris_recipes.models import BUILTIN_MODELS, builtin_gguf_path
+
+    gguf = builtin_gguf_path(BUILTIN_MODELS["smollm2-135m-instruct"])
+    run = make_run(tmp_path / "runs", tiny_model_dir)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        run.file("merged", name).unlink()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tok.chat_template = AutoTokenizer.from_pretrained(tiny_model_dir).chat_template
+    tok.eos_token = "<|im_end|>"
+    tok.save_pretrained(run.file("merged"))
+    with pytest.raises(IrisError) as err:
+        export_run(run)
+    assert "check" in str(err.value)
+    assert run.stage_info("export")["status"] == "failed"
+    assert not _leftovers(run)

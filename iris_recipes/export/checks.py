@@ -211,3 +211,73 @@ def decode_speed(gguf: Path, prompt: list[int], new_tokens: int = 64, threads: i
     elapsed = time.perf_counter() - start
     llm.close()
     return round(new_tokens / elapsed, 1) if elapsed > 0 else 0.0
+
+
+# -- all checks, in a child process -------------------------------------------------------------------------------
+def run_all(merged: Path, files: dict[str, Path], *, require_stop: bool, threads: int | None) -> dict[str, Any]:
+    """Every check on every file; {"positions": N, "results": {quant: {...}}}."""
+    tok = load_tokenizer(merged)
+    prompts = prompt_token_ids(tok)
+    reference = hf_top1(merged, prompts)
+    results = {}
+    for quant, path in files.items():
+        results[quant] = {
+            "tokens": check_tokens(path, tok, prompts),
+            "top1_agreement": agreement(reference, gguf_top1(path, prompts)),
+            "chat": check_chat(path, tok, require_stop=require_stop),
+            "decode_tok_s": decode_speed(path, prompts[0], threads=threads),
+        }
+    return {"positions": sum(len(p) for p in prompts), "results": results}
+
+
+def run_isolated(merged: Path, files: dict[str, Path], *, require_stop: bool, threads: int | None,
+                 log: Path | None = None) -> dict[str, Any]:
+    """run_all in a child process: a GGUF that makes llama.cpp abort (a broken vocabulary does) fails the export
+    with a clear error instead of killing the pipeline mid-stage."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="iris-checks-") as tmp:
+        out = Path(tmp) / "checks.json"
+        cmd = [sys.executable, "-m", "iris_recipes.export.checks", str(merged), str(out),
+               "--threads", str(threads or cpu_threads()), *(["--require-stop"] if require_stop else []),
+               *(f"{quant}={path}" for quant, path in files.items())]
+        env = dict(os.environ)  # the child must import this same package, installed or not
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        env.setdefault("GGML_NO_BACKTRACE", "1")  # on abort, ggml would otherwise attach gdb for a backtrace
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if log is not None:
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(f"\n$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+        if proc.returncode != 0 or not out.is_file():
+            from iris_recipes.errors import IrisError
+
+            how = f"was killed by signal {-proc.returncode}" if proc.returncode < 0 else f"failed (exit {proc.returncode})"
+            last = next((ln for ln in reversed(proc.stderr.strip().splitlines()) if ln.strip()), "no output")
+            raise IrisError(f"{merged}: checking the GGUF files {how}: {last[:300]}. The files are unusable; "
+                            + (f"details in {log}." if log else "re-run to see the details."))
+        return json.loads(out.read_text())
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m iris_recipes.export.checks")
+    ap.add_argument("merged", type=Path)
+    ap.add_argument("out", type=Path, help="JSON results are written here")
+    ap.add_argument("files", nargs="+", metavar="QUANT=PATH")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--require-stop", action="store_true")
+    args = ap.parse_args(argv)
+    files = dict((item.split("=", 1)[0], Path(item.split("=", 1)[1])) for item in args.files)
+    result = run_all(args.merged, files, require_stop=args.require_stop, threads=args.threads)
+    args.out.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

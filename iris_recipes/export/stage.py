@@ -100,19 +100,12 @@ def _build_and_check(run: RunDir, merged: Path, stage_dir: Path, name: str, quan
     info["timings"] = timings
 
     t0 = time.perf_counter()
-    tok = checks.load_tokenizer(merged)
-    prompts = checks.prompt_token_ids(tok)
-    reference = checks.hf_top1(merged, prompts)
-    results: dict[str, dict[str, Any]] = {}
+    checked = checks.run_isolated(merged, files, require_stop=require_stop, threads=threads,
+                                  log=run.file("export.log"))
+    results: dict[str, dict[str, Any]] = checked["results"]
     info["checks"] = results
-    for quant, path in files.items():
-        tokens = checks.check_tokens(path, tok, prompts)
-        top1 = checks.agreement(reference, checks.gguf_top1(path, prompts))
-        chat = checks.check_chat(path, tok, require_stop=require_stop)
-        speed = checks.decode_speed(path, prompts[0], threads=threads)
-        results[quant] = {"tokens": tokens, "top1_agreement": top1, "chat": chat, "decode_tok_s": speed}
     timings["checks"] = round(time.perf_counter() - t0, 2)
-    info["positions_compared"] = sum(len(p) for p in prompts)
+    info["positions_compared"] = checked["positions"]
     info["decode_threads"] = threads or checks.cpu_threads()
 
     failures = []

@@ -1,0 +1,154 @@
+#!/usr/bin/env python
+"""Export benchmark: the `export` stage versus llama.cpp's converter + quantizer run directly, and CPU decode speed
+of each GGUF against the memory-bandwidth ceiling. Prints Markdown.
+
+    python benchmarks/bench_export.py                       # builtin SmolLM2-135M, q8_0 + q4_k_m, 3 repeats
+    python benchmarks/bench_export.py --model tiny --repeats 1
+
+Both sides work on the same merged model in the same run, alternating, so machine load hits them alike. The stage
+also runs its checks (tokens, top-1 agreement, chat, decode speed); its time is split into conversion/quantization
+(comparable with the direct run) and checks. The bandwidth ceiling is memory read bandwidth (numpy sum over 256 MiB,
+measured here) divided by the bytes of weights read per generated token (about the file size: every weight matrix,
+including the tied output embedding, is read once per token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def bandwidth_gbs(mib: int = 256, repeats: int = 5) -> float:
+    import numpy as np
+
+    a = np.ones(mib * 2**20 // 8, dtype=np.float64)
+    a.sum()  # fault the pages in
+    best = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a.sum()
+        best.append(a.nbytes / (time.perf_counter() - t) / 1e9)
+    return statistics.median(best)
+
+
+def direct_export(merged: Path, out: Path, quants: list[str], threads: int) -> dict[str, float]:
+    """llama.cpp's converter and quantizer, called the plain way (what a person would run by hand)."""
+    import llama_cpp
+
+    from iris_recipes.export.convert import QUANT_TYPES
+    from iris_recipes.export.converter import converter_env, find_converter
+
+    script = find_converter()
+    times = {}
+    t = time.perf_counter()
+    subprocess.run([sys.executable, str(script), str(merged), "--outtype", "f16", "--outfile", str(out / "f16.gguf")],
+                   env=converter_env(script), check=True, capture_output=True)
+    times["convert_f16"] = time.perf_counter() - t
+    for q in quants:
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = getattr(llama_cpp, QUANT_TYPES[q][0])
+        params.nthread = threads
+        t = time.perf_counter()
+        rc = llama_cpp.llama_model_quantize(str(out / "f16.gguf").encode(), str(out / f"{q}.gguf").encode(),
+                                            ctypes.byref(params))
+        assert rc == 0
+        times[f"quantize_{q}"] = time.perf_counter() - t
+    return times
+
+
+def stat(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=["smollm2", "tiny"], default="smollm2")
+    ap.add_argument("--quantize", default="q8_0,q4_k_m")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--decode-tokens", type=int, default=128)
+    ap.add_argument("--quick", action="store_true", help="one repeat, 64 decode tokens (for run_all.py --quick)")
+    args = ap.parse_args()
+    if args.quick:
+        args.repeats, args.decode_tokens = 1, 64
+    quants = [q for q in args.quantize.split(",") if q]
+
+    from iris_recipes.export import checks
+    from iris_recipes.export.converter import fetch_converter
+    from iris_recipes.export.stage import export_run
+    from iris_recipes.fsutil import write_text
+    from iris_recipes.models import resolve_base_model, tiny_model
+    from iris_recipes.rundir import RunDir
+
+    fetch_converter()
+    model = Path(resolve_base_model("builtin:smollm2-135m-instruct")) if args.model == "smollm2" else tiny_model()
+    threads = checks.cpu_threads()
+    work = Path(tempfile.mkdtemp(prefix="bench-export-"))
+    os.environ["IRIS_RUNS_DIR"] = str(work / "runs")
+    wrapper, wrapper_build, direct = [], [], []
+    try:
+        run = RunDir(work / "runs" / "bench" / "r1")
+        run.path.mkdir(parents=True)
+        run.file("merged").symlink_to(model, target_is_directory=True)
+        write_text(run.file("recipe.yaml"), f"name: bench\nbase_model: {model}\nchat_template: chatml\n"
+                   f"dataset: {{name: arith-steps}}\ntrain: {{max_steps: 1}}\n"
+                   f"export: {{quantize: [{', '.join(quants)}]}}\n")
+        run.update(recipe="bench", run_id="r1", status="done", stages={}, artifacts={})
+        for i in range(args.repeats):
+            t = time.perf_counter()
+            entries = export_run(run, threads=threads)
+            wrapper.append(time.perf_counter() - t)
+            timings = run.stage_info("export")["timings"]
+            wrapper_build.append(sum(v for k, v in timings.items() if k != "checks"))
+            out = work / f"direct{i}"
+            out.mkdir()
+            direct.append(sum(direct_export(model, out, quants, threads).values()))
+            shutil.rmtree(out)
+
+        bw = bandwidth_gbs()
+        tok = checks.load_tokenizer(run.file("merged"))
+        prompt = checks.prompt_token_ids(tok)[0]
+        rows = []
+        for quant, e in entries.items():
+            path = run.file(e["file"])
+            speeds = [checks.decode_speed(path, prompt, args.decode_tokens, threads) for _ in range(3)]
+            ceiling = bw * 1e9 / e["bytes"]
+            rows.append((quant, e["bytes"], statistics.median(speeds), min(speeds), max(speeds), ceiling,
+                         e["top1_agreement"]))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
+    print(f"## Export: {args.model} ({model.name}), quantize {', '.join(quants)}\n")
+    print(f"Machine: {cpu}, {threads} threads, Python {platform.python_version()}; load average at the end "
+          f"{os.getloadavg()[0]:.1f}. {args.repeats} alternating repeats, median (min–max) seconds.\n")
+    print("| what | seconds |\n|---|---|")
+    print(f"| direct: convert_hf_to_gguf.py + llama_model_quantize | {stat(direct)} |")
+    print(f"| `export` stage: conversion + quantization part | {stat(wrapper_build)} |")
+    print(f"| `export` stage: total, with all checks | {stat(wrapper)} |")
+    print(f"\nRatio (median): conversion+quantization in the stage / direct = "
+          f"{statistics.median(wrapper_build) / statistics.median(direct):.2f}; whole stage / direct = "
+          f"{statistics.median(wrapper) / statistics.median(direct):.2f} (the difference is the checks).\n")
+    print(f"Memory read bandwidth (numpy sum, 256 MiB, 1 thread): {bw:.1f} GB/s.\n")
+    print("| GGUF | size | decode tok/s median (min–max) | ceiling tok/s | share of ceiling | top-1 vs HF |")
+    print("|---|---|---|---|---|---|")
+    for quant, size, med, lo, hi, ceiling, top1 in rows:
+        print(f"| {quant} | {size / 2**20:.1f} MiB | {med:.1f} ({lo:.1f}–{hi:.1f}) | {ceiling:.0f} | "
+              f"{med / ceiling:.0%} | {top1:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
