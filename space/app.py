@@ -160,6 +160,7 @@ class Model:
         self.lock = threading.Lock()
         self.users = 0
         self.evicted = False
+        self.closed = False
         self.n_ctx = llm.n_ctx()
         self._formatter = None
         template = llm.metadata.get("tokenizer.chat_template")
@@ -180,6 +181,11 @@ class Model:
             return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
         # Without a template in the file llama-cpp-python uses a generic format: count contents plus a margin.
         return sum(len(self.llm.tokenize(m["content"].encode("utf-8"), add_bos=False)) + 8 for m in messages)
+
+    def close(self) -> None:
+        """Free the model's memory now rather than whenever the garbage collector gets to it."""
+        self.closed = True
+        self.llm.close()
 
     def count(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
@@ -238,7 +244,7 @@ class ModelPool:
                     old = self._models.pop(next(iter(self._models)))
                     old.evicted = True
                     if old.users == 0:
-                        old.llm.close()
+                        old.close()
             return model, True
 
     @contextlib.contextmanager
@@ -256,7 +262,7 @@ class ModelPool:
             with self._lock:
                 model.users -= 1
                 if model.evicted and model.users == 0:
-                    model.llm.close()
+                    model.close()
 
 
 # -- chat ------------------------------------------------------------------------------------------------------------

@@ -151,7 +151,24 @@ def test_long_conversation_is_trimmed_with_a_notice(space_manifest):
         list(chat.stream("smol-tutor", "sea " * 1500, [], None, 0.0, 0.9, 32))
 
 
+def test_loading_another_variant_does_not_break_a_running_reply(space_manifest):
+    app = load_app(MAX_MODELS=1)
+    manifest = app.Manifest.load(space_manifest)
+    pool = app.ModelPool(manifest)
+    chat = app.Chat(manifest, pool)
+    stream = chat.stream("smol-tutor", "Count from 1 to 30, separated by commas.", [], None, 0.0, 0.9, 48)
+    first = next(stream)  # the reply is running and holds the tutor's model
+    tutor = pool._cached("smol-tutor")
+    model, loaded_now = pool.load("smol-pirate")  # another user picks another variant meanwhile
+    assert loaded_now and pool.loaded() == ["smol-pirate"] and tutor.evicted
+    assert not tutor.closed  # still open: the running reply keeps using it
+    rest = list(stream)
+    assert rest[-1].done and rest[-1].text.startswith(first.text) and rest[-1].stats["tokens"] > 5
+    assert tutor.users == 0 and tutor.closed  # closed once the reply ended
+
+
 # -- the app, served: gradio_client -----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_api_concurrent_clients(space_server):
     url, _, demo = space_server
     prompts = ["What is the capital of France?", "Name a color.", "What is 3 + 4?", "Say hello."]
@@ -203,6 +220,7 @@ def test_api_bad_mode_and_history(space_server):
         chat(c, "smol-tutor", "hi", history=[{"role": "wizard", "content": "x"}])
 
 
+@pytest.mark.slow
 def test_queue_full_gets_a_clear_message(space_manifest):
     from gradio_client.exceptions import AppError
 
