@@ -122,10 +122,12 @@ def main() -> int:
         rows = []
         for quant, e in entries.items():
             path = run.file(e["file"])
-            speeds = [checks.decode_speed(path, prompt, args.decode_tokens, threads) for _ in range(3)]
-            ceiling = bw * 1e9 / e["bytes"]
-            rows.append((quant, e["bytes"], statistics.median(speeds), min(speeds), max(speeds), ceiling,
-                         e["top1_agreement"]))
+            cells = []
+            for n in sorted({1, threads}):  # on a busy machine one thread can beat two spinning ones
+                speeds = [checks.decode_speed(path, prompt, args.decode_tokens, n) for _ in range(3)]
+                cells.append(speeds)
+            best = max(statistics.median(c) for c in cells)
+            rows.append((quant, e["bytes"], cells, best, bw * 1e9 / e["bytes"], e["top1_agreement"]))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -142,11 +144,12 @@ def main() -> int:
           f"{statistics.median(wrapper_build) / statistics.median(direct):.2f}; whole stage / direct = "
           f"{statistics.median(wrapper) / statistics.median(direct):.2f} (the difference is the checks).\n")
     print(f"Memory read bandwidth (numpy sum, 256 MiB, 1 thread): {bw:.1f} GB/s.\n")
-    print("| GGUF | size | decode tok/s median (min–max) | ceiling tok/s | share of ceiling | top-1 vs HF |")
-    print("|---|---|---|---|---|---|")
-    for quant, size, med, lo, hi, ceiling, top1 in rows:
-        print(f"| {quant} | {size / 2**20:.1f} MiB | {med:.1f} ({lo:.1f}–{hi:.1f}) | {ceiling:.0f} | "
-              f"{med / ceiling:.0%} | {top1:.3f} |")
+    heads = " | ".join(f"decode tok/s, {n} thread{'s' if n > 1 else ''}" for n in sorted({1, threads}))
+    print(f"| GGUF | size | {heads} | ceiling tok/s | best / ceiling | top-1 vs HF |")
+    print("|---|---|" + "---|" * len({1, threads}) + "---|---|---|")
+    for quant, size, cells, best, ceiling, top1 in rows:
+        speed = " | ".join(f"{statistics.median(c):.1f} ({min(c):.1f}–{max(c):.1f})" for c in cells)
+        print(f"| {quant} | {size / 2**20:.1f} MiB | {speed} | {ceiling:.0f} | {best / ceiling:.0%} | {top1:.3f} |")
     return 0
 
 

@@ -156,3 +156,21 @@ def test_builtin_smollm2_materializes_and_answers(smollm2_dir):
     out = model.generate(**ids, max_new_tokens=24, do_sample=False)
     reply = tok.decode(out[0][ids["input_ids"].shape[1]:])
     assert "Paris" in reply and reply.endswith("<|im_end|>")  # stopped on its own end-of-turn token
+
+
+@pytest.mark.slow
+def test_builtin_tokenizer_matches_llama_cpp_on_the_original_gguf(smollm2_dir):
+    """The rebuilt tokenizer splits text exactly like llama.cpp does with the shipped GGUF (and round-trips)."""
+    from llama_cpp import Llama
+    from transformers import AutoTokenizer
+
+    gguf = models.builtin_gguf_path(models.BUILTIN_MODELS["smollm2-135m-instruct"])
+    llm = Llama(str(gguf), vocab_only=True, verbose=False)
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    texts = ["Hello world! 12345 apples cost $3.50.", "def f(x):\n    return x**2  # tab\there",
+             "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
+             "Ünïcödé ✓ 日本語 emoji 🤗  double  spaces\n\n\nnewlines", "I'm you're they'll 2024-11-22"]
+    for text in texts:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert ids == llm.tokenize(text.encode(), add_bos=False, special=True), text
+        assert tok.decode(ids) == text
