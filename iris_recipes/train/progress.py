@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import threading
@@ -117,7 +118,7 @@ def run_streaming(argv: list[str], *, env: dict, cwd: Path, log_path: Path, verb
     interrupted = False
 
     with open(log_path, "a", encoding="utf-8") as log:
-        log.write(f"$ {' '.join(argv)}\n")
+        log.write(f"$ {shlex.join(argv)}\n")
         log.flush()
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, text=True, bufsize=1, errors="replace",

@@ -1,0 +1,152 @@
+"""Fast checks of the training plumbing: streaming and progress, stopping a launch, metrics.jsonl on resume,
+which checkpoints count as resume points, and the launch environment."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from iris_recipes.pipeline import checkpoint_complete, latest_checkpoint
+from iris_recipes.train import launch
+from iris_recipes.train.metrics import read_metrics, summarize, truncate_after
+from iris_recipes.train.progress import PROGRESS_PREFIX, parse_line, run_streaming
+
+CHILD = """
+import json, sys, time
+t = time.time()
+print("loading model...", flush=True)
+print("IRIS_METRICS " + json.dumps({"event": "train_begin", "step": 0, "max_steps": 4, "world_size": 1}), flush=True)
+for step in range(1, 5):
+    rec = {"event": "log", "time": t + step, "step": step, "max_steps": 4, "loss": 2.0 / step,
+           "tokens_total": 100 * step}
+    print("  50%|#####  | " + "IRIS_METRICS " + json.dumps(rec), flush=True)
+print("done", flush=True)
+"""
+
+
+def test_streaming_keeps_the_whole_log_and_reads_progress(tmp_path):
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120)
+    log = tmp_path / "train.log"
+    res = run_streaming([sys.executable, "-c", CHILD], env=dict(os.environ), cwd=tmp_path, log_path=log,
+                        console=console)
+    assert res.returncode == 0 and not res.interrupted
+    text = log.read_text()
+    assert "loading model..." in text and "done" in text and text.count(PROGRESS_PREFIX + "{") == 5
+    st = res.state
+    assert (st.step, st.max_steps, st.loss, st.world_size) == (4, 4, 0.5, 1)
+    assert st.tokens_per_second == 100.0 and st.eta_seconds == 0.0
+    assert "step 4/4" in st.summary() and "100 tok/s" in st.summary()
+
+
+def test_plain_output_when_not_a_terminal(tmp_path):
+    out = io.StringIO()
+    res = run_streaming([sys.executable, "-c", CHILD], env=dict(os.environ), cwd=tmp_path,
+                        log_path=tmp_path / "log", console=Console(file=out, force_terminal=False, width=200))
+    assert res.returncode == 0
+    lines = [ln for ln in out.getvalue().splitlines() if ln.startswith("train: step")]
+    assert len(lines) == 4 and "loss 0.5000" in lines[-1]
+
+
+def test_sigterm_stops_the_whole_process_group(tmp_path):
+    # the launched command starts a grandchild (like accelerate starting a worker) that would outlive a plain kill
+    child = ("import subprocess, sys, time\n"
+             "p = subprocess.Popen([sys.executable, '-c', 'import time, os; open(\"pid\", \"w\").write(str(os.getpid())); time.sleep(60)'])\n"
+             "p.wait()\n")
+    timer = threading.Timer(3.0, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    timer.start()
+    started = time.monotonic()
+    res = run_streaming([sys.executable, "-c", child], env=dict(os.environ), cwd=tmp_path, log_path=tmp_path / "log",
+                        console=Console(file=io.StringIO()))
+    assert res.interrupted and res.returncode != 0 and time.monotonic() - started < 30
+    grandchild = int((tmp_path / "pid").read_text())
+    for _ in range(50):
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the worker outlived the interrupted launch")
+    assert signal.getsignal(signal.SIGTERM) is not None  # our handler was removed again
+
+
+def test_parse_line():
+    assert parse_line('xx IRIS_METRICS {"step": 3}') == {"step": 3}
+    assert parse_line("IRIS_METRICS {torn") is None
+    assert parse_line("{'loss': 1.0}") is None
+
+
+def _rec(event, step, **kw):
+    return {"event": event, "step": step, "time": 1000.0 + step, **kw}
+
+
+def test_metrics_truncated_to_the_checkpoint_on_resume(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    recs = [_rec("train_begin", 0, world_size=2, max_steps=6, backend="gloo")]
+    recs += [_rec("log", s, loss=1.0 / s, tokens_total=50 * s, tokens_trainable=10 * s) for s in range(1, 6)]
+    recs += [_rec("save", 4)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"event": "log", "st')  # torn by a kill
+    assert len(read_metrics(path)) == len(recs)
+    assert truncate_after(path, 4) == 1
+    kept = read_metrics(path)
+    assert [r["step"] for r in kept if r["event"] == "log"] == [1, 2, 3, 4]
+    assert path.read_text().endswith("\n")  # the torn line is gone too
+    s = summarize(kept + [_rec("train_begin", 4, world_size=2, max_steps=6)]
+                  + [_rec("log", s, loss=0.1, tokens_total=50 * s, tokens_trainable=10 * s) for s in (5, 6)]
+                  + [_rec("train_end", 6, max_steps=6, world_size=2)])
+    assert s["steps"] == 6 and s["world_size"] == 2 and s["segments"] == 2 and s["logged_steps"] == 6
+    assert s["final_loss"] == 0.1 and s["first_loss"] == 1.0 and s["tokens_per_second"] == 50.0
+
+
+def _checkpoint(root: Path, step: int, *, complete: bool = True) -> Path:
+    d = root / f"checkpoint-{step}"
+    d.mkdir(parents=True)
+    (d / "adapter_model.safetensors").write_bytes(b"x")
+    (d / "optimizer.pt").write_bytes(b"x")
+    if complete:
+        (d / "scheduler.pt").write_bytes(b"x")
+        (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    return d
+
+
+def test_latest_complete_checkpoint(tmp_path):
+    assert latest_checkpoint(tmp_path) is None
+    _checkpoint(tmp_path, 2)
+    _checkpoint(tmp_path, 10)
+    _checkpoint(tmp_path, 12, complete=False)  # killed while saving
+    (tmp_path / "checkpoint-junk").mkdir()
+    path, step = latest_checkpoint(tmp_path)
+    assert step == 10 and path.name == "checkpoint-10"
+    (path / "trainer_state.json").write_text("{half")
+    assert not checkpoint_complete(path)
+    assert latest_checkpoint(tmp_path)[1] == 2
+
+
+def test_launch_env_is_offline_quiet_and_threaded():
+    spec = launch.make_spec(num_processes=2, device="cpu")
+    env = launch.launch_env(spec, offline=True, base={"PATH": "/bin"})
+    assert env["HF_HUB_OFFLINE"] == env["HF_DATASETS_OFFLINE"] == "1"
+    assert env["WANDB_MODE"] == "disabled" and env["AXOLOTL_DO_NOT_TRACK"] == env["DO_NOT_TRACK"] == "1"
+    assert env["OMP_NUM_THREADS"] == str(max(1, launch.cpu_count() // 2))
+    assert Path(env["PYTHONPATH"].split(os.pathsep)[0], "iris_recipes", "train", "plugin.py").is_file()
+    online = launch.launch_env(spec, offline=False, base={})
+    assert "HF_HUB_OFFLINE" not in online
+
+
+def test_command_modules_stay_light():
+    import subprocess
+
+    code = ("import sys; import iris_recipes.cli as c; c.build_parser();"
+            "import iris_recipes.commands.run, iris_recipes.pipeline;"
+            "bad = [m for m in ('torch', 'axolotl', 'transformers') if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
