@@ -243,3 +243,32 @@ def test_tokenizer_llama_cpp_misreads_fails_cleanly(tmp_path, tiny_model_dir, co
     assert "check" in str(err.value)
     assert run.stage_info("export")["status"] == "failed"
     assert not _leftovers(run)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 10 MiB tmpfs (needs root and a kernel that allows it; skipped elsewhere)."""
+    import os
+    import subprocess
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=10m", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.mark.slow
+def test_disk_filling_up_mid_export_leaves_nothing(tmp_path, tiny_model_dir, converter, small_tmpfs, monkeypatch):
+    """The space estimate is bypassed so the disk really fills up: F16 (8 MB) fits, Q8_0 does not."""
+    from iris_recipes.export import convert, export_run
+
+    run = make_run(tmp_path / "runs", tiny_model_dir, quantize=("q8_0",))
+    run.file("gguf").symlink_to(small_tmpfs, target_is_directory=True)
+    monkeypatch.setattr(convert, "free_bytes", lambda path: 1 << 40)
+    with pytest.raises(IrisError, match="could not quantize to q8_0"):
+        export_run(run)
+    assert list(small_tmpfs.iterdir()) == []
+    assert run.stage_info("export")["status"] == "failed"

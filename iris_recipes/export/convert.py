@@ -139,15 +139,24 @@ def convert_f16(merged: Path, dest: Path, log: Path | None = None) -> Path:
 def quantize(src: Path, dest: Path, quant: str, threads: int | None = None) -> Path:
     """Quantize an F16 GGUF with llama.cpp's quantizer (through llama-cpp-python), atomically."""
     import ctypes
+    import logging
 
     import llama_cpp
+    from llama_cpp._logger import logger as llama_logger
 
     ftype = getattr(llama_cpp, QUANT_TYPES[quant][0])
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = threads or 0  # 0: llama.cpp uses every core
-    with atomic_path(dest) as tmp:
-        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
-        if rc != 0 or tmp.stat().st_size == 0:
-            raise IrisError(f"{src}: llama.cpp could not quantize to {quant} (code {rc}); is there disk space left?")
+    level = llama_logger.level
+    llama_logger.setLevel(logging.ERROR)  # one line per tensor otherwise; errors still show
+    try:
+        with atomic_path(dest) as tmp:
+            rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+            if rc != 0 or tmp.stat().st_size == 0:
+                free = free_bytes(dest.parent) / 2**20
+                raise IrisError(f"{src}: llama.cpp could not quantize to {quant} (code {rc}; {free:.0f} MiB free "
+                                f"in {dest.parent}). Free some disk space or check the F16 file.")
+    finally:
+        llama_logger.setLevel(level)
     return dest
