@@ -86,8 +86,10 @@ def _dataset_problems(data: dict, path: Path) -> list[Problem]:
         from iris_recipes.data import check_dataset_config
     except ImportError:  # the data layer is optional for pure recipe tooling
         return []
-    return [(tuple(k.split(".")) if isinstance(k, str) else tuple(k), m)
-            for k, m in check_dataset_config(data, recipe_path=path)]
+    def key_path(dotted: str) -> tuple:
+        return tuple(int(k) if k.isdigit() else k for k in dotted.split("."))
+
+    return [(key_path(k) if isinstance(k, str) else tuple(k), m) for k, m in check_dataset_config(data, recipe_path=path)]
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, check_data: bool = True) -> Recipe:
