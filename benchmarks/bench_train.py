@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
     spec = launch.make_spec(device="cpu")
     env = launch.launch_env(spec, offline=True)
+    # `axolotl train` runs `accelerate` from PATH: the one beside this Python, as iris-recipes does
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     recipe = write_recipe(tmp, base, args.steps)
     rows = []
     try:

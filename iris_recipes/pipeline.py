@@ -391,6 +391,9 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
             for key, value in meta["launch_options"].items():
                 setattr(opts, key, value)
         spec = opts.spec()
+        if opts.dry_run:
+            dry_run(recipe, opts, console)
+            return None
         run.update(status="running", resumed=[*meta.get("resumed", []), now_iso()],
                    launch=spec.to_dict())
         console.print(f"resuming {run.path}")
