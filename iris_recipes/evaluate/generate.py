@@ -117,4 +117,6 @@ def benchmark(gguf: str | Path, prompt_ids: list[int], banned: list[int], *, new
     return {"decode_tok_s": round(statistics.median(speeds), 2) if speeds else None,
             "ttft_s": round(statistics.median(ttfts), 4), "latency_s": round(statistics.median(latencies), 4),
             "new_tokens": new_tokens, "prompt_tokens": len(prompt_ids), "load_s": round(load_s, 3),
-            "threads": threads or cpu_threads(), "repeats": repeats}
+            "threads": threads or cpu_threads(), "repeats": repeats,
+            # other work on the CPU slows llama.cpp's threads a lot: the load says how far to trust the figures
+            "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
