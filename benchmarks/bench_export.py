@@ -116,6 +116,20 @@ def main() -> int:
             direct.append(sum(direct_export(model, out, quants, threads).values()))
             shutil.rmtree(out)
 
+        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                    if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
+        print(f"## Export: {args.model} ({model.name}), quantize {', '.join(quants)}\n")
+        print(f"Machine: {cpu}, {threads} threads, Python {platform.python_version()}; load average "
+              f"{os.getloadavg()[0]:.1f}. {args.repeats} alternating repeats, median (min–max) seconds.\n")
+        print("| what | seconds |\n|---|---|")
+        print(f"| direct: convert_hf_to_gguf.py + llama_model_quantize | {stat(direct)} |")
+        print(f"| `export` stage: conversion + quantization part | {stat(wrapper_build)} |")
+        print(f"| `export` stage: total, with all checks | {stat(wrapper)} |")
+        print(f"\nRatio (median): conversion+quantization in the stage / direct = "
+              f"{statistics.median(wrapper_build) / statistics.median(direct):.2f}; whole stage / direct = "
+              f"{statistics.median(wrapper) / statistics.median(direct):.2f} (the difference is the checks).\n",
+              flush=True)
+
         bw = bandwidth_gbs()
         tok = checks.load_tokenizer(run.file("merged"))
         prompt = checks.prompt_token_ids(tok)[0]
@@ -131,18 +145,6 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
-    print(f"## Export: {args.model} ({model.name}), quantize {', '.join(quants)}\n")
-    print(f"Machine: {cpu}, {threads} threads, Python {platform.python_version()}; load average at the end "
-          f"{os.getloadavg()[0]:.1f}. {args.repeats} alternating repeats, median (min–max) seconds.\n")
-    print("| what | seconds |\n|---|---|")
-    print(f"| direct: convert_hf_to_gguf.py + llama_model_quantize | {stat(direct)} |")
-    print(f"| `export` stage: conversion + quantization part | {stat(wrapper_build)} |")
-    print(f"| `export` stage: total, with all checks | {stat(wrapper)} |")
-    print(f"\nRatio (median): conversion+quantization in the stage / direct = "
-          f"{statistics.median(wrapper_build) / statistics.median(direct):.2f}; whole stage / direct = "
-          f"{statistics.median(wrapper) / statistics.median(direct):.2f} (the difference is the checks).\n")
     print(f"Memory read bandwidth (numpy sum, 256 MiB, 1 thread): {bw:.1f} GB/s.\n")
     heads = " | ".join(f"decode tok/s, {n} thread{'s' if n > 1 else ''}" for n in sorted({1, threads}))
     print(f"| GGUF | size | {heads} | ceiling tok/s | best / ceiling | top-1 vs HF |")
