@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 # A shortened demo: enough LoRA steps at the demo's learning rate to learn the answer format.
-OVERRIDES = ("train.max_steps=30", "train.eval_steps=30", "train.save_steps=30", "export.quantize=[q8_0]",
+OVERRIDES = ("train.max_steps=12", "train.eval_steps=12", "train.save_steps=12", "export.quantize=[q8_0]",
              "eval.samples=8", "eval.seeds=[0,1]", "eval.max_new_tokens=48")
 
 
