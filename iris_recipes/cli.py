@@ -16,20 +16,9 @@ from iris_recipes.errors import IrisError
 
 # Order is the order shown by --help.
 COMMAND_MODULES = (
-    "validate",
-    "listing",
-    "show",
-    "new",
-    "schema",
-    "data",
-    "space",
-    "eval",
-    "compare",
-    "sweep",
-    "card",
-    "push",
-    "run",
-    "export",
+    "validate", "listing", "show", "new", "schema",  # recipes
+    "data", "run", "export", "card", "eval", "compare", "sweep",  # the pipeline and its evidence
+    "push", "space",  # shipping
 )
 
 

@@ -56,6 +56,7 @@ class RunOptions:
     output: str | None = None
     verbose: bool = False
     until: str | None = None  # stop after this stage (resume later)
+    evaluate: bool = True  # the eval stage: base vs fine-tuned evidence for the card
     cuda_available: bool | None = None  # None: ask torch (tests pin it)
     launch_flags_given: bool = field(default=False)
 
@@ -323,6 +324,16 @@ def _stage_export(run: RunDir, console: Console) -> None:
     console.print(f"export: {run.file('gguf')}")
 
 
+def _stage_eval(run: RunDir, console: Console) -> None:
+    """Base vs fine-tuned on the held-out rows (its package records the stage); needs the GGUF export."""
+    if importlib.util.find_spec("iris_recipes.evaluate") is None or not run.artifact("gguf"):
+        return
+    from iris_recipes.evaluate import evaluate, plan
+
+    evaluate(plan(run.path), log=lambda message: console.print(f"eval: {message}"))
+    console.print(f"eval: {run.file('eval.json')}")
+
+
 def _stage_card(run: RunDir, console: Console) -> None:
     if importlib.util.find_spec("iris_recipes.card") is None:
         return
@@ -434,6 +445,7 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
                                            console=console)),
             ("merge", lambda: _stage_merge(run, recipe_data, base, console)),
             ("export", lambda: _stage_export(run, console)),
+            ("eval", lambda: _stage_eval(run, console) if opts.evaluate else None),
             ("card", lambda: _stage_card(run, console)),
         )
         for name, do in stages:

@@ -32,7 +32,7 @@ from typing import Any, Iterator
 from iris_recipes import fsutil
 from iris_recipes.errors import IrisError
 
-STAGES = ("data", "train", "merge", "export", "card")
+STAGES = ("data", "train", "merge", "export", "eval", "card")
 
 
 def now_iso() -> str:

@@ -178,7 +178,7 @@ def execute(plan: SweepPlan, sweep_id: str, *, samples: int | None = None, log=N
         log(f"sweep: variant {v.index}/{len(plan.variants) - 1}: {v.label} -> {v.run_dir}")
         try:
             v.status = "running"
-            run = run_recipe(str(plan.recipe_path), RunOptions(overrides=tuple(v.overrides), output=str(v.run_dir)))
+            run = run_recipe(str(plan.recipe_path), RunOptions(overrides=tuple(v.overrides), output=str(v.run_dir), evaluate=False))
             v.status = "trained"
             evaluate(eval_plan(run.path, samples=samples), log=log)
             v.status = "done"

@@ -42,7 +42,9 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN_DIR",
                    help="continue the newest unfinished run of RECIPE (or RUN_DIR) from its last checkpoint")
     p.add_argument("--output", metavar="DIR", help="run directory to create (must be new or empty)")
-    p.add_argument("--until", choices=("data", "train", "merge", "export", "card"),
+    p.add_argument("--no-eval", dest="evaluate", action="store_false",
+                   help="skip the eval stage (base vs fine-tuned on held-out rows; run it later with iris-recipes eval)")
+    p.add_argument("--until", choices=("data", "train", "merge", "export", "eval", "card"),
                    help="stop after this stage (continue later with --resume)")
     p.add_argument("--verbose", "-v", action="store_true", help="show Axolotl's own output, not just progress")
     p.set_defaults(func=run_command)
@@ -59,6 +61,7 @@ def run_command(args: argparse.Namespace) -> int:
         device=args.device, launcher=args.launcher, deepspeed=args.deepspeed, fsdp=args.fsdp, dry_run=args.dry_run,
         resume=args.resume is not None, resume_dir=args.resume or None, output=args.output, verbose=args.verbose,
         until=args.until,
+        evaluate=args.evaluate,
         launch_flags_given=given,
     )
     run_recipe(args.recipe, opts)

@@ -1,0 +1,76 @@
+"""The embedded default, end to end, the way the README's first quickstart command runs it: `scripts/demo.sh`
+(setup, then `iris-recipes run recipes/smollm2-demo.yaml`) on the real SmolLM2-135M weights, offline, with fewer
+steps. The fine-tuned model must visibly follow the trained answer format where its base does not, and the card
+must show it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The demo with a shorter schedule: 12 LoRA steps at the demo's learning rate learn the "Answer: N" format.
+OVERRIDES = ["train.max_steps=12", "train.eval_steps=6", "train.save_steps=12", "eval.samples=8",
+             "eval.seeds=[0,1]", "eval.max_new_tokens=48"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("demo-runs")
+    env = {**os.environ, "IRIS_RUNS_DIR": str(runs)}
+    for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # demo.sh itself must make the run offline
+        env.pop(key, None)
+    proc = subprocess.run(["bash", "scripts/demo.sh", *OVERRIDES], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [run] = list((runs / "smollm2-demo").iterdir())
+    return run, proc.stdout
+
+
+@pytest.mark.slow
+def test_demo_completes_every_stage(demo_run):
+    run, stdout = demo_run
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["status"] == "done"
+    for stage in ("data", "train", "merge", "export", "eval", "card"):
+        assert meta["stages"][stage]["status"] == "done", stage
+    assert set(meta["artifacts"]["gguf"]) == {"f16", "q4_k_m", "q8_0"}
+    for info in meta["artifacts"]["gguf"].values():
+        assert (run / info["file"]).stat().st_size == info["bytes"]
+    assert "iris-recipes space" in stdout, "the demo must say how to open the Space"
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert max(s.get("step", 0) for s in steps) == 12
+
+
+@pytest.mark.slow
+def test_demo_changes_behaviour_measurably(demo_run):
+    run, _ = demo_run
+    result = json.loads((run / "eval.json").read_text())
+    base, tuned = result["base"], result["tuned"]
+    assert tuned["val_loss"] < base["val_loss"]
+    assert tuned["metrics"]["format_regex"] >= 0.5 > base["metrics"]["format_regex"]
+    assert any(re.search(r"Answer: -?\d+", g["tuned"]) for g in result["generations"])
+
+
+@pytest.mark.slow
+def test_demo_card_shows_base_vs_finetuned(demo_run):
+    from huggingface_hub import ModelCard
+
+    run, _ = demo_run
+    card = ModelCard.load(run / "README.md")
+    assert card.data.license == "apache-2.0" and card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    result = json.loads((run / "eval.json").read_text())
+    text = card.text
+    for value in (result["base"]["val_loss"], result["tuned"]["val_loss"]):
+        assert f"{value:.3f}"[:4] in text
+    first = result["generations"][0]
+    assert first["prompt"] in text
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    assert recipe["train"]["max_steps"] == 12
