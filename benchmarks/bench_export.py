@@ -88,12 +88,13 @@ def main() -> int:
     from iris_recipes.export.converter import fetch_converter
     from iris_recipes.export.stage import export_run
     from iris_recipes.fsutil import write_text
+    from iris_recipes.hostinfo import cpu_count
     from iris_recipes.models import resolve_base_model, tiny_model
     from iris_recipes.rundir import RunDir
 
     fetch_converter()
     model = Path(resolve_base_model("builtin:smollm2-135m-instruct")) if args.model == "smollm2" else tiny_model()
-    threads = checks.cpu_threads()
+    threads = cpu_count()
     work = Path(tempfile.mkdtemp(prefix="bench-export-"))
     os.environ["IRIS_RUNS_DIR"] = str(work / "runs")
     wrapper, wrapper_build, direct = [], [], []

@@ -16,17 +16,11 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from iris_recipes.hostinfo import cpu_count
 from iris_recipes.paths import cache_dir
 
 SAMPLING = {"temperature": 0.7, "top_p": 0.9, "top_k": 40}  # the seeded sampled generations
 BENCH_PROMPT = "Explain in a few sentences why the sky is blue, then give one everyday example."
-
-
-def cpu_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _model_key(model_dir: Path) -> str:
@@ -60,8 +54,8 @@ class Generator:
         from llama_cpp import Llama
 
         self.path = Path(gguf)
-        self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=threads or cpu_threads(),
-                         n_threads_batch=threads or cpu_threads(), verbose=False)
+        self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=threads or cpu_count(),
+                         n_threads_batch=threads or cpu_count(), verbose=False)
 
     def __call__(self, prompt_ids: list[int], max_tokens: int, seed: int | None = None) -> str:
         sampling = {"temperature": 0.0} if seed is None else {**SAMPLING, "seed": seed}
@@ -92,8 +86,8 @@ def benchmark(gguf: str | Path, prompt_ids: list[int], banned: list[int], *, new
     from llama_cpp import Llama
 
     t0 = time.perf_counter()
-    llm = Llama(model_path=str(gguf), n_ctx=len(prompt_ids) + new_tokens + 8, n_threads=threads or cpu_threads(),
-                n_threads_batch=threads or cpu_threads(), verbose=False)
+    llm = Llama(model_path=str(gguf), n_ctx=len(prompt_ids) + new_tokens + 8, n_threads=threads or cpu_count(),
+                n_threads_batch=threads or cpu_count(), verbose=False)
     load_s = time.perf_counter() - t0
     bias = {int(t): -1e9 for t in banned}
     ttfts, latencies, speeds = [], [], []
@@ -117,6 +111,6 @@ def benchmark(gguf: str | Path, prompt_ids: list[int], banned: list[int], *, new
     return {"decode_tok_s": round(statistics.median(speeds), 2) if speeds else None,
             "ttft_s": round(statistics.median(ttfts), 4), "latency_s": round(statistics.median(latencies), 4),
             "new_tokens": new_tokens, "prompt_tokens": len(prompt_ids), "load_s": round(load_s, 3),
-            "threads": threads or cpu_threads(), "repeats": repeats,
+            "threads": threads or cpu_count(), "repeats": repeats,
             # other work on the CPU slows llama.cpp's threads a lot: the load says how far to trust the figures
             "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}

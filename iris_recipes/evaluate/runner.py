@@ -98,7 +98,7 @@ def evaluate(p: Plan, log: Callable[[str], None] = print) -> dict:
             fsutil.write_json(p.run.file(EVAL_FILE), result)
             info.update(file=EVAL_FILE, samples=result["samples"])
     except BaseException:
-        if status:  # a failed evaluation does not unmake a finished run
+        if status == "done":  # a failed re-evaluation does not unmake a finished run; inside `run` it fails the run
             p.run.update(status=status)
         raise
     _refresh_card(p.run, log)
@@ -119,12 +119,13 @@ def _tokenizer(p: Plan):
 
 
 def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
-    from iris_recipes.evaluate.generate import base_f16_gguf, benchmark, cpu_threads, generator
+    from iris_recipes.evaluate.generate import base_f16_gguf, benchmark, generator
+    from iris_recipes.hostinfo import cpu_count
     from iris_recipes.evaluate.loss import validation_loss
 
     timings: dict[str, float] = {}
     info["timings"] = timings
-    threads = cpu_threads()
+    threads = cpu_count()
     tok = _tokenizer(p)
     s = p.settings
     max_new, seeds = int(s.get("max_new_tokens", 128)), list(s.get("seeds", [0, 1, 2]))

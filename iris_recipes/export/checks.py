@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from iris_recipes.hostinfo import cpu_count
+
 # Fixed conversations whose every position is compared; varied enough to exercise system turns and multi-turn.
 CHECK_CONVERSATIONS: list[list[dict[str, str]]] = [
     [{"role": "user", "content": "What is the capital of France?"}],
@@ -31,13 +33,6 @@ CHECK_CONVERSATIONS: list[list[dict[str, str]]] = [
     [{"role": "user", "content": "Give me a tip for sleeping better."}],
 ]
 CHAT_PROBE = "Name one fruit that is yellow. Reply in a few words."
-
-
-def cpu_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def load_tokenizer(merged: Path):
@@ -199,7 +194,7 @@ def check_chat(gguf: Path, tok, *, require_stop: bool, max_tokens: int = 96) -> 
 # -- decode speed -------------------------------------------------------------------------------------------------
 def decode_speed(gguf: Path, prompt: list[int], new_tokens: int = 64, threads: int | None = None) -> float:
     """Greedy decode tokens/s after the prompt (prompt processing excluded); EOS does not stop it."""
-    threads = threads or cpu_threads()
+    threads = threads or cpu_count()
     llm = _llama(gguf, n_ctx=len(prompt) + new_tokens + 8, n_threads=threads, n_threads_batch=threads)
     count, start = 0, None
     for _ in llm.generate(prompt, temp=0.0, top_k=1):
@@ -242,7 +237,7 @@ def run_isolated(merged: Path, files: dict[str, Path], *, require_stop: bool, th
     with tempfile.TemporaryDirectory(prefix="iris-checks-") as tmp:
         out = Path(tmp) / "checks.json"
         cmd = [sys.executable, "-m", "iris_recipes.export.checks", str(merged), str(out),
-               "--threads", str(threads or cpu_threads()), *(["--require-stop"] if require_stop else []),
+               "--threads", str(threads or cpu_count()), *(["--require-stop"] if require_stop else []),
                *(f"{quant}={path}" for quant, path in files.items())]
         env = dict(os.environ)  # the child must import this same package, installed or not
         root = str(Path(__file__).resolve().parents[2])

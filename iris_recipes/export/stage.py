@@ -19,6 +19,7 @@ from iris_recipes.export import checks
 from iris_recipes.export.convert import check_merged, check_quants, convert_f16, ensure_space, estimate_bytes, quantize
 from iris_recipes.export.converter import LLAMA_CPP_PYTHON_VERSION, find_converter
 from iris_recipes.fsutil import sha256_file
+from iris_recipes.hostinfo import cpu_count
 from iris_recipes.rundir import RunDir
 
 DEFAULT_QUANTS = ["q4_k_m", "q8_0"]
@@ -106,7 +107,7 @@ def _build_and_check(run: RunDir, merged: Path, stage_dir: Path, name: str, quan
     info["checks"] = results
     timings["checks"] = round(time.perf_counter() - t0, 2)
     info["positions_compared"] = checked["positions"]
-    info["decode_threads"] = threads or checks.cpu_threads()
+    info["decode_threads"] = threads or cpu_count()
 
     failures = []
     for quant, res in results.items():

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from iris_recipes.errors import IrisError
+from iris_recipes.recipe.merge import deep_merge
 from iris_recipes.train.launch import LaunchSpec
 
 PLUGIN = "iris_recipes.train.plugin.IrisPlugin"
@@ -69,17 +70,6 @@ def _dataset_entry(path: str) -> dict:
         "roles_to_train": ["assistant"],
         "train_on_eos": "turn",
     }
-
-
-def deep_merge(base: dict, extra: dict) -> dict:
-    """`extra` over `base`: dicts merged key by key, everything else (lists included) replaced."""
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def build_config(recipe_data: dict, *, base_model: str, spec: LaunchSpec, has_val: bool,

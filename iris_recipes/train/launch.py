@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from iris_recipes.errors import IrisError
+from iris_recipes.hostinfo import cpu_count
 
 DEEPSPEED_STAGES = ("zero1", "zero2", "zero3", "zero3-offload")
 LAUNCHERS = ("accelerate", "torchrun")
@@ -24,13 +25,6 @@ DEFAULT_PORT = 29500
 QUIET_ENV = {"WANDB_MODE": "disabled", "AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1",
              "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"}
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
