@@ -96,8 +96,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--quick", action="store_true", help="3 runs of each (for run_all.py --quick)")
     parser.add_argument("--direct-worker", metavar="GGUF", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.runs = min(args.runs, 3)
     if args.direct_worker:
         return direct_worker(args.direct_worker, args.threads)
     gguf = (args.gguf or smol_gguf()).resolve()

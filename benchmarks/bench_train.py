@@ -104,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--keep", action="store_true", help="keep the run directories (printed)")
+    ap.add_argument("--quick", action="store_true", help="2 runs of each (for run_all.py --quick)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.runs = min(args.runs, 2)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -10,7 +10,8 @@ variant's GGUF lazily: a local file, or a download from the Hub repo the recipe 
 Settings (environment): IRIS_SPACE_THREADS (CPU threads, default all cores), IRIS_SPACE_N_CTX (context window,
 default 4096), IRIS_SPACE_MAX_CHARS (longest message, default 8000), IRIS_SPACE_QUEUE_SIZE (waiting requests,
 default 16), IRIS_SPACE_CONCURRENCY (replies handled at once, default 2; each model still answers one at a time),
-IRIS_SPACE_MAX_MODELS (models kept in memory, default 1).
+IRIS_SPACE_MAX_MODELS (models kept in memory, default 1), IRIS_SPACE_UPDATES_PER_S (streamed UI updates a second
+per reply, default 20).
 
 API (gradio_client): `/chat` streams dicts {"reply", "done", "notice", "stats"} for
 (variant, message, history=[{"role", "content"}...], mode, temperature, top_p, max_new_tokens).
@@ -26,6 +27,7 @@ import queue
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -48,6 +50,9 @@ MAX_CHARS = _env_int("IRIS_SPACE_MAX_CHARS", 8000)
 QUEUE_SIZE = _env_int("IRIS_SPACE_QUEUE_SIZE", 16)
 CONCURRENCY = _env_int("IRIS_SPACE_CONCURRENCY", 2)
 MAX_MODELS = _env_int("IRIS_SPACE_MAX_MODELS", 1)
+# At most this many UI updates a second per reply: a per-token update costs the server (diffing, SSE) and the
+# browser CPU time that the model decodes on, and nobody reads faster than ~20 updates a second.
+UPDATES_PER_S = _env_int("IRIS_SPACE_UPDATES_PER_S", 20)
 
 # Chat-template markers of the model families the recipes use (ChatML, Llama 3, Phi-3, Mistral/Llama 2). Generation
 # stops at any of them, and they are removed from the text in case one slips through as plain text.
@@ -152,11 +157,19 @@ def check_gguf(path: Path, variant: dict[str, Any]) -> None:
                         "damaged or incomplete. Export it again with `iris-recipes export RUN`.")
 
 
-class Model:
-    """One loaded GGUF with its own llama.cpp context; `lock` serializes its use (llama.cpp is not thread-safe)."""
+def llama_thread(name: str) -> ThreadPoolExecutor:
+    """The one thread that runs a model's llama.cpp work. ggml's OpenMP keeps a team of spinning worker threads per
+    calling thread: a second calling thread (say, one per request) makes two teams fight over the cores, and decoding
+    on 2 cores drops to a third of its speed. One long-lived thread per model keeps a single team."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{name}")
 
-    def __init__(self, variant: dict[str, Any], path: Path, llm):
-        self.variant, self.path, self.llm = variant, path, llm
+
+class Model:
+    """One loaded GGUF with its own llama.cpp context and thread; `lock` serializes its use (llama.cpp is not
+    thread-safe)."""
+
+    def __init__(self, variant: dict[str, Any], path: Path, llm, thread: ThreadPoolExecutor):
+        self.variant, self.path, self.llm, self.thread = variant, path, llm, thread
         self.lock = threading.Lock()
         self.users = 0
         self.evicted = False
@@ -183,9 +196,13 @@ class Model:
         return sum(len(self.llm.tokenize(m["content"].encode("utf-8"), add_bos=False)) + 8 for m in messages)
 
     def close(self) -> None:
-        """Free the model's memory now rather than whenever the garbage collector gets to it."""
+        """Free the model's memory now rather than whenever the garbage collector gets to it (on its own thread,
+        after a reply that is still stopping)."""
+        if self.closed:
+            return
         self.closed = True
-        self.llm.close()
+        self.thread.submit(self.llm.close)
+        self.thread.shutdown(wait=False)
 
     def count(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
@@ -230,14 +247,16 @@ class ModelPool:
                 progress(0.5, desc=f"Loading {path.name} ({path.stat().st_size / 1e6:,.0f} MB)")
             from llama_cpp import Llama
 
+            thread = llama_thread(vid)
             try:
-                llm = Llama(model_path=str(path), n_ctx=N_CTX, n_threads=THREADS, n_threads_batch=THREADS,
-                            verbose=False)
+                llm = thread.submit(Llama, model_path=str(path), n_ctx=N_CTX, n_threads=THREADS,
+                                    n_threads_batch=THREADS, verbose=False).result()
             except Exception as exc:
+                thread.shutdown(wait=False)
                 raise UserError(f"{variant.get('label') or vid}: llama.cpp could not load {path.name} "
                                 f"({str(exc).splitlines()[0][:200]}). Export it again with "
                                 "`iris-recipes export RUN`.") from exc
-            model = Model(variant, path, llm)
+            model = Model(variant, path, llm, thread)
             with self._lock:
                 self._models[vid] = model
                 while len(self._models) > self.capacity:
@@ -344,18 +363,23 @@ class Chat:
             max_new_tokens = min(max_new_tokens, model.n_ctx // 2)
             events: queue.Queue = queue.Queue()
             cancel = threading.Event()
-            worker = threading.Thread(target=self._generate, daemon=True,
-                                      args=(model, messages, temperature, top_p, max_new_tokens, events, cancel))
-            worker.start()
+            model.thread.submit(self._generate, model, messages, temperature, top_p, max_new_tokens, events, cancel)
             reply = Reply()
+            interval = 1.0 / max(1, UPDATES_PER_S)
+            sent = float("-inf")  # the first text goes out at once: time to first token is not delayed
             try:
                 while True:
                     kind, value = events.get()
-                    # Take everything already produced so a slow reader never slows generation down.
                     batch = [(kind, value)]
-                    while kind == "text" and not events.empty():
-                        kind, value = events.get()
-                        batch.append((kind, value))
+                    if kind == "text":
+                        # Sleep until the next update is due, then take all text produced meanwhile. Sleeping (not
+                        # waiting on the queue) keeps this thread from waking, and taking the GIL, on every token.
+                        wait = sent + interval - time.perf_counter()
+                        if wait > 0:
+                            time.sleep(wait)
+                        while kind == "text" and not events.empty():
+                            kind, value = events.get_nowait()
+                            batch.append((kind, value))
                     for k, v in batch:
                         if k == "text":
                             reply.text += v
@@ -370,6 +394,7 @@ class Chat:
                             reply.done = True
                     reply.text = clean(reply.text)
                     yield reply
+                    sent = time.perf_counter()
                     if reply.done:
                         return
             finally:

@@ -209,12 +209,15 @@ def test_reexport_replaces_its_own_files_only(exported, tmp_path, tiny_model_dir
 def test_builtin_smollm2_export_stops_on_its_own(tmp_path, smollm2_dir, converter):
     from iris_recipes.export import export_run
 
-    run = make_run(tmp_path / "runs", smollm2_dir, name="smollm2-export", quantize=("q8_0",), link=True)
+    prompt = "What is the capital of France? Answer in a few words."
+    run = make_run(tmp_path / "runs", smollm2_dir, name="smollm2-export", quantize=("q8_0",), link=True,
+                   extra=f'eval: {{prompts: ["{prompt}"]}}\n')
     entries = export_run(run)
     info = run.stage_info("export")
     assert entries["f16"]["top1_agreement"] >= 0.99
     for quant in ("f16", "q8_0"):
         chat = info["checks"][quant]["chat"]
+        assert chat["prompt"] == prompt  # the recipe's own prompt, as the Space would send it
         assert chat["stop_required"] and chat["stopped_on_its_own"] and chat["finish_reason"] == "stop"
         assert chat["reply"].strip() and "<|im_" not in chat["reply"]
     assert info["checks"]["q8_0"]["top1_agreement"] > 0.8

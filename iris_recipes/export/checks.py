@@ -32,7 +32,14 @@ CHECK_CONVERSATIONS: list[list[dict[str, str]]] = [
     [{"role": "user", "content": "def add(a, b):\n    return a + b\n\nWhat does this Python function do?"}],
     [{"role": "user", "content": "Give me a tip for sleeping better."}],
 ]
-CHAT_PROBE = "Name one fruit that is yellow. Reply in a few words."
+CHAT_PROBE = "Name one fruit that is yellow. Reply in a few words."  # when the recipe offers no prompt of its own
+
+
+def chat_probe(system_prompt: str | None = None, prompt: str | None = None) -> list[dict[str, str]]:
+    """The messages of the chat check: what the Space sends (the recipe's system prompt and first example),
+    so a model specialised on its task is checked on that task rather than on small talk it was trained away from."""
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return [*messages, {"role": "user", "content": prompt or CHAT_PROBE}]
 
 
 def load_tokenizer(merged: Path):
@@ -159,23 +166,25 @@ def agreement(reference, other) -> float:
 
 
 # -- 3. chat ------------------------------------------------------------------------------------------------------
-def check_chat(gguf: Path, tok, *, require_stop: bool, max_tokens: int = 96) -> dict[str, Any]:
+def check_chat(gguf: Path, tok, *, require_stop: bool, messages: list[dict[str, str]] | None = None,
+               max_tokens: int = 128) -> dict[str, Any]:
     """A greedy chat with the GGUF's own template.
 
     Real models must stop on their own (end-of-generation token). A random-weight test model cannot be expected to,
     so with `require_stop=False` stopping at max_tokens is accepted; the tokens check has already made sure the
     end-of-turn token is one llama.cpp stops on.
     """
-    llm = _llama(gguf, n_ctx=512, seed=0)
-    result = llm.create_chat_completion(messages=[{"role": "user", "content": CHAT_PROBE}], max_tokens=max_tokens,
-                                        temperature=0.0)
+    messages = messages or chat_probe()
+    user = messages[-1]["content"]
+    llm = _llama(gguf, n_ctx=1024, seed=0)
+    result = llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0)
     llm.close()
     choice = result["choices"][0]
     text = choice["message"]["content"] or ""
     finish = choice["finish_reason"]
     specials = sorted(set(tok.all_special_tokens) | {t for t in tok.get_added_vocab() if t.startswith("<")})
     leaked = [s for s in specials if s and s in text]
-    echoed = CHAT_PROBE.lower() in text.lower()
+    echoed = user.strip().lower() in text.lower()
     problems = []
     if leaked:
         problems.append(f"reply contains template tokens {leaked[:5]}")
@@ -188,7 +197,7 @@ def check_chat(gguf: Path, tok, *, require_stop: bool, max_tokens: int = 96) -> 
         problems.append(f"no end-of-turn token within {max_tokens} tokens: the model does not stop on its own")
     return {"passed": not problems, "problems": problems, "finish_reason": finish, "stopped_on_its_own": stopped,
             "stop_required": require_stop, "completion_tokens": result["usage"]["completion_tokens"],
-            "reply": text[:300]}
+            "prompt": user, "reply": text[:300]}
 
 
 # -- decode speed -------------------------------------------------------------------------------------------------
@@ -209,7 +218,8 @@ def decode_speed(gguf: Path, prompt: list[int], new_tokens: int = 64, threads: i
 
 
 # -- all checks, in a child process -------------------------------------------------------------------------------
-def run_all(merged: Path, files: dict[str, Path], *, require_stop: bool, threads: int | None) -> dict[str, Any]:
+def run_all(merged: Path, files: dict[str, Path], *, require_stop: bool, threads: int | None,
+            probe: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """Every check on every file; {"positions": N, "results": {quant: {...}}}."""
     tok = load_tokenizer(merged)
     prompts = prompt_token_ids(tok)
@@ -219,14 +229,14 @@ def run_all(merged: Path, files: dict[str, Path], *, require_stop: bool, threads
         results[quant] = {
             "tokens": check_tokens(path, tok, prompts),
             "top1_agreement": agreement(reference, gguf_top1(path, prompts)),
-            "chat": check_chat(path, tok, require_stop=require_stop),
+            "chat": check_chat(path, tok, require_stop=require_stop, messages=probe),
             "decode_tok_s": decode_speed(path, prompts[0], threads=threads),
         }
     return {"positions": sum(len(p) for p in prompts), "results": results}
 
 
 def run_isolated(merged: Path, files: dict[str, Path], *, require_stop: bool, threads: int | None,
-                 log: Path | None = None) -> dict[str, Any]:
+                 probe: list[dict[str, str]] | None = None, log: Path | None = None) -> dict[str, Any]:
     """run_all in a child process: a GGUF that makes llama.cpp abort (a broken vocabulary does) fails the export
     with a clear error instead of killing the pipeline mid-stage."""
     import json
@@ -238,6 +248,7 @@ def run_isolated(merged: Path, files: dict[str, Path], *, require_stop: bool, th
         out = Path(tmp) / "checks.json"
         cmd = [sys.executable, "-m", "iris_recipes.export.checks", str(merged), str(out),
                "--threads", str(threads or cpu_count()), *(["--require-stop"] if require_stop else []),
+               *(["--probe", json.dumps(probe)] if probe else []),
                *(f"{quant}={path}" for quant, path in files.items())]
         env = dict(os.environ)  # the child must import this same package, installed or not
         root = str(Path(__file__).resolve().parents[2])
@@ -267,9 +278,10 @@ def _main(argv: list[str] | None = None) -> int:
     ap.add_argument("files", nargs="+", metavar="QUANT=PATH")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--require-stop", action="store_true")
+    ap.add_argument("--probe", type=json.loads, default=None, help="chat check messages as JSON")
     args = ap.parse_args(argv)
     files = dict((item.split("=", 1)[0], Path(item.split("=", 1)[1])) for item in args.files)
-    result = run_all(args.merged, files, require_stop=args.require_stop, threads=args.threads)
+    result = run_all(args.merged, files, require_stop=args.require_stop, threads=args.threads, probe=args.probe)
     args.out.write_text(json.dumps(result, indent=2))
     return 0
 

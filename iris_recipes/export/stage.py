@@ -36,6 +36,12 @@ def _recipe_settings(run: RunDir) -> tuple[str, list[str], float]:
             float(recipe.get("export.min_top1_agreement", DEFAULT_MIN_TOP1)))
 
 
+def _chat_probe(run: RunDir) -> list[dict[str, str]]:
+    recipe = run.recipe()
+    prompts = [*(recipe.get("space.examples") or []), *(recipe.get("eval.prompts") or [])]
+    return checks.chat_probe(recipe.get("space.system_prompt"), prompts[0] if prompts else None)
+
+
 def _random_weights(merged: Path) -> bool:
     """A test model built by `build_tiny_model` (random weights) says so in its config."""
     try:
@@ -102,7 +108,7 @@ def _build_and_check(run: RunDir, merged: Path, stage_dir: Path, name: str, quan
 
     t0 = time.perf_counter()
     checked = checks.run_isolated(merged, files, require_stop=require_stop, threads=threads,
-                                  log=run.file("export.log"))
+                                  probe=_chat_probe(run), log=run.file("export.log"))
     results: dict[str, dict[str, Any]] = checked["results"]
     info["checks"] = results
     timings["checks"] = round(time.perf_counter() - t0, 2)
