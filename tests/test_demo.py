@@ -74,3 +74,14 @@ def test_demo_card_shows_base_vs_finetuned(demo_run):
     assert first["prompt"] in text
     recipe = yaml.safe_load((run / "recipe.yaml").read_text())
     assert recipe["train"]["max_steps"] == 12
+
+
+def test_readme_quickstart_is_what_ci_and_this_file_run():
+    """The README's quickstart is exactly two commands: the one this file's demo test runs and the one CI runs."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Quickstart", 1)[1].split("<!-- quickstart:end -->", 1)[0]
+    commands = [line.split("#", 1)[0].strip() for line in section.splitlines() if line.startswith("    ")]
+    assert commands == ["bash scripts/demo.sh", "bash scripts/test.sh"]
+    ci = (REPO / ".ci" / "run").read_text()
+    assert re.search(r"^bash scripts/test\.sh( |$)", ci, re.M), "CI must run the README's test command"
+    assert '["bash", "scripts/demo.sh", *OVERRIDES]' in Path(__file__).read_text()
