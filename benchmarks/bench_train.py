@@ -120,10 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     recipe = write_recipe(tmp, base, args.steps)
     rows = []
     try:
+        # raw axolotl needs the data and config of an iris-recipes run: one prepared run serves every raw round
+        iris, run = iris_once(recipe, tmp / "runs", env)
+        rows.append(dict(iris, round=1))
         for i in range(args.runs):
-            iris, run = iris_once(recipe, tmp / "runs", env)
-            raw = raw_once(run, tmp / f"raw-{i}", env)
-            rows += [dict(iris, round=i + 1), dict(raw, round=i + 1)]
+            if i > 0 and i % 2 == 0:  # alternate which tool goes first, so drift in machine load hits both alike
+                rows.append(dict(iris_once(recipe, tmp / "runs", env)[0], round=i + 1))
+            rows.append(dict(raw_once(run, tmp / f"raw-{i}", env), round=i + 1))
+            if i % 2 == 1:
+                rows.append(dict(iris_once(recipe, tmp / "runs", env)[0], round=i + 1))
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
