@@ -165,12 +165,11 @@ def llama_thread(name: str) -> ThreadPoolExecutor:
 
 
 class Model:
-    """One loaded GGUF with its own llama.cpp context and thread; `lock` serializes its use (llama.cpp is not
-    thread-safe)."""
+    """One loaded GGUF with its own llama.cpp context; all its llama.cpp work runs on `thread`, one task at a time
+    (llama.cpp is not thread-safe, and one calling thread keeps one OpenMP team)."""
 
     def __init__(self, variant: dict[str, Any], path: Path, llm, thread: ThreadPoolExecutor):
         self.variant, self.path, self.llm, self.thread = variant, path, llm, thread
-        self.lock = threading.Lock()
         self.users = 0
         self.evicted = False
         self.closed = False
@@ -188,7 +187,7 @@ class Model:
             )
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
-        """Tokens of the prompt the chat template makes of `messages` (call with `lock` held)."""
+        """Tokens of the prompt the chat template makes of `messages` (call on the model's thread)."""
         if self._formatter is not None:
             text = self._formatter(messages=messages).prompt
             return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -209,7 +208,7 @@ class Model:
 
 
 class ModelPool:
-    """Loaded models, at most `capacity` of them; loading never holds a model's lock, so running replies go on.
+    """Loaded models, at most `capacity` of them; loading never waits on a model's thread, so running replies go on.
 
     A model pushed out while replies still use it is closed when the last of them ends.
     """
@@ -337,7 +336,7 @@ class Reply:
 
 
 class Chat:
-    """Streams replies: llama.cpp generates on its own thread (holding the model's lock), the caller drains it."""
+    """Streams replies: llama.cpp generates on the model's thread (queued behind earlier replies), the caller drains it."""
 
     def __init__(self, manifest: Manifest, pool: ModelPool):
         self.manifest, self.pool = manifest, pool
@@ -398,49 +397,48 @@ class Chat:
                     if reply.done:
                         return
             finally:
-                cancel.set()  # the reader went away (or finished): stop generating and free the model's lock
+                cancel.set()  # the reader went away (or finished): stop generating and free the model's thread
 
     @staticmethod
     def _generate(model: Model, messages, temperature, top_p, max_new_tokens, events, cancel) -> None:
         try:
-            with model.lock:
-                messages, dropped, n_prompt = fit_context(model, messages, max_new_tokens)
-                if dropped:
-                    events.put(("notice", f"The {dropped} oldest turn{'s' if dropped > 1 else ''} of this "
-                                          f"conversation {'were' if dropped > 1 else 'was'} left out to fit the "
-                                          f"model's {model.n_ctx:,}-token context."))
-                t0 = time.perf_counter()
-                first = last = None
-                text = ""
-                stream = model.llm.create_chat_completion(
-                    messages=messages, stream=True, temperature=temperature, top_p=top_p,
-                    max_tokens=max_new_tokens, stop=list(TEMPLATE_MARKERS))
-                finish = None
-                for chunk in stream:
-                    if cancel.is_set():
-                        finish = "cancelled"
-                        break
-                    choice = chunk["choices"][0]
-                    piece = choice["delta"].get("content") or ""
-                    finish = choice.get("finish_reason") or finish
-                    if piece:
-                        last = time.perf_counter()
-                        first = first or last
-                        text += piece
-                        events.put(("text", piece))
-                stream.close()
-                n = model.count(clean(text))
-                first = first or time.perf_counter()
-                decode_s = (last - first) if last else 0.0
-                events.put(("done", {
-                    "tokens": n,
-                    "prompt_tokens": n_prompt,
-                    "tokens_per_s": round((n - 1) / decode_s, 2) if n > 1 and decode_s > 0 else None,
-                    "first_token_at": first,
-                    "prompt_s": round(first - t0, 3),
-                    "finish_reason": finish,
-                    "dropped_turns": dropped,
-                }))
+            messages, dropped, n_prompt = fit_context(model, messages, max_new_tokens)
+            if dropped:
+                events.put(("notice", f"The {dropped} oldest turn{'s' if dropped > 1 else ''} of this "
+                                      f"conversation {'were' if dropped > 1 else 'was'} left out to fit the "
+                                      f"model's {model.n_ctx:,}-token context."))
+            t0 = time.perf_counter()
+            first = last = None
+            text = ""
+            stream = model.llm.create_chat_completion(
+                messages=messages, stream=True, temperature=temperature, top_p=top_p,
+                max_tokens=max_new_tokens, stop=list(TEMPLATE_MARKERS))
+            finish = None
+            for chunk in stream:
+                if cancel.is_set():
+                    finish = "cancelled"
+                    break
+                choice = chunk["choices"][0]
+                piece = choice["delta"].get("content") or ""
+                finish = choice.get("finish_reason") or finish
+                if piece:
+                    last = time.perf_counter()
+                    first = first or last
+                    text += piece
+                    events.put(("text", piece))
+            stream.close()
+            n = model.count(clean(text))
+            first = first or time.perf_counter()
+            decode_s = (last - first) if last else 0.0
+            events.put(("done", {
+                "tokens": n,
+                "prompt_tokens": n_prompt,
+                "tokens_per_s": round((n - 1) / decode_s, 2) if n > 1 and decode_s > 0 else None,
+                "first_token_at": first,
+                "prompt_s": round(first - t0, 3),
+                "finish_reason": finish,
+                "dropped_turns": dropped,
+            }))
         except UserError as exc:
             events.put(("error", exc))
         except Exception as exc:  # llama.cpp failure: report it, keep serving

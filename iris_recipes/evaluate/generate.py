@@ -54,8 +54,9 @@ class Generator:
         from llama_cpp import Llama
 
         self.path = Path(gguf)
-        self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=threads or cpu_count(),
-                         n_threads_batch=threads or cpu_count(), verbose=False)
+        threads = threads or cpu_count()
+        self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                         verbose=False)
 
     def __call__(self, prompt_ids: list[int], max_tokens: int, seed: int | None = None) -> str:
         sampling = {"temperature": 0.0} if seed is None else {**SAMPLING, "seed": seed}
@@ -85,9 +86,10 @@ def benchmark(gguf: str | Path, prompt_ids: list[int], banned: list[int], *, new
     """
     from llama_cpp import Llama
 
+    threads = threads or cpu_count()
     t0 = time.perf_counter()
-    llm = Llama(model_path=str(gguf), n_ctx=len(prompt_ids) + new_tokens + 8, n_threads=threads or cpu_count(),
-                n_threads_batch=threads or cpu_count(), verbose=False)
+    llm = Llama(model_path=str(gguf), n_ctx=len(prompt_ids) + new_tokens + 8, n_threads=threads,
+                n_threads_batch=threads, verbose=False)
     load_s = time.perf_counter() - t0
     bias = {int(t): -1e9 for t in banned}
     ttfts, latencies, speeds = [], [], []
@@ -111,6 +113,6 @@ def benchmark(gguf: str | Path, prompt_ids: list[int], banned: list[int], *, new
     return {"decode_tok_s": round(statistics.median(speeds), 2) if speeds else None,
             "ttft_s": round(statistics.median(ttfts), 4), "latency_s": round(statistics.median(latencies), 4),
             "new_tokens": new_tokens, "prompt_tokens": len(prompt_ids), "load_s": round(load_s, 3),
-            "threads": threads or cpu_count(), "repeats": repeats,
+            "threads": threads, "repeats": repeats,
             # other work on the CPU slows llama.cpp's threads a lot: the load says how far to trust the figures
             "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}

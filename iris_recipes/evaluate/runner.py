@@ -120,8 +120,8 @@ def _tokenizer(p: Plan):
 
 def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
     from iris_recipes.evaluate.generate import base_f16_gguf, benchmark, generator
-    from iris_recipes.hostinfo import cpu_count
     from iris_recipes.evaluate.loss import validation_loss
+    from iris_recipes.hostinfo import cpu_count
 
     timings: dict[str, float] = {}
     info["timings"] = timings
