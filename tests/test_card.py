@@ -50,7 +50,8 @@ def make_run(root: Path, recipe: str, overrides: tuple[str, ...] = (), *, eval_j
             path.parent.mkdir(exist_ok=True)
             path.write_bytes(b"GGUF" + bytes([i]) * (size - 4))
             arts[quant] = {"file": f"gguf/{path.name}", "bytes": size, "sha256": fsutil.sha256_file(path),
-                           "top1_agreement": 1.0 - 0.02 * i, "decode_tok_s": 20.0 + 10 * i}
+                           "top1_agreement": 1.0 - 0.02 * i, "kl_divergence": 0.004 * i,
+                           "decode_tok_s": 20.0 + 10 * i}
         meta["artifacts"]["gguf"] = arts
     run.write(meta)
     if metrics:
@@ -113,7 +114,7 @@ def test_demo_card_metadata_sections_and_plot(tmp_path):
     for quant, art in run.artifact("gguf").items():
         assert f"`{Path(art['file']).name}` | {quant.upper()} |" in text
         assert f"`{art['sha256']}`" in text
-    assert "| 98.0% | 30.0 |" in text
+    assert "| 98.0% | 4.00e-03 | 30.0 |" in text
     # base vs tuned, side by side; model text escaped so template tokens stay visible and tables stay intact
     assert "| validation loss | 2.3100 | 0.6200 | -1.6900 |  |" in text
     assert "| exact match number | 0.1500 | 0.4500 | +0.3000 | 0.1000 |" in text

@@ -223,6 +223,56 @@ def test_builtin_smollm2_export_stops_on_its_own(tmp_path, smollm2_dir, converte
     assert info["checks"]["q8_0"]["top1_agreement"] > 0.8
 
 
+def test_agreement_forgives_near_ties_only():
+    import numpy as np
+
+    from iris_recipes.export.checks import NEAR_TIE_NATS, _log_softmax, agreement
+
+    # three positions of a 4-token vocabulary: a clear choice, a near-tie, and another clear choice
+    ref_logits = np.array([[5.0, 1.0, 0.0, 0.0], [2.0, 2.0 - NEAR_TIE_NATS / 2, 0.0, 0.0], [0.0, 0.0, 4.0, 1.0]])
+    reference = [_log_softmax(ref_logits)]
+    same = agreement(reference, [ref_logits.copy()])
+    assert same == {"top1_agreement": 1.0, "top1_agreement_exact": 1.0, "kl_divergence": 0.0}
+    tie_flipped = ref_logits.copy()
+    tie_flipped[1] = [2.0 - NEAR_TIE_NATS / 2, 2.0, 0.0, 0.0]  # rounding swaps the near-tie: still agreement
+    res = agreement(reference, [tie_flipped])
+    assert res["top1_agreement"] == 1.0 and res["top1_agreement_exact"] == round(2 / 3, 4)
+    assert res["kl_divergence"] > 0
+    clear_flipped = ref_logits.copy()
+    clear_flipped[0] = [1.0, 5.0, 0.0, 0.0]  # a clear choice changed: disagreement
+    assert agreement(reference, [clear_flipped])["top1_agreement"] == round(2 / 3, 4)
+
+
+@pytest.mark.slow
+def test_conversion_that_changes_predictions_fails(tmp_path, smollm2_dir, converter, monkeypatch):
+    """A converter bug of a classic kind (MLP gate and up projections swapped) in a real model: the file loads,
+    its tokens and template are right, but its predictions are not the merged model's. Nothing may be published."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from iris_recipes.export import export_run, stage
+
+    broken = tmp_path / "broken"
+    shutil.copytree(smollm2_dir, broken)
+    weights = load_file(broken / "model.safetensors")
+    for name in [n for n in weights if n.endswith("mlp.gate_proj.weight")]:
+        up = name.replace("gate_proj", "up_proj")
+        weights[name], weights[up] = weights[up], weights[name]
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    real_convert = stage.convert_f16
+    monkeypatch.setattr(stage, "convert_f16", lambda merged, dest, **kw: real_convert(broken, dest, **kw))
+
+    run = make_run(tmp_path / "runs", smollm2_dir, name="smollm2-export", quantize=(), link=True)
+    with pytest.raises(IrisError, match=r"f16: top-1 agreement with the merged model is 0\.\d+ .*below "
+                                        r"export.min_top1_agreement 0.99"):
+        export_run(run)
+    f16 = run.stage_info("export")["checks"]["f16"]
+    assert f16["tokens"]["passed"]  # only the predictions are wrong
+    assert f16["top1_agreement"] < 0.9 and f16["kl_divergence"] > 0.1
+    assert not _leftovers(run)
+
+
 @pytest.mark.slow
 def test_tokenizer_llama_cpp_misreads_fails_cleanly(tmp_path, tiny_model_dir, converter):
     """transformers' own GGUF tokenizer import (byte fallback + SentencePiece decoder) is turned into a Llama-2

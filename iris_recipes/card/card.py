@@ -203,16 +203,19 @@ def _files(f: CardFacts) -> str:
     rows = []
     for quant, art in _ordered(f.gguf):
         decode = art.get("decode_tok_s", (measured.get(quant) or {}).get("decode_tok_s"))
-        top1 = art.get("top1_agreement")
+        top1, kl = art.get("top1_agreement"), art.get("kl_divergence")
         rows.append([f"`{Path(art.get('file', '')).name}`", quant.upper(), _size(art.get("bytes")),
                      f"`{art['sha256']}`" if art.get("sha256") else "",
                      f"{top1 * 100:.1f}%" if _number(top1) is not None else "",
+                     f"{kl:.2e}" if _number(kl) is not None else "",
                      f"{decode:.1f}" if _number(decode) is not None else ""])
     export = (f.meta.get("stages") or {}).get("export") or {}
     lines = ["## Files", "",
-             _table(["file", "type", "size", "sha256", "top-1 agreement", "decode tok/s"], rows), "",
+             _table(["file", "type", "size", "sha256", "top-1 agreement", "KL divergence", "decode tok/s"], rows), "",
              "Top-1 agreement: how often the file's most likely next token equals the merged model's (transformers) "
-             "on a fixed set of prompts; F16 must reach "
+             "on a fixed set of prompts (at a near-tie, a token the merged model scores within 1 nat of its own "
+             "top token also counts); KL divergence: mean KL(merged model || file) in nats over every position. "
+             "F16 must reach "
              f"{f.get('export.min_top1_agreement', 0.99) * 100:.0f}% for the export to pass. "
              f"Decode tokens/s: llama-cpp-python on the CPU that ran the export ({_cpu(export)})."]
     return "\n".join(lines)

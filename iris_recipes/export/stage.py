@@ -119,8 +119,10 @@ def _build_and_check(run: RunDir, merged: Path, stage_dir: Path, name: str, quan
     for quant, res in results.items():
         failures += [f"{quant}: {p}" for p in res["tokens"]["problems"] + res["chat"]["problems"]]
     if results["f16"]["top1_agreement"] < min_top1:
-        failures.append(f"f16: top-1 agreement with the merged model is {results['f16']['top1_agreement']:.4f}, "
-                        f"below export.min_top1_agreement {min_top1}")
+        f16 = results["f16"]
+        failures.append(f"f16: top-1 agreement with the merged model is {f16['top1_agreement']:.4f} (exact "
+                        f"{f16['top1_agreement_exact']:.4f}, mean KL divergence {f16['kl_divergence']:.2e}), below "
+                        f"export.min_top1_agreement {min_top1}: the conversion changed what the model predicts")
     if failures:
         raise IrisError(f"{run.path}: export checks failed (no GGUF was published; details in run.json "
                         "stages.export.checks):\n  " + "\n  ".join(failures))
@@ -128,6 +130,6 @@ def _build_and_check(run: RunDir, merged: Path, stage_dir: Path, name: str, quan
     f16_sha = sha256_file(files["f16"])
     return {quant: {"file": path.name, "bytes": path.stat().st_size,
                     "sha256": f16_sha if quant == "f16" else sha256_file(path),
-                    "top1_agreement": results[quant]["top1_agreement"],
+                    **{key: results[quant][key] for key in ("top1_agreement", "top1_agreement_exact", "kl_divergence")},
                     "decode_tok_s": results[quant]["decode_tok_s"], "f16_sha256": f16_sha}
             for quant, path in files.items()}
