@@ -31,6 +31,7 @@ from iris_recipes.rundir import RunDir, find_runs, new_run_id, now_iso
 from iris_recipes.train import config as axconfig
 from iris_recipes.train import launch
 from iris_recipes.train import metrics as trainmetrics
+from iris_recipes.train import validator
 
 VERSIONED = ("iris-recipes", "axolotl", "torch", "transformers", "peft", "trl", "accelerate", "datasets",
              "deepspeed", "tokenizers", "safetensors")
@@ -229,15 +230,17 @@ def _stage_data(run: RunDir, recipe, base: str, console: Console) -> None:
 
 
 def _write_axolotl_config(recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, has_val: bool,
-                          resume_from: str | None, *, validate: bool, dest: Path | None) -> tuple[dict, str, list[str]]:
-    """Build (and check with Axolotl's validator) the config; write it to `dest` unless None."""
+                          resume_from: str | None, *, validate: bool, dest: Path | None,
+                          checker: validator.Validator | None = None) -> tuple[dict, str, list[str]]:
+    """Build (and check with Axolotl's validator: `checker`, or a new one) the config; write it to `dest` unless
+    None."""
     cfg = axconfig.build_config(recipe_data, base_model=base, spec=spec, has_val=has_val, resume_from=resume_from,
                                 recipe_file=str(recipe.path))
     if validate:
         check = dict(cfg)
         if spec.deepspeed:  # validate against the shipped JSON; the run directory gets its own copy
             check["deepspeed"] = str(deepspeed_json(spec.deepspeed))
-        axconfig.validate(check, recipe_data=recipe_data, recipe_file=recipe.path, gpu=False)
+        (checker or validator.Validator()).check(check, recipe_data=recipe_data, recipe_file=recipe.path, gpu=False)
     cmd = launch.build_command(spec)
     text = axconfig.render(cfg, recipe_path=recipe.path, recipe_hash=recipe.hash(),
                            command=launch.shell_line(cmd, spec))
@@ -253,7 +256,7 @@ def deepspeed_json(stage: str) -> Path:
 
 
 def _stage_train(run: RunDir, recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, *,
-                 verbose: bool, console: Console) -> None:
+                 verbose: bool, console: Console, checker: validator.Validator | None = None) -> None:
     with run.stage("train") as info:
         has_val = run.file("data", "val.jsonl").is_file() and run.file("data", "val.jsonl").stat().st_size > 0
         ckpt = latest_checkpoint(run.file(axconfig.CHECKPOINTS))
@@ -264,7 +267,7 @@ def _stage_train(run: RunDir, recipe, recipe_data: dict, base: str, spec: launch
             info.update(resumed_from=resume_from, resumed_step=ckpt[1])
             console.print(f"train: resuming from {resume_from} (step {ckpt[1]}; {dropped} later metrics dropped)")
         _, _, cmd = _write_axolotl_config(recipe, recipe_data, base, spec, has_val, resume_from,
-                                          validate=True, dest=run.file("axolotl.yaml"))
+                                          validate=True, dest=run.file("axolotl.yaml"), checker=checker)
         env = launch.launch_env(spec)
         env["IRIS_PARENT_PID"] = str(os.getpid())
         info.update(command=launch.shell_line(cmd, spec), world_size=spec.world_size, device=spec.device,
@@ -436,13 +439,15 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
         console.print(f"run: {run.path}")
 
     recipe_data = recipe.data
-    with _sigterm_as_interrupt():
+    # Axolotl's validator starts now in its own process: its imports overlap the data stage.
+    checker = None if run.stage_done("train") else validator.Validator()
+    with _sigterm_as_interrupt(), checker or contextlib.nullcontext():
         base = resolve_base(recipe_data, Path(recipe.path).parent, dry_run=False)
         run.update(base_model_path=base)
         stages = (
             ("data", lambda: _stage_data(run, recipe, base, console)),
             ("train", lambda: _stage_train(run, recipe, recipe_data, base, spec, verbose=opts.verbose,
-                                           console=console)),
+                                           console=console, checker=checker)),
             ("merge", lambda: _stage_merge(run, recipe_data, base, console)),
             ("export", lambda: _stage_export(run, console)),
             ("eval", lambda: _stage_eval(run, console) if opts.evaluate else None),

@@ -107,6 +107,23 @@ def test_dry_run_cpu_processes(capsys, tmp_path, tiny_model_dir):  # noqa: F811
     assert cfg["base_model"] == str(tiny_model_dir)
 
 
+def test_validator_runs_outside_the_supervising_process(tmp_path, tiny_model_dir):  # noqa: F811
+    """Axolotl's validator checks the config in a child process: running it in the process that then supervises
+    training made the training itself measurably slower (benchmarks/bench_train.py). The child still rejects."""
+    import subprocess
+    import sys
+
+    good = write_recipe(tmp_path, tiny_model_dir)
+    bad = write_recipe(tmp_path, tiny_model_dir, name="tiny-bad", axolotl={"lora_rrr": 4})
+    probe = ("import sys; from iris_recipes import cli; "
+             f"codes = [cli.main(['run', {str(good)!r}, '--dry-run', '--device', 'cpu']), "
+             f"cli.main(['run', {str(bad)!r}, '--dry-run', '--device', 'cpu'])]; "
+             "print('RESULT', codes, sorted(m for m in ('axolotl', 'pydantic') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert "RESULT [0, 2] []" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "axolotl.lora_rrr" in proc.stderr and "did you mean lora_r" in proc.stderr
+
+
 def test_recipe_axolotl_block_merges_last(capsys, tmp_path, tiny_model_dir):  # noqa: F811
     recipe = write_recipe(tmp_path, tiny_model_dir, axolotl={"save_total_limit": 1, "lora_dropout": 0.1})
     assert cli.main(["run", str(recipe), "--dry-run", "--device", "cpu"]) == 0
