@@ -199,6 +199,22 @@ def latest_checkpoint(output_dir: Path) -> tuple[Path, int] | None:
     return path, step
 
 
+def training_finished(checkpoint: Path) -> bool:
+    """The checkpoint is the last step of its training (global_step has reached max_steps)."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    return bool(state.get("max_steps")) and state.get("global_step", 0) >= state["max_steps"]
+
+
+def publish_final_checkpoint(checkpoint: Path, output_dir: Path) -> None:
+    """Put the checkpoint's model files (adapter or weights, config, tokenizer) where Axolotl saves its final model:
+    `output_dir` itself. Optimizer, scheduler and trainer state stay in the checkpoint."""
+    state_files = {"optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin", "tokens_state.json"}
+    for path in checkpoint.iterdir():
+        if path.is_file() and path.name not in state_files and not path.name.startswith("rng_state"):
+            with fsutil.atomic_path(output_dir / path.name) as tmp:
+                shutil.copy2(path, tmp)
+
+
 # -- stages ------------------------------------------------------------------------------------------------------
 def _token_counter(base_model: str):
     """Tokens of a conversation under the base model's own chat template (for the data stage's length filter)."""
@@ -266,29 +282,45 @@ def _stage_train(run: RunDir, recipe, recipe_data: dict, base: str, spec: launch
             dropped = trainmetrics.truncate_after(run.file(axconfig.METRICS_FILE), ckpt[1])
             info.update(resumed_from=resume_from, resumed_step=ckpt[1])
             console.print(f"train: resuming from {resume_from} (step {ckpt[1]}; {dropped} later metrics dropped)")
-        _, _, cmd = _write_axolotl_config(recipe, recipe_data, base, spec, has_val, resume_from,
-                                          validate=True, dest=run.file("axolotl.yaml"), checker=checker)
-        env = launch.launch_env(spec)
-        env["IRIS_PARENT_PID"] = str(os.getpid())
-        info.update(command=launch.shell_line(cmd, spec), world_size=spec.world_size, device=spec.device,
-                    log=LOG_FILE)
-        console.print(f"train: {launch.shell_line(cmd, spec)}  (log: {run.file(LOG_FILE)})")
-        result = _run_training(cmd, env, run, verbose, console)
+        if ckpt is not None and training_finished(ckpt[0]):
+            # Stopped after its last checkpoint but before recording the end: relaunching would train a step past
+            # max_steps, so the final checkpoint becomes the result.
+            publish_final_checkpoint(ckpt[0], run.file(axconfig.CHECKPOINTS))
+            info.update(finished_from_checkpoint=True)
+            console.print(f"train: {resume_from} is the last step; nothing left to train")
+        else:
+            _launch_training(run, recipe, recipe_data, base, spec, has_val, resume_from, info, verbose=verbose,
+                             console=console, checker=checker)
         summary = trainmetrics.summarize(trainmetrics.read_metrics(run.file(axconfig.METRICS_FILE)))
-        info.update(metrics=summary, launcher_seconds=round(result.seconds, 3), returncode=result.returncode)
-        if result.interrupted:
-            raise KeyboardInterrupt
-        if result.returncode != 0:
-            tail = "\n".join(f"  | {line}" for line in list(result.state.tail)[-25:])
-            raise IrisError(f"training failed (exit code {result.returncode}). Last lines of {run.file(LOG_FILE)}:\n"
-                            f"{tail}\nFix the cause, then continue with: iris-recipes run --resume {run.path}",
-                            exit_code=1)
+        info.update(metrics=summary)
         if recipe_data.get("method", "lora") != "full":
             files = _collect_adapter(run)
             info.update(adapter=files)
             run.set_artifact("adapter", {"dir": "adapter", "files": files})
     console.print(f"train: done, {summary.get('steps')} steps, final loss {summary.get('final_loss')}, "
                   f"world size {summary.get('world_size')}")
+
+
+def _launch_training(run: RunDir, recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, has_val: bool,
+                     resume_from: str | None, info: dict, *, verbose: bool, console: Console,
+                     checker: validator.Validator | None) -> None:
+    _, _, cmd = _write_axolotl_config(recipe, recipe_data, base, spec, has_val, resume_from,
+                                      validate=True, dest=run.file("axolotl.yaml"), checker=checker)
+    env = launch.launch_env(spec)
+    env["IRIS_PARENT_PID"] = str(os.getpid())
+    info.update(command=launch.shell_line(cmd, spec), world_size=spec.world_size, device=spec.device, log=LOG_FILE)
+    console.print(f"train: {launch.shell_line(cmd, spec)}  (log: {run.file(LOG_FILE)})")
+    result = _run_training(cmd, env, run, verbose, console)
+    info.update(launcher_seconds=round(result.seconds, 3), returncode=result.returncode)
+    if result.interrupted:
+        info.update(metrics=trainmetrics.summarize(trainmetrics.read_metrics(run.file(axconfig.METRICS_FILE))))
+        raise KeyboardInterrupt
+    if result.returncode != 0:
+        info.update(metrics=trainmetrics.summarize(trainmetrics.read_metrics(run.file(axconfig.METRICS_FILE))))
+        tail = "\n".join(f"  | {line}" for line in list(result.state.tail)[-25:])
+        raise IrisError(f"training failed (exit code {result.returncode}). Last lines of {run.file(LOG_FILE)}:\n"
+                        f"{tail}\nFix the cause, then continue with: iris-recipes run --resume {run.path}",
+                        exit_code=1)
 
 
 def _run_training(cmd, env, run: RunDir, verbose: bool, console: Console):

@@ -93,7 +93,8 @@ def test_two_processes_ddp_over_gloo(tmp_path, tiny_model_dir):  # noqa: F811
 
 def test_kill_and_resume(tmp_path, tiny_model_dir):  # noqa: F811
     runs = tmp_path / "runs"
-    recipe = write_recipe(tmp_path, tiny_model_dir, **{"train.max_steps": 8, "train.save_steps": 2,
+    # 40 steps with a checkpoint every 2 (saving takes most of the time): each kill lands mid-training
+    recipe = write_recipe(tmp_path, tiny_model_dir, **{"train.max_steps": 40, "train.save_steps": 2,
                                                        "train.eval_steps": 4})
     env = cli_env(runs)
 
@@ -115,7 +116,7 @@ def test_kill_and_resume(tmp_path, tiny_model_dir):  # noqa: F811
     assert meta["stages"]["train"]["status"] == "failed" and meta["stages"]["train"]["error"] == "interrupted"
     wait_for(lambda: not processes_in(run), 60, "the training processes to end")
     first = max(_losses(run))
-    assert first < 8
+    assert first < 40
 
     # 2. resume, then SIGKILL the command itself: its training processes stop on their own
     proc = start_cli(["run", "--resume", str(run), "--until", "train"], env, tmp_path)
@@ -131,9 +132,43 @@ def test_kill_and_resume(tmp_path, tiny_model_dir):  # noqa: F811
     meta = read_json(run / "run.json")
     train = meta["stages"]["train"]
     assert train["status"] == "done" and train["resumed_step"] >= 4
-    assert train["metrics"]["steps"] == 8 and train["metrics"]["segments"] == 3
-    assert _losses(run) == list(range(1, 9))
+    assert train["metrics"]["steps"] == 40 and train["metrics"]["segments"] == 3
+    assert _losses(run) == list(range(1, 41))
     assert len(meta["resumed"]) == 2
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
-    state = read_json(run / "checkpoints" / "checkpoint-8" / "trainer_state.json")
-    assert state["global_step"] == 8 and state["max_steps"] == 8
+    state = read_json(run / "checkpoints" / "checkpoint-40" / "trainer_state.json")
+    assert state["global_step"] == 40 and state["max_steps"] == 40
+
+
+def test_resume_after_the_last_checkpoint_trains_nothing_more(tmp_path, tiny_model_dir):  # noqa: F811
+    """Killed after its final checkpoint but before the end was recorded (or the final model saved): --resume
+    must not relaunch (the trainer would run a step past max_steps) but finish from that checkpoint."""
+    import json
+    import shutil
+
+    runs = tmp_path / "runs"
+    recipe = write_recipe(tmp_path, tiny_model_dir, **{"train.max_steps": 4, "train.save_steps": 2})
+    env = cli_env(runs)
+    res = run_cli(["run", str(recipe), "--until", "train"], env, tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    run = only_run(runs, "tiny-train")
+    # what a SIGKILL right after checkpoint-4 leaves: no final model in checkpoints/, no train_end, stage running
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        (run / "checkpoints" / name).unlink()
+    shutil.rmtree(run / "adapter")
+    records = [r for r in metrics(run) if r.get("event") != "train_end"]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    meta = read_json(run / "run.json")
+    meta["status"] = "running"
+    meta["stages"]["train"] = {"status": "running"}
+    (run / "run.json").write_text(json.dumps(meta))
+
+    res = run_cli(["run", "--resume", str(run), "--until", "train"], env, tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "checkpoints/checkpoint-4 is the last step; nothing left to train" in res.stdout
+    train = read_json(run / "run.json")["stages"]["train"]
+    assert train["status"] == "done" and train["finished_from_checkpoint"] and "command" not in train
+    assert train["metrics"]["steps"] == 4 and train["metrics"]["segments"] == 1  # no relaunch
+    assert max(_losses(run)) == 4
+    saved = (run / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors").read_bytes()
+    assert (run / "adapter" / "adapter_model.safetensors").read_bytes() == saved
