@@ -148,7 +148,8 @@ def main() -> int:
                 speeds = [checks.decode_speed(path, prompt, args.decode_tokens, n) for _ in range(3)]
                 cells.append(speeds)
             best = max(statistics.median(c) for c in cells)
-            rows.append((quant, e["bytes"], cells, best, bw * 1e9 / e["bytes"], e["top1_agreement"]))
+            rows.append((quant, e["bytes"], cells, best, bw * 1e9 / e["bytes"],
+                         (e["top1_agreement"], e["top1_agreement_exact"], e["kl_divergence"])))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -157,11 +158,15 @@ def main() -> int:
           + f"; the ceiling uses the best, {bw:.1f} GB/s. Models this small partly fit in the CPU caches, so a "
           "decode speed a little above the ceiling is possible.\n")
     heads = " | ".join(f"decode tok/s, {n} thread{'s' if n > 1 else ''}" for n in sorted({1, threads}))
-    print(f"| GGUF | size | {heads} | ceiling tok/s | best / ceiling | top-1 vs HF |")
-    print("|---|---|" + "---|" * len({1, threads}) + "---|---|---|")
-    for quant, size, cells, best, ceiling, top1 in rows:
+    print(f"| GGUF | size | {heads} | ceiling tok/s | best / ceiling | top-1 vs HF (gate) | top-1 exact | KL "
+          "divergence |")
+    print("|---|---|" + "---|" * len({1, threads}) + "---|---|---|---|---|")
+    for quant, size, cells, best, ceiling, (top1, exact, kl) in rows:
         speed = " | ".join(f"{statistics.median(c):.1f} ({min(c):.1f}–{max(c):.1f})" for c in cells)
-        print(f"| {quant} | {size / 2**20:.1f} MiB | {speed} | {ceiling:.0f} | {best / ceiling:.0%} | {top1:.3f} |")
+        print(f"| {quant} | {size / 2**20:.1f} MiB | {speed} | {ceiling:.0f} | {best / ceiling:.0%} | {top1:.3f} | "
+              f"{exact:.3f} | {kl:.2e} |")
+    print("\nTop-1 vs HF (gate): the file's top token is the merged model's, or one it scores within "
+          f"{checks.NEAR_TIE_NATS:g} nat of it (a near-tie); exact: the same top token; KL: mean KL(merged || file).")
     return 0
 
 
