@@ -311,12 +311,11 @@ def _launch_training(run: RunDir, recipe, recipe_data: dict, base: str, spec: la
     info.update(command=launch.shell_line(cmd, spec), world_size=spec.world_size, device=spec.device, log=LOG_FILE)
     console.print(f"train: {launch.shell_line(cmd, spec)}  (log: {run.file(LOG_FILE)})")
     result = _run_training(cmd, env, run, verbose, console)
-    info.update(launcher_seconds=round(result.seconds, 3), returncode=result.returncode)
+    info.update(launcher_seconds=round(result.seconds, 3), returncode=result.returncode,
+                metrics=trainmetrics.summarize(trainmetrics.read_metrics(run.file(axconfig.METRICS_FILE))))
     if result.interrupted:
-        info.update(metrics=trainmetrics.summarize(trainmetrics.read_metrics(run.file(axconfig.METRICS_FILE))))
         raise KeyboardInterrupt
     if result.returncode != 0:
-        info.update(metrics=trainmetrics.summarize(trainmetrics.read_metrics(run.file(axconfig.METRICS_FILE))))
         tail = "\n".join(f"  | {line}" for line in list(result.state.tail)[-25:])
         raise IrisError(f"training failed (exit code {result.returncode}). Last lines of {run.file(LOG_FILE)}:\n"
                         f"{tail}\nFix the cause, then continue with: iris-recipes run --resume {run.path}",

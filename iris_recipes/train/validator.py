@@ -67,11 +67,6 @@ class Validator:
         self.close()
 
 
-def check(cfg: dict, *, recipe_data: dict, recipe_file: str | Path, gpu: bool = False) -> None:
-    """One config through a fresh validator child."""
-    Validator().check(cfg, recipe_data=recipe_data, recipe_file=recipe_file, gpu=gpu)
-
-
 def _main(argv: list[str]) -> int:
     result = Path(argv[0])
     import axolotl.cli.config  # noqa: F401  (the slow imports, done while the parent is still busy)
