@@ -8,8 +8,8 @@ of each GGUF against the memory-bandwidth ceiling. Prints Markdown.
 Both sides work on the same merged model in the same run, alternating, so machine load hits them alike. The stage
 also runs its checks (tokens, top-1 agreement, chat, decode speed); its time is split into conversion/quantization
 (comparable with the direct run) and checks. The bandwidth ceiling is memory read bandwidth (numpy sum over 256 MiB
-with 1 and with all threads, measured here; the best of the two) divided by the bytes of weights read per generated token (about the file size: every weight matrix,
-including the tied output embedding, is read once per token).
+with 1 and with all threads, measured here; the best of the two) divided by the bytes of weights read per generated
+token (about the file size: every weight matrix, including the tied output embedding, is read once per token).
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@
 
 Each round runs `iris-recipes run RECIPE --until train` (data stage, Axolotl's validator, launch, progress,
 metrics) and `axolotl train axolotl.yaml` in a fresh copy of the first run's data and config (same environment and
-threads; Axolotl tokenizes from scratch in both), alternating which goes first. Reported per run: wall time, startup (process start -> first
-training step begins), training tokens/s (all tokens in the batches) and trained tokens/s (assistant tokens,
-the ones with a loss), seconds per step. Both sides write metrics.jsonl through the same plugin, so the
+threads; Axolotl tokenizes from scratch in both), alternating which goes first. Reported per run: wall time, startup
+(process start -> first training step begins), training tokens/s (all tokens in the batches) and trained tokens/s
+(assistant tokens, the ones with a loss), seconds per step. Both sides write metrics.jsonl through the same plugin, so the
 throughput figures are measured identically. Prints a Markdown table.
 """
 
