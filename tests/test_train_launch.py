@@ -155,10 +155,7 @@ def test_malformed_rows(capsys, tmp_path, tiny_model_dir, monkeypatch):  # noqa:
     recipe = write_recipe(tmp_path, tiny_model_dir, dataset={"path": "bad.jsonl", "format": "messages"})
     err = _fails(capsys, ["run", str(recipe)])
     assert "row 2" in err and "row 4" in err
-    (run,) = (runs / "tiny-train").iterdir()
-    meta = json.loads((run / "run.json").read_text())
-    assert meta["status"] == "failed" and meta["stages"]["data"]["status"] == "failed"
-    assert "train" not in meta["stages"] and not (run / "checkpoints").exists()
+    assert not runs.exists() or not any(runs.rglob("*"))  # failed before training: nothing left to resume
 
 
 def test_unknown_chat_template(capsys, tmp_path, tiny_model_dir, monkeypatch):  # noqa: F811
