@@ -8,6 +8,7 @@ from iris_recipes.data.formats import Mapping, mapping_problems
 from iris_recipes.data.registry import ENTRY_FILE, did_you_mean, entry_names, load_entry
 from iris_recipes.data.sources import SUFFIXES
 from iris_recipes.errors import IrisError
+from iris_recipes.fsutil import path_text_problem
 from iris_recipes.paths import datasets_dir
 
 # eval metric -> reference keys each held-out row must be able to carry
@@ -52,6 +53,10 @@ def check_dataset_config(recipe_data, recipe_path: str | Path | None = None) -> 
 def _check_source(block: dict, key: str, base_dir: Path, out: list) -> Mapping | None:
     """Append the block's problems; return its effective mapping when it could be determined."""
     if block.get("path"):
+        problem = path_text_problem(str(block["path"]))
+        if problem:
+            out.append((f"{key}.path", f"the path {problem}; give the path of a local data file"))
+            return None
         path = (base_dir / str(block["path"])).resolve()
         if path.suffix.lower() not in SUFFIXES:
             out.append((f"{key}.path", f"{path.name}: unsupported file type; use one of {', '.join(SUFFIXES)}"))
@@ -63,6 +68,10 @@ def _check_source(block: dict, key: str, base_dir: Path, out: list) -> Mapping |
 
     name = block.get("name")
     if not name:
+        return None
+    problem = path_text_problem(str(name))
+    if problem:
+        out.append((f"{key}.name", f"the name {problem}; give the name of a folder in datasets/"))
         return None
     if not (datasets_dir() / name / ENTRY_FILE).is_file():
         names = entry_names()

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import yaml
 
 from iris_recipes.errors import RecipeError
-from iris_recipes.recipe.checks import cross_field_problems
+from iris_recipes.recipe.checks import cross_field_problems, non_finite_problems
 from iris_recipes.recipe.merge import apply_overrides, load_chain
 from iris_recipes.recipe.schema import Problem, apply_defaults, schema_problems
 from iris_recipes.recipe.yamlpos import KeyPath, Pos, YamlProblem
@@ -69,7 +69,9 @@ def resolve(path: str | Path, overrides: Sequence[str] = ()) -> tuple[dict, dict
 
 def problems_of(data: dict, positions: dict[KeyPath, Pos], path: Path, *, check_data: bool = True) -> list[str]:
     """Every problem of a resolved recipe, as sorted `FILE:LINE:COL: key.path: message` lines."""
-    found: list[Problem] = schema_problems(data)
+    found: list[Problem] = non_finite_problems(data)
+    flagged = {p for p, _ in found}
+    found += [(p, m) for p, m in schema_problems(data) if p not in flagged]
     if not found:
         found = cross_field_problems(apply_defaults(data))
         if check_data and not found:

@@ -8,7 +8,10 @@ from typing import Any
 
 import yaml
 
-from iris_recipes.recipe.yamlpos import KeyPath, Pos, YamlProblem, parse_value, read_yaml
+from iris_recipes.fsutil import path_text_problem
+from iris_recipes.recipe.yamlpos import KeyPath, Pos, YamlProblem, parse_value, read_yaml, yaml_error_text
+
+MAX_EXTENDS = 16  # files in one extends chain; the shipped recipes use at most 3
 
 
 def deep_merge(base: dict, child: dict) -> dict:
@@ -39,6 +42,12 @@ def load_chain(path: Path, _stack: tuple[Path, ...] = ()) -> tuple[dict, dict[Ke
     where = positions[("extends",)]
     if not isinstance(parent, str) or not parent:
         raise YamlProblem(where, "extends: must be the relative path of a base recipe, e.g. base/llama3.2-lora.yaml")
+    problem = path_text_problem(parent)
+    if problem:
+        raise YamlProblem(where, f"extends: the path {problem}; give the relative path of a base recipe")
+    if len(_stack) + 1 >= MAX_EXTENDS:
+        raise YamlProblem(where, f"extends: the chain is longer than {MAX_EXTENDS} files; extend a recipe nearer "
+                          "the base")
     parent_path = path.parent / parent
     if not parent_path.is_file():
         raise YamlProblem(where, f"extends: {parent_path} does not exist; the path is relative to {path.parent}")
@@ -52,7 +61,7 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...], position
     """`a.b=value` sets (value parsed as YAML), `~a.b` deletes."""
     data = copy.deepcopy(data)
     for i, item in enumerate(overrides, 1):
-        where = Pos(f"<override {i}: {item}>", 0, 0)
+        where = Pos(f"<override {i}: {item if len(item) <= 80 else item[:77] + '...'}>", 0, 0)
         delete = item.startswith("~")
         if delete:
             dotted, raw = item[1:], None
@@ -82,7 +91,7 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...], position
             try:
                 node[last] = parse_value(raw) if raw.strip() else ""
             except yaml.YAMLError as exc:
-                raise YamlProblem(where, f"the value is not valid YAML: {exc}") from None
+                raise YamlProblem(where, f"{dotted}: {yaml_error_text(exc)}") from None
         path = tuple(keys)
         for key in [k for k in positions if k[: len(path)] == path]:
             del positions[key]
