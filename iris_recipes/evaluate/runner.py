@@ -44,10 +44,9 @@ def plan(run_path: str | Path, samples: int | None = None) -> Plan:
     """Check a run can be evaluated and gather what the evaluation needs; loads no model."""
     from iris_recipes.data import load_split
     from iris_recipes.models import resolve_base_model
-    from iris_recipes.recipe import load_recipe
 
     run = RunDir.open(run_path)
-    recipe = load_recipe(run.file("recipe.yaml"), check_data=False)
+    recipe = run.recipe(check_data=False)
     settings = dict(recipe.data.get("eval") or {})
     if samples is not None:
         if samples < 1:
