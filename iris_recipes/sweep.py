@@ -186,7 +186,7 @@ def execute(plan: SweepPlan, sweep_id: str, *, samples: int | None = None, log=N
                 overrides=tuple(v.overrides), output=str(v.run_dir), evaluate=False,
                 allow_unsafe_axolotl_keys=plan.allow_unsafe_axolotl_keys))
             v.status = "trained"
-            evaluate(eval_plan(run.path, samples=samples), log=log)
+            evaluate(eval_plan(run.path, samples=samples), log=lambda m: log(f"eval: {m}"))
             v.status = "done"
         except IrisError as exc:
             v.status, v.error = "failed", str(exc)

@@ -140,7 +140,7 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
     n_ctx = min(4096, max([len(x) for x in row_prompts + side_prompts] + [64]) + max_new + 16)
 
     t0 = time.perf_counter()
-    log(f"eval: converting the base model {p.base} to GGUF (cached)")
+    log(f"converting the base model {p.base} to GGUF (cached)")
     base_gguf = base_f16_gguf(p.base)
     timings["base_gguf"] = round(time.perf_counter() - t0, 2)
 
@@ -151,11 +151,11 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
     answers: dict[str, dict] = {}
     for side, model_dir, gguf in (("base", p.base, base_gguf), ("tuned", p.merged, p.ggufs["f16"])):
         t0 = time.perf_counter()
-        log(f"eval: {side}: validation loss on {len(p.loss_rows)} held-out conversations")
+        log(f"{side}: validation loss on {len(p.loss_rows)} held-out conversations")
         loss = validation_loss(model_dir, tok, [r["messages"] for r in p.loss_rows], threads=threads)
         timings[f"{side}_loss"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
-        log(f"eval: {side}: {len(p.rows)} held-out answers (greedy + {len(seeds)} seeds) and "
+        log(f"{side}: {len(p.rows)} held-out answers (greedy + {len(seeds)} seeds) and "
             f"{len(eval_prompts)} prompts")
         with generator(gguf, n_ctx=n_ctx, threads=threads) as gen:
             greedy = [gen(x, max_new) for x in row_prompts]
@@ -186,7 +186,7 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
     bench_ids = ids([{"role": "user", "content": BENCH_PROMPT}])
     banned = sorted(set(tok.all_special_ids))
     for quant, path in p.ggufs.items():
-        log(f"eval: speed of {path.name}")
+        log(f"speed of {path.name}")
         result["gguf"][quant] = benchmark(path, bench_ids, banned, threads=threads)
     timings["gguf_speed"] = round(time.perf_counter() - t0, 2)
     return result
@@ -200,5 +200,5 @@ def _refresh_card(run: RunDir, log: Callable[[str], None]) -> None:
     try:
         write_card(run)
     except IrisError as exc:
-        log(f"eval: the model card was not refreshed: {exc}")
+        log(f"the model card was not refreshed: {exc}")
 
