@@ -62,3 +62,12 @@ def path_text_problem(text: str) -> str | None:
     if any(len(part) > NAME_MAX for part in raw.split(b"/")):
         return f"has a part longer than {NAME_MAX} bytes (the limit for one file name)"
     return None
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """The absolute path with symbolic links followed. A symlink loop, which `Path.resolve` raises on, is returned
+    as written (made absolute), so the caller's own "not found" check reports it."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))

@@ -10,6 +10,7 @@ row number (or counted under on_bad_rows: skip); a broken file is a located erro
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +25,8 @@ from iris_recipes.data.sources import MAX_CSV_CELL, MAX_ROW_DEPTH
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_sandbox import cli_sandbox, tree  # noqa: E402,F401
 
-FUZZ = settings(deadline=None, max_examples=20,
+EXAMPLES = int(os.environ.get("IRIS_FUZZ_EXAMPLES", 15))  # per test; CI keeps it small, raise it to dig
+FUZZ = settings(deadline=None, max_examples=EXAMPLES,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 KNOWN_ROLES = "known: assistant, system, user; map others in columns.roles"
 
@@ -138,7 +140,12 @@ def test_json_rows(cli_sandbox, case, skip):
     tmp, root, before, result = prepare(cli_sandbox, fmt, f"data{suffix}", raw, "skip" if skip else "fail")
     with tmp:
         path = root / f"data{suffix}"
-        if skip or not bad:
+        if skip and not good:
+            result.assert_clean_failure()
+            assert result.problems() == [
+                f"error: dataset: no rows left to train on ({path}: read {len(bad)}, bad {len(bad)}, duplicates 0, "
+                "too_short 0, too_long 0). Check the data, dataset.min_assistant_chars and train.sequence_len."]
+        elif skip or not bad:
             assert result.rc == 0 and not result.timed_out and "Traceback" not in result.err, result.describe()
             report = json.loads((root / "out" / "report.json").read_text())
             assert (report["sources"][0]["bad"], report["train"]) == (len(bad), good), result.describe()
@@ -215,7 +222,7 @@ def parquet_bytes() -> bytes:
         return Path(f"{tmp}/d.parquet").read_bytes()
 
 
-@settings(FUZZ, max_examples=15)
+@settings(FUZZ, max_examples=max(1, EXAMPLES * 2 // 3))
 @given(damage=st.sampled_from(["truncate", "garbage", "no footer", "flip"]), at=st.floats(0.05, 0.95),
        seed=st.binary(min_size=64, max_size=4096))
 def test_damaged_parquet(cli_sandbox, parquet_bytes, damage, at, seed):

@@ -35,6 +35,7 @@ from cli_sandbox import cli_sandbox, tree  # noqa: E402,F401
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+EXAMPLES = int(os.environ.get("IRIS_FUZZ_EXAMPLES", 12))  # per hostile class; CI keeps it small, raise it to dig
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
                     st.text(max_size=12), st.sampled_from(["q4_k_m", "lora", "cosine", "all-linear", "~", "{", "]"]))
@@ -156,9 +157,38 @@ def nesting_case(kind: str, n: int) -> Case:
     return Case(text, [f"FILE:{pos(text, at)}: nested deeper than {MAX_DEPTH} levels; a recipe is a few levels deep"])
 
 
+def override_label(item: str) -> str:
+    return f"<override 1: {item if len(item) <= 80 else item[:77] + '...'}>"
+
+
+def nesting_override(n: int) -> Case:
+    """The same through an override: its value is a document of its own (the outer list is level 1)."""
+    item = "axolotl.x=" + "[" * n + "1" + "]" * n
+    return Case(BASE, [f"{override_label(item)}: axolotl.x: nested deeper than {MAX_DEPTH} levels; a recipe is a "
+                       "few levels deep"], overrides=[item])
+
+
+def key_path_override(n: int, depth: int) -> Case:
+    """A key path of `n` keys whose value nests `depth` levels: the value must not land below level MAX_DEPTH."""
+    dotted = "axolotl." + "a." * (n - 2) + "b"
+    item = f"{dotted}=" + "[" * (depth - 1) + "1" + "]" * (depth - 1)
+    shown = dotted if len(dotted) <= 60 else dotted[:57] + "..."
+    return Case(BASE, [f"{override_label(item)}: {shown}: nested deeper than {MAX_DEPTH} levels; a recipe is a few "
+                       "levels deep"], overrides=[item])
+
+
+@st.composite
+def deep_key_path(draw):
+    n = draw(st.integers(2, 20_000))
+    depth = draw(st.integers(max(1, MAX_DEPTH + 1 - n), MAX_DEPTH))
+    return key_path_override(n, depth)
+
+
 # Flow or block nesting past MAX_DEPTH, up to the sizes that crashed libyaml's composer (50,000+ levels).
-deep_nesting = st.builds(nesting_case, kind=st.sampled_from(["[", "{a: ", "block"]),
-                         n=st.one_of(st.integers(MAX_DEPTH, 3000), st.sampled_from([60_000, 200_000])))
+_levels = st.one_of(st.integers(MAX_DEPTH, 3000), st.sampled_from([60_000, 200_000]))
+deep_nesting = st.one_of(st.builds(nesting_case, kind=st.sampled_from(["[", "{a: ", "block"]), n=_levels),
+                         st.builds(nesting_override, n=st.one_of(st.integers(MAX_DEPTH + 1, 3000), _levels)),
+                         deep_key_path())
 
 
 @st.composite
@@ -170,10 +200,14 @@ def recursive_alias(draw):
     for _ in range(depth):
         inner, close = inner + "[", close + "]"
     flow_map = draw(st.booleans())
-    head = BASE + f"card:\n  tags: &{name} " + ("{k: " if flow_map else "[1, ") + inner
-    text = head + f"*{name}" + close + ("}" if flow_map else "]") + "\n"
-    return Case(text, [f"FILE:{pos(text, len(head))}: alias *{name} refers to a node that contains it (a structure "
-                       "that never ends); write the value out instead"])
+    value = f"&{name} " + ("{k: " if flow_map else "[1, ") + inner + f"*{name}" + close + ("}" if flow_map else "]")
+    message = f"alias *{name} refers to a node that contains it (a structure that never ends); write the value out " \
+              "instead"
+    if draw(st.booleans()):
+        item = f"card.tags={value}"
+        return Case(BASE, [f"{override_label(item)}: card.tags: {message}"], overrides=[item])
+    text = BASE + f"card:\n  tags: {value}\n"
+    return Case(text, [f"FILE:{pos(text, text.index('*' + name))}: {message}"])
 
 
 @st.composite
@@ -214,8 +248,7 @@ def huge_integer(draw):
         text = BASE + f"eval:\n  samples: {value}\n"
         return Case(text, [f"FILE:{pos(text, text.index(value, len(BASE)))}: {message}"])
     item = f"eval.samples={value}"
-    label = item if len(item) <= 80 else item[:77] + "..."
-    return Case(BASE, [f"<override 1: {label}>: eval.samples: {message}"], overrides=[item])
+    return Case(BASE, [f"{override_label(item)}: eval.samples: {message}"], overrides=[item])
 
 
 BAD_TAGS = [
@@ -236,6 +269,9 @@ BAD_TAGS = [
 @st.composite
 def bad_tag(draw):
     token, message = draw(st.sampled_from(BAD_TAGS))
+    if draw(st.booleans()):
+        item = f"card.tags=[{token}]"
+        return Case(BASE, [f"{override_label(item)}: card.tags: invalid YAML: {message}"], overrides=[item])
     where = draw(st.sampled_from(["card:\n  tags: [{}]\n", "eval:\n  samples: {}\n", "axolotl:\n  k:\n  - {}\n"]))
     text = BASE + where.format(token)
     return Case(text, [f"FILE:{pos(text, text.index(token, len(BASE)))}: invalid YAML: {message}"])
@@ -374,7 +410,7 @@ def test_nesting_that_crashed_libyaml(cli_sandbox, kind):
 @pytest.mark.parametrize("strategy", [lambda: deep_nesting, recursive_alias, alias_bomb, huge_integer, bad_tag, non_finite,
                                       bad_regex, bad_path], ids=lambda s: s.__name__.replace("<lambda>", "deep_nesting"))
 def test_hostile_recipes_fail_with_located_errors(cli_sandbox, strategy):
-    @settings(FUZZ, max_examples=25)
+    @settings(FUZZ, max_examples=EXAMPLES)
     @given(case=strategy())
     def check(case):
         validate_case(cli_sandbox, case)
@@ -400,6 +436,12 @@ def test_extends_chain_of_1500_files(cli_sandbox, tmp_path):
 
 def test_limits_leave_real_recipes_room(tmp_path):
     """Just under each limit is a valid recipe: the limits refuse only what no recipe needs."""
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(BASE)
+    deepest = "axolotl." + "a." * (MAX_DEPTH - 3) + "b"  # MAX_DEPTH - 1 keys: a scalar value sits at MAX_DEPTH
+    assert load_recipe(plain, [f"{deepest}=1"], check_data=False)
+    with pytest.raises(RecipeError):
+        load_recipe(plain, [f"{deepest}=[1]"], check_data=False)
     nest = "[" * (MAX_DEPTH - 3) + "1" + "]" * (MAX_DEPTH - 3)
     path = tmp_path / "r.yaml"
     path.write_text(BASE + f"axolotl:\n  x: {nest}\ncard:\n  tags: &t [a, b]\n  language: *t\n"
@@ -428,3 +470,27 @@ def test_nul_character_in_the_text(cli_sandbox, tmp_path):
     result.assert_clean_failure()
     assert result.problems() == [f"{path}:{BASE_LINES + 1}:15: invalid YAML: character U+0000: control characters "
                                  "are not allowed"]
+
+
+def test_symlink_loops_and_pipes(cli_sandbox, tmp_path):
+    """Paths that make the file system raise (a symlink loop) or block (a pipe) are errors, not a traceback or a
+    hang."""
+    root = tmp_path.resolve()
+    (root / "loop.jsonl").symlink_to("loop.jsonl")
+    (root / "loop.yaml").symlink_to("loop.yaml")
+    os.mkfifo(root / "pipe.yaml")
+    data = root / "data.yaml"
+    data.write_text(BASE.replace("{name: arith-steps}", "{path: loop.jsonl, format: messages}"))
+    child = root / "child.yaml"
+    child.write_text("extends: loop.yaml\n" + BASE)
+    cases = {
+        data: f"{data}:4:11: dataset.path: file not found: {root / 'loop.jsonl'} (paths are relative to the recipe "
+              "file)",
+        child: f"{child}:1:1: extends: {root / 'loop.yaml'} does not exist; the path is relative to {root}",
+        root / "pipe.yaml": f"{root / 'pipe.yaml'}: not a recipe file (a regular file holding YAML)",
+        root: f"{root}: not a recipe file (a regular file holding YAML)",
+    }
+    for path, expected in cases.items():
+        result = cli_sandbox.run(["validate", "-q", str(path)], cwd=root, timeout=20)
+        result.assert_clean_failure()
+        assert result.problems() == [expected]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from iris_recipes.data.formats import mapping_problems
 from iris_recipes.errors import IrisError
-from iris_recipes.fsutil import path_text_problem
+from iris_recipes.fsutil import path_text_problem, resolve
 from iris_recipes.paths import datasets_dir
 from iris_recipes.recipe.yamlpos import YamlProblem, load_with_positions, read_text_bounded
 
@@ -40,10 +40,10 @@ class Entry:
         return self.source.get("hub")
 
     def full_path(self) -> Path | None:
-        return (self.dir / self.source["path"]).resolve() if "path" in self.source else None
+        return resolve(self.dir / self.source["path"]) if "path" in self.source else None
 
     def sample_path(self) -> Path | None:
-        return (self.dir / self.sample).resolve() if self.sample else None
+        return resolve(self.dir / self.sample) if self.sample else None
 
 
 def entry_names() -> list[str]:

@@ -18,7 +18,7 @@ from typing import Iterator
 from iris_recipes.data.formats import Mapping, RowProblem
 from iris_recipes.data.registry import Entry, load_entry
 from iris_recipes.errors import IrisError
-from iris_recipes.fsutil import path_text_problem
+from iris_recipes.fsutil import path_text_problem, resolve
 from iris_recipes.paths import project_root
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -55,7 +55,7 @@ def resolve_source(block: dict, key: str, base_dir: Path) -> Source:
         if problem:
             raise IrisError(f"{key}.{field}: the {field} {problem}")
     if block.get("path"):
-        path = (base_dir / block["path"]).resolve()
+        path = resolve(base_dir / block["path"])
         mapping = Mapping(block["format"], dict(block.get("columns") or {}))
         return Source(key, path.name, mapping, file=path, limit=block.get("limit"), weight=block.get("weight"))
     entry = load_entry(block["name"])

@@ -209,6 +209,8 @@ def _walk(node: yaml.Node, path: KeyPath, file: str, out: dict[KeyPath, Pos]) ->
 
 def read_text_bounded(path: Path, what: str = "recipe") -> str:
     """A file's UTF-8 text, refusing files over MAX_BYTES; problems are YamlProblems located in the file."""
+    if path.exists() and not path.is_file():  # a folder, or a pipe that would block the read
+        raise YamlProblem(Pos(str(path), 0, 0), f"not a {what} file (a regular file holding YAML)")
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_BYTES + 1)
