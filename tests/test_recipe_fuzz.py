@@ -382,13 +382,17 @@ def bad_path(draw):
     else:
         value, problem = "a/" * draw(st.integers(2049, 4000)) + stem, "is longer than 4096 bytes"
     where = draw(st.sampled_from(["extends", "dataset.path", "dataset.name", "dataset.mix.0.path",
-                                  "dataset.mix.0.name"]))
+                                  "dataset.mix.0.name", "base_model"]))
     field = where.rsplit(".", 1)[-1]
-    suffix = {"extends": ".yaml", "path": ".jsonl", "name": ""}[field]
+    suffix = {"extends": ".yaml", "path": ".jsonl", "name": "", "base_model": ""}[field]
     quoted = json.dumps(value + suffix)  # a YAML double-quoted scalar: \0 is the NUL character
     if where == "extends":
         text = f"extends: {quoted}\n" + BASE
         return Case(text, [f"FILE:1:1: extends: the path {problem}; give the relative path of a base recipe"])
+    if where == "base_model":
+        text = BASE.replace("org/model", quoted)
+        return Case(text, [f"FILE:2:1: base_model: {problem}; give a hub id (org/name), a local directory or "
+                           "builtin:NAME"])
     if field == "name" and flaw != "long name":  # the schema's name pattern refuses it first
         message = f"{_describe(value)} does not match ^[a-z0-9][a-z0-9._-]*$"
     elif field == "path":

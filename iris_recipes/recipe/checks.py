@@ -1,4 +1,4 @@
-"""Cross-field rules: combinations the schema's field-by-field checks cannot see. Run on the resolved recipe."""
+"""Rules the schema's field-by-field checks cannot express: combinations of keys, finite numbers, usable paths."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import re
 import warnings
 from typing import Any
 
+from iris_recipes.fsutil import path_text_problem
 from iris_recipes.recipe.schema import Problem
 
 
@@ -29,6 +30,10 @@ def cross_field_problems(r: dict) -> list[Problem]:
     dataset = r.get("dataset", {})
     method = r.get("method", "lora")
 
+    base = r.get("base_model")
+    problem = path_text_problem(base) if isinstance(base, str) else None
+    if problem:  # it may name a local directory: the file system would raise instead of answering
+        out.append((("base_model",), f"{problem}; give a hub id (org/name), a local directory or builtin:NAME"))
     if "weight" in dataset:
         out.append((("dataset", "weight"), "weight belongs to the sources in dataset.mix; the main dataset is the reference (1.0)"))
     if "epochs" not in train and "max_steps" not in train:
