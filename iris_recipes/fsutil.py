@@ -44,6 +44,35 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+NAME_MAX = 255  # bytes in one file name (Linux, macOS)
+PATH_MAX = 4096  # bytes in a whole path
+
+
+def path_text_problem(text: str) -> str | None:
+    """Why `text` (a path written in a recipe or a dataset entry) cannot name a file, or None. Checked before the
+    file system is asked: it raises on such paths instead of answering "no such file"."""
+    if "\x00" in text:
+        return "contains a NUL character"
+    try:
+        raw = os.fsencode(text)
+    except UnicodeError:
+        return "is not valid Unicode text"
+    if len(raw) > PATH_MAX:
+        return f"is longer than {PATH_MAX} bytes"
+    if any(len(part) > NAME_MAX for part in raw.split(b"/")):
+        return f"has a part longer than {NAME_MAX} bytes (the limit for one file name)"
+    return None
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """The absolute path with symbolic links followed. A symlink loop, which `Path.resolve` raises on, is returned
+    as written (made absolute), so the caller's own "not found" check reports it."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
 @contextlib.contextmanager
 def exclusive(lock_file: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock on `lock_file` (created if needed): serializes builders of the same directory across

@@ -58,6 +58,7 @@ class RunOptions:
     verbose: bool = False
     until: str | None = None  # stop after this stage (resume later)
     evaluate: bool = True  # the eval stage: base vs fine-tuned evidence for the card
+    allow_unsafe_axolotl_keys: bool = False  # the user's --allow-unsafe-axolotl-keys (recipe/unsafe.py)
     cuda_available: bool | None = None  # None: ask torch (tests pin it)
     launch_flags_given: bool = field(default=False)
 
@@ -243,7 +244,8 @@ def _write_axolotl_config(recipe, recipe_data: dict, base: str, spec: launch.Lau
     """Build (and check with Axolotl's validator: `checker`, or a new one) the config; write it to `dest` unless
     None."""
     cfg = axconfig.build_config(recipe_data, base_model=base, spec=spec, has_val=has_val, resume_from=resume_from,
-                                recipe_file=str(recipe.path))
+                                recipe_file=str(recipe.path),
+                                allow_unsafe_axolotl_keys=recipe.allow_unsafe_axolotl_keys)
     if validate:
         check = dict(cfg)
         if spec.deepspeed:  # validate against the shipped JSON; the run directory gets its own copy
@@ -420,11 +422,12 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
                 raise IrisError("--resume needs a recipe (its newest unfinished run) or a run directory.")
             from iris_recipes.commands.common import recipe_path
 
-            run = find_resumable(load_recipe(recipe_path(recipe_arg)).name)
+            run = find_resumable(load_recipe(recipe_path(recipe_arg),
+                                             allow_unsafe_axolotl_keys=opts.allow_unsafe_axolotl_keys).name)
         meta = run.read()
         if meta.get("status") == "done":
             raise IrisError(f"{run.path}: this run finished already; nothing to resume.")
-        recipe = run.recipe()
+        recipe = run.recipe(allow_unsafe_axolotl_keys=opts.allow_unsafe_axolotl_keys or None)
         if not opts.launch_flags_given and meta.get("launch_options"):
             for key, value in meta["launch_options"].items():
                 setattr(opts, key, value)
@@ -444,7 +447,8 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
 
         if not recipe_arg:
             raise IrisError("run: give a recipe file or name, e.g. iris-recipes run recipes/smollm2-demo.yaml")
-        recipe = load_recipe(recipe_path(recipe_arg), overrides=opts.overrides)
+        recipe = load_recipe(recipe_path(recipe_arg), overrides=opts.overrides,
+                             allow_unsafe_axolotl_keys=opts.allow_unsafe_axolotl_keys)
         target = check_output_dir(opts.output) if opts.output else None
         spec = opts.spec()
         if opts.dry_run:
@@ -468,6 +472,7 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
             "launch_options": {k: getattr(opts, k) for k in ("device", "num_processes", "gpus", "nnodes", "node_rank",
                                "main_process_ip", "main_process_port", "launcher", "deepspeed", "fsdp")},
             "stages": {}, "artifacts": {},
+            **({"allow_unsafe_axolotl_keys": True} if opts.allow_unsafe_axolotl_keys else {}),
         })
         console.print(f"run: {run.path}")
 

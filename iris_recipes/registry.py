@@ -153,7 +153,8 @@ def load_variants(recipes_root: Path | None = None, runs_root: Path | None = Non
     variants, problems = [], []
     for path in sorted(root.glob("*.yaml")):
         try:
-            recipe = load_recipe(path, check_data=False)  # the Space needs no dataset
+            # the Space needs neither the dataset nor the axolotl: block (which only training reads)
+            recipe = load_recipe(path, check_data=False, allow_unsafe_axolotl_keys=True)
         except IrisError as exc:
             problems.append(f"{path}: skipped: {str(exc).splitlines()[0]}")
             continue

@@ -66,11 +66,15 @@ class RunDir:
             raise IrisError(f"{run.path}: not a run directory (no run.json). Runs live in runs/<recipe>/<run-id>/.")
         return run
 
-    def recipe(self):
-        """The resolved recipe this run was made from."""
+    def recipe(self, *, check_data: bool = True, allow_unsafe_axolotl_keys: bool | None = None):
+        """The resolved recipe this run was made from. Unsafe axolotl: keys are accepted when the run was started
+        with --allow-unsafe-axolotl-keys (recorded in run.json), unless `allow_unsafe_axolotl_keys` says otherwise."""
         from iris_recipes.recipe import load_recipe
 
-        return load_recipe(self.file("recipe.yaml"))
+        if allow_unsafe_axolotl_keys is None:
+            allow_unsafe_axolotl_keys = bool(self.read().get("allow_unsafe_axolotl_keys"))
+        return load_recipe(self.file("recipe.yaml"), check_data=check_data,
+                           allow_unsafe_axolotl_keys=allow_unsafe_axolotl_keys)
 
     # -- run.json ----------------------------------------------------------------------------------------------
     def read(self) -> dict[str, Any]:

@@ -44,6 +44,7 @@ class SweepPlan:
     fixed: list[str]
     grid: bool
     variants: list[Variant] = field(default_factory=list)
+    allow_unsafe_axolotl_keys: bool = False  # the user's --allow-unsafe-axolotl-keys, for every variant
 
 
 def split_values(text: str) -> list[str]:
@@ -104,7 +105,8 @@ def _same(a, text: str) -> bool:
         return False
 
 
-def make_plan(recipe_arg: str, items: list[str], *, grid: bool = False) -> SweepPlan:
+def make_plan(recipe_arg: str, items: list[str], *, grid: bool = False,
+              allow_unsafe_axolotl_keys: bool = False) -> SweepPlan:
     """Every variant, each validated with the recipe loader; all problems reported together, before any work."""
     from iris_recipes.commands.common import recipe_path
     from iris_recipes.errors import RecipeError
@@ -112,7 +114,8 @@ def make_plan(recipe_arg: str, items: list[str], *, grid: bool = False) -> Sweep
 
     path = recipe_path(recipe_arg)
     axes, fixed = parse_args(items)
-    recipe = load_recipe(path, overrides=fixed)  # the recipe itself (with the fixed overrides) must be valid
+    unsafe = {"allow_unsafe_axolotl_keys": allow_unsafe_axolotl_keys}
+    recipe = load_recipe(path, overrides=fixed, **unsafe)  # the recipe itself (with the fixed overrides) must be valid
     if grid:
         combos = [dict(zip((k for k, _ in axes), vals)) for vals in itertools.product(*(v for _, v in axes))]
     else:
@@ -123,12 +126,12 @@ def make_plan(recipe_arg: str, items: list[str], *, grid: bool = False) -> Sweep
         combos = [dict(ref)]
         for key, values in axes:
             combos += [{**ref, key: v} for v in values if v != ref[key]]
-    plan = SweepPlan(path, recipe.name, axes, fixed, grid)
+    plan = SweepPlan(path, recipe.name, axes, fixed, grid, allow_unsafe_axolotl_keys=allow_unsafe_axolotl_keys)
     problems: list[str] = []
     for i, changes in enumerate(combos):
         v = Variant(i, changes, [*fixed, *(f"{k}={val}" for k, val in changes.items())])
         try:
-            load_recipe(path, overrides=v.overrides)
+            load_recipe(path, overrides=v.overrides, **unsafe)
         except RecipeError as exc:
             problems += [f"variant {i} ({v.label}): {p}" for p in exc.problems]
         except IrisError as exc:
@@ -149,7 +152,8 @@ def assign_dirs(plan: SweepPlan, sweep_id: str) -> None:
 def commands(plan: SweepPlan) -> list[str]:
     """The shell commands of the sweep, one launch per variant (independent: a cluster can run them at once)."""
     exe = "iris-recipes"
-    out = [shlex.join([exe, "run", str(plan.recipe_path), *v.overrides, "--output", str(v.run_dir)])
+    flag = ["--allow-unsafe-axolotl-keys"] if plan.allow_unsafe_axolotl_keys else []
+    out = [shlex.join([exe, "run", str(plan.recipe_path), *v.overrides, "--output", str(v.run_dir), *flag])
            for v in plan.variants]
     out += [shlex.join([exe, "eval", str(v.run_dir)]) for v in plan.variants]
     out.append(shlex.join([exe, "compare", *(str(v.run_dir) for v in plan.variants)]))
@@ -178,9 +182,11 @@ def execute(plan: SweepPlan, sweep_id: str, *, samples: int | None = None, log=N
         log(f"sweep: variant {v.index}/{len(plan.variants) - 1}: {v.label} -> {v.run_dir}")
         try:
             v.status = "running"
-            run = run_recipe(str(plan.recipe_path), RunOptions(overrides=tuple(v.overrides), output=str(v.run_dir), evaluate=False))
+            run = run_recipe(str(plan.recipe_path), RunOptions(
+                overrides=tuple(v.overrides), output=str(v.run_dir), evaluate=False,
+                allow_unsafe_axolotl_keys=plan.allow_unsafe_axolotl_keys))
             v.status = "trained"
-            evaluate(eval_plan(run.path, samples=samples), log=log)
+            evaluate(eval_plan(run.path, samples=samples), log=lambda m: log(f"eval: {m}"))
             v.status = "done"
         except IrisError as exc:
             v.status, v.error = "failed", str(exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -163,15 +164,42 @@ def tiny_runs(tmp_path_factory, tiny_model_dir):
     return runs
 
 
+def _eval_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("eval:")]
+
+
 @pytest.mark.slow
 def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path):
-    from iris_recipes.compare import compare
-    from iris_recipes.evaluate import evaluate, plan
+    """The first run is evaluated by `iris-recipes eval` in a child (its real output captured), the second by the
+    eval stage of `iris-recipes run`; both print each line once, prefixed once."""
+    import io
 
-    results = [evaluate(plan(run.path), log=lambda m: None) for run in tiny_runs]
+    from rich.console import Console
+
+    from iris_recipes.compare import compare
+    from iris_recipes.evaluate import plan
+    from iris_recipes.pipeline import _stage_eval
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "iris_recipes", "eval", str(tiny_runs[0].path)], env=env,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr
+    screen = io.StringIO()
+    _stage_eval(tiny_runs[1], Console(file=screen, width=300))
+    p = plan(tiny_runs[0].path)
+    expected = [f"eval: converting the base model {p.base} to GGUF (cached)"]
+    for side in ("base", "tuned"):
+        expected += [f"eval: {side}: validation loss on {len(p.loss_rows)} held-out conversations",
+                     f"eval: {side}: {len(p.rows)} held-out answers (greedy + {len(EVAL_BLOCK['seeds'])} seeds) and "
+                     f"{len(EVAL_BLOCK['prompts'])} prompts"]
+    expected += ["eval: speed of tiny-eval-f16.gguf", "eval: speed of tiny-eval-q8_0.gguf"]
+    assert _eval_lines(proc.stderr) == expected and "eval: eval:" not in proc.stderr + proc.stdout
+    assert _eval_lines(screen.getvalue()) == [*expected, f"eval: {tiny_runs[1].file('eval.json')}"]
+    assert "eval: eval:" not in screen.getvalue()
+
+    results = [json.loads(run.file("eval.json").read_text()) for run in tiny_runs]
     res = results[0]
-    on_disk = json.loads(tiny_runs[0].file("eval.json").read_text())
-    assert on_disk["samples"] == res["samples"] == EVAL_BLOCK["samples"]
+    assert res["samples"] == EVAL_BLOCK["samples"]
     for side in ("base", "tuned"):
         assert res[side]["val_loss"] > 0 and res[side]["perplexity"] > 1
         assert set(res[side]["metrics"]) == {"exact_match_number", "format_regex"}

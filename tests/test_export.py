@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 import tarfile
 from pathlib import Path
@@ -16,6 +17,8 @@ from conftest_models import smollm2_dir, tiny_model_dir  # noqa: E402,F401
 
 from iris_recipes.errors import IrisError  # noqa: E402
 from iris_recipes.fsutil import sha256_file  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _leftovers(run) -> list[Path]:
@@ -183,6 +186,27 @@ def test_tiny_export_f16_q8_q4km(exported):
         assert chat["passed"] and chat["stop_required"] is False  # random weights need not stop...
         assert chat["finish_reason"] in ("stop", "length")  # ...but must end by EOG or the token limit
         assert "<|im_" not in chat["reply"]
+
+
+@pytest.mark.slow
+def test_export_output_is_one_line_about_llama_cpps_warnings(tmp_path, tiny_model_dir, converter):
+    """What a person sees from `iris-recipes export`: the quantizer's per-tensor warnings (written by llama.cpp's C
+    code straight to stderr) go to RUN/export.log; the screen gets one summary line and the table. The tiny
+    model's 64-wide rows make every K-quant tensor fall back, as SmolLM2's 576-wide rows do in the demo."""
+    import subprocess
+
+    run = make_run(tmp_path / "runs", tiny_model_dir, quantize=("q8_0", "q4_k_m"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    res = subprocess.run([sys.executable, "-m", "iris_recipes", "export", str(run.path)], capture_output=True,
+                         text=True, env=env, timeout=1200)
+    assert res.returncode == 0, res.stderr
+    log = run.file("export.log").read_text()
+    warnings = [line for line in log.splitlines() if "not divisible by" in line and "falling back" in line]
+    assert len(warnings) >= 10 and run.stage_info("export")["quantize_fallbacks"] == len(warnings)
+    assert res.stderr.splitlines() == [
+        f"export: q8_0, q4_k_m: {len(warnings)} tensor(s) kept a wider type than asked (row length not a multiple of "
+        f"the quantization block, common in small models); llama.cpp's warnings are in {run.file('export.log')}"]
+    assert [line.split()[0] for line in res.stdout.splitlines()] == ["f16", "q8_0", "q4_k_m"]
 
 
 @pytest.mark.slow

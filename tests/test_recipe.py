@@ -220,6 +220,45 @@ def test_new_flat_copy_is_self_contained(project):
     assert {**load_recipe(made).data, "name": "llama1b-liar"} == original.data
 
 
+@pytest.mark.parametrize("flat", [False, True], ids=["extends", "flat"])
+@pytest.mark.parametrize("source", [p.stem for p in SHIPPED])
+def test_new_from_every_shipped_recipe(project, capsys, source, flat):
+    """Every shipped recipe copies to a valid recipe in both modes (descriptions with ': ' once broke the YAML)."""
+    name = f"copy-of-{source}"
+    assert main(["new", name, "--from", source, *(["--flat"] if flat else [])]) == 0, capsys.readouterr().err
+    made = project / "recipes" / f"{name}.yaml"
+    original = load_recipe(project / "recipes" / f"{source}.yaml")
+    copy = load_recipe(made)
+    assert copy.name == name
+    same = {k: v for k, v in copy.data.items() if k not in ("name", "description")}
+    assert same == {k: v for k, v in original.data.items() if k not in ("name", "description")}
+    if original.get("description"):
+        assert copy.get("description").startswith(original.get("description"))
+    assert yaml.safe_load(made.read_text())["name"] == name
+    assert ("extends" in yaml.safe_load(made.read_text())) != flat
+    capsys.readouterr()
+    assert main(["validate", "-q"]) == 0 and main(["list"]) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (project / "recipes").iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_failed_new_leaves_nothing(project, capsys):
+    """A copy that would not validate (a relative data path from a recipe elsewhere) is not written; --flat
+    rebases the path and works."""
+    other = project / "elsewhere"
+    other.mkdir()
+    (other / "rows.jsonl").write_text('{"messages": [{"role": "user", "content": "q"}, '
+                                      '{"role": "assistant", "content": "a"}]}\n')
+    (other / "mine.yaml").write_text(MINIMAL.replace("{name: arith-steps}", "{path: rows.jsonl, format: messages}"))
+    before = sorted(p.name for p in (project / "recipes").iterdir())
+    assert main(["new", "mine", "--from", str(other / "mine.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"error: {other / 'mine.yaml'}:4:11: dataset.path: file not found: "
+                                f"{project / 'recipes' / 'rows.jsonl'} (paths are relative to the recipe file)"]
+    assert sorted(p.name for p in (project / "recipes").iterdir()) == before
+    assert main(["new", "mine", "--from", str(other / "mine.yaml"), "--flat"]) == 0
+    assert load_recipe(project / "recipes" / "mine.yaml").get("dataset.path") == "../elsewhere/rows.jsonl"
+
+
 def test_new_rejects_bad_name(project, capsys):
     assert main(["new", "Bad Name", "--from", "llama1b-math"]) == 2
     assert "not a valid recipe name" in capsys.readouterr().err

@@ -60,14 +60,12 @@ class CardFacts:
 
 def gather(run: RunDir, repo_id: str | None = None) -> CardFacts:
     """Read a run's recipe, data report, metrics, GGUF artifacts and eval; IrisError if the card cannot be made."""
-    from iris_recipes.recipe import load_recipe
-
     recipe_file = run.file("recipe.yaml")
     if not recipe_file.is_file():
         raise IrisError(f"{recipe_file}: missing; the card is built from a run's resolved recipe. "
                         "Is this a run directory (runs/<recipe>/<run-id>/)?")
     # check_data=False: the card describes the data the run used, even if the registry has moved on since.
-    recipe = load_recipe(recipe_file, check_data=False)
+    recipe = run.recipe(check_data=False)
     data = recipe.data
     license_id = (data.get("card") or {}).get("license")
     if not license_id:

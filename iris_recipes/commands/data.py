@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from iris_recipes.cli import add_command
-from iris_recipes.commands.common import add_overrides, recipe_path
+from iris_recipes.commands.common import add_overrides, add_unsafe_flag, recipe_path
 
 
 def add_parser(sub) -> None:
@@ -20,6 +20,7 @@ def add_parser(sub) -> None:
     prep.add_argument("recipe", metavar="RECIPE", help="recipe file, or the name of recipes/NAME.yaml")
     add_overrides(prep)
     prep.add_argument("--out", required=True, type=Path, help="output folder (files are replaced atomically)")
+    add_unsafe_flag(prep)
     prep.set_defaults(func=run_prepare)
 
 
@@ -52,7 +53,8 @@ def run_prepare(args) -> int:
     from iris_recipes.data import prepare
     from iris_recipes.recipe import load_recipe
 
-    recipe = load_recipe(recipe_path(args.recipe), args.overrides)
+    recipe = load_recipe(recipe_path(args.recipe), args.overrides,
+                         allow_unsafe_axolotl_keys=args.allow_unsafe_axolotl_keys)
     report = prepare(recipe, args.out)
     for s in report["sources"]:
         counts = ", ".join(f"{k} {s[k]}" for k in ("read", "bad", "duplicates", "too_short", "train", "val"))

@@ -23,6 +23,6 @@ def run(args) -> int:
     from iris_recipes.evaluate.report import print_eval
 
     checked = plan(args.run, samples=args.samples)  # every input problem surfaces here, before any model loads
-    result = evaluate(checked, log=lambda m: print(m, file=sys.stderr))
+    result = evaluate(checked, log=lambda m: print(f"eval: {m}", file=sys.stderr))
     print_eval(result, checked.run.file("eval.json"))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from iris_recipes.cli import add_command
-from iris_recipes.commands.common import add_overrides
+from iris_recipes.commands.common import add_overrides, add_unsafe_flag
 
 LAUNCH_FLAGS = ("device", "num_processes", "gpus", "nnodes", "node_rank", "main_process_ip", "main_process_port",
                 "deepspeed", "fsdp", "launcher")
@@ -47,6 +47,7 @@ def add_parser(sub) -> None:
     p.add_argument("--until", choices=("data", "train", "merge", "export", "eval", "card"),
                    help="stop after this stage (continue later with --resume)")
     p.add_argument("--verbose", "-v", action="store_true", help="show Axolotl's own output, not just progress")
+    add_unsafe_flag(p)
     p.set_defaults(func=run_command)
 
 
@@ -62,6 +63,7 @@ def run_command(args: argparse.Namespace) -> int:
         resume=args.resume is not None, resume_dir=args.resume or None, output=args.output, verbose=args.verbose,
         until=args.until,
         evaluate=args.evaluate,
+        allow_unsafe_axolotl_keys=args.allow_unsafe_axolotl_keys,
         launch_flags_given=given,
     )
     run_recipe(args.recipe, opts)

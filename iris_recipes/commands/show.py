@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from iris_recipes.cli import add_command
-from iris_recipes.commands.common import add_overrides, recipe_path
+from iris_recipes.commands.common import add_overrides, add_unsafe_flag, recipe_path
 
 
 def add_parser(sub) -> None:
@@ -10,13 +10,15 @@ def add_parser(sub) -> None:
     p.add_argument("recipe", metavar="RECIPE", help="recipe file or name")
     add_overrides(p)
     p.add_argument("--no-defaults", action="store_true", help="show only what the recipe and its bases set")
+    add_unsafe_flag(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from iris_recipes.recipe import load_recipe
 
-    recipe = load_recipe(recipe_path(args.recipe), args.overrides)
+    recipe = load_recipe(recipe_path(args.recipe), args.overrides,
+                         allow_unsafe_axolotl_keys=args.allow_unsafe_axolotl_keys)
     print(f"# {recipe.path}  sha256:{recipe.hash()[:12]}")
     print(recipe.to_yaml(defaults=not args.no_defaults), end="")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from iris_recipes.cli import add_command
+from iris_recipes.commands.common import add_unsafe_flag
 
 
 def add_parser(sub) -> None:
@@ -18,6 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="validate every variant and print the commands (one launch per variant, e.g. for a cluster)")
     p.add_argument("--samples", type=int, default=None, help="held-out rows per metric in each eval")
+    add_unsafe_flag(p)
     p.set_defaults(func=run)
 
 
@@ -25,7 +27,8 @@ def run(args) -> int:
     from iris_recipes.rundir import new_run_id
     from iris_recipes.sweep import assign_dirs, commands, execute, make_plan
 
-    plan = make_plan(args.recipe, args.values, grid=args.grid)
+    plan = make_plan(args.recipe, args.values, grid=args.grid,
+                     allow_unsafe_axolotl_keys=args.allow_unsafe_axolotl_keys)
     sweep_id = f"{new_run_id()}-sweep"
     assign_dirs(plan, sweep_id)
     print(f"sweep of {plan.name}: {len(plan.variants)} variant(s) "

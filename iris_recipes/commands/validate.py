@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from iris_recipes.cli import add_command
-from iris_recipes.commands.common import add_overrides, all_recipe_paths
+from iris_recipes.commands.common import add_unsafe_flag, all_recipe_paths
 from iris_recipes.errors import IrisError, RecipeError
 
 
@@ -17,6 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                    help="apply an override to every recipe before validating (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="print problems only")
+    add_unsafe_flag(p)
     p.set_defaults(func=run)
 
 
@@ -33,7 +34,7 @@ def run(args) -> int:
     failed = 0
     for path in targets:
         try:
-            recipe = load_recipe(path, overrides)
+            recipe = load_recipe(path, overrides, allow_unsafe_axolotl_keys=args.allow_unsafe_axolotl_keys)
         except RecipeError as exc:
             failed += 1
             for line in exc.problems:

@@ -8,6 +8,7 @@ from iris_recipes.data.formats import Mapping, mapping_problems
 from iris_recipes.data.registry import ENTRY_FILE, did_you_mean, entry_names, load_entry
 from iris_recipes.data.sources import SUFFIXES
 from iris_recipes.errors import IrisError
+from iris_recipes.fsutil import path_text_problem, resolve
 from iris_recipes.paths import datasets_dir
 
 # eval metric -> reference keys each held-out row must be able to carry
@@ -27,7 +28,7 @@ def check_dataset_config(recipe_data, recipe_path: str | Path | None = None) -> 
     if hasattr(recipe_data, "data"):
         recipe_path = recipe_path or recipe_data.path
         recipe_data = recipe_data.data
-    base_dir = Path(recipe_path).resolve().parent if recipe_path else Path.cwd()
+    base_dir = resolve(recipe_path).parent if recipe_path else Path.cwd()
     ds = recipe_data.get("dataset")
     if not isinstance(ds, dict):
         return []
@@ -52,7 +53,11 @@ def check_dataset_config(recipe_data, recipe_path: str | Path | None = None) -> 
 def _check_source(block: dict, key: str, base_dir: Path, out: list) -> Mapping | None:
     """Append the block's problems; return its effective mapping when it could be determined."""
     if block.get("path"):
-        path = (base_dir / str(block["path"])).resolve()
+        problem = path_text_problem(str(block["path"]))
+        if problem:
+            out.append((f"{key}.path", f"the path {problem}; give the path of a local data file"))
+            return None
+        path = resolve(base_dir / str(block["path"]))
         if path.suffix.lower() not in SUFFIXES:
             out.append((f"{key}.path", f"{path.name}: unsupported file type; use one of {', '.join(SUFFIXES)}"))
         elif not path.is_file():
@@ -63,6 +68,10 @@ def _check_source(block: dict, key: str, base_dir: Path, out: list) -> Mapping |
 
     name = block.get("name")
     if not name:
+        return None
+    problem = path_text_problem(str(name))
+    if problem:
+        out.append((f"{key}.name", f"the name {problem}; give the name of a folder in datasets/"))
         return None
     if not (datasets_dir() / name / ENTRY_FILE).is_file():
         names = entry_names()

@@ -114,9 +114,10 @@ class Mapping:
             if not isinstance(turn, dict):
                 raise RowProblem(f"turn {i} is a {type(turn).__name__}, not an object with '{role_key}' and '{content_key}'")
             raw_role = turn.get(role_key)
-            if raw_role not in roles:
-                known = ", ".join(sorted(roles))
-                raise RowProblem(f"turn {i} has role {raw_role!r} (known: {known}; map others in columns.roles)")
+            if not isinstance(raw_role, (str, int, float, bool, type(None))) or raw_role not in roles:
+                known = ", ".join(sorted(map(str, roles)))
+                shown = repr(raw_role) if len(repr(raw_role)) <= 40 else repr(raw_role)[:37] + "..."
+                raise RowProblem(f"turn {i} has role {shown} (known: {known}; map others in columns.roles)")
             out.append({"role": roles[raw_role], "content": turn.get(content_key)})
         return out
 
@@ -229,12 +230,14 @@ def _scalar_text(value: Any) -> str:
 
 
 def _text(row: dict, col: str, *, optional: bool = False):
-    """A text cell as-is (type checks happen on the turns); a missing optional cell is ''."""
+    """A text cell as-is; a missing optional cell is ''."""
     value = row.get(col)
     if _missing(value):
         if optional:
             return ""
         raise RowProblem(f"column '{col}' is empty")
+    if not isinstance(value, str):
+        raise RowProblem(f"column '{col}' is a {type(value).__name__}, not text")
     return value
 
 

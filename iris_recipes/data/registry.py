@@ -6,11 +6,11 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from iris_recipes.data.formats import mapping_problems
 from iris_recipes.errors import IrisError
+from iris_recipes.fsutil import path_text_problem, resolve
 from iris_recipes.paths import datasets_dir
+from iris_recipes.recipe.yamlpos import YamlProblem, load_with_positions, read_text_bounded
 
 ENTRY_FILE = "dataset.yaml"
 ENTRY_KEYS = ("name", "description", "license", "homepage", "source", "format", "columns", "sample", "notes")
@@ -40,10 +40,10 @@ class Entry:
         return self.source.get("hub")
 
     def full_path(self) -> Path | None:
-        return (self.dir / self.source["path"]).resolve() if "path" in self.source else None
+        return resolve(self.dir / self.source["path"]) if "path" in self.source else None
 
     def sample_path(self) -> Path | None:
-        return (self.dir / self.sample).resolve() if self.sample else None
+        return resolve(self.dir / self.sample) if self.sample else None
 
 
 def entry_names() -> list[str]:
@@ -66,9 +66,9 @@ def load_entry(name: str) -> Entry:
         raise IrisError(f"unknown dataset '{name}': {did_you_mean(name, names)}"
                         f"registered: {', '.join(names) or '(none)'} (each is {datasets_dir()}/NAME/{ENTRY_FILE})")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise IrisError(f"{path}: not valid YAML: {exc}") from None
+        raw, _ = load_with_positions(read_text_bounded(path, "dataset entry"), str(path))
+    except YamlProblem as exc:
+        raise IrisError(str(exc)) from None
     problems = entry_problems(raw, path.parent)
     if problems:
         raise IrisError(f"{path}: invalid dataset entry:\n" + "\n".join(f"  {k}: {m}" for k, m in problems))
@@ -103,8 +103,10 @@ def entry_problems(raw, entry_dir: Path) -> list[tuple[str, str]]:
                     out.append((f"source.{key}", f"unknown key; allowed: {', '.join(SOURCE_KEYS)}"))
             if "hub" in source and "path" not in source and not source.get("split"):
                 out.append(("source.split", "required with hub (e.g. train)"))
+            if "path" in source and (not isinstance(source["path"], str) or path_text_problem(source["path"])):
+                out.append(("source.path", "must be a file name relative to the entry"))
     if "format" in raw:
         out += mapping_problems(raw.get("format"), raw.get("columns"))
-    if raw.get("sample") is not None and not isinstance(raw["sample"], str):
+    if raw.get("sample") is not None and (not isinstance(raw["sample"], str) or path_text_problem(raw["sample"])):
         out.append(("sample", "must be a file name relative to the entry"))
     return out

@@ -8,6 +8,7 @@ Heavy libraries (`datasets`, `pyarrow`) are imported only when such a source is 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Iterator
 from iris_recipes.data.formats import Mapping, RowProblem
 from iris_recipes.data.registry import Entry, load_entry
 from iris_recipes.errors import IrisError
+from iris_recipes.fsutil import path_text_problem, resolve
 from iris_recipes.paths import project_root
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -48,8 +50,12 @@ class Source:
 def resolve_source(block: dict, key: str, base_dir: Path) -> Source:
     """A recipe's `dataset` or `dataset.mix[i]` block -> Source (no data read yet)."""
     which = block.get("source", "full")
+    for field in ("path", "name"):
+        problem = path_text_problem(str(block.get(field) or ""))
+        if problem:
+            raise IrisError(f"{key}.{field}: the {field} {problem}")
     if block.get("path"):
-        path = (base_dir / block["path"]).resolve()
+        path = resolve(base_dir / block["path"])
         mapping = Mapping(block["format"], dict(block.get("columns") or {}))
         return Source(key, path.name, mapping, file=path, limit=block.get("limit"), weight=block.get("weight"))
     entry = load_entry(block["name"])
@@ -92,7 +98,7 @@ def _read_file(src: Source):
     elif suffix == ".json":
         rows = _json(path, src.key)
     elif suffix == ".csv":
-        rows = _csv(path)
+        rows = _csv(path, src.key)
     elif suffix == ".parquet":
         rows = _parquet(path, src.key)
     else:
@@ -104,32 +110,134 @@ def _read_file(src: Source):
     return iter(rows), list(columns)
 
 
+# -- JSON ----------------------------------------------------------------------------------------------------------
+MAX_ROW_DEPTH = 32  # nesting inside one row; a chat row is 3 levels deep
+MAX_INT_DIGITS = 40  # longer integers are not data a chat row needs (Python refuses 4,300+ digits)
+
+
+class _LongInteger(str):
+    """An integer literal too long to be a number a row can use; kept as text so the row can be reported."""
+
+
+def _parse_int(text: str):
+    return int(text) if len(text.lstrip("-")) <= MAX_INT_DIGITS else _LongInteger(text)
+
+
+def _loads(text: str):
+    return json.loads(text, parse_int=_parse_int)
+
+
+def json_row_problem(row) -> str | None:
+    """Why a parsed JSON row cannot be used whatever the mapping (too deep, an absurd integer), or None."""
+    stack = [(row, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, _LongInteger):
+            return f"holds an integer of {len(value)} digits"
+        if isinstance(value, (dict, list)):
+            if depth > MAX_ROW_DEPTH:
+                return f"is nested deeper than {MAX_ROW_DEPTH} levels"
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((v, depth + 1) for v in items)
+    return None
+
+
+def _json_value(text: str):
+    """A row parsed from JSON text, or a RowProblem saying why it cannot be used."""
+    try:
+        row = _loads(text)
+    except json.JSONDecodeError as exc:
+        return RowProblem(f"not valid JSON ({exc.msg} at column {exc.colno})")
+    except RecursionError:
+        return RowProblem(f"is nested deeper than {MAX_ROW_DEPTH} levels")
+    problem = json_row_problem(row)
+    return RowProblem(problem) if problem else row
+
+
 def _jsonl(path: Path):
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
             try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield lineno, RowProblem(f"not valid JSON ({exc.msg} at column {exc.colno})")
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                yield lineno, RowProblem(f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
+                continue
+            if line.strip():
+                yield lineno, _json_value(line.rstrip("\r\n"))
+
+
+def _decode(path: Path, key: str) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise IrisError(f"{key}: {path}:{line}:{col}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file "
+                        "as UTF-8") from None
 
 
 def _json(path: Path, key: str):
+    text = _decode(path, key)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = _loads(text)
     except json.JSONDecodeError as exc:
         raise IrisError(f"{key}: {path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise IrisError(f"{key}: {path}: nested too deeply to read (rows are a few levels deep)") from None
     if not isinstance(data, list):
         raise IrisError(f"{key}: {path}: a .json source must be a list of rows (use .jsonl for one row per line)")
-    return list(enumerate(data, 1))
+    return [(i, RowProblem(p) if (p := json_row_problem(row)) else row) for i, row in enumerate(data, 1)]
 
 
-def _csv(path: Path):
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
-        return [(i, {k: (v if v != "" else None) for k, v in row.items() if k is not None})
-                for i, row in enumerate(reader, 1)]
+# -- CSV -----------------------------------------------------------------------------------------------------------
+MAX_CSV_CELL = 128 * 1024  # Python's csv default; a longer cell is nearly always a quote that never closes
+
+
+def _csv(path: Path, key: str):
+    """Rows of a CSV file with a header. A structural problem (a quote that never closes, which would swallow the
+    rows after it) fails the file at the line where its row starts; a row with more or fewer cells than the header
+    is a bad row."""
+    text = _decode(path, key)
+    limit = csv.field_size_limit()
+    csv.field_size_limit(MAX_CSV_CELL)
+    try:
+        return list(_csv_rows(text, path, key))
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _csv_rows(text: str, path: Path, key: str):
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header, number, start = None, 0, 1
+    while True:
+        start = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            where = f"{key}: {path}:{start}: " + (f"row {number + 1}: " if header is not None else "header: ")
+            reason = str(exc)
+            if "field larger than field limit" in reason:
+                reason = (f"a cell is longer than {MAX_CSV_CELL // 1024} KiB, usually a quote (\") that is never "
+                          "closed, so the cell swallows the rows after it")
+            elif "unexpected end of data" in reason:
+                reason = "a quote (\") opened in this row is never closed, so it swallows the rows after it"
+            elif "expected after" in reason:
+                reason = f"{reason}: a quote inside a quoted cell must be doubled (\"\")"
+            raise IrisError(f"{where}{reason}. Fix the quoting (or use .jsonl).") from None
+        if not cells:  # a blank line
+            continue
+        if header is None:
+            header = cells
+            continue
+        number += 1
+        if len(cells) != len(header):
+            lines = f"lines {start}-{reader.line_num}" if reader.line_num > start else f"line {start}"
+            yield number, RowProblem(f"has {len(cells)} cells but the header has {len(header)} ({lines})")
+            continue
+        yield number, {k: (v if v != "" else None) for k, v in zip(header, cells)}
 
 
 def _parquet(path: Path, key: str):
@@ -137,7 +245,15 @@ def _parquet(path: Path, key: str):
         import pyarrow.parquet as pq
     except ImportError:
         raise IrisError(f"{key}: reading {path.name} needs pyarrow: pip install 'iris-recipes[train]'") from None
-    return list(enumerate(pq.read_table(path).to_pylist(), 1))
+    import pyarrow
+
+    try:
+        table = pq.read_table(path)
+    except (pyarrow.ArrowException, OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise IrisError(f"{key}: {path}: not a readable Parquet file ({reason}); write it again or use .jsonl") \
+            from None
+    return list(enumerate(table.to_pylist(), 1))
 
 
 def hub_offline() -> bool:

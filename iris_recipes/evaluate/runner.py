@@ -45,10 +45,9 @@ def plan(run_path: str | Path, samples: int | None = None) -> Plan:
     """Check a run can be evaluated and gather what the evaluation needs; loads no model."""
     from iris_recipes.data import load_split
     from iris_recipes.models import resolve_base_model
-    from iris_recipes.recipe import load_recipe
 
     run = RunDir.open(run_path)
-    recipe = load_recipe(run.file("recipe.yaml"), check_data=False)
+    recipe = run.recipe(check_data=False)
     settings = dict(recipe.data.get("eval") or {})
     if samples is not None:
         if samples < 1:
@@ -143,7 +142,7 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
     n_ctx = min(4096, max([len(x) for x in row_prompts + side_prompts] + [64]) + max_new + 16)
 
     t0 = time.perf_counter()
-    log(f"eval: converting the base model {p.base} to GGUF (cached)")
+    log(f"converting the base model {p.base} to GGUF (cached)")
     base_gguf = base_f16_gguf(p.base, p.base_name)
     timings["base_gguf"] = round(time.perf_counter() - t0, 2)
 
@@ -154,11 +153,11 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
     answers: dict[str, dict] = {}
     for side, model_dir, gguf in (("base", p.base, base_gguf), ("tuned", p.merged, p.ggufs["f16"])):
         t0 = time.perf_counter()
-        log(f"eval: {side}: validation loss on {len(p.loss_rows)} held-out conversations")
+        log(f"{side}: validation loss on {len(p.loss_rows)} held-out conversations")
         loss = validation_loss(model_dir, tok, [r["messages"] for r in p.loss_rows], threads=threads)
         timings[f"{side}_loss"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
-        log(f"eval: {side}: {len(p.rows)} held-out answers (greedy + {len(seeds)} seeds) and "
+        log(f"{side}: {len(p.rows)} held-out answers (greedy + {len(seeds)} seeds) and "
             f"{len(eval_prompts)} prompts")
         with generator(gguf, n_ctx=n_ctx, threads=threads) as gen:
             greedy = [gen(x, max_new) for x in row_prompts]
@@ -189,7 +188,7 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
     bench_ids = ids([{"role": "user", "content": BENCH_PROMPT}])
     banned = sorted(set(tok.all_special_ids))
     for quant, path in p.ggufs.items():
-        log(f"eval: speed of {path.name}")
+        log(f"speed of {path.name}")
         result["gguf"][quant] = benchmark(path, bench_ids, banned, threads=threads)
     timings["gguf_speed"] = round(time.perf_counter() - t0, 2)
     return result
@@ -203,5 +202,5 @@ def _refresh_card(run: RunDir, log: Callable[[str], None]) -> None:
     try:
         write_card(run)
     except IrisError as exc:
-        log(f"eval: the model card was not refreshed: {exc}")
+        log(f"the model card was not refreshed: {exc}")
 

@@ -6,12 +6,16 @@ interrupted or failed export never leaves a file that looks finished.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import shutil
 import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from iris_recipes.errors import IrisError
 from iris_recipes.export.converter import converter_env, find_converter
@@ -142,8 +146,40 @@ def convert_f16(merged: Path, dest: Path, log: Path | None = None, model_name: s
     return dest
 
 
-def quantize(src: Path, dest: Path, quant: str, threads: int | None = None) -> Path:
-    """Quantize an F16 GGUF with llama.cpp's quantizer (through llama-cpp-python), atomically."""
+# llama.cpp's quantizer, for a tensor whose rows are not a multiple of the quant's block (small models):
+#   warning: blk.0.attn_k.weight - ncols 64 not divisible by 256 (required for type q4_K) -> falling back to q5_0
+_FALLBACK = re.compile(rb"not divisible by .* falling back to")
+
+
+@contextlib.contextmanager
+def _stderr_to(log: Path) -> Iterator[None]:
+    """Send the process's stderr (file descriptor 2) to `log` meanwhile: llama.cpp's C code writes there directly,
+    past Python's sys.stderr and llama-cpp-python's log callback."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(log, "ab") as f:
+            os.dup2(f.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def fallbacks(log: Path, start: int = 0) -> int:
+    """Tensors the quantizer kept at a wider type, counted in `log` from byte `start` on."""
+    with open(log, "rb") as f:
+        f.seek(start)
+        return sum(1 for line in f if _FALLBACK.search(line))
+
+
+def quantize(src: Path, dest: Path, quant: str, threads: int | None = None, log: Path | None = None) -> Path:
+    """Quantize an F16 GGUF with llama.cpp's quantizer (through llama-cpp-python), atomically.
+
+    The quantizer's own output (a warning per tensor that keeps a wider type) is appended to `log` instead of
+    going to the terminal."""
     import ctypes
     import logging
 
@@ -158,7 +194,8 @@ def quantize(src: Path, dest: Path, quant: str, threads: int | None = None) -> P
     llama_logger.setLevel(logging.ERROR)  # one line per tensor otherwise; errors still show
     try:
         with atomic_path(dest) as tmp:
-            rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+            with _stderr_to(log) if log is not None else contextlib.nullcontext():
+                rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
             if rc != 0 or tmp.stat().st_size == 0:
                 free = free_bytes(dest.parent) / 2**20
                 raise IrisError(f"{src}: llama.cpp could not quantize to {quant} (code {rc}; {free:.0f} MiB free "

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from iris_recipes.errors import IrisError
 from iris_recipes.export import checks
 from iris_recipes.export.convert import (check_merged, check_quants, convert_f16, ensure_space, estimate_bytes,
-                                         quantize)
+                                         fallbacks, quantize)
 from iris_recipes.export.converter import LLAMA_CPP_PYTHON_VERSION, find_converter
 from iris_recipes.fsutil import sha256_file
 from iris_recipes.hostinfo import cpu_count
@@ -65,12 +66,17 @@ def _random_weights(merged: Path) -> bool:
         return False
 
 
+def _say(message: str) -> None:
+    print(f"export: {message}", file=sys.stderr)
+
+
 def export_run(run: RunDir, quants: list[str] | None = None, *, require_chat_stop: bool | None = None,
-               threads: int | None = None) -> dict[str, Any]:
+               threads: int | None = None, log: Callable[[str], None] = _say) -> dict[str, Any]:
     """Export, check and record a run's GGUFs; returns `artifacts["gguf"]`.
 
     quants: quantized types beside F16 (default: the recipe's export.quantize). require_chat_stop: whether the
-    chat check demands the model stop on its own (default: yes, except for random-weight test models).
+    chat check demands the model stop on its own (default: yes, except for random-weight test models). log: where
+    the stage's own lines go (llama.cpp's output goes to RUN/export.log).
     """
     name, recipe_quants, min_top1 = _recipe_settings(run)
     quants = check_quants(recipe_quants if quants is None else quants,
@@ -91,7 +97,7 @@ def export_run(run: RunDir, quants: list[str] | None = None, *, require_chat_sto
         stage_dir = Path(tempfile.mkdtemp(prefix=".export-", suffix=".partial", dir=out_dir))
         try:
             entries = _build_and_check(run, merged, stage_dir, name, quants, min_top1, require_chat_stop,
-                                       threads, info)
+                                       threads, info, log)
             for quant, entry in entries.items():  # all checks passed: publish under the final names
                 final = out_dir / entry["file"]
                 (stage_dir / entry["file"]).replace(final)
@@ -110,17 +116,25 @@ def export_run(run: RunDir, quants: list[str] | None = None, *, require_chat_sto
 
 
 def _build_and_check(run: RunDir, merged: Path, stage_dir: Path, name: str, quants: list[str], min_top1: float,
-                     require_stop: bool, threads: int | None, info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+                     require_stop: bool, threads: int | None, info: dict[str, Any],
+                     log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
     timings: dict[str, float] = {}
+    export_log = run.file("export.log")
     t0 = time.perf_counter()
-    files = {"f16": convert_f16(merged, stage_dir / gguf_name(name, "f16"), log=run.file("export.log"),
+    files = {"f16": convert_f16(merged, stage_dir / gguf_name(name, "f16"), log=export_log,
                                 model_name=model_name(run, name))}
     timings["convert_f16"] = round(time.perf_counter() - t0, 2)
+    start = export_log.stat().st_size
     for quant in quants:
         t0 = time.perf_counter()
-        files[quant] = quantize(files["f16"], stage_dir / gguf_name(name, quant), quant, threads=threads)
+        files[quant] = quantize(files["f16"], stage_dir / gguf_name(name, quant), quant, threads=threads,
+                                log=export_log)
         timings[f"quantize_{quant}"] = round(time.perf_counter() - t0, 2)
     info["timings"] = timings
+    info["quantize_fallbacks"] = kept = fallbacks(export_log, start)
+    if kept:  # llama.cpp warns once per tensor; small models have many (rows shorter than a 256-value block)
+        log(f"{', '.join(quants)}: {kept} tensor(s) kept a wider type than asked (row length not a multiple of the "
+            f"quantization block, common in small models); llama.cpp's warnings are in {export_log}")
 
     t0 = time.perf_counter()
     checked = checks.run_isolated(merged, files, require_stop=require_stop, threads=threads,

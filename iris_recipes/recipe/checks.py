@@ -1,10 +1,27 @@
-"""Cross-field rules: combinations the schema's field-by-field checks cannot see. Run on the resolved recipe."""
+"""Rules the schema's field-by-field checks cannot express: combinations of keys, finite numbers, usable paths."""
 
 from __future__ import annotations
 
+import math
 import re
+import warnings
+from typing import Any
 
+from iris_recipes.fsutil import path_text_problem
 from iris_recipes.recipe.schema import Problem
+
+
+def non_finite_problems(value: Any, path: tuple = ()) -> list[Problem]:
+    """NaN and infinities anywhere in the recipe: YAML reads `.nan` and `.inf` as numbers, and every range check
+    of the schema lets NaN through (it compares false with everything)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        text = ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
+        return [(path, f"{text} is not a usable number; give a finite value")]
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in non_finite_problems(item, path + (key,))]
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in non_finite_problems(item, path + (i,))]
+    return []
 
 
 def cross_field_problems(r: dict) -> list[Problem]:
@@ -13,6 +30,10 @@ def cross_field_problems(r: dict) -> list[Problem]:
     dataset = r.get("dataset", {})
     method = r.get("method", "lora")
 
+    base = r.get("base_model")
+    problem = path_text_problem(base) if isinstance(base, str) else None
+    if problem:  # it may name a local directory: the file system would raise instead of answering
+        out.append((("base_model",), f"{problem}; give a hub id (org/name), a local directory or builtin:NAME"))
     if "weight" in dataset:
         out.append((("dataset", "weight"), "weight belongs to the sources in dataset.mix; the main dataset is the reference (1.0)"))
     if "epochs" not in train and "max_steps" not in train:
@@ -45,7 +66,12 @@ def cross_field_problems(r: dict) -> list[Problem]:
         out.append((("eval", "metrics"), "metric format_regex needs eval.format_regex"))
     if ev.get("format_regex"):
         try:
-            re.compile(ev["format_regex"])
+            with warnings.catch_warnings():  # FutureWarning for "[[", printed to stderr otherwise
+                warnings.simplefilter("ignore")
+                re.compile(ev["format_regex"])
         except re.error as exc:
             out.append((("eval", "format_regex"), f"not a valid regular expression: {exc}"))
+        except (OverflowError, RecursionError) as exc:  # a repeat count past C's limits; groups nested too deep
+            reason = "it nests groups too deeply" if isinstance(exc, RecursionError) else str(exc)
+            out.append((("eval", "format_regex"), f"not a usable regular expression: {reason}"))
     return out

@@ -11,9 +11,10 @@ from typing import Any, Sequence
 import yaml
 
 from iris_recipes.errors import RecipeError
-from iris_recipes.recipe.checks import cross_field_problems
+from iris_recipes.recipe.checks import cross_field_problems, non_finite_problems
 from iris_recipes.recipe.merge import apply_overrides, load_chain
 from iris_recipes.recipe.schema import Problem, apply_defaults, schema_problems
+from iris_recipes.recipe.unsafe import advice, unsafe_axolotl_keys
 from iris_recipes.recipe.yamlpos import KeyPath, Pos, YamlProblem
 
 
@@ -23,6 +24,7 @@ class Recipe:
     path: Path
     data: dict  # resolved, validated, defaults filled in
     raw: dict = field(repr=False, default_factory=dict)  # resolved and validated, without defaults
+    allow_unsafe_axolotl_keys: bool = False  # the user passed --allow-unsafe-axolotl-keys
 
     def get(self, dotted: str, default: Any = None) -> Any:
         node: Any = self.data
@@ -67,9 +69,14 @@ def resolve(path: str | Path, overrides: Sequence[str] = ()) -> tuple[dict, dict
     return data, positions
 
 
-def problems_of(data: dict, positions: dict[KeyPath, Pos], path: Path, *, check_data: bool = True) -> list[str]:
+def problems_of(data: dict, positions: dict[KeyPath, Pos], path: Path, *, check_data: bool = True,
+                allow_unsafe_axolotl_keys: bool = False) -> list[str]:
     """Every problem of a resolved recipe, as sorted `FILE:LINE:COL: key.path: message` lines."""
-    found: list[Problem] = schema_problems(data)
+    found: list[Problem] = non_finite_problems(data)
+    flagged = {p for p, _ in found}
+    found += [(p, m) for p, m in schema_problems(data) if p not in flagged]
+    if not allow_unsafe_axolotl_keys:
+        found += [(("axolotl", *p), advice(reason)) for p, reason in unsafe_axolotl_keys(data.get("axolotl"))]
     if not found:
         found = cross_field_problems(apply_defaults(data))
         if check_data and not found:
@@ -92,11 +99,18 @@ def _dataset_problems(data: dict, path: Path) -> list[Problem]:
     return [(key_path(k) if isinstance(k, str) else tuple(k), m) for k, m in check_dataset_config(data, recipe_path=path)]
 
 
-def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, check_data: bool = True) -> Recipe:
-    """Load and validate a recipe; raise RecipeError listing every problem at once."""
+def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, check_data: bool = True,
+                allow_unsafe_axolotl_keys: bool = False) -> Recipe:
+    """Load and validate a recipe; raise RecipeError listing every problem at once.
+
+    allow_unsafe_axolotl_keys: accept the `axolotl:` keys that load code, use the network or touch files outside
+    the run directory (recipe/unsafe.py); only ever from the user's --allow-unsafe-axolotl-keys.
+    """
     path = Path(path)
     data, positions = resolve(path, overrides)
-    problems = problems_of(data, positions, path, check_data=check_data)
+    problems = problems_of(data, positions, path, check_data=check_data,
+                           allow_unsafe_axolotl_keys=allow_unsafe_axolotl_keys)
     if problems:
         raise RecipeError(problems)
-    return Recipe(name=data["name"], path=path.resolve(), data=apply_defaults(data), raw=data)
+    return Recipe(name=data["name"], path=path.resolve(), data=apply_defaults(data), raw=data,
+                  allow_unsafe_axolotl_keys=allow_unsafe_axolotl_keys)

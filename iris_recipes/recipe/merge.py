@@ -8,7 +8,11 @@ from typing import Any
 
 import yaml
 
-from iris_recipes.recipe.yamlpos import KeyPath, Pos, YamlProblem, parse_value, read_yaml
+from iris_recipes.fsutil import path_text_problem, resolve
+from iris_recipes.recipe.yamlpos import (MAX_DEPTH, KeyPath, Pos, YamlProblem, parse_value, read_yaml,
+                                         yaml_error_text)
+
+MAX_EXTENDS = 16  # files in one extends chain; the shipped recipes use at most 3
 
 
 def deep_merge(base: dict, child: dict) -> dict:
@@ -24,7 +28,7 @@ def deep_merge(base: dict, child: dict) -> dict:
 
 def load_chain(path: Path, _stack: tuple[Path, ...] = ()) -> tuple[dict, dict[KeyPath, Pos]]:
     """Load a recipe and everything it extends; `extends` is removed from the result."""
-    path = path.resolve()
+    path = resolve(path)
     if path in _stack:
         chain = " -> ".join(p.name for p in (*_stack, path))
         raise YamlProblem(Pos(str(_stack[-1]), 0, 0), f"extends: cycle {chain}; remove one of these extends")
@@ -39,6 +43,12 @@ def load_chain(path: Path, _stack: tuple[Path, ...] = ()) -> tuple[dict, dict[Ke
     where = positions[("extends",)]
     if not isinstance(parent, str) or not parent:
         raise YamlProblem(where, "extends: must be the relative path of a base recipe, e.g. base/llama3.2-lora.yaml")
+    problem = path_text_problem(parent)
+    if problem:
+        raise YamlProblem(where, f"extends: the path {problem}; give the relative path of a base recipe")
+    if len(_stack) + 1 >= MAX_EXTENDS:
+        raise YamlProblem(where, f"extends: the chain is longer than {MAX_EXTENDS} files; extend a recipe nearer "
+                          "the base")
     parent_path = path.parent / parent
     if not parent_path.is_file():
         raise YamlProblem(where, f"extends: {parent_path} does not exist; the path is relative to {path.parent}")
@@ -48,11 +58,22 @@ def load_chain(path: Path, _stack: tuple[Path, ...] = ()) -> tuple[dict, dict[Ke
     return merged, {**base_positions, **{k: v for k, v in positions.items() if k != ("extends",)}}
 
 
+def _depth(value: Any) -> int:
+    """Levels of a parsed value: 1 for a scalar, one more per list or mapping around it."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, (dict, list)):
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...], positions: dict[KeyPath, Pos]) -> dict:
     """`a.b=value` sets (value parsed as YAML), `~a.b` deletes."""
     data = copy.deepcopy(data)
     for i, item in enumerate(overrides, 1):
-        where = Pos(f"<override {i}: {item}>", 0, 0)
+        where = Pos(f"<override {i}: {item if len(item) <= 80 else item[:77] + '...'}>", 0, 0)
         delete = item.startswith("~")
         if delete:
             dotted, raw = item[1:], None
@@ -63,6 +84,10 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...], position
         keys = dotted.strip().split(".")
         if not all(keys) or keys[0] == "extends":
             raise YamlProblem(where, f"'{dotted}' is not a key path like train.learning_rate")
+        shown = dotted if len(dotted) <= 60 else dotted[:57] + "..."
+        too_deep = f"{shown}: nested deeper than {MAX_DEPTH} levels; a recipe is a few levels deep"
+        if len(keys) >= MAX_DEPTH:  # the recipe is level 1: the value would sit below level MAX_DEPTH
+            raise YamlProblem(where, too_deep)
         node = data
         for depth, key in enumerate(keys[:-1]):
             nxt = node.get(key)
@@ -80,9 +105,12 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...], position
             del node[last]
         else:
             try:
-                node[last] = parse_value(raw) if raw.strip() else ""
+                value = parse_value(raw) if raw.strip() else ""
             except yaml.YAMLError as exc:
-                raise YamlProblem(where, f"the value is not valid YAML: {exc}") from None
+                raise YamlProblem(where, f"{dotted}: {yaml_error_text(exc)}") from None
+            if len(keys) + _depth(value) > MAX_DEPTH:
+                raise YamlProblem(where, too_deep)
+            node[last] = value
         path = tuple(keys)
         for key in [k for k in positions if k[: len(path)] == path]:
             del positions[key]

@@ -6,6 +6,7 @@ import copy
 import difflib
 import functools
 import json
+import re
 from typing import Any, Iterator
 
 from iris_recipes.paths import schema_path
@@ -18,11 +19,21 @@ def load_schema() -> dict:
     return json.loads(schema_path().read_text())
 
 
+def _ecma_pattern(validator, pattern, instance, schema):
+    """`pattern` as JSON Schema means it (ECMA-262): `$` ends the string. Python's `$` also matches before a final
+    newline, which let names like "demo\\n" through."""
+    from jsonschema.exceptions import ValidationError
+
+    if validator.is_type(instance, "string") and not re.search(re.sub(r"(?<!\\)\$$", r"\\Z", pattern), instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 @functools.lru_cache(maxsize=1)
 def _validator():
     from jsonschema import Draft202012Validator
+    from jsonschema.validators import extend
 
-    return Draft202012Validator(load_schema())
+    return extend(Draft202012Validator, {"pattern": _ecma_pattern})(load_schema())
 
 
 def _resolve(schema: Any) -> Any:

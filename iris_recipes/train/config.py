@@ -20,6 +20,7 @@ import yaml
 
 from iris_recipes.errors import IrisError
 from iris_recipes.recipe.merge import deep_merge
+from iris_recipes.recipe.unsafe import advice, unsafe_axolotl_keys
 from iris_recipes.train.launch import LaunchSpec
 
 PLUGIN = "iris_recipes.train.plugin.IrisPlugin"
@@ -73,12 +74,20 @@ def _dataset_entry(path: str) -> dict:
 
 
 def build_config(recipe_data: dict, *, base_model: str, spec: LaunchSpec, has_val: bool,
-                 resume_from: str | None = None, recipe_file: str = "the recipe") -> dict:
-    """The Axolotl config (a plain dict) for a resolved recipe launched as `spec`."""
+                 resume_from: str | None = None, recipe_file: str = "the recipe",
+                 allow_unsafe_axolotl_keys: bool = False) -> dict:
+    """The Axolotl config (a plain dict) for a resolved recipe launched as `spec`.
+
+    The recipe's axolotl: block is merged last; its unsafe keys (recipe/unsafe.py) only with
+    `allow_unsafe_axolotl_keys`, which comes from the user's --allow-unsafe-axolotl-keys.
+    """
     train = recipe_data["train"]
     method = recipe_data.get("method", "lora")
     cpu = spec.device == "cpu"
     problems = []
+    if not allow_unsafe_axolotl_keys:
+        problems += [f"axolotl.{'.'.join(map(str, key))}: {advice(reason)}"
+                     for key, reason in unsafe_axolotl_keys(recipe_data.get("axolotl"))]
     if cpu and method == "qlora":
         problems.append("method: qlora needs a CUDA GPU (4-bit bitsandbytes); use method: lora on CPU")
     if cpu and train.get("optimizer") in CUDA_ONLY_OPTIMIZERS:
@@ -174,7 +183,9 @@ def build_config(recipe_data: dict, *, base_model: str, spec: LaunchSpec, has_va
     if resume_from:
         cfg["resume_from_checkpoint"] = resume_from
 
-    extra = recipe_data.get("axolotl") or {}
+    extra = dict(recipe_data.get("axolotl") or {})
+    if "plugins" in extra:  # the recipe's plugins come beside the one iris-recipes needs, not instead of it
+        cfg["plugins"] += [p for p in extra.pop("plugins") or [] if p != PLUGIN]
     return deep_merge(cfg, extra)
 
 
