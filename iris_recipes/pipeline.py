@@ -29,7 +29,7 @@ from iris_recipes.paths import project_root, runs_dir
 from iris_recipes.recipe.loader import dump_yaml
 from iris_recipes.rundir import RunDir, find_runs, new_run_id, now_iso
 from iris_recipes.train import config as axconfig
-from iris_recipes.train import launch
+from iris_recipes.train import gpus, launch
 from iris_recipes.train import metrics as trainmetrics
 from iris_recipes.train import validator
 
@@ -58,6 +58,7 @@ class RunOptions:
     verbose: bool = False
     until: str | None = None  # stop after this stage (resume later)
     evaluate: bool = True  # the eval stage: base vs fine-tuned evidence for the card
+    gpu_type: str | None = None  # plan for this GPU (gpus.GPU_TYPES) where it is not the one at hand
     cuda_available: bool | None = None  # None: ask torch (tests pin it)
     launch_flags_given: bool = field(default=False)
 
@@ -245,18 +246,47 @@ def _stage_data(run: RunDir, recipe, base: str, console: Console) -> None:
     console.print(f"data: {report['train']} training rows, {report['val']} validation rows -> {run.file('data')}")
 
 
+def target_gpu(spec: launch.LaunchSpec, gpu_type: str | None, *, dry_run: bool) -> tuple[gpus.GPU | None, dict | None]:
+    """The GPU a launch's config is built for, and what Axolotl's validator checks it against.
+
+    A dry run with --gpu-type plans for that type; otherwise this machine's GPU (Axolotl probes it itself), else
+    the named type, else none known (the config then leaves bf16 to Axolotl and checks no GPU capability)."""
+    if spec.device != "gpu":
+        return None, None
+    named = gpus.GPU_TYPES[gpu_type] if gpu_type else None
+    found = [] if (named and dry_run) else gpus.detect()
+    if found:
+        return found[0], {"probe": True, "n_gpu": spec.world_size, "n_node": spec.nnodes}
+    if named:
+        return named, named.axolotl_capabilities(spec.world_size, spec.nnodes)
+    return None, None
+
+
+def device_facts(spec: launch.LaunchSpec, gpu: gpus.GPU | None, cfg: dict) -> dict:
+    """What the run was built for, as run.json records it: the GPU, the precision and the attention kernel."""
+    precision = ("bf16" if cfg.get("bf16") is True else "fp16" if cfg.get("fp16") else
+                 "bf16 or fp16 (Axolotl decides on the GPU)" if cfg.get("bf16") == "auto" else "fp32")
+    facts = {"precision": precision, "tf32": bool(cfg.get("tf32")), "attention": cfg.get("attn_implementation")}
+    if gpu is not None:
+        facts["gpu"] = {"name": gpu.name, "compute_capability": gpu.sm, "memory_gib": gpu.memory_gib}
+    return facts
+
+
 def _write_axolotl_config(recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, has_val: bool,
                           resume_from: str | None, *, validate: bool, dest: Path | None,
-                          checker: validator.Validator | None = None) -> tuple[dict, str, list[str]]:
-    """Build (and check with Axolotl's validator: `checker`, or a new one) the config; write it to `dest` unless
-    None."""
+                          checker: validator.Validator | None = None,
+                          target: tuple[gpus.GPU | None, dict | None] = (None, None)) -> tuple[dict, str, list[str]]:
+    """Build (and check with Axolotl's validator: `checker`, or a new one) the config for the `target` GPU; write
+    it to `dest` unless None."""
+    gpu, gpu_check = target
     cfg = axconfig.build_config(recipe_data, base_model=base, spec=spec, has_val=has_val, resume_from=resume_from,
-                                recipe_file=str(recipe.path))
+                                recipe_file=str(recipe.path), gpu=gpu)
     if validate:
         check = dict(cfg)
         if spec.deepspeed:  # validate against the shipped JSON; the run directory gets its own copy
             check["deepspeed"] = str(deepspeed_json(spec.deepspeed))
-        (checker or validator.Validator()).check(check, recipe_data=recipe_data, recipe_file=recipe.path, gpu=False)
+        (checker or validator.Validator()).check(check, recipe_data=recipe_data, recipe_file=recipe.path,
+                                                 gpu=gpu_check)
     cmd = launch.build_command(spec)
     text = axconfig.render(cfg, recipe_path=recipe.path, recipe_hash=recipe.hash(),
                            command=launch.shell_line(cmd, spec))
@@ -304,8 +334,10 @@ def _stage_train(run: RunDir, recipe, recipe_data: dict, base: str, spec: launch
 def _launch_training(run: RunDir, recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, has_val: bool,
                      resume_from: str | None, info: dict, *, verbose: bool, console: Console,
                      checker: validator.Validator | None) -> None:
-    _, _, cmd = _write_axolotl_config(recipe, recipe_data, base, spec, has_val, resume_from,
-                                      validate=True, dest=run.file("axolotl.yaml"), checker=checker)
+    target = target_gpu(spec, None, dry_run=False)
+    cfg, _, cmd = _write_axolotl_config(recipe, recipe_data, base, spec, has_val, resume_from,
+                                        validate=True, dest=run.file("axolotl.yaml"), checker=checker, target=target)
+    info.update(device_facts(spec, target[0], cfg))
     env = launch.launch_env(spec)
     env["IRIS_PARENT_PID"] = str(os.getpid())
     info.update(command=launch.shell_line(cmd, spec), world_size=spec.world_size, device=spec.device, log=LOG_FILE)
@@ -392,15 +424,30 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 # -- the command -------------------------------------------------------------------------------------------------
+def _describe_device(spec: launch.LaunchSpec, gpu: gpus.GPU | None, cfg: dict, gpu_type: str | None) -> str:
+    facts = device_facts(spec, gpu, cfg)
+    kernels = f"{facts['precision']}, TF32 {'on' if facts['tf32'] else 'off'}, attention {facts['attention']}"
+    if spec.device == "cpu":
+        return f"# device: CPU ({kernels})\n"
+    if gpu is None:
+        return (f"# GPU: none here and no --gpu-type ({kernels}); at launch the GPU found decides, "
+                "--gpu-type t4|l4|a10g|a100-40|a100-80|h100 shows it for one\n")
+    how = f"--gpu-type {gpu_type}" if gpu_type and gpu.key == gpu_type else "found on this machine"
+    return f"# GPU: {gpu.name} ({gpu.sm}, {gpu.memory_gib} GiB; {how}): {kernels}\n"
+
+
 def dry_run(recipe, opts: RunOptions, console: Console) -> str:
     """The exact launch command and generated Axolotl config; nothing is written or run."""
     spec = opts.spec()
     data = portable_recipe(recipe)
     base = resolve_base(data, Path(recipe.path).parent, dry_run=True)
     has_val = data["dataset"].get("val_size", 0.05) > 0
-    cfg, text, cmd = _write_axolotl_config(recipe, data, base, spec, has_val, None, validate=True, dest=None)
+    target = target_gpu(spec, opts.gpu_type, dry_run=True)
+    cfg, text, cmd = _write_axolotl_config(recipe, data, base, spec, has_val, None, validate=True, dest=None,
+                                           target=target)
     out = (f"# launch command (run from the run directory; {spec.world_size} process(es), device {spec.device})\n"
-           f"{launch.shell_line(cmd, spec)}\n\n# axolotl.yaml\n{text}")
+           f"{launch.shell_line(cmd, spec)}\n{_describe_device(spec, target[0], cfg, opts.gpu_type)}\n"
+           f"# axolotl.yaml\n{text}")
     print(out, end="")
     if spec.deepspeed:
         print(f"\n# deepspeed.json (copied from {deepspeed_json(spec.deepspeed)})")

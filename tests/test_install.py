@@ -37,7 +37,8 @@ def test_every_module_compiles_with_python(version):
     python = interpreter(version)
     if python is None:
         pytest.skip(f"no Python {version} on this machine")
-    probe = ("import sys\nbad = []\nfor f in sys.argv[1:]:\n    try:\n        compile(open(f, encoding='utf-8').read(), f, 'exec')\n"
+    probe = ("import sys\nbad = []\nfor f in sys.argv[1:]:\n    try:\n"
+             "        compile(open(f, encoding='utf-8').read(), f, 'exec')\n"
              "    except SyntaxError as e:\n        bad.append(f'{f}:{e.lineno}: {e.msg}')\nprint('\\n'.join(bad))\n"
              "sys.exit(1 if bad else 0)")
     proc = subprocess.run([python, "-c", probe, *map(str, SOURCES)], capture_output=True, text=True)
