@@ -29,7 +29,7 @@ from iris_recipes.paths import project_root, runs_dir
 from iris_recipes.recipe.loader import dump_yaml
 from iris_recipes.rundir import RunDir, find_runs, new_run_id, now_iso
 from iris_recipes.train import config as axconfig
-from iris_recipes.train import gpus, launch
+from iris_recipes.train import gpus, launch, slurm
 from iris_recipes.train import metrics as trainmetrics
 from iris_recipes.train import validator
 
@@ -59,12 +59,28 @@ class RunOptions:
     until: str | None = None  # stop after this stage (resume later)
     evaluate: bool = True  # the eval stage: base vs fine-tuned evidence for the card
     gpu_type: str | None = None  # plan for this GPU (gpus.GPU_TYPES) where it is not the one at hand
+    slurm: bool = False  # write RUN/launch.sbatch instead of running
+    partition: str | None = None
+    time: str | None = None
+    account: str | None = None
     cuda_available: bool | None = None  # None: ask torch (tests pin it)
     launch_flags_given: bool = field(default=False)
 
     def spec(self) -> launch.LaunchSpec:
+        if self.slurm:
+            problems = [] if self.gpus else ["--slurm needs --gpus G (GPUs per node)"]
+            if self.main_process_ip or self.node_rank:
+                problems.append("--slurm: the job finds the head node and each node's rank itself; drop "
+                                "--main-process-ip/--node-rank")
+            if self.time and slurm.check_time(self.time):
+                problems.append(slurm.check_time(self.time))
+            if problems:
+                raise IrisError("\n".join(problems))
+        elif self.partition or self.time or self.account:
+            raise IrisError("--partition, --time and --account go with --slurm")
         return launch.make_spec(num_processes=self.num_processes, gpus=self.gpus, nnodes=self.nnodes,
-                                node_rank=self.node_rank, main_process_ip=self.main_process_ip,
+                                node_rank=self.node_rank,
+                                main_process_ip=self.main_process_ip or ("$HEAD_NODE" if self.slurm else None),
                                 main_process_port=self.main_process_port, launcher=self.launcher,
                                 deepspeed=self.deepspeed, fsdp=self.fsdp, device=self.device,
                                 cuda_available=self.cuda_available)
@@ -424,6 +440,25 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 # -- the command -------------------------------------------------------------------------------------------------
+def slurm_job(recipe, opts: RunOptions, path: Path) -> slurm.SlurmJob:
+    flags = [f"--deepspeed={opts.deepspeed}"] if opts.deepspeed else ["--fsdp"] if opts.fsdp else []
+    if opts.launcher != "accelerate":
+        flags.append(f"--launcher={opts.launcher}")
+    return slurm.SlurmJob(run_dir=path, job_name=slurm.job_name(recipe.name), nnodes=opts.nnodes, gpus=opts.gpus,
+                          partition=opts.partition, time=opts.time, account=opts.account, launch_flags=tuple(flags))
+
+
+def write_slurm_job(run: RunDir, recipe, opts: RunOptions, console: Console) -> RunDir:
+    job = slurm_job(recipe, opts, run.path)
+    sbatch = run.file(slurm.SBATCH_FILE)
+    fsutil.write_text(sbatch, slurm.render(job))
+    sbatch.chmod(0o755)
+    run.update(status="created", slurm={"script": slurm.SBATCH_FILE, "nodes": job.nnodes, "gpus_per_node": job.gpus})
+    console.print(f"Slurm job: {sbatch} ({job.nnodes} node(s) x {job.gpus} GPU(s)); every node must see {run.path} "
+                  "and this installation at the same paths.\nSubmit it with:\n  sbatch " + str(sbatch))
+    return run
+
+
 def _describe_device(spec: launch.LaunchSpec, gpu: gpus.GPU | None, cfg: dict, gpu_type: str | None) -> str:
     facts = device_facts(spec, gpu, cfg)
     kernels = f"{facts['precision']}, TF32 {'on' if facts['tf32'] else 'off'}, attention {facts['attention']}"
@@ -499,7 +534,16 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
         spec = opts.spec()
         if opts.dry_run:
             dry_run(recipe, opts, console)
+            if opts.slurm:
+                job = slurm_job(recipe, opts, target or new_run_path(recipe.name))
+                print(f"\n# {slurm.SBATCH_FILE} (written into the run directory without --dry-run)\n"
+                      + slurm.render(job), end="")
             return None
+        if opts.slurm:  # checked here, where it is submitted, not in the queue hours later
+            data = portable_recipe(recipe)
+            _write_axolotl_config(recipe, data, resolve_base(data, Path(recipe.path).parent, dry_run=True), spec,
+                                  data["dataset"].get("val_size", 0.05) > 0, None, validate=True, dest=None,
+                                  target=target_gpu(spec, opts.gpu_type, dry_run=True))
         path = target or new_run_path(recipe.name)
         _claim(path, must_be_new=target is None)
         run = RunDir(path)
@@ -515,6 +559,8 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
             "stages": {}, "artifacts": {},
         })
         console.print(f"run: {run.path}")
+        if opts.slurm:
+            return write_slurm_job(run, recipe, opts, console)
 
     recipe_data = recipe.data
     # Axolotl's validator starts now in its own process: its imports overlap the data stage.
