@@ -30,6 +30,7 @@ from iris_recipes.recipe.loader import dump_yaml
 from iris_recipes.rundir import RunDir, find_runs, new_run_id, now_iso
 from iris_recipes.train import config as axconfig
 from iris_recipes.train import gpus, launch, slurm
+from iris_recipes.train import plan as trainplan
 from iris_recipes.train import metrics as trainmetrics
 from iris_recipes.train import validator
 
@@ -471,8 +472,8 @@ def _describe_device(spec: launch.LaunchSpec, gpu: gpus.GPU | None, cfg: dict, g
     return f"# GPU: {gpu.name} ({gpu.sm}, {gpu.memory_gib} GiB; {how}): {kernels}\n"
 
 
-def dry_run(recipe, opts: RunOptions, console: Console) -> str:
-    """The exact launch command and generated Axolotl config; nothing is written or run."""
+def dry_run(recipe, opts: RunOptions, console: Console, run: RunDir | None = None) -> str:
+    """The exact launch command, the launch plan and the generated Axolotl config; nothing is written or run."""
     spec = opts.spec()
     data = portable_recipe(recipe)
     base = resolve_base(data, Path(recipe.path).parent, dry_run=True)
@@ -480,8 +481,13 @@ def dry_run(recipe, opts: RunOptions, console: Console) -> str:
     target = target_gpu(spec, opts.gpu_type, dry_run=True)
     cfg, text, cmd = _write_axolotl_config(recipe, data, base, spec, has_val, None, validate=True, dest=None,
                                            target=target)
+    report = run.file("data", "report.json") if run is not None else None
+    plan = trainplan.render(recipe_data=data, cfg=cfg, base_model=base, device=spec.device,
+                            sharding=spec.deepspeed or ("fsdp" if spec.fsdp else "none"),
+                            world_size=spec.world_size, gpu=target[0],
+                            data_report=json.loads(report.read_text()) if report and report.is_file() else None)
     out = (f"# launch command (run from the run directory; {spec.world_size} process(es), device {spec.device})\n"
-           f"{launch.shell_line(cmd, spec)}\n{_describe_device(spec, target[0], cfg, opts.gpu_type)}\n"
+           f"{launch.shell_line(cmd, spec)}\n{_describe_device(spec, target[0], cfg, opts.gpu_type)}{plan}\n"
            f"# axolotl.yaml\n{text}")
     print(out, end="")
     if spec.deepspeed:
@@ -519,7 +525,7 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
                 setattr(opts, key, value)
         spec = opts.spec()
         if opts.dry_run:
-            dry_run(recipe, opts, console)
+            dry_run(recipe, opts, console, run)
             return None
         run.update(status="running", resumed=[*meta.get("resumed", []), now_iso()],
                    launch=spec.to_dict())
