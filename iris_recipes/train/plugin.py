@@ -140,6 +140,11 @@ class MetricsCallback(TrainerCallback):
                     "tokens/train_per_sec_per_gpu": "tokens_per_sec_per_process"}.get(key, key)
             if isinstance(value, (int, float)) and not key.startswith("memory/"):
                 record[name] = value
+        if args.device.type == "cuda":  # Axolotl's figures from torch.cuda (on CPU they describe the host)
+            for key, name in (("memory/max_allocated (GiB)", "gpu_max_allocated_gib"),
+                              ("memory/device_reserved (GiB)", "gpu_reserved_gib")):
+                if isinstance(logs.get(key), (int, float)):
+                    record[name] = logs[key]
         self._emit(record)
 
     def on_save(self, args, state, control, **kwargs):
