@@ -145,7 +145,8 @@ def _time_lines(recipe_data: dict, shape: Shape, s: Setup, gpu: gpus.GPU | None,
         total = min(total, max_steps * s.micro_batch * s.sequence_len * world_size
                     * (recipe_data.get("train", {}).get("gradient_accumulation") or 1))
     hours = total / rate / 3600
-    lines.append(f"  time: ~{hours:.1f} h for {total:,} tokens at ~{rate:,.0f} tokens/s on {world_size} x "
+    took = f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+    lines.append(f"  time: ~{took} for {total:,} tokens at ~{rate:,.0f} tokens/s on {world_size} x "
                  f"{gpu.key or gpu.name} (+-50%)")
     lines.append(f"    from {m['tokens_per_second']} tokens/s measured ({m['source']}): {eff:.0%} of the A100's peak "
                  f"FLOPs, applied to {gpu.peak_tflops:g} TFLOPS ({gpus.SOURCES.get(gpu.key or '', 'datasheet')})")
