@@ -23,7 +23,7 @@ from typing import Iterator
 
 from rich.console import Console
 
-from iris_recipes import fsutil
+from iris_recipes import fsutil, nodes
 from iris_recipes.errors import IrisError
 from iris_recipes.paths import project_root, runs_dir
 from iris_recipes.recipe.loader import dump_yaml
@@ -355,6 +355,8 @@ def _launch_training(run: RunDir, recipe, recipe_data: dict, base: str, spec: la
     cfg, _, cmd = _write_axolotl_config(recipe, recipe_data, base, spec, has_val, resume_from,
                                         validate=True, dest=run.file("axolotl.yaml"), checker=checker, target=target)
     info.update(device_facts(spec, target[0], cfg))
+    if spec.nnodes > 1:  # the other nodes launch once they see this (nodes.wait_for_launch)
+        run.set_stage("train", launch={"resume_from": resume_from, "nodes": spec.nnodes, "at": now_iso()})
     env = launch.launch_env(spec)
     env["IRIS_PARENT_PID"] = str(os.getpid())
     info.update(command=launch.shell_line(cmd, spec), world_size=spec.world_size, device=spec.device, log=LOG_FILE)
@@ -371,11 +373,40 @@ def _launch_training(run: RunDir, recipe, recipe_data: dict, base: str, spec: la
                         exit_code=1)
 
 
-def _run_training(cmd, env, run: RunDir, verbose: bool, console: Console):
+def _run_training(cmd, env, run: RunDir, verbose: bool, console: Console, log: str = LOG_FILE):
     from iris_recipes.train.progress import run_streaming
 
-    return run_streaming(launch.executable_argv(cmd), env=env, cwd=run.path, log_path=run.file(LOG_FILE),
+    return run_streaming(launch.executable_argv(cmd), env=env, cwd=run.path, log_path=run.file(log),
                          verbose=verbose, console=console)
+
+
+def follow_node0(run: RunDir, spec: launch.LaunchSpec, opts: RunOptions, console: Console) -> RunDir:
+    """Node R > 0 of a multi-node run (see nodes.py): node 0's data, node 0's checkpoint, this node's share of the
+    training; nothing written to run.json, no post-training stage."""
+    rank = spec.node_rank
+    console.print(f"node {rank} of {spec.nnodes}: following node 0 in {run.path}")
+    nodes.wait_for_stage(run, "data", rank)
+    if run.stage_done("train"):
+        console.print(f"node {rank}: training is done; node 0 merges, exports, evaluates and writes the card")
+        return run
+    ckpt = latest_checkpoint(run.file(axconfig.CHECKPOINTS))
+    resume_from = str(ckpt[0].relative_to(run.path)) if ckpt else None
+    nodes.wait_for_launch(run, resume_from, rank)
+    cmd = launch.build_command(spec)
+    env = launch.launch_env(spec)
+    env["IRIS_PARENT_PID"] = str(os.getpid())
+    log = f"train.node{rank}.log"
+    console.print(f"train (node {rank}, from {resume_from or 'the start'}): {launch.shell_line(cmd, spec)}  "
+                  f"(log: {run.file(log)})")
+    with _sigterm_as_interrupt():
+        result = _run_training(cmd, env, run, opts.verbose, console, log=log)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    if result.returncode != 0:
+        raise IrisError(f"node {rank}: training failed (exit code {result.returncode}); see {run.file(log)}. Start "
+                        f"every node again with --resume {run.path}", exit_code=1)
+    console.print(f"node {rank}: training done; node 0 merges, exports, evaluates and writes the card")
+    return run
 
 
 def _collect_adapter(run: RunDir) -> list[str]:
@@ -517,6 +548,8 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
 
             run = find_resumable(load_recipe(recipe_path(recipe_arg)).name)
         meta = run.read()
+        if opts.node_rank > 0 and not opts.dry_run:  # a follower: node 0 keeps the record
+            return follow_node0(run, opts.spec(), opts, console)
         if meta.get("status") == "done":
             raise IrisError(f"{run.path}: this run finished already; nothing to resume.")
         recipe = run.recipe()
@@ -536,8 +569,13 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
         if not recipe_arg:
             raise IrisError("run: give a recipe file or name, e.g. iris-recipes run recipes/smollm2-demo.yaml")
         recipe = load_recipe(recipe_path(recipe_arg), overrides=opts.overrides)
-        target = check_output_dir(opts.output) if opts.output else None
+        if opts.nnodes > 1 and not opts.slurm and not opts.output:
+            raise IrisError("--nnodes > 1: give every node the same --output DIR, on a filesystem every node sees "
+                            "(one run directory: node 0 prepares the data and keeps the record, the others follow).")
         spec = opts.spec()
+        if spec.node_rank > 0 and not opts.dry_run:
+            return follow_node0(nodes.join(opts.output, recipe.hash(), spec.node_rank), spec, opts, console)
+        target = check_output_dir(opts.output) if opts.output else None
         if opts.dry_run:
             dry_run(recipe, opts, console)
             if opts.slurm:
