@@ -569,7 +569,7 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
         if not recipe_arg:
             raise IrisError("run: give a recipe file or name, e.g. iris-recipes run recipes/smollm2-demo.yaml")
         recipe = load_recipe(recipe_path(recipe_arg), overrides=opts.overrides)
-        if opts.nnodes > 1 and not opts.slurm and not opts.output:
+        if opts.nnodes > 1 and not opts.slurm and not opts.output and not opts.dry_run:
             raise IrisError("--nnodes > 1: give every node the same --output DIR, on a filesystem every node sees "
                             "(one run directory: node 0 prepares the data and keeps the record, the others follow).")
         spec = opts.spec()
