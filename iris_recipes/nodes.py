@@ -63,14 +63,16 @@ def wait_for_stage(run: RunDir, stage: str, node_rank: int) -> None:
     _wait(f"to finish its {stage} stage", check, node_rank)
 
 
-def wait_for_launch(run: RunDir, resume_from: str | None, node_rank: int) -> None:
-    """Until node 0 launches training from the same checkpoint this node chose (both read the same checkpoints/)."""
+def wait_for_launch(run: RunDir, resume_from: str | None, node_rank: int) -> bool:
+    """Until node 0 launches training from the same checkpoint this node chose (both read the same checkpoints/):
+    True; False when node 0 finished training without a launch (its last checkpoint was the final step)."""
     def check():
         info = run.stage_info("train")
         launch = info.get("launch") or {}
-        if info.get("status") == "running" and "resume_from" in launch:
-            if launch["resume_from"] == resume_from:
-                return True
+        if info.get("status") == "done":
+            return False
+        if info.get("status") == "running" and launch.get("resume_from", "-") == resume_from:
+            return True
         return None
 
-    _wait(f"to launch training from {resume_from or 'the start'}", check, node_rank)
+    return _wait(f"to launch training from {resume_from or 'the start'}", check, node_rank)

@@ -391,7 +391,9 @@ def follow_node0(run: RunDir, spec: launch.LaunchSpec, opts: RunOptions, console
         return run
     ckpt = latest_checkpoint(run.file(axconfig.CHECKPOINTS))
     resume_from = str(ckpt[0].relative_to(run.path)) if ckpt else None
-    nodes.wait_for_launch(run, resume_from, rank)
+    if not nodes.wait_for_launch(run, resume_from, rank):
+        console.print(f"node {rank}: training is done; node 0 merges, exports, evaluates and writes the card")
+        return run
     cmd = launch.build_command(spec)
     env = launch.launch_env(spec)
     env["IRIS_PARENT_PID"] = str(os.getpid())
