@@ -2,8 +2,8 @@
 # A smoke run of every GPU path on a CUDA machine, offline, with a report:
 #   scripts/gpu_check.sh [--out DIR] [--steps N]     # on a CUDA machine (minutes)
 #   scripts/gpu_check.sh --dry-run [--out DIR]       # anywhere (CI): each case's launch command, config and plan
-# Cases, one process each, on a tiny random-weight Llama (built offline from the SmolLM2 tokenizer the train extra
-# ships): LoRA on 1 GPU (precision auto: bf16 where the GPU has it), --deepspeed zero2, --deepspeed zero3-offload,
+# Cases, one process each, on the llama3 stand-in (a tiny random-weight Llama-3.2 with Llama 3's tokenizer specials
+# and chat template, built offline: scripts/standins.py) at 4 layers, hidden 256: LoRA on 1 GPU (precision auto: bf16 where the GPU has it), --deepspeed zero2, --deepspeed zero3-offload,
 # --fsdp; each trains N steps (sample packing, gradient checkpointing) and merges. GGUF export is CPU work proven in
 # CI; it runs here too when llama-cpp-python is installed.
 # Writes DIR/gpu_check.json and DIR/gpu_check.md: per case the exit status, seconds per step, peak GPU memory
@@ -36,17 +36,17 @@ fi
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
-# The model: 4 layers, hidden 256, GQA 8/2; built once.
-MODEL="$OUT/tiny-llama"
-[ -f "$MODEL/config.json" ] || "$PY" scripts/make_tiny_model.py "$MODEL" --layers 4 --hidden 256 --heads 8 \
-  --kv-heads 2 --intermediate 704 >/dev/null || { echo "error: could not build the tiny model" >&2; exit 1; }
+# The model: the llama3 stand-in with 4 layers, hidden 256, GQA 8/2; built once.
+MODEL="$OUT/llama3-standin"
+[ -f "$MODEL/config.json" ] || "$PY" scripts/make_tiny_model.py --family llama3 "$MODEL" --layers 4 --hidden 256 \
+  --heads 8 --kv-heads 2 --intermediate 704 >/dev/null || { echo "error: could not build the stand-in" >&2; exit 1; }
 
 RECIPE="$OUT/gpu-check.yaml"
 cat >"$RECIPE" <<EOF
 name: gpu-check
-description: GPU smoke run on a tiny random-weight Llama.
+description: GPU smoke run on the llama3 stand-in.
 base_model: $MODEL
-chat_template: chatml
+chat_template: llama3
 method: lora
 lora: {r: 8, alpha: 16, dropout: 0.05, target: all-linear}
 dataset: {name: arith-steps, source: sample, val_size: 0.1}
