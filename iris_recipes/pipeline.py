@@ -23,13 +23,14 @@ from typing import Iterator
 
 from rich.console import Console
 
-from iris_recipes import fsutil
+from iris_recipes import fsutil, nodes
 from iris_recipes.errors import IrisError
 from iris_recipes.paths import project_root, runs_dir
 from iris_recipes.recipe.loader import dump_yaml
 from iris_recipes.rundir import RunDir, find_runs, new_run_id, now_iso
 from iris_recipes.train import config as axconfig
-from iris_recipes.train import launch
+from iris_recipes.train import gpus, launch, slurm
+from iris_recipes.train import plan as trainplan
 from iris_recipes.train import metrics as trainmetrics
 from iris_recipes.train import validator
 
@@ -59,12 +60,29 @@ class RunOptions:
     until: str | None = None  # stop after this stage (resume later)
     evaluate: bool = True  # the eval stage: base vs fine-tuned evidence for the card
     allow_unsafe_axolotl_keys: bool = False  # the user's --allow-unsafe-axolotl-keys (recipe/unsafe.py)
+    gpu_type: str | None = None  # plan for this GPU (gpus.GPU_TYPES) where it is not the one at hand
+    slurm: bool = False  # write RUN/launch.sbatch instead of running
+    partition: str | None = None
+    time: str | None = None
+    account: str | None = None
     cuda_available: bool | None = None  # None: ask torch (tests pin it)
     launch_flags_given: bool = field(default=False)
 
     def spec(self) -> launch.LaunchSpec:
+        if self.slurm:
+            problems = [] if self.gpus else ["--slurm needs --gpus G (GPUs per node)"]
+            if self.main_process_ip or self.node_rank:
+                problems.append("--slurm: the job finds the head node and each node's rank itself; drop "
+                                "--main-process-ip/--node-rank")
+            if self.time and slurm.check_time(self.time):
+                problems.append(slurm.check_time(self.time))
+            if problems:
+                raise IrisError("\n".join(problems))
+        elif self.partition or self.time or self.account:
+            raise IrisError("--partition, --time and --account go with --slurm")
         return launch.make_spec(num_processes=self.num_processes, gpus=self.gpus, nnodes=self.nnodes,
-                                node_rank=self.node_rank, main_process_ip=self.main_process_ip,
+                                node_rank=self.node_rank,
+                                main_process_ip=self.main_process_ip or ("$HEAD_NODE" if self.slurm else None),
                                 main_process_port=self.main_process_port, launcher=self.launcher,
                                 deepspeed=self.deepspeed, fsdp=self.fsdp, device=self.device,
                                 cuda_available=self.cuda_available)
@@ -238,19 +256,48 @@ def _stage_data(run: RunDir, recipe, base: str, console: Console) -> None:
     console.print(f"data: {report['train']} training rows, {report['val']} validation rows -> {run.file('data')}")
 
 
+def target_gpu(spec: launch.LaunchSpec, gpu_type: str | None, *, dry_run: bool) -> tuple[gpus.GPU | None, dict | None]:
+    """The GPU a launch's config is built for, and what Axolotl's validator checks it against.
+
+    A dry run with --gpu-type plans for that type; otherwise this machine's GPU (Axolotl probes it itself), else
+    the named type, else none known (the config then leaves bf16 to Axolotl and checks no GPU capability)."""
+    if spec.device != "gpu":
+        return None, None
+    named = gpus.GPU_TYPES[gpu_type] if gpu_type else None
+    found = [] if (named and dry_run) else gpus.detect()
+    if found:
+        return found[0], {"probe": True, "n_gpu": spec.world_size, "n_node": spec.nnodes}
+    if named:
+        return named, named.axolotl_capabilities(spec.world_size, spec.nnodes)
+    return None, None
+
+
+def device_facts(spec: launch.LaunchSpec, gpu: gpus.GPU | None, cfg: dict) -> dict:
+    """What the run was built for, as run.json records it: the GPU, the precision and the attention kernel."""
+    precision = ("bf16" if cfg.get("bf16") is True else "fp16" if cfg.get("fp16") else
+                 "bf16 or fp16 (Axolotl decides on the GPU)" if cfg.get("bf16") == "auto" else "fp32")
+    facts = {"precision": precision, "tf32": bool(cfg.get("tf32")), "attention": cfg.get("attn_implementation")}
+    if gpu is not None:
+        facts["gpu"] = {"name": gpu.name, "compute_capability": gpu.sm, "memory_gib": gpu.memory_gib}
+    return facts
+
+
 def _write_axolotl_config(recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, has_val: bool,
                           resume_from: str | None, *, validate: bool, dest: Path | None,
-                          checker: validator.Validator | None = None) -> tuple[dict, str, list[str]]:
-    """Build (and check with Axolotl's validator: `checker`, or a new one) the config; write it to `dest` unless
-    None."""
+                          checker: validator.Validator | None = None,
+                          target: tuple[gpus.GPU | None, dict | None] = (None, None)) -> tuple[dict, str, list[str]]:
+    """Build (and check with Axolotl's validator: `checker`, or a new one) the config for the `target` GPU; write
+    it to `dest` unless None."""
+    gpu, gpu_check = target
     cfg = axconfig.build_config(recipe_data, base_model=base, spec=spec, has_val=has_val, resume_from=resume_from,
-                                recipe_file=str(recipe.path),
+                                recipe_file=str(recipe.path), gpu=gpu,
                                 allow_unsafe_axolotl_keys=recipe.allow_unsafe_axolotl_keys)
     if validate:
         check = dict(cfg)
         if spec.deepspeed:  # validate against the shipped JSON; the run directory gets its own copy
             check["deepspeed"] = str(deepspeed_json(spec.deepspeed))
-        (checker or validator.Validator()).check(check, recipe_data=recipe_data, recipe_file=recipe.path, gpu=False)
+        (checker or validator.Validator()).check(check, recipe_data=recipe_data, recipe_file=recipe.path,
+                                                 gpu=gpu_check)
     cmd = launch.build_command(spec)
     text = axconfig.render(cfg, recipe_path=recipe.path, recipe_hash=recipe.hash(),
                            command=launch.shell_line(cmd, spec))
@@ -298,8 +345,12 @@ def _stage_train(run: RunDir, recipe, recipe_data: dict, base: str, spec: launch
 def _launch_training(run: RunDir, recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, has_val: bool,
                      resume_from: str | None, info: dict, *, verbose: bool, console: Console,
                      checker: validator.Validator | None) -> None:
-    _, _, cmd = _write_axolotl_config(recipe, recipe_data, base, spec, has_val, resume_from,
-                                      validate=True, dest=run.file("axolotl.yaml"), checker=checker)
+    target = target_gpu(spec, None, dry_run=False)
+    cfg, _, cmd = _write_axolotl_config(recipe, recipe_data, base, spec, has_val, resume_from,
+                                        validate=True, dest=run.file("axolotl.yaml"), checker=checker, target=target)
+    info.update(device_facts(spec, target[0], cfg))
+    if spec.nnodes > 1:  # the other nodes launch once they see this (nodes.wait_for_launch)
+        run.set_stage("train", launch={"resume_from": resume_from, "nodes": spec.nnodes, "at": now_iso()})
     env = launch.launch_env(spec)
     env["IRIS_PARENT_PID"] = str(os.getpid())
     info.update(command=launch.shell_line(cmd, spec), world_size=spec.world_size, device=spec.device, log=LOG_FILE)
@@ -316,11 +367,42 @@ def _launch_training(run: RunDir, recipe, recipe_data: dict, base: str, spec: la
                         exit_code=1)
 
 
-def _run_training(cmd, env, run: RunDir, verbose: bool, console: Console):
+def _run_training(cmd, env, run: RunDir, verbose: bool, console: Console, log: str = LOG_FILE):
     from iris_recipes.train.progress import run_streaming
 
-    return run_streaming(launch.executable_argv(cmd), env=env, cwd=run.path, log_path=run.file(LOG_FILE),
+    return run_streaming(launch.executable_argv(cmd), env=env, cwd=run.path, log_path=run.file(log),
                          verbose=verbose, console=console)
+
+
+def follow_node0(run: RunDir, spec: launch.LaunchSpec, opts: RunOptions, console: Console) -> RunDir:
+    """Node R > 0 of a multi-node run (see nodes.py): node 0's data, node 0's checkpoint, this node's share of the
+    training; nothing written to run.json, no post-training stage."""
+    rank = spec.node_rank
+    console.print(f"node {rank} of {spec.nnodes}: following node 0 in {run.path}")
+    nodes.wait_for_stage(run, "data", rank)
+    if run.stage_done("train"):
+        console.print(f"node {rank}: training is done; node 0 merges, exports, evaluates and writes the card")
+        return run
+    ckpt = latest_checkpoint(run.file(axconfig.CHECKPOINTS))
+    resume_from = str(ckpt[0].relative_to(run.path)) if ckpt else None
+    if not nodes.wait_for_launch(run, resume_from, rank):
+        console.print(f"node {rank}: training is done; node 0 merges, exports, evaluates and writes the card")
+        return run
+    cmd = launch.build_command(spec)
+    env = launch.launch_env(spec)
+    env["IRIS_PARENT_PID"] = str(os.getpid())
+    log = f"train.node{rank}.log"
+    console.print(f"train (node {rank}, from {resume_from or 'the start'}): {launch.shell_line(cmd, spec)}  "
+                  f"(log: {run.file(log)})")
+    with _sigterm_as_interrupt():
+        result = _run_training(cmd, env, run, opts.verbose, console, log=log)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    if result.returncode != 0:
+        raise IrisError(f"node {rank}: training failed (exit code {result.returncode}); see {run.file(log)}. Start "
+                        f"every node again with --resume {run.path}", exit_code=1)
+    console.print(f"node {rank}: training done; node 0 merges, exports, evaluates and writes the card")
+    return run
 
 
 def _collect_adapter(run: RunDir) -> list[str]:
@@ -386,16 +468,55 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 # -- the command -------------------------------------------------------------------------------------------------
-def dry_run(recipe, opts: RunOptions, console: Console) -> str:
-    """The exact launch command and generated Axolotl config; nothing is written or run."""
+def slurm_job(recipe, opts: RunOptions, path: Path) -> slurm.SlurmJob:
+    flags = [f"--deepspeed={opts.deepspeed}"] if opts.deepspeed else ["--fsdp"] if opts.fsdp else []
+    if opts.launcher != "accelerate":
+        flags.append(f"--launcher={opts.launcher}")
+    return slurm.SlurmJob(run_dir=path, job_name=slurm.job_name(recipe.name), nnodes=opts.nnodes, gpus=opts.gpus,
+                          partition=opts.partition, time=opts.time, account=opts.account, launch_flags=tuple(flags))
+
+
+def write_slurm_job(run: RunDir, recipe, opts: RunOptions, console: Console) -> RunDir:
+    job = slurm_job(recipe, opts, run.path)
+    sbatch = run.file(slurm.SBATCH_FILE)
+    fsutil.write_text(sbatch, slurm.render(job))
+    sbatch.chmod(0o755)
+    run.update(status="created", slurm={"script": slurm.SBATCH_FILE, "nodes": job.nnodes, "gpus_per_node": job.gpus})
+    console.print(f"Slurm job: {sbatch} ({job.nnodes} node(s) x {job.gpus} GPU(s)); every node must see {run.path} "
+                  "and this installation at the same paths.\nSubmit it with:\n  sbatch " + str(sbatch))
+    return run
+
+
+def _describe_device(spec: launch.LaunchSpec, gpu: gpus.GPU | None, cfg: dict, gpu_type: str | None) -> str:
+    facts = device_facts(spec, gpu, cfg)
+    kernels = f"{facts['precision']}, TF32 {'on' if facts['tf32'] else 'off'}, attention {facts['attention']}"
+    if spec.device == "cpu":
+        return f"# device: CPU ({kernels})\n"
+    if gpu is None:
+        return (f"# GPU: none here and no --gpu-type ({kernels}); at launch the GPU found decides, "
+                "--gpu-type t4|l4|a10g|a100-40|a100-80|h100 shows it for one\n")
+    how = f"--gpu-type {gpu_type}" if gpu_type and gpu.key == gpu_type else "found on this machine"
+    return f"# GPU: {gpu.name} ({gpu.sm}, {gpu.memory_gib} GiB; {how}): {kernels}\n"
+
+
+def dry_run(recipe, opts: RunOptions, console: Console, run: RunDir | None = None) -> str:
+    """The exact launch command, the launch plan and the generated Axolotl config; nothing is written or run."""
     spec = opts.spec()
     data = portable_recipe(recipe)
     resolved = resolve_base(data, Path(recipe.path).parent, dry_run=True)
     base = str(resolved.path or resolved.spec)  # a hub model not downloaded yet: Axolotl is shown its id
     has_val = data["dataset"].get("val_size", 0.05) > 0
-    cfg, text, cmd = _write_axolotl_config(recipe, data, base, spec, has_val, None, validate=True, dest=None)
+    target = target_gpu(spec, opts.gpu_type, dry_run=True)
+    cfg, text, cmd = _write_axolotl_config(recipe, data, base, spec, has_val, None, validate=True, dest=None,
+                                           target=target)
+    report = run.file("data", "report.json") if run is not None else None
+    plan = trainplan.render(recipe_data=data, cfg=cfg, base_model=base, device=spec.device,
+                            sharding=spec.deepspeed or ("fsdp" if spec.fsdp else "none"),
+                            world_size=spec.world_size, gpu=target[0],
+                            data_report=json.loads(report.read_text()) if report and report.is_file() else None)
     out = (f"# launch command (run from the run directory; {spec.world_size} process(es), device {spec.device})\n"
-           f"{launch.shell_line(cmd, spec)}\n\n# axolotl.yaml\n{text}")
+           f"{launch.shell_line(cmd, spec)}\n{_describe_device(spec, target[0], cfg, opts.gpu_type)}{plan}\n"
+           f"# axolotl.yaml\n{text}")
     print(out, end="")
     if spec.deepspeed:
         print(f"\n# deepspeed.json (copied from {deepspeed_json(spec.deepspeed)})")
@@ -425,6 +546,8 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
             run = find_resumable(load_recipe(recipe_path(recipe_arg),
                                              allow_unsafe_axolotl_keys=opts.allow_unsafe_axolotl_keys).name)
         meta = run.read()
+        if opts.node_rank > 0 and not opts.dry_run:  # a follower: node 0 keeps the record
+            return follow_node0(run, opts.spec(), opts, console)
         if meta.get("status") == "done":
             raise IrisError(f"{run.path}: this run finished already; nothing to resume.")
         recipe = run.recipe(allow_unsafe_axolotl_keys=opts.allow_unsafe_axolotl_keys or None)
@@ -433,7 +556,7 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
                 setattr(opts, key, value)
         spec = opts.spec()
         if opts.dry_run:
-            dry_run(recipe, opts, console)
+            dry_run(recipe, opts, console, run)
             return None
         base_model = resolve_base(recipe.data, Path(recipe.path).parent, dry_run=False,
                                   prefer=meta.get("base_model_path"))
@@ -449,14 +572,29 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
             raise IrisError("run: give a recipe file or name, e.g. iris-recipes run recipes/smollm2-demo.yaml")
         recipe = load_recipe(recipe_path(recipe_arg), overrides=opts.overrides,
                              allow_unsafe_axolotl_keys=opts.allow_unsafe_axolotl_keys)
-        target = check_output_dir(opts.output) if opts.output else None
+        if opts.nnodes > 1 and not opts.slurm and not opts.output and not opts.dry_run:
+            raise IrisError("--nnodes > 1: give every node the same --output DIR, on a filesystem every node sees "
+                            "(one run directory: node 0 prepares the data and keeps the record, the others follow).")
         spec = opts.spec()
+        if spec.node_rank > 0 and not opts.dry_run:
+            return follow_node0(nodes.join(opts.output, recipe.hash(), spec.node_rank), spec, opts, console)
+        target = check_output_dir(opts.output) if opts.output else None
         if opts.dry_run:
             dry_run(recipe, opts, console)
+            if opts.slurm:
+                job = slurm_job(recipe, opts, target or new_run_path(recipe.name))
+                print(f"\n# {slurm.SBATCH_FILE} (written into the run directory without --dry-run)\n"
+                      + slurm.render(job), end="")
             return None
         data = portable_recipe(recipe)
-        # Preconditions before any directory exists: a model that cannot be found or downloaded leaves nothing.
-        base_model = resolve_base(data, Path(recipe.path).parent, dry_run=False)
+        if opts.slurm:  # checked where it is submitted, not in the queue hours later; the nodes fetch the model
+            base_model = resolve_base(data, Path(recipe.path).parent, dry_run=True)
+            _write_axolotl_config(recipe, data, str(base_model.path or base_model.spec), spec,
+                                  data["dataset"].get("val_size", 0.05) > 0, None, validate=True, dest=None,
+                                  target=target_gpu(spec, opts.gpu_type, dry_run=True))
+        else:
+            # Preconditions before any directory exists: a model that cannot be found or downloaded leaves nothing.
+            base_model = resolve_base(data, Path(recipe.path).parent, dry_run=False)
         path = target or new_run_path(recipe.name)
         keep_dir = target is not None and target.is_dir()  # an empty directory the user made stays theirs
         _claim(path, must_be_new=target is None)
@@ -468,13 +606,16 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
             "recipe_path": str(recipe.path), "overrides": list(opts.overrides), "created": now_iso(),
             "git_commit": git_commit(), "versions": package_versions(), "status": "running",
             "launch": spec.to_dict(),
-            "base_model_path": str(base_model.path), "base_model_hub_id": base_model.hub_id,
+            "base_model_path": str(base_model.path) if base_model.path else None,
+            "base_model_hub_id": base_model.hub_id,
             "launch_options": {k: getattr(opts, k) for k in ("device", "num_processes", "gpus", "nnodes", "node_rank",
                                "main_process_ip", "main_process_port", "launcher", "deepspeed", "fsdp")},
             "stages": {}, "artifacts": {},
             **({"allow_unsafe_axolotl_keys": True} if opts.allow_unsafe_axolotl_keys else {}),
         })
         console.print(f"run: {run.path}")
+        if opts.slurm:
+            return write_slurm_job(run, recipe, opts, console)
 
     recipe_data = recipe.data
     base = str(base_model.path)

@@ -38,6 +38,7 @@ def test_run_trains_merges_and_records(tmp_path, tiny_model_dir):  # noqa: F811
     train = meta["stages"]["train"]
     assert train["metrics"]["steps"] == 6 and train["metrics"]["world_size"] == 1
     assert train["command"].startswith("OMP_NUM_THREADS=")
+    assert (train["precision"], train["tf32"], train["attention"]) == ("fp32", False, "sdpa") and "gpu" not in train
 
     # the config names the recipe that produced it
     header = (run / "axolotl.yaml").read_text().splitlines()[:2]

@@ -7,6 +7,7 @@ import argparse
 from iris_recipes.cli import add_command
 from iris_recipes.commands.common import add_overrides, add_unsafe_flag
 
+GPU_TYPE_NAMES = ("t4", "l4", "a10g", "a100-40", "a100-80", "h100")  # iris_recipes.train.gpus.GPU_TYPES
 LAUNCH_FLAGS = ("device", "num_processes", "gpus", "nnodes", "node_rank", "main_process_ip", "main_process_port",
                 "deepspeed", "fsdp", "launcher")
 
@@ -37,6 +38,17 @@ def add_parser(sub) -> None:
     g.add_argument("--deepspeed", choices=("zero1", "zero2", "zero3", "zero3-offload"),
                    help="DeepSpeed ZeRO stage (GPUs; the JSON ships with iris-recipes)")
     g.add_argument("--fsdp", action="store_true", help="FSDP2 sharding (GPUs)")
+    g.add_argument("--gpu-type", choices=GPU_TYPE_NAMES, metavar="TYPE",
+                   help=f"plan for this GPU ({', '.join(GPU_TYPE_NAMES)}): precision, Axolotl's capability checks "
+                        "and the launch plan's memory fit, when it is not the GPU at hand")
+    s = p.add_argument_group("Slurm (writes RUN/launch.sbatch; submit it with sbatch)")
+    s.add_argument("--slurm", action="store_true",
+                   help="write a batch job for --nnodes N x --gpus G instead of running: one task per node, head "
+                        "node and ranks from Slurm, --requeue with automatic --resume. The run directory (--output "
+                        "or the runs directory) must be on a filesystem every node sees")
+    s.add_argument("--partition", metavar="P", help="Slurm partition")
+    s.add_argument("--time", metavar="T", help="Slurm time limit (e.g. 12:00:00 or 2-00:00:00)")
+    s.add_argument("--account", metavar="A", help="Slurm account")
     p.add_argument("--dry-run", action="store_true",
                    help="print the exact launch command and the generated Axolotl config; run nothing")
     p.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN_DIR",
@@ -61,7 +73,8 @@ def run_command(args: argparse.Namespace) -> int:
         node_rank=args.node_rank, main_process_ip=args.main_process_ip, main_process_port=args.main_process_port,
         device=args.device, launcher=args.launcher, deepspeed=args.deepspeed, fsdp=args.fsdp, dry_run=args.dry_run,
         resume=args.resume is not None, resume_dir=args.resume or None, output=args.output, verbose=args.verbose,
-        until=args.until,
+        until=args.until, gpu_type=args.gpu_type, slurm=args.slurm, partition=args.partition, time=args.time,
+        account=args.account,
         evaluate=args.evaluate,
         allow_unsafe_axolotl_keys=args.allow_unsafe_axolotl_keys,
         launch_flags_given=given,

@@ -56,6 +56,7 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
 
     seq_len = data.get("train", {}).get("sequence_len", 2048)
     chosen: list[tuple[int, dict]] = []
+    tokens: dict[int, int] = {}  # id(row) -> its tokens under the chat template (the launch plan's tokens per epoch)
     for i, (src, rows, st) in enumerate(zip(sources, pools, stats)):
         random.Random(f"{seed}:{i}").shuffle(rows)
         if i == 0:
@@ -66,11 +67,13 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
         for row in rows:
             if st["train"] >= quota:
                 break
-            if count_tokens is not None and count_tokens(row["messages"]) > seq_len:
+            n_tokens = count_tokens(row["messages"]) if count_tokens is not None else None
+            if n_tokens is not None and n_tokens > seq_len:
                 st["too_long"] += 1
                 continue
             st["train"] += 1  # provisional: moved to "val" below for held-out rows
             chosen.append((i, row))
+            tokens[id(row)] = n_tokens or 0
 
     if not chosen:
         summary = "; ".join(f"{s.label}: " + ", ".join(f"{k} {v}" for k, v in st.items() if k not in ("train", "val"))
@@ -98,6 +101,7 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
         "format": REPORT_FORMAT,
         "train": len(train),
         "val": len(val),
+        "train_tokens": sum(tokens[id(r)] for _, r in train) if count_tokens is not None else None,
         "seed": seed,
         "val_size": val_size,
         "sequence_len": seq_len if count_tokens is not None else None,

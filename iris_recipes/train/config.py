@@ -21,6 +21,7 @@ import yaml
 from iris_recipes.errors import IrisError
 from iris_recipes.recipe.merge import deep_merge
 from iris_recipes.recipe.unsafe import advice, unsafe_axolotl_keys
+from iris_recipes.train import gpus
 from iris_recipes.train.launch import LaunchSpec
 
 PLUGIN = "iris_recipes.train.plugin.IrisPlugin"
@@ -74,9 +75,10 @@ def _dataset_entry(path: str) -> dict:
 
 
 def build_config(recipe_data: dict, *, base_model: str, spec: LaunchSpec, has_val: bool,
-                 resume_from: str | None = None, recipe_file: str = "the recipe",
+                 resume_from: str | None = None, recipe_file: str = "the recipe", gpu: gpus.GPU | None = None,
                  allow_unsafe_axolotl_keys: bool = False) -> dict:
-    """The Axolotl config (a plain dict) for a resolved recipe launched as `spec`.
+    """The Axolotl config (a plain dict) for a resolved recipe launched as `spec` on `gpu` (GPU launches: the GPU
+    it will run on, None when not known here).
 
     The recipe's axolotl: block is merged last; its unsafe keys (recipe/unsafe.py) only with
     `allow_unsafe_axolotl_keys`, which comes from the user's --allow-unsafe-axolotl-keys.
@@ -94,6 +96,9 @@ def build_config(recipe_data: dict, *, base_model: str, spec: LaunchSpec, has_va
         problems.append(f"train.optimizer: {train['optimizer']} needs a CUDA GPU; use adamw_torch on CPU")
     if cpu and (spec.deepspeed or spec.fsdp):
         problems.append("--deepspeed/--fsdp need CUDA GPUs (Axolotl runs them over NCCL); pass --gpus N")
+    if gpu is not None and not gpu.bf16 and train.get("precision") == "bf16":
+        problems.append(f"train.precision: bf16 needs a GPU with bf16 (Ampere or newer: A10G, L4, A100, H100); "
+                        f"{gpu.name} ({gpu.sm}) has none. Use precision: auto (fp16 there) or fp16")
     if problems:
         raise IrisError("\n".join(f"{recipe_file}: {p}" for p in problems))
 
@@ -160,9 +165,8 @@ def build_config(recipe_data: dict, *, base_model: str, spec: LaunchSpec, has_va
                     "lora_mlp_kernel": False, "lora_qkv_kernel": False, "lora_o_kernel": False,
                     "dataloader_pin_memory": False, "dataset_num_proc": max(1, spec.cpu_threads)})
     else:
-        cfg["bf16"] = {"auto": "auto", "bf16": True}.get(precision, False)
-        cfg["fp16"] = precision == "fp16"
-        cfg["tf32"] = precision == "auto"
+        cfg.update(gpus.precision_flags(precision, gpu))
+        cfg["attn_implementation"] = gpus.attention(gpu)
         if spec.deepspeed:
             cfg["deepspeed"] = DEEPSPEED_FILE
         if spec.fsdp:
@@ -229,9 +233,12 @@ def _known_keys(model_cls) -> set[str]:
     return keys
 
 
-def validate(cfg: dict, *, recipe_data: dict, recipe_file: str | Path, gpu: bool = False) -> dict:
+def validate(cfg: dict, *, recipe_data: dict, recipe_file: str | Path, gpu: dict | None = None) -> dict:
     """Check `cfg` with Axolotl's validator (plus unknown keys in the axolotl: block, which Axolotl ignores).
 
+    `gpu`: None checks no GPU capability; {"probe": True, "n_gpu": N, "n_node": M} asks this machine's GPU
+    (Axolotl's own gpu_capabilities()); any other dict is the capabilities of a named GPU type
+    (`GPU.axolotl_capabilities`), for planning on a machine without it.
     Returns Axolotl's normalized config; raises IrisError naming the recipe key behind each problem.
     """
     # Axolotl logs to stdout, which belongs to the command's own output (a dry run prints the config there).
@@ -239,7 +246,7 @@ def validate(cfg: dict, *, recipe_data: dict, recipe_file: str | Path, gpu: bool
         return _validate(cfg, recipe_data=recipe_data, recipe_file=recipe_file, gpu=gpu)
 
 
-def _validate(cfg: dict, *, recipe_data: dict, recipe_file: str | Path, gpu: bool) -> dict:
+def _validate(cfg: dict, *, recipe_data: dict, recipe_file: str | Path, gpu: dict | None) -> dict:
     import pydantic
     from axolotl.cli.config import prepare_plugins
     from axolotl.integrations.config import merge_input_args
@@ -266,10 +273,16 @@ def _validate(cfg: dict, *, recipe_data: dict, recipe_file: str | Path, gpu: boo
                              "Axolotl would silently ignore it. Fix or remove it.")
             raise IrisError("\n".join(lines))
         capabilities = env_capabilities = None
-        if gpu:
+        if gpu and gpu.get("probe"):
             from axolotl.cli.config import gpu_capabilities
 
             capabilities, env_capabilities = gpu_capabilities()
+            capabilities.update(n_gpu=gpu["n_gpu"], n_node=gpu["n_node"])
+        elif gpu:
+            import torch
+
+            capabilities = dict(gpu)
+            env_capabilities = {"torch_version": str(torch.__version__).split("+", maxsplit=1)[0]}
         try:
             return validate_config(work, capabilities=capabilities, env_capabilities=env_capabilities)
         except pydantic.ValidationError as exc:

@@ -1,7 +1,7 @@
 """metrics.jsonl: one JSON object per trainer log event, written by the plugin's callback (rank 0).
 
 Events: `train_begin` (world_size, backend, max_steps), `log` (step with loss, learning_rate, grad_norm,
-tokens_total, tokens_trainable; or eval_loss), `save` (a checkpoint was written), `train_end`.
+tokens_total, tokens_trainable, on GPUs gpu_max_allocated_gib; or eval_loss), `save` (a checkpoint was written), `train_end`.
 A resumed run first drops the events logged after its checkpoint, so every step appears once.
 """
 
@@ -73,6 +73,9 @@ def summarize(records: list[dict]) -> dict:
         out["trained_tokens_per_second"] = round(
             (seg[-1].get("tokens_trainable", 0) - seg[0].get("tokens_trainable", 0)) / dt, 2)
         out["seconds_per_step"] = round(dt / max(1, seg[-1]["step"] - seg[0]["step"]), 4)
+    peaks = [r["gpu_max_allocated_gib"] for r in records if "gpu_max_allocated_gib" in r]
+    if peaks:
+        out["gpu_max_allocated_gib"] = max(peaks)
     if steps and "tokens_total" in steps[-1]:
         out["tokens_total"] = steps[-1]["tokens_total"]
         out["tokens_trainable"] = steps[-1].get("tokens_trainable")

@@ -5,8 +5,8 @@ plain Axolotl extension code; it adds three config keys (`iris_cpu`, `iris_metri
 
 CPU: `accelerate launch --cpu` runs a single process, and Axolotl maps rank N to `cuda:N`. With `iris_cpu: true`
 the plugin (1) sets ACCELERATE_USE_CPU before Axolotl builds its Accelerator, so torch.distributed uses gloo,
-(2) gives the trainer `use_cpu=True` and (3) puts the model on the CPU whatever device map Axolotl derived from
-the rank. Together these make `--num-processes 2` real DistributedDataParallel on one CPU machine.
+(2) gives the trainer `use_cpu=True`, (3) puts the model on the CPU whatever device map Axolotl derived from
+the rank and (4) makes the trainer's device plain "cpu" (not "cpu:0") so a resumed run can load its optimizer. Together these make `--num-processes 2` real DistributedDataParallel on one CPU machine.
 
 Metrics: a trainer callback appends one JSON object per log event to `iris_metrics_file` (rank 0 only) and, with
 `iris_progress: true`, prints the same object on a line starting with `IRIS_METRICS ` for the progress display.
@@ -93,6 +93,14 @@ class IrisPlugin(BasePlugin):
         if _get(cfg, "iris_cpu"):
             cfg.device_map = "cpu"
 
+    def post_trainer_create(self, cfg, trainer) -> None:
+        # Multi-process CPU runs get the device "cpu:0", which torch.load cannot map a checkpoint's optimizer to on
+        # --resume ("don't know how to restore data location ... cpu:0"); plain "cpu" is the same device.
+        if _get(cfg, "iris_cpu") and trainer.args.device.type == "cpu" and trainer.args.device.index is not None:
+            import torch
+
+            trainer.args.__dict__["_setup_devices"] = torch.device("cpu")
+
     def get_training_args(self, cfg) -> dict | None:
         return {"use_cpu": True} if _get(cfg, "iris_cpu") else None
 
@@ -140,6 +148,11 @@ class MetricsCallback(TrainerCallback):
                     "tokens/train_per_sec_per_gpu": "tokens_per_sec_per_process"}.get(key, key)
             if isinstance(value, (int, float)) and not key.startswith("memory/"):
                 record[name] = value
+        if args.device.type == "cuda":  # Axolotl's figures from torch.cuda (on CPU they describe the host)
+            for key, name in (("memory/max_allocated (GiB)", "gpu_max_allocated_gib"),
+                              ("memory/device_reserved (GiB)", "gpu_reserved_gib")):
+                if isinstance(logs.get(key), (int, float)):
+                    record[name] = logs[key]
         self._emit(record)
 
     def on_save(self, args, state, control, **kwargs):

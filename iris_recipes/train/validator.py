@@ -33,7 +33,7 @@ class Validator:
                                       env=env, stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT,
                                       text=True)
 
-    def check(self, cfg: dict, *, recipe_data: dict, recipe_file: str | Path, gpu: bool = False) -> None:
+    def check(self, cfg: dict, *, recipe_data: dict, recipe_file: str | Path, gpu: dict | None = None) -> None:
         """`config.validate` in the child; raises IrisError with its messages (Axolotl's warnings go to stderr)."""
         request = json.dumps({"cfg": cfg, "recipe_data": recipe_data, "recipe_file": str(recipe_file), "gpu": gpu},
                              default=str)
