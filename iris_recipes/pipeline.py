@@ -23,7 +23,7 @@ from typing import Iterator
 
 from rich.console import Console
 
-from iris_recipes import fsutil
+from iris_recipes import fsutil, track
 from iris_recipes.errors import IrisError
 from iris_recipes.paths import project_root, runs_dir
 from iris_recipes.recipe.loader import dump_yaml
@@ -247,11 +247,12 @@ def _stage_data(run: RunDir, recipe, base: str, console: Console) -> None:
 
 def _write_axolotl_config(recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, has_val: bool,
                           resume_from: str | None, *, validate: bool, dest: Path | None,
-                          checker: validator.Validator | None = None) -> tuple[dict, str, list[str]]:
+                          checker: validator.Validator | None = None,
+                          run_name: str = "dry-run") -> tuple[dict, str, list[str]]:
     """Build (and check with Axolotl's validator: `checker`, or a new one) the config; write it to `dest` unless
     None."""
     cfg = axconfig.build_config(recipe_data, base_model=base, spec=spec, has_val=has_val, resume_from=resume_from,
-                                recipe_file=str(recipe.path))
+                                recipe_file=str(recipe.path), run_name=run_name)
     if validate:
         check = dict(cfg)
         if spec.deepspeed:  # validate against the shipped JSON; the run directory gets its own copy
@@ -305,9 +306,13 @@ def _launch_training(run: RunDir, recipe, recipe_data: dict, base: str, spec: la
                      resume_from: str | None, info: dict, *, verbose: bool, console: Console,
                      checker: validator.Validator | None) -> None:
     _, _, cmd = _write_axolotl_config(recipe, recipe_data, base, spec, has_val, resume_from,
-                                      validate=True, dest=run.file("axolotl.yaml"), checker=checker)
+                                      validate=True, dest=run.file("axolotl.yaml"), checker=checker,
+                                      run_name=run.path.name)
     env = launch.launch_env(spec)
     env["IRIS_PARENT_PID"] = str(os.getpid())
+    if track.trackers(recipe_data):
+        track.start(run, recipe_data)  # once per run: a resumed launch logs into the same tracked run
+        env.update(track.launch_env(run, recipe_data))
     info.update(command=launch.shell_line(cmd, spec), world_size=spec.world_size, device=spec.device, log=LOG_FILE)
     console.print(f"train: {launch.shell_line(cmd, spec)}  (log: {run.file(LOG_FILE)})")
     result = _run_training(cmd, env, run, verbose, console)
@@ -432,6 +437,7 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
         if meta.get("status") == "done":
             raise IrisError(f"{run.path}: this run finished already; nothing to resume.")
         recipe = run.recipe()
+        track.check(recipe.data, str(run.file("recipe.yaml")))
         if not opts.launch_flags_given and meta.get("launch_options"):
             for key, value in meta["launch_options"].items():
                 setattr(opts, key, value)
@@ -448,6 +454,7 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
         if not recipe_arg:
             raise IrisError("run: give a recipe file or name, e.g. iris-recipes run recipes/smollm2-demo.yaml")
         recipe = load_recipe(recipe_path(recipe_arg), overrides=opts.overrides)
+        track.check(recipe.data, str(recipe.path))
         target = check_output_dir(opts.output) if opts.output else None
         spec = opts.spec()
         if opts.dry_run:
