@@ -100,7 +100,7 @@ def test_tracked_run_interrupted_resumed_and_evaluated(tmp_path, tiny_model_dir)
         trackers["wandb"] = {"project": "tiny-proj"}
     recipe = write_recipe(tmp_path, tiny_model_dir, **{
         "train.max_steps": 24, "train.save_steps": 2, "train.eval_steps": 12, "track": trackers,
-        "export.quantize": [], "eval.samples": 2, "eval.seeds": [0], "eval.max_new_tokens": 8,
+        "export.quantize": [], "space.quant": "f16", "eval.samples": 2, "eval.seeds": [0], "eval.max_new_tokens": 8,
         "eval.forgetting.max_new_tokens": 16, "card.tags": ["tiny", "test"]})
     env = {**cli_env(runs), **SECRETS}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -119,7 +119,7 @@ def test_tracked_run_interrupted_resumed_and_evaluated(tmp_path, tiny_model_dir)
     assert first < 24
 
     # 2. resume to the end: the rest of training, merge, export, eval, card
-    res = run_cli(["run", "--resume", str(run)], env, tmp_path, timeout=900)
+    res = run_cli(["run", "--resume", str(run)], env, tmp_path, timeout=1800)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "eval: logged to mlflow" in res.stdout
 

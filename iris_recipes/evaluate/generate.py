@@ -66,7 +66,7 @@ class Generator:
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's load chatter
         self.L = L
         self.path = Path(gguf)
-        self.n_ctx, self.slots = n_ctx, slots
+        self.n_ctx, self.slots = -(-n_ctx // 256) * 256, slots  # llama.cpp sizes its cache in 256-token steps
         threads = threads or cpu_count()
         L.llama_backend_init()
         self.model = L.llama_model_load_from_file(str(self.path).encode(), L.llama_model_default_params())
@@ -74,8 +74,8 @@ class Generator:
             raise IrisError(f"{self.path}: llama.cpp could not load this GGUF")
         self.vocab = L.llama_model_get_vocab(self.model)
         params = L.llama_context_default_params()
-        params.n_ctx = n_ctx * slots
-        params.n_batch = n_ctx + slots  # any prompt (cut to n_ctx) fits beside one token of every other slot
+        params.n_ctx = self.n_ctx * slots
+        params.n_batch = self.n_ctx + slots  # any prompt (cut to n_ctx) fits beside one token of every other slot
         params.n_ubatch = min(512, params.n_batch)
         params.n_seq_max = slots
         params.kv_unified = False  # each sequence attends to its own cells only: the prompts share no prefix
@@ -155,7 +155,8 @@ class Generator:
                     L.llama_memory_seq_rm(mem, slot, -1, -1)
                     for pos, tok in enumerate(ids):
                         at = self._add(tok, pos, slot, pos == len(ids) - 1)
-                    active[slot] = {"i": i, "pos": len(ids), "tokens": [], "at": at, "sampler": self._sampler(seeds[i]),
+                    active[slot] = {"i": i, "pos": len(ids), "tokens": [], "at": at,
+                                    "sampler": self._sampler(seeds[i]),
                                     "budget": max(1, min(limits[i], self.n_ctx - len(ids) - 1))}
                 self._decode()
                 for slot in list(active):
