@@ -108,7 +108,7 @@ def test_tracked_run_interrupted_resumed_and_evaluated(tmp_path, tiny_model_dir)
 
     # 1. SIGTERM after the first checkpoint: interrupted mid-training
     proc = start_cli(["run", str(recipe)], env, tmp_path)
-    wait_for(lambda: (runs / "tiny-train").is_dir() and any((runs / "tiny-train").iterdir()), 300, "the run", proc)
+    wait_for(lambda: any((runs / "tiny-train").glob("*/run.json")), 300, "the run", proc)
     saved = lambda: any(r.get("event") == "save" for r in metrics(only_run(runs, "tiny-train")))  # noqa: E731
     wait_for(saved, 400, "checkpoint 2", proc)
     proc.send_signal(signal.SIGTERM)
