@@ -69,20 +69,15 @@ def test_eval_metrics_are_flat_numbers():
 
 
 # -- a real tracked run ----------------------------------------------------------------------------------------
-def _wandb_records(run_dir: Path) -> list:
-    """Every record W&B wrote offline for this run, read with its own datastore reader and protobufs."""
-    from wandb.proto import wandb_internal_pb2
-    from wandb.sdk.internal import datastore
+def _wandb_offline(run_dir: Path) -> tuple[set[str], bytes]:
+    """The run ids of W&B's offline runs in RUN/wandb/ and the bytes of their record files.
 
-    records = []
-    for path in sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb")):
-        ds = datastore.DataStore()
-        ds.open_for_scan(str(path))
-        while (data := ds.scan_data()) is not None:
-            rec = wandb_internal_pb2.Record()
-            rec.ParseFromString(data)
-            records.append(rec)
-    return records
+    wandb 0.31 dropped its Python reader of `.wandb` files (its Go core reads them for `wandb sync`); their
+    protobuf records hold every key and file name as plain UTF-8, which is what these tests look for.
+    """
+    dirs = sorted(run_dir.glob("wandb/offline-run-*"))
+    ids = {d.name.split("-", 3)[-1] for d in dirs}
+    return ids, b"".join(p.read_bytes() for d in dirs for p in d.glob("run-*.wandb"))
 
 
 @pytest.mark.slow
@@ -144,14 +139,11 @@ def test_tracked_run_interrupted_resumed_and_evaluated(tmp_path, tiny_model_dir)
 
     stores = [runs / "mlruns"]
     if has_wandb:
-        recs = _wandb_records(run)
-        ids = {r.run.run_id for r in recs if r.WhichOneof("record_type") == "run"}
-        assert ids == {f"tiny-train-{run.name}"}  # training, its resume and the eval: the same W&B run
-        history = {item.key for r in recs if r.WhichOneof("record_type") == "history" for item in r.history.item}
-        assert {"train/loss", "eval/tuned/val_loss", "eval/general/kept"} <= history
-        config = {item.key for r in recs if r.WhichOneof("record_type") == "config" for item in r.config.update}
-        assert "learning_rate" in config
-        assert any(r.WhichOneof("record_type") == "artifact" and r.artifact.type == "evaluation" for r in recs)
+        ids, records = _wandb_offline(run)
+        assert ids == {f"tiny-train-{run.name}"}  # both launches and the eval: one W&B run, resumed
+        for key in (b"train/loss", b"learning_rate", b"eval/tuned/val_loss", b"eval/general/kept", b"evaluation",
+                    b"eval.json", b"recipe.yaml"):
+            assert key in records, key
         stores.append(run / "wandb")
     # no token or key from the environment reached any store
     for store in stores:
