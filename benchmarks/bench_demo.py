@@ -49,11 +49,21 @@ def main() -> int:
     if ev:
         b, t = ev["base"], ev["tuned"]
         print("\nBehaviour change measured by the eval stage (last run):\n")
-        print(table(["measure", "base", "fine-tuned"],
-                    [["validation loss", f"{b['val_loss']:.3f}", f"{t['val_loss']:.3f}"]]
-                    + [[k, f"{b['metrics'].get(k, 0):.2f}", f"{v:.2f}"] for k, v in t["metrics"].items()]))
+        rows = [["validation loss", f"{b['val_loss']:.3f}", f"{t['val_loss']:.3f}"]]
+        rows += [[k, f"{b['metrics'].get(k, 0):.2f}", f"{v:.2f}"] for k, v in t["metrics"].items()]
+        general = ev.get("forgetting")
+        if general:
+            gb, gt, n = general["base"], general["tuned"], general["prompts"]
+            rows += [["general prompts: stop on their own", f"{gb['stopped']} of {n}", f"{gt['stopped']} of {n}"],
+                     ["general prompts: replies that loop", f"{gb['loops']} of {n}", f"{gt['loops']} of {n}"],
+                     ["forgetting check", "", general["verdict"]]]
+        print(table(["measure", "base", "fine-tuned"], rows))
+        timings = (results[-1][1]["stages"].get("eval") or {}).get("timings") or {}
+        if timings:
+            print("\nEval stage, seconds per part (last run): "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     goal = statistics.median(walls)
-    print(f"\nGoal: under 10 minutes (stretch: 5): {'met' if goal < 600 else 'NOT met'} ({goal / 60:.1f} min).")
+    print(f"\nGoal: at most 4 minutes: {'met' if goal <= 240 else 'NOT met'} ({goal / 60:.1f} min).")
     return 0
 
 

@@ -3,7 +3,7 @@
 A difference between two runs counts as real (marked `*`) when it exceeds the run-to-run noise of that metric:
 the larger of the two runs' spreads of the metric over their seeded sampled answers (eval.json `noise`).
 Validation loss and perplexity are deterministic for a given model and have no seed spread, so they are shown
-with their differences but never marked.
+with their differences but never marked; nor are the forgetting check's rows (greedy, no seed spread).
 """
 
 from __future__ import annotations
@@ -81,15 +81,36 @@ def differing_keys(entries: list[Entry]) -> dict[str, list]:
             if k.split(".")[0] not in IGNORED_KEYS and len({json.dumps(f.get(k), default=str) for f in flat}) > 1}
 
 
-def _rows(entries: list[Entry]) -> list[tuple[str, list, float | None]]:
-    """(measure, tuned value per run, None) rows; metrics carry their name for the noise lookup."""
-    rows = [(key, [e.eval.get("tuned", {}).get(key) for e in entries]) for key in ("val_loss", "perplexity")]
+GENERAL = (("general: stops on its own", "stop_rate"), ("general: replies that loop", "loops"),
+           ("general: median tokens", "median_tokens"), ("general: agreement with base", "agreement"))
+
+
+def _general(ev: dict, side: str, key: str):
+    return ((ev.get("forgetting") or {}).get(side) or {}).get(key)
+
+
+def _rows(entries: list[Entry]) -> list[tuple[str, object, list]]:
+    """(measure, base value of the first run, fine-tuned value per run) rows."""
+    first = entries[0].eval.get("base") or {}
+    rows = [(key, first.get(key), [e.eval.get("tuned", {}).get(key) for e in entries])
+            for key in ("val_loss", "perplexity")]
     names = list(dict.fromkeys(n for e in entries for n in (e.eval.get("tuned", {}).get("metrics") or {})))
-    rows += [(n, [(e.eval.get("tuned", {}).get("metrics") or {}).get(n) for e in entries]) for n in names]
+    rows += [(n, (first.get("metrics") or {}).get(n), [(e.eval.get("tuned", {}).get("metrics") or {}).get(n)
+                                                       for e in entries]) for n in names]
+    if any(e.eval.get("forgetting") for e in entries):
+        ev0 = entries[0].eval
+        rows += [(label, _general(ev0, "base", key), [_general(e.eval, "tuned", key) for e in entries])
+                 for label, key in GENERAL]
+        rows.append(("general behaviour", None, [_verdict(e.eval) for e in entries]))
     quants = list(dict.fromkeys(q for e in entries for q in (e.eval.get("gguf") or {})))
-    rows += [(f"{q} decode tok/s", [((e.eval.get("gguf") or {}).get(q) or {}).get("decode_tok_s") for e in entries])
-             for q in quants]
+    rows += [(f"{q} decode tok/s", None, [((e.eval.get("gguf") or {}).get(q) or {}).get("decode_tok_s")
+                                          for e in entries]) for q in quants]
     return rows
+
+
+def _verdict(ev: dict) -> str | None:
+    f = ev.get("forgetting")
+    return None if not f else ("kept" if f.get("kept") else f.get("verdict", "degraded"))
 
 
 def _noise(entry: Entry, measure: str) -> float | None:
@@ -106,11 +127,9 @@ def _fmt(v) -> str:
 def table(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
     """Header and rows: base of the first run, then each run's value with its change from the first run."""
     header = ["measure", f"base ({entries[0].label})", *(e.label for e in entries)]
-    base = entries[0].eval.get("base") or {}
     out = []
-    for measure, values in _rows(entries):
-        b = base.get(measure, (base.get("metrics") or {}).get(measure))
-        row = [measure, _fmt(b) if not measure.endswith("tok/s") else "-", _fmt(values[0])]
+    for measure, b, values in _rows(entries):
+        row = [measure, _fmt(b) if b is not None else "-", _fmt(values[0])]
         ref = values[0]
         for e, v in zip(entries[1:], values[1:]):
             cell = _fmt(v)
@@ -141,7 +160,9 @@ def markdown(entries: list[Entry]) -> str:
     lines += ["", f"Values are the fine-tuned models' (greedy answers on each run's held-out rows). In brackets: the "
               f"change from the first run; `{MARK}` marks a change larger than the run-to-run noise (the spread of "
               "the metric over seeded sampled answers, the larger of the two runs'). Loss and perplexity have no "
-              "seed noise and are never marked.", ""]
+              "seed noise and are never marked. The general rows are the forgetting check (greedy replies to "
+              "general prompts outside the task): the share that stop on their own, how many loop, their median "
+              "length and their word overlap with the base model's replies; `general behaviour` is its verdict.", ""]
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ from typing import Iterator
 
 from rich.console import Console
 
-from iris_recipes import fsutil, nodes
+from iris_recipes import fsutil, nodes, track
 from iris_recipes.errors import IrisError
 from iris_recipes.paths import project_root, runs_dir
 from iris_recipes.recipe.loader import dump_yaml
@@ -285,12 +285,13 @@ def device_facts(spec: launch.LaunchSpec, gpu: gpus.GPU | None, cfg: dict) -> di
 def _write_axolotl_config(recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, has_val: bool,
                           resume_from: str | None, *, validate: bool, dest: Path | None,
                           checker: validator.Validator | None = None,
-                          target: tuple[gpus.GPU | None, dict | None] = (None, None)) -> tuple[dict, str, list[str]]:
-    """Build (and check with Axolotl's validator: `checker`, or a new one) the config for the `target` GPU; write
-    it to `dest` unless None."""
+                          target: tuple[gpus.GPU | None, dict | None] = (None, None),
+                          run_name: str = "dry-run") -> tuple[dict, str, list[str]]:
+    """Build (and check with Axolotl's validator: `checker`, or a new one) the config for the `target` GPU and the
+    run `run_name` (its id); write it to `dest` unless None."""
     gpu, gpu_check = target
     cfg = axconfig.build_config(recipe_data, base_model=base, spec=spec, has_val=has_val, resume_from=resume_from,
-                                recipe_file=str(recipe.path), gpu=gpu,
+                                recipe_file=str(recipe.path), gpu=gpu, run_name=run_name,
                                 allow_unsafe_axolotl_keys=recipe.allow_unsafe_axolotl_keys)
     if validate:
         check = dict(cfg)
@@ -347,12 +348,16 @@ def _launch_training(run: RunDir, recipe, recipe_data: dict, base: str, spec: la
                      checker: validator.Validator | None) -> None:
     target = target_gpu(spec, None, dry_run=False)
     cfg, _, cmd = _write_axolotl_config(recipe, recipe_data, base, spec, has_val, resume_from,
-                                        validate=True, dest=run.file("axolotl.yaml"), checker=checker, target=target)
+                                        validate=True, dest=run.file("axolotl.yaml"), checker=checker, target=target,
+                                        run_name=run.path.name)
     info.update(device_facts(spec, target[0], cfg))
     if spec.nnodes > 1:  # the other nodes launch once they see this (nodes.wait_for_launch)
         run.set_stage("train", launch={"resume_from": resume_from, "nodes": spec.nnodes, "at": now_iso()})
     env = launch.launch_env(spec)
     env["IRIS_PARENT_PID"] = str(os.getpid())
+    if track.trackers(recipe_data):
+        track.start(run, recipe_data)  # once per run: a resumed launch logs into the same tracked run
+        env.update(track.launch_env(run, recipe_data))
     info.update(command=launch.shell_line(cmd, spec), world_size=spec.world_size, device=spec.device, log=LOG_FILE)
     console.print(f"train: {launch.shell_line(cmd, spec)}  (log: {run.file(LOG_FILE)})")
     result = _run_training(cmd, env, run, verbose, console)
@@ -551,6 +556,7 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
         if meta.get("status") == "done":
             raise IrisError(f"{run.path}: this run finished already; nothing to resume.")
         recipe = run.recipe(allow_unsafe_axolotl_keys=opts.allow_unsafe_axolotl_keys or None)
+        track.check(recipe.data, str(run.file("recipe.yaml")))
         if not opts.launch_flags_given and meta.get("launch_options"):
             for key, value in meta["launch_options"].items():
                 setattr(opts, key, value)
@@ -572,6 +578,7 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
             raise IrisError("run: give a recipe file or name, e.g. iris-recipes run recipes/smollm2-demo.yaml")
         recipe = load_recipe(recipe_path(recipe_arg), overrides=opts.overrides,
                              allow_unsafe_axolotl_keys=opts.allow_unsafe_axolotl_keys)
+        track.check(recipe.data, str(recipe.path))
         if opts.nnodes > 1 and not opts.slurm and not opts.output and not opts.dry_run:
             raise IrisError("--nnodes > 1: give every node the same --output DIR, on a filesystem every node sees "
                             "(one run directory: node 0 prepares the data and keeps the record, the others follow).")

@@ -122,8 +122,8 @@ installed llama_cpp_python 0.3.36 || {
 # The project with every extra; skipped when pyproject.toml has not changed since the last install.
 stamp=.venv/.iris-installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  step "iris-recipes with extras train, export, space, dev (axolotl: ~4 min the first time)"
-  DS_BUILD_OPS=0 "${PIP[@]}" install -e ".[train,export,space,dev]"
+  step "iris-recipes with extras train, export, space, track, dev (axolotl: ~4 min the first time)"
+  DS_BUILD_OPS=0 "${PIP[@]}" install -e ".[train,export,space,track,dev]"
   rm -f .venv/.iris-installed-*; touch "$stamp"
 fi
 

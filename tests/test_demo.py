@@ -57,6 +57,8 @@ def test_demo_changes_behaviour_measurably(demo_run):
     assert tuned["val_loss"] < base["val_loss"]
     assert tuned["metrics"]["format_regex"] >= 0.5 > base["metrics"]["format_regex"]
     assert any(re.search(r"Answer: -?\d+", g["tuned"]) for g in result["generations"])
+    general = result["forgetting"]  # the forgetting check ran on the shipped general prompts, both models
+    assert general["prompts"] == len(general["replies"]) >= 20 and general["base"]["stopped"] >= 0.8 * 20
 
 
 @pytest.mark.slow
@@ -72,6 +74,7 @@ def test_demo_card_shows_base_vs_finetuned(demo_run):
         assert f"{value:.3f}"[:4] in text
     first = result["generations"][0]
     assert first["prompt"] in text
+    assert f"**Forgetting check: {result['forgetting']['verdict']}.**" in text
     recipe = yaml.safe_load((run / "recipe.yaml").read_text())
     assert recipe["train"]["max_steps"] == 12
 

@@ -237,17 +237,29 @@ def _evaluation(f: CardFacts) -> str:
     for name in names:
         b, t = (base.get("metrics") or {}).get(name), (tuned.get("metrics") or {}).get(name)
         rows.append([name.replace("_", " "), _fmt(b), _fmt(t), _delta(b, t), _fmt(noise.get(name))])
+    general = ev.get("forgetting") if isinstance(ev.get("forgetting"), dict) else None
+    if general:
+        rows += _general_rows(general)
     if rows:
         header = ["measure", "base", "fine-tuned", "change", "noise (seed spread)"]
         if not any(r[4] for r in rows):
             header, rows = header[:4], [r[:4] for r in rows]
         lines += ["", _table(header, rows)]
+    if general:
+        lines += ["", f"**Forgetting check: {general.get('verdict')}.** " + _general_note(general)]
     samples = ev.get("samples") if isinstance(ev.get("samples"), int) else f.get("eval.samples")
     if names and samples:
         seeds = ev.get("seeds") or []
         lines += ["", f"Task metrics: greedy answers to {samples} held-out rows"
                   + (f"; the noise column is the largest spread of the same metric over sampled answers with seeds "
                      f"{', '.join(map(str, seeds))}: a change smaller than it is not evidence." if seeds else ".")]
+    replies = [r for r in (general or {}).get("replies") or [] if isinstance(r, dict)]
+    if replies:
+        lines += ["", "<details><summary>General prompts answered by both models (greedy)</summary>", "",
+                  _table(["prompt", "base", "fine-tuned"],
+                         [[_answer(r.get("prompt")), _answer(r.get("base")) + _mark(r, "base"),
+                           _answer(r.get("tuned")) + _mark(r, "tuned")] for r in replies]), "",
+                  "</details>"]
     gens = [g for g in ev.get("generations") or [] if isinstance(g, dict) and g.get("prompt")]
     greedy = [g for g in gens if "seed" not in g] or gens
     if greedy:
@@ -272,6 +284,40 @@ def _evaluation(f: CardFacts) -> str:
         if setup:
             lines += ["", f"llama-cpp-python, median of repeats ({setup})."]
     return "\n".join(lines)
+
+
+def _general_rows(g: dict) -> list[list[str]]:
+    """The forgetting check's measures as rows of the evaluation table."""
+    base, tuned, n = g.get("base") or {}, g.get("tuned") or {}, g.get("prompts")
+    share = lambda side, k: f"{side.get(k)} of {n}" if side.get(k) is not None else ""  # noqa: E731
+    count = lambda k: _int_delta(base.get(k), tuned.get(k))  # noqa: E731
+    return [["general prompts: stop on their own", share(base, "stopped"), share(tuned, "stopped"), count("stopped"),
+             ""],
+            ["general prompts: replies that loop", share(base, "loops"), share(tuned, "loops"), count("loops"), ""],
+            ["general prompts: median length (tokens)", _fmt(base.get("median_tokens"), 0),
+             _fmt(tuned.get("median_tokens"), 0), count("median_tokens"), ""],
+            ["general prompts: agreement with the base reply", "", _fmt(tuned.get("agreement")), "", ""]]
+
+
+def _general_note(g: dict) -> str:
+    t = g.get("thresholds") or {}
+    return (f"Both models answered {g.get('prompts')} general prompts outside the task (everyday questions, "
+            f"instructions, short explanations) greedily, up to {g.get('max_new_tokens')} tokens. A reply loops when "
+            f"at least {_fmt(t.get('loop_threshold'), 2)} of its token 4-grams repeat an earlier one; agreement is the "
+            "content-word F1 overlap with the base model's reply where the base stopped without looping (a different "
+            "style is not counted as broken). Kept means: stop rate at most "
+            f"{_fmt(t.get('max_stop_drop'), 2)} below the base's, and no more than {t.get('max_extra_loops')} extra "
+            "looping replies.")
+
+
+def _mark(reply: dict, side: str) -> str:
+    """What the check saw in one reply: it hit the token limit, or it loops."""
+    marks = []
+    if reply.get(f"{side}_stopped") is False:
+        marks.append("no stop")
+    if reply.get(f"{side}_loops"):
+        marks.append(f"rep-4 {reply[f'{side}_rep4']:.2f}")
+    return f" *({', '.join(marks)})*" if marks else ""
 
 
 def _usage(f: CardFacts) -> str:
@@ -401,6 +447,11 @@ def _fmt(value: Any, digits: int = 4) -> str:
 def _delta(before: Any, after: Any) -> str:
     b, a = _number(before), _number(after)
     return "" if b is None or a is None else f"{a - b:+.4f}"
+
+
+def _int_delta(before: Any, after: Any) -> str:
+    b, a = _number(before), _number(after)
+    return "" if b is None or a is None else f"{a - b:+g}"
 
 
 def _int(value: Any) -> str:

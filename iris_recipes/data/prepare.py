@@ -21,6 +21,7 @@ from iris_recipes.errors import IrisError
 
 MAX_LISTED = 10
 REPORT_FORMAT = 1
+MIX_KEY = "mix"  # rows from dataset.mix sources carry their source's name under this key
 
 CountTokens = Callable[[list[dict]], int]
 
@@ -72,6 +73,8 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
                 st["too_long"] += 1
                 continue
             st["train"] += 1  # provisional: moved to "val" below for held-out rows
+            if i:  # eval scores its task metrics on the main dataset's held-out rows only
+                row = {**row, MIX_KEY: src.name}
             chosen.append((i, row))
             tokens[id(row)] = n_tokens or 0
 

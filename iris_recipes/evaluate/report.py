@@ -28,6 +28,20 @@ def print_eval(result: dict, path: Path | None = None) -> None:
         table.add_row(name, fmt((base.get("metrics") or {}).get(name)), fmt(value),
                       fmt((result.get("noise") or {}).get(name)))
     console.print(table)
+    general = result.get("forgetting")
+    if general:
+        g = Table(title=f"general prompts outside the task ({general['prompts']}, greedy, up to "
+                        f"{general['max_new_tokens']} tokens)")
+        for col in ("measure", "base", "fine-tuned"):
+            g.add_column(col)
+        b, t = general["base"], general["tuned"]
+        g.add_row("stop on their own", f"{b['stopped']} of {b['replies']}", f"{t['stopped']} of {t['replies']}")
+        g.add_row("replies that loop", f"{b['loops']} of {b['replies']}", f"{t['loops']} of {t['replies']}")
+        g.add_row("median length (tokens)", fmt(b["median_tokens"]), fmt(t["median_tokens"]))
+        g.add_row("agreement with the base reply", "", fmt(t.get("agreement")))
+        console.print(g)
+        style = "green" if general["kept"] else "bold red"
+        console.print(f"[{style}]general behaviour: {general['verdict']}[/{style}]")
     speed = Table(title="GGUF speed on this CPU")
     for col in ("file", "decode tok/s", "time to first token (s)", "latency (s)"):
         speed.add_column(col)

@@ -18,6 +18,7 @@ from iris_recipes.evaluate.generate import BENCH_PROMPT, SAMPLING
 from iris_recipes.rundir import RunDir
 
 LOSS_ROWS = 200  # validation loss is computed on at most this many held-out conversations
+SLOTS = 16  # sequences llama.cpp decodes together
 EVAL_FILE = "eval.json"
 
 
@@ -44,6 +45,7 @@ def _prompt_messages(row: dict) -> list[dict]:
 def plan(run_path: str | Path, samples: int | None = None) -> Plan:
     """Check a run can be evaluated and gather what the evaluation needs; loads no model."""
     from iris_recipes.data import load_split
+    from iris_recipes.data.prepare import MIX_KEY
     from iris_recipes.models import resolve_base_model
 
     run = RunDir.open(run_path)
@@ -76,7 +78,10 @@ def plan(run_path: str | Path, samples: int | None = None) -> Plan:
     val = load_split(val_path)
     if not val:
         raise IrisError(f"{val_path}: empty; the evaluation needs held-out rows (raise dataset.val_size).")
-    rows = val[: settings.get("samples", 20)]
+    rows = [r for r in val if MIX_KEY not in r][: settings["samples"]]  # task rows: the main dataset's
+    if not rows:
+        raise IrisError(f"{val_path}: no held-out row of the main dataset (only dataset.mix rows); raise "
+                        "dataset.val_size and re-run the data stage.")
     no_answer = [i for i, r in enumerate(rows, 1) if not _prompt_messages(r) or
                  not any(m.get("role") == "assistant" for m in r["messages"])]
     if no_answer:
@@ -103,7 +108,22 @@ def evaluate(p: Plan, log: Callable[[str], None] = print) -> dict:
             p.run.update(status=status)
         raise
     _refresh_card(p.run, log)
+    _log_tracking(p.run, result, log)
     return result
+
+
+def _log_tracking(run: RunDir, result: dict, log: Callable[[str], None]) -> None:
+    """Eval metrics and the evidence files into the run's tracked runs (recipe `track:`), when there are any."""
+    from iris_recipes import track
+
+    if not run.read().get("tracking"):
+        return
+    try:
+        done = track.log_eval(run, result, [run.file("recipe.yaml"), run.file(EVAL_FILE), run.file("README.md")])
+    except Exception as exc:  # the evaluation itself is done and written; say what the tracker refused
+        log(f"eval: logging to the experiment tracker failed: {type(exc).__name__}: {exc}")
+        return
+    log(f"eval: logged to {', '.join(done)}")
 
 
 def _tokenizer(p: Plan):
@@ -120,6 +140,7 @@ def _tokenizer(p: Plan):
 
 
 def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
+    from iris_recipes.evaluate import forgetting as F
     from iris_recipes.evaluate.generate import base_f16_gguf, benchmark, generator
     from iris_recipes.evaluate.loss import validation_loss
     from iris_recipes.hostinfo import cpu_count
@@ -129,7 +150,8 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
     threads = cpu_count()
     tok = _tokenizer(p)
     s = p.settings
-    max_new, seeds = int(s.get("max_new_tokens", 128)), list(s.get("seeds", [0, 1, 2]))
+    max_new, seeds = int(s["max_new_tokens"]), list(s["seeds"])
+    fs = s["forgetting"]
     scorers = M.scorers(s)
 
     def ids(messages: list[dict]) -> list[int]:
@@ -139,7 +161,15 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
     row_prompts = [ids(_prompt_messages(r)) for r in p.rows]
     eval_prompts = list(s.get("prompts") or [])
     side_prompts = [ids([{"role": "user", "content": q}]) for q in eval_prompts]
-    n_ctx = min(4096, max([len(x) for x in row_prompts + side_prompts] + [64]) + max_new + 16)
+    general = F.prompts_for(s) if fs["enabled"] else []
+    general_prompts = [ids([{"role": "user", "content": q}]) for q in general]
+
+    # Every generation of one model in one batch: (prompt ids, token limit, seed) per job, in this order.
+    jobs: list[tuple[list[int], int, int | None]] = []
+    for seed in [None, *seeds]:
+        jobs += [(x, max_new, seed) for x in row_prompts + side_prompts]
+    jobs += [(x, fs["max_new_tokens"], None) for x in general_prompts]
+    n_ctx = min(4096, max(len(x) + limit for x, limit, _ in jobs) + 16)
 
     t0 = time.perf_counter()
     log(f"converting the base model {p.base} to GGUF (cached)")
@@ -150,39 +180,46 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
                     "noise": {}, "seeds": seeds, "sampled": {"base": {}, "tuned": {}},
                     "max_new_tokens": max_new, "models": {"base": str(p.base), "tuned": str(p.merged)},
                     "engine": "llama-cpp-python (F16 GGUF)", "sampling": dict(SAMPLING)}
-    answers: dict[str, dict] = {}
+    replies: dict[str, list] = {}
+    by_seed: dict[str, dict] = {}  # side -> seed (None: greedy) -> replies to the rows and eval prompts
+    refs = [r.get("reference") or {} for r in p.rows]
+    n_rows, n_side = len(row_prompts), len(side_prompts)
     for side, model_dir, gguf in (("base", p.base, base_gguf), ("tuned", p.merged, p.ggufs["f16"])):
         t0 = time.perf_counter()
         log(f"{side}: validation loss on {len(p.loss_rows)} held-out conversations")
         loss = validation_loss(model_dir, tok, [r["messages"] for r in p.loss_rows], threads=threads)
         timings[f"{side}_loss"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
-        log(f"{side}: {len(p.rows)} held-out answers (greedy + {len(seeds)} seeds) and "
-            f"{len(eval_prompts)} prompts")
-        with generator(gguf, n_ctx=n_ctx, threads=threads) as gen:
-            greedy = [gen(x, max_new) for x in row_prompts]
-            sampled = {seed: [gen(x, max_new, seed) for x in row_prompts] for seed in seeds}
-            side_answers = {None: [gen(x, max_new) for x in side_prompts]}
-            side_answers.update({seed: [gen(x, max_new, seed) for x in side_prompts] for seed in seeds})
+        log(f"{side}: {n_rows} held-out answers (greedy + {len(seeds)} seeds), {n_side} prompts and "
+            f"{len(general)} general prompts")
+        with generator(gguf, n_ctx=n_ctx, threads=threads, slots=SLOTS) as gen:
+            out = gen.batch_generate([j[0] for j in jobs], [j[1] for j in jobs], [j[2] for j in jobs])
         timings[f"{side}_generate"] = round(time.perf_counter() - t0, 2)
-        refs = [r.get("reference") or {} for r in p.rows]
+        replies[side] = out
+        per_seed = by_seed[side] = {seed: out[k * (n_rows + n_side):(k + 1) * (n_rows + n_side)]
+                                    for k, seed in enumerate([None, *seeds])}
+        greedy = [r.text for r in per_seed[None][:n_rows]]
         scores = {name: M.mean([f(a, ref) for a, ref in zip(greedy, refs)]) for name, f in scorers.items()}
         result[side] = {**loss, "metrics": scores,
                         "answers": [{"prompt": m[-1]["content"] if m else "", "answer": a}
                                     for m, a in zip((_prompt_messages(r) for r in p.rows), greedy)]}
-        result["sampled"][side] = {name: [M.mean([f(a, ref) for a, ref in zip(sampled[seed], refs)])
+        result["sampled"][side] = {name: [M.mean([f(r.text, ref) for r, ref in zip(per_seed[seed][:n_rows], refs)])
                                           for seed in seeds] for name, f in scorers.items()}
-        answers[side] = side_answers
 
     for name in scorers:
         spreads = [max(v) - min(v) for v in (result["sampled"][side][name] for side in ("base", "tuned")) if v]
         result["noise"][name] = round(max(spreads), 4) if spreads else None
     for seed in [None, *seeds]:
         for i, prompt in enumerate(eval_prompts):
-            entry = {"prompt": prompt, "base": answers["base"][seed][i], "tuned": answers["tuned"][seed][i]}
+            entry = {"prompt": prompt, "base": by_seed["base"][seed][n_rows + i].text,
+                     "tuned": by_seed["tuned"][seed][n_rows + i].text}
             if seed is not None:
                 entry["seed"] = seed
             result["generations"].append(entry)
+    if general:
+        n_gen = len(general)
+        result["forgetting"] = F.check(replies["base"][-n_gen:], replies["tuned"][-n_gen:], general, fs)
+        log(f"eval: general prompts: {result['forgetting']['verdict']}")
 
     t0 = time.perf_counter()
     bench_ids = ids([{"role": "user", "content": BENCH_PROMPT}])

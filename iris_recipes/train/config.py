@@ -74,11 +74,33 @@ def _dataset_entry(path: str) -> dict:
     }
 
 
+def tracking_keys(recipe_data: dict, run_name: str) -> dict:
+    """Axolotl's MLflow / W&B keys for the recipe's `track:` block (none when tracking is off).
+
+    They switch on the trainer's own logging callbacks; the tracked run itself (its id, tags, the resume) is set up
+    by `iris_recipes.track`, which also decides where the data goes.
+    """
+    from iris_recipes import track
+
+    names = track.trackers(recipe_data)
+    keys: dict[str, Any] = {}
+    if "mlflow" in names:
+        keys.update(mlflow_tracking_uri=track.mlflow_uri(), mlflow_experiment_name=track.experiment(recipe_data),
+                    mlflow_run_name=run_name, hf_mlflow_log_artifacts=False)  # checkpoints stay in the run dir
+    if "wandb" in names:
+        w = recipe_data["track"]["wandb"] or {}
+        keys.update(wandb_project=track.wandb_project(recipe_data), wandb_name=run_name,
+                    wandb_run_id=track.wandb_id(recipe_data["name"], run_name), wandb_mode=track.wandb_mode())
+        if w.get("entity"):
+            keys["wandb_entity"] = w["entity"]
+    return keys
+
+
 def build_config(recipe_data: dict, *, base_model: str, spec: LaunchSpec, has_val: bool,
                  resume_from: str | None = None, recipe_file: str = "the recipe", gpu: gpus.GPU | None = None,
-                 allow_unsafe_axolotl_keys: bool = False) -> dict:
+                 run_name: str = "dry-run", allow_unsafe_axolotl_keys: bool = False) -> dict:
     """The Axolotl config (a plain dict) for a resolved recipe launched as `spec` on `gpu` (GPU launches: the GPU
-    it will run on, None when not known here).
+    it will run on, None when not known here); `run_name` is the run id (experiment trackers).
 
     The recipe's axolotl: block is merged last; its unsafe keys (recipe/unsafe.py) only with
     `allow_unsafe_axolotl_keys`, which comes from the user's --allow-unsafe-axolotl-keys.
@@ -186,6 +208,7 @@ def build_config(recipe_data: dict, *, base_model: str, spec: LaunchSpec, has_va
     cfg["iris_progress"] = True
     if resume_from:
         cfg["resume_from_checkpoint"] = resume_from
+    cfg.update(tracking_keys(recipe_data, run_name))
 
     extra = dict(recipe_data.get("axolotl") or {})
     if "plugins" in extra:  # the recipe's plugins come beside the one iris-recipes needs, not instead of it
