@@ -148,6 +148,7 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
     result: dict = {"base": {}, "tuned": {}, "generations": [], "gguf": {}, "samples": len(p.rows),
                     "noise": {}, "seeds": seeds, "sampled": {"base": {}, "tuned": {}},
                     "max_new_tokens": max_new, "models": {"base": str(p.base), "tuned": str(p.merged)},
+                    "base_gguf": str(base_gguf),  # the Space's "compare with base model" serves this file
                     "engine": "llama-cpp-python (F16 GGUF)", "sampling": dict(SAMPLING)}
     answers: dict[str, dict] = {}
     for side, model_dir, gguf in (("base", p.base, base_gguf), ("tuned", p.merged, p.ggufs["f16"])):
