@@ -137,7 +137,7 @@ def build_app(manifest_path: str | os.PathLike | None = None) -> gr.Blocks:
         return (f"✓ Loaded {v.get('label') or vid} (`{name}`){took} · context {model.n_ctx:,} tokens · "
                 f"{settings.THREADS} threads")
 
-    def transcribe(audio):
+    def voice_to_message(audio):
         """Voice to the message box: the transcript stays editable, because an offline recognizer gets words
         wrong and a reply to a misheard message costs the visitor a slow generation."""
         try:
@@ -260,7 +260,7 @@ def build_app(manifest_path: str | os.PathLike | None = None) -> gr.Blocks:
         demo.load(load, variant, status, concurrency_limit=None, api_visibility="private")
         compare.change(lambda on: gr.Chatbot(visible=bool(on)), compare, base_chatbot, queue=False,
                        api_visibility="private")
-        audio.change(transcribe, audio, [message, voice_status], concurrency_limit=settings.CONCURRENCY,
+        audio.change(voice_to_message, audio, [message, voice_status], concurrency_limit=settings.CONCURRENCY,
                      concurrency_id="voice", api_visibility="private")
         examples.click(lambda sample: sample[0], examples, message, queue=False, api_visibility="private")
         stop.click(None, cancels=events, queue=False, api_visibility="private")

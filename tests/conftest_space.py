@@ -6,9 +6,12 @@ import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import time
+import wave
 from pathlib import Path
 
 import pytest
@@ -157,6 +160,45 @@ def space_manifest(space_project, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("manifest") / "variants.json"
     path.write_text(json.dumps(data, indent=2))
     return path
+
+
+# Spoken by espeak-ng and recognized by pocketsphinx: its key words come through ("the three dollars on the
+# rainbow"); an offline recognizer on synthetic speech gets other words wrong.
+VOICE_SENTENCE = "Please name three colors of the rainbow"
+VOICE_KEY_WORDS = ("three", "rainbow")
+
+
+def _write_wav(path: Path, samples, rate: int) -> Path:
+    import numpy as np
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.asarray(samples * 32767, dtype="<i2").tobytes())
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech_wavs(tmp_path_factory) -> dict[str, Path]:
+    """A spoken sentence (espeak-ng), and bad audio: silence, white noise, a 10-minute file, a file that is not audio."""
+    import numpy as np
+
+    espeak = shutil.which("espeak-ng")
+    if not espeak:
+        pytest.skip("Debian's espeak-ng is not installed (apt-get install -y espeak-ng; scripts/setup.sh --with-browser)")
+    d = tmp_path_factory.mktemp("audio")
+    subprocess.run([espeak, "-v", "en-us", "-s", "140", "-w", str(d / "speech.wav"), VOICE_SENTENCE], check=True,
+                   capture_output=True)
+    noise = np.random.default_rng(0).standard_normal(16000 * 3) * 0.3
+    (d / "not-audio.wav").write_text("RIFF? no: a text file with a .wav name\n" * 50)
+    return {
+        "speech": d / "speech.wav",
+        "silence": _write_wav(d / "silence.wav", np.zeros(16000 * 3), 16000),
+        "noise": _write_wav(d / "noise.wav", np.clip(noise, -1, 1), 16000),
+        "long": _write_wav(d / "long.wav", np.zeros(8000 * 600), 8000),
+        "not_audio": d / "not-audio.wav",
+    }
 
 
 @contextlib.contextmanager

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest_space import (  # noqa: F401 (fixtures)
-    REPO, free_port, load_app, served, smol_gguf, space_manifest, space_project, space_server, wait_for_port,
-    write_done_run, write_recipe,
+    REPO, VOICE_KEY_WORDS, free_port, load_app, served, smol_gguf, space_manifest, space_project, space_server,
+    speech_wavs, wait_for_port, write_done_run, write_recipe,
 )
 
 MARKERS = ("<|im_end|>", "<|im_start|>", "<|eot_id|>", "<|end|>", "</s>")
@@ -26,9 +26,11 @@ def client(url):
     return Client(url, verbose=False)
 
 
-def chat(c, variant, message, history=(), mode="", temperature=0.0, top_p=0.9, max_new_tokens=32):
+def chat(c, variant, message, history=(), mode="", temperature=0.0, top_p=0.9, max_new_tokens=32, audio=None,
+         compare=False):
     """All streamed updates of one /chat call."""
-    job = c.submit(variant, message, list(history), mode, temperature, top_p, max_new_tokens, api_name="/chat")
+    job = c.submit(variant, message, list(history), mode, temperature, top_p, max_new_tokens, audio, compare,
+                   api_name="/chat")
     for _ in job:
         pass
     job.result()  # raises the app's error, if any
@@ -46,6 +48,11 @@ def assert_well_formed(outputs):
     texts = [o["reply"] for o in outputs]
     assert all(b.startswith(a) for a, b in zip(texts, texts[1:]))
     return final
+
+
+def assert_stream_grew(outputs):
+    texts = [o["reply"] for o in outputs]
+    assert len(set(texts)) >= 2, texts  # at least one partial state before the final one
 
 
 # -- registry ------------------------------------------------------------------------------------------------------
@@ -402,6 +409,71 @@ def test_api_bad_mode_and_history(space_server):
         chat(c, "smol-tutor", "hi", mode="shout")
     with pytest.raises(AppError, match=r"history\[0\]"):
         chat(c, "smol-tutor", "hi", history=[{"role": "wizard", "content": "x"}])
+
+
+def test_api_compare_with_base_model(space_server):
+    c = client(space_server[0])
+    outputs = chat(c, "smol-tutor", "Name a color.", mode="short", max_new_tokens=16, compare=True)
+    final = assert_well_formed(outputs)
+    base = final["base"]
+    assert base["done"] and base["reply"].strip() and base["stats"]["tokens"] >= 1
+    assert not any(m in base["reply"] for m in MARKERS)
+    assert all(o["base"] is not None for o in outputs)
+    assert next(v for v in c.predict(api_name="/variants") if v["id"] == "smol-tutor")["compare"] is True
+
+
+def test_api_voice_input_is_transcribed_and_answered(space_server, speech_wavs):
+    from gradio_client import handle_file
+
+    c = client(space_server[0])
+    text = c.predict(handle_file(str(speech_wavs["speech"])), api_name="/transcribe")
+    assert text["engine"] == "pocketsphinx" and all(w in text["text"] for w in VOICE_KEY_WORDS), text
+    outputs = chat(c, "smol-tutor", "", max_new_tokens=24, audio=handle_file(str(speech_wavs["speech"])))
+    final = assert_well_formed(outputs)
+    assert all(w in final["transcript"] for w in VOICE_KEY_WORDS), final["transcript"]
+    assert final["stats"]["prompt_tokens"] > 20
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("silence", "The recording is silent"),
+    ("noise", "sounds like noise, not speech"),
+    ("long", "10.0 minutes long; this Space transcribes at most 60 s"),
+    ("not_audio", "is not an audio file this Space can read"),
+])
+def test_api_bad_audio_gets_a_clear_message(space_server, speech_wavs, kind, expected):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    c = client(space_server[0])
+    with pytest.raises(AppError, match=expected):
+        chat(c, "smol-tutor", "", audio=handle_file(str(speech_wavs[kind])))
+    assert_well_formed(chat(c, "smol-tutor", "Say hi.", max_new_tokens=8))  # the server keeps serving
+
+
+def test_whisper_setting_falls_back_to_pocketsphinx(speech_wavs):
+    app = load_app(ASR="whisper", WHISPER_MODEL="base.en")
+    t = app.speech.transcribe(speech_wavs["speech"])  # offline: faster-whisper is missing or cannot fetch its model
+    assert t.engine == "pocketsphinx" and t.notice.startswith("faster-whisper could not load")
+    assert all(w in t.text for w in VOICE_KEY_WORDS)
+
+
+def test_api_four_conversations_on_two_variants(space_manifest):
+    """Four visitors talk at once, two per variant, with room for one model: every conversation finishes, every
+    reply is well formed, and there is never more than one model in memory."""
+    with served(space_manifest, CONCURRENCY=4, MAX_MODELS=1) as (url, _, demo):
+        def conversation(i):
+            c, variant, history, finals = client(url), ("smol-tutor", "smol-pirate")[i % 2], [], []
+            for turn in range(2):
+                message = f"Visitor {i}, question {turn + 1}: name a color."
+                outputs = chat(c, variant, message, history, max_new_tokens=16)
+                finals.append(assert_well_formed(outputs))
+                history += [{"role": "user", "content": message}, {"role": "assistant", "content": finals[-1]["reply"]}]
+            return finals
+
+        with ThreadPoolExecutor(4) as ex:
+            results = list(ex.map(conversation, range(4)))
+        assert [len(r) for r in results] == [2, 2, 2, 2]
+        assert demo.iris_pool.peak == 1 and len(demo.iris_pool.loaded()) == 1
 
 
 @pytest.mark.slow
