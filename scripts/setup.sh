@@ -2,7 +2,8 @@
 # Set up iris-recipes on a fresh machine (Python 3.11, CPU): .venv with every extra, llama.cpp's converter.
 # Idempotent: a second run with nothing changed takes a few seconds.
 #   scripts/setup.sh                 # train + export + space + dev extras
-#   scripts/setup.sh --with-browser  # also Debian's chromium for the Space's browser test (needs root/apt)
+#   scripts/setup.sh --with-browser  # also Debian's chromium (the Space's browser test) and espeak-ng (speech for
+#                                    # its voice-input tests); needs root/apt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,9 +56,9 @@ fi
 step "llama.cpp's GGUF converter (from the llama-cpp-python 0.3.36 sdist, cached outside the repo)"
 .venv/bin/python -m iris_recipes.export.converter fetch
 
-if [ "$WITH_BROWSER" = 1 ] && ! command -v chromium >/dev/null; then
-  step "Debian chromium (headless browser for the Space test)"
+if [ "$WITH_BROWSER" = 1 ] && ! { command -v chromium && command -v espeak-ng; } >/dev/null; then
+  step "Debian chromium and espeak-ng (headless browser and synthetic speech for the Space tests)"
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium espeak-ng >/dev/null
 fi
 step "ready: .venv/bin/iris-recipes --help"

@@ -121,6 +121,10 @@ def build_app(manifest_path: str | os.PathLike | None = None) -> gr.Blocks:
         )
 
     def load(vid, progress=gr.Progress(track_tqdm=True)):
+        """The variant's model, loaded ahead of the first message; a new (empty) conversation."""
+        return _load_status(vid, progress), [], [], []
+
+    def _load_status(vid, progress) -> str:
         if vid not in manifest.variants:
             return manifest.problem or ""
         v = manifest.variants[vid]
@@ -246,18 +250,22 @@ def build_app(manifest_path: str | os.PathLike | None = None) -> gr.Blocks:
             mode = gr.Radio(choices=modes0, value=modes0[0] if modes0 else None, label="Mode", visible=bool(modes0))
             temperature = gr.Slider(0, 2, value=v0.get("temperature", 0.7), step=0.05, label="Temperature")
             top_p = gr.Slider(0.05, 1, value=v0.get("top_p", 0.9), step=0.05, label="Top-p")
-            max_new = gr.Slider(1, 4096, value=v0.get("max_new_tokens", 256), step=1, label="Max new tokens")
+            max_new = gr.Slider(1, 4096, value=v0.get("max_new_tokens", 256), step=1, label="Max new tokens",
+                                elem_id="max-new")
 
         inputs = [message, chatbot, base_chatbot, conv, variant, mode, temperature, top_p, max_new, compare]
         events = [ev(respond, inputs, [chatbot, base_chatbot, conv, message], concurrency_limit=settings.CONCURRENCY,
                      concurrency_id="chat", api_visibility="private")
                   for ev in (message.submit, send.click)]
-        # Another variant stops the reply in progress (it belongs to the old conversation) and starts a new one.
+        # The reply in progress belongs to the old conversation: it is stopped, and once the new variant is loaded
+        # (by then no update of the stopped reply is in flight) the chat is cleared again.
         variant.change(settings_of, variant, [info, mode, temperature, top_p, max_new, examples, compare, chatbot,
                                               base_chatbot, conv], cancels=events, queue=False,
                        api_visibility="private") \
-            .then(load, variant, status, concurrency_limit=None, api_visibility="private")
-        demo.load(load, variant, status, concurrency_limit=None, api_visibility="private")
+            .then(load, variant, [status, chatbot, base_chatbot, conv], concurrency_limit=None,
+                  api_visibility="private")
+        demo.load(load, variant, [status, chatbot, base_chatbot, conv], concurrency_limit=None,
+                  api_visibility="private")
         compare.change(lambda on: gr.Chatbot(visible=bool(on)), compare, base_chatbot, queue=False,
                        api_visibility="private")
         audio.change(voice_to_message, audio, [message, voice_status], concurrency_limit=settings.CONCURRENCY,
