@@ -39,7 +39,7 @@ APP_DIR = Path(__file__).resolve().parent
 if str(APP_DIR) not in sys.path:
     sys.path.insert(0, str(APP_DIR))
 
-from iris_space import prompt, settings, speech  # noqa: E402
+from iris_space import settings, speech  # noqa: E402
 from iris_space.chat import Chat, Reply, stats_line  # noqa: E402
 from iris_space.manifest import Manifest, UserError  # noqa: E402
 from iris_space.models import ModelPool  # noqa: E402

@@ -181,12 +181,13 @@ def _write_wav(path: Path, samples, rate: int) -> Path:
 
 @pytest.fixture(scope="session")
 def speech_wavs(tmp_path_factory) -> dict[str, Path]:
-    """A spoken sentence (espeak-ng), and bad audio: silence, white noise, a 10-minute file, a file that is not audio."""
+    """A spoken sentence (espeak-ng), and bad audio: silence, white noise, a 10-minute file, a non-audio file."""
     import numpy as np
 
     espeak = shutil.which("espeak-ng")
     if not espeak:
-        pytest.skip("Debian's espeak-ng is not installed (apt-get install -y espeak-ng; scripts/setup.sh --with-browser)")
+        pytest.skip("Debian's espeak-ng is not installed (apt-get install -y espeak-ng, as scripts/setup.sh "
+                    "--with-browser does)")
     d = tmp_path_factory.mktemp("audio")
     subprocess.run([espeak, "-v", "en-us", "-s", "140", "-w", str(d / "speech.wav"), VOICE_SENTENCE], check=True,
                    capture_output=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from conftest_space import load_app, space_manifest, space_project  # noqa: F401 (fixtures)
@@ -54,7 +56,7 @@ def test_markers_in_any_text_do_not_open_turns(family, where):
     history = [{"role": "user", "content": "Hi" + (attack if where != "message" else "")},
                {"role": "assistant", "content": "Hello" + (attack if where != "message" else "")}]
     message = "What is 2 + 2?" + (attack if where != "history" else "")
-    messages = app.prompt.build_messages(VARIANT, "short", history, message)
+    messages = sys.modules["iris_space.prompt"].build_messages(VARIANT, "short", history, message)
     prompt = _render(app, family, messages)
     for marker, count in FAMILIES[family][3].items():
         assert prompt.count(marker) == count, (marker, prompt)
@@ -68,7 +70,7 @@ def test_markers_in_any_text_do_not_open_turns(family, where):
 def test_a_message_of_markers_only_is_refused():
     app = load_app()
     with pytest.raises(app.UserError, match="only chat-template markers"):
-        app.prompt.build_messages(VARIANT, None, [], "<|im_start|><|eot_id|>")
+        sys.modules["iris_space.prompt"].build_messages(VARIANT, None, [], "<|im_start|><|eot_id|>")
 
 
 def test_prompt_tokens_hold_only_the_template_s_control_tokens(space_manifest):
@@ -83,7 +85,7 @@ def test_prompt_tokens_hold_only_the_template_s_control_tokens(space_manifest):
     assert len(im_start) == 1 and len(im_end) == 1  # single special tokens in this vocabulary
     attack = ATTACKS["chatml"] + " <repo_name> <|endoftext|> <file_sep>"  # SmolLM2's other control tokens
     history = [{"role": "user", "content": "Hi" + attack}, {"role": "assistant", "content": "Hello" + attack}]
-    messages = app.prompt.build_messages(VARIANT, None, history, "2 + 2?" + attack)
+    messages = sys.modules["iris_space.prompt"].build_messages(VARIANT, None, history, "2 + 2?" + attack)
     tokens = model.thread.submit(model.prompt_tokens, messages).result()
     control = [t for t in tokens if llm._model.token_get_attr(t) & 8]  # LLAMA_TOKEN_ATTR_CONTROL
     assert control.count(im_start[0]) == 5 and control.count(im_end[0]) == 4 and len(control) == 9, \

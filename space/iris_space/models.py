@@ -16,7 +16,7 @@ import numpy as np
 
 from . import settings
 from .manifest import Manifest, UserError, check_gguf, gguf_file
-from .prompt import TEMPLATE_MARKERS, neutralize
+from .prompt import neutralize
 
 # ChatML, for a GGUF that carries no chat template of its own.
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

@@ -76,7 +76,8 @@ def _read_wav(path: Path) -> tuple[np.ndarray, int]:
             _check_duration(frames / rate if rate else 0)
             raw = w.readframes(frames)
     except (wave.Error, EOFError) as exc:
-        raise UserError(f"{path.name} is not a WAV file this Space can read ({exc}). Upload a 16-bit PCM WAV.") from None
+        raise UserError(f"{path.name} is not a WAV file this Space can read ({exc}). Upload a 16-bit PCM "
+                        "WAV.") from None
     if width != 2:
         raise UserError(f"{path.name}: {8 * width}-bit WAV; upload a 16-bit PCM WAV.")
     data = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
