@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import codecs
-import queue
+import collections
 import random
 import threading
 import time
@@ -134,31 +134,34 @@ class Chat:
         with self.pool.use(*specs) as models:
             started = time.perf_counter()  # time to first token counts from here: a model load is reported apart
             load_s = round(started - requested, 3)
-            events: queue.Queue = queue.Queue()
+            events: collections.deque = collections.deque()  # appended by the models' threads
+            wake = threading.Event()
             cancel = threading.Event()
             threads = max(1, settings.THREADS // len(models))  # models answering side by side share the cores
+
+            def emit(i: int, kind: str, value: Any) -> None:
+                events.append((i, kind, value))
+                if kind != "text" or not any(s["text"] for s in sides):
+                    wake.set()  # the first text and the end go out at once; later text waits for the next update
+
+            sides: list[dict[str, Any]] = [{"text": "", "done": False, "notice": None, "stats": None}
+                                           for _ in models]
             for i, model in enumerate(models):
                 model.thread.submit(generate, model, messages, temperature, top_p,
                                     min(max_new_tokens, model.n_ctx // 2), threads,
-                                    lambda kind, value, i=i: events.put((i, kind, value)), cancel)
-            sides: list[dict[str, Any]] = [{"text": "", "done": False, "notice": None, "stats": None}
-                                           for _ in models]
+                                    lambda kind, value, i=i: emit(i, kind, value), cancel)
             interval = 1.0 / max(1, settings.UPDATES_PER_S)
-            sent = float("-inf")  # the first text goes out at once: time to first token is not delayed
             try:
                 while not all(s["done"] for s in sides):
-                    batch = [events.get()]
-                    if batch[0][1] == "text":
-                        # Sleep until the next update is due, then take all text produced meanwhile. Sleeping (not
-                        # waiting on the queue) keeps this thread from waking, and taking the GIL, on every token.
-                        wait = sent + interval - time.perf_counter()
-                        if wait > 0:
-                            time.sleep(wait)
-                    while True:
-                        try:
-                            batch.append(events.get_nowait())
-                        except queue.Empty:
-                            break
+                    # This thread wakes once per update, not per token: on 2 cores every wake-up takes a core from
+                    # llama.cpp's threads, which spin at a barrier until it comes back (decode measurably slows).
+                    wake.wait(interval if any(s["text"] for s in sides) else None)
+                    wake.clear()
+                    batch = []
+                    while events:
+                        batch.append(events.popleft())
+                    if not batch:
+                        continue
                     for i, kind, value in batch:
                         side = sides[i]
                         if kind == "text":
@@ -174,7 +177,6 @@ class Chat:
                             del stats["first_token_at"]
                             side.update(done=True, stats=stats)
                     yield self._snapshot(sides)
-                    sent = time.perf_counter()
             finally:
                 cancel.set()  # the reader went away (or finished): stop generating and free the models' threads
 
