@@ -110,7 +110,7 @@ def direct_run(llm, app, messages, max_tokens) -> dict:
     first = last = None
     text = ""
     for chunk in llm.create_chat_completion(messages=messages, stream=True, temperature=0.0, top_p=0.9,
-                                            max_tokens=max_tokens, stop=list(app.prompt.TEMPLATE_MARKERS)):
+                                            max_tokens=max_tokens, stop=list(sys.modules["iris_space.prompt"].TEMPLATE_MARKERS)):
         piece = chunk["choices"][0]["delta"].get("content") or ""
         if piece:
             last = time.perf_counter()
@@ -304,6 +304,7 @@ def main() -> None:
         return direct_worker(args.direct_worker, args.threads)
     if args.quick:
         args.runs, args.turns, args.models = min(args.runs, 3), min(args.turns, 3), "demo"
+    print("## The Space: decode vs llama-cpp-python, and conversations taking turns\n")
     ggufs = []
     for name in args.models.split(","):
         ggufs.append(smol_gguf().resolve() if name == "demo" else llama_1b_shaped_gguf() if name == "1b"
