@@ -106,11 +106,12 @@ PROMPT = "Write a short story about a lighthouse keeper who finds a message in a
 
 def direct_run(llm, app, messages, max_tokens) -> dict:
     """One streamed reply from llama-cpp-python itself, with the app's sampling settings and stop strings."""
+    markers = list(sys.modules["iris_space.prompt"].TEMPLATE_MARKERS)
     t0 = time.perf_counter()
     first = last = None
     text = ""
     for chunk in llm.create_chat_completion(messages=messages, stream=True, temperature=0.0, top_p=0.9,
-                                            max_tokens=max_tokens, stop=list(sys.modules["iris_space.prompt"].TEMPLATE_MARKERS)):
+                                            max_tokens=max_tokens, stop=markers):
         piece = chunk["choices"][0]["delta"].get("content") or ""
         if piece:
             last = time.perf_counter()
