@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))  # standins
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -94,11 +95,13 @@ def main() -> int:
     from iris_recipes.export.stage import export_run
     from iris_recipes.fsutil import write_text
     from iris_recipes.hostinfo import cpu_count
-    from iris_recipes.models import resolve_base_model, tiny_model
+    from iris_recipes.models import resolve_base_model
     from iris_recipes.rundir import RunDir
+    import standins
 
     fetch_converter()
-    model = Path(resolve_base_model("builtin:smollm2-135m-instruct")) if args.model == "smollm2" else tiny_model()
+    model = (resolve_base_model("builtin:smollm2-135m-instruct").path if args.model == "smollm2"
+             else standins.cached("chatml"))
     threads = cpu_count()
     work = Path(tempfile.mkdtemp(prefix="bench-export-"))
     os.environ["IRIS_RUNS_DIR"] = str(work / "runs")

@@ -29,15 +29,19 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))  # standins
 
 from iris_recipes.train import launch  # noqa: E402
 from iris_recipes.train.metrics import read_metrics, summarize  # noqa: E402
 
 
 def _base_model(kind: str) -> str:
-    from iris_recipes.models import resolve_base_model, tiny_model
+    import standins
+    from iris_recipes.models import resolve_base_model
 
-    return str(tiny_model()) if kind == "tiny" else resolve_base_model("builtin:smollm2-135m-instruct")
+    if kind == "tiny":
+        return str(standins.cached("chatml"))
+    return str(resolve_base_model("builtin:smollm2-135m-instruct").path)
 
 
 def write_recipe(dir: Path, base: str, steps: int) -> Path:

@@ -11,3 +11,8 @@ def cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def env_flag(name: str) -> bool:
+    """A boolean environment variable as Hugging Face's libraries read it (HF_HUB_OFFLINE=1, true, yes, on)."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")

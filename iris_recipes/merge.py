@@ -61,6 +61,17 @@ def stop_token_ids(tokenizer, eot_tokens: list[str]) -> list[int]:
     return ids
 
 
+def _carry_sentencepiece(out: Path, *sources: str | Path) -> None:
+    """A SentencePiece `tokenizer.model` the fast tokenizer does not save again (Phi-3.5's): llama.cpp's converter
+    reads it for those vocabularies, so the merged model keeps the base model's file."""
+    if (out / "tokenizer.model").is_file():
+        return
+    for src in sources:
+        if (Path(src) / "tokenizer.model").is_file():
+            shutil.copy2(Path(src) / "tokenizer.model", out / "tokenizer.model")
+            return
+
+
 def merge(*, base_model: str, weights_dir: Path, out: Path, method: str, eot_tokens: list[str]) -> dict:
     """Write the merged model to `out` (atomically). `weights_dir` holds the adapter (lora/qlora) or the full
     fine-tuned weights (full). Returns facts for run.json."""
@@ -105,6 +116,7 @@ def merge(*, base_model: str, weights_dir: Path, out: Path, method: str, eot_tok
         tmp.chmod(0o755)
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        _carry_sentencepiece(tmp, weights_dir, base_model)
         _replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

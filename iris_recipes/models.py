@@ -1,25 +1,25 @@
-"""Base models: where a recipe's `base_model` comes from, and the tiny random-weight model used by tests.
+"""Base models: where a recipe's `base_model` comes from (one resolver for every stage), and the builtin models.
 
 `base_model` accepts three forms:
   builtin:NAME     a model shipped inside a Python package (no hub access needed), turned into a Hugging Face
                    directory once and cached under `cache_dir()/models/NAME/`;
   a local path     a directory holding a Hugging Face model (config.json, weights, tokenizer);
-  ORG/NAME         a Hugging Face hub id, passed through unchanged (offline it must already be in the HF cache).
+  ORG/NAME         a Hugging Face hub id: its snapshot in the Hugging Face cache, downloaded there when online.
 
 The module imports nothing heavy at the top: torch/transformers are imported only when a model is built.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
+from iris_recipes import fsutil
 from iris_recipes.errors import IrisError
 from iris_recipes.paths import cache_dir
 
@@ -88,20 +88,42 @@ def _looks_like_path(spec: str) -> bool:
 
 
 def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    from iris_recipes.hostinfo import env_flag
+
+    return env_flag("HF_HUB_OFFLINE")
 
 
-def resolve_base_model(spec: str, base_dir: str | Path | None = None) -> str:
-    """What to pass to `from_pretrained` / Axolotl's `base_model` for a recipe's `base_model` value.
+@dataclass(frozen=True)
+class BaseModel:
+    """A recipe's base model, resolved: where its files are and what to call it."""
 
-    Relative paths are taken relative to `base_dir` (the recipe's folder) when given, else the working directory.
+    spec: str  # what the recipe says
+    kind: str  # builtin | local | hub
+    path: Path | None  # local directory with config.json, tokenizer and weights (None: a hub model not fetched)
+    hub_id: str | None  # where the weights come from on the Hub: model card `base_model`, the Space manifest
+
+
+# Files of a hub model that a run needs (not the original/ checkpoints some repos carry beside them).
+HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.jinja", "*.txt", "README.md"]
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def resolve_base_model(spec: str, base_dir: str | Path | None = None, *, fetch: bool = True,
+                       prefer: str | Path | None = None) -> BaseModel:
+    """The one way every stage finds a recipe's `base_model` (training, merge, eval, card, Space manifest).
+
+    Relative paths are taken relative to `base_dir` (the recipe's folder) when given. A hub id is looked up in the
+    Hugging Face cache and, when `fetch` and the hub is reachable, downloaded there; without `fetch` nothing is
+    built or downloaded (a dry run). `prefer`: a directory resolved earlier for this spec (a run's record), used
+    while it still holds the model, so every stage of a run uses the revision it trained from.
     """
     spec = spec.strip()
     if not spec:
         raise IrisError("base_model: empty. Give builtin:NAME, a local model directory or a hub id (org/name).")
     builtin = builtin_spec(spec)
     if builtin is not None:
-        return str(materialize_builtin(builtin.name))
+        path = materialize_builtin(builtin.name) if fetch else materialized_dir(builtin.name)
+        return BaseModel(spec, "builtin", path, builtin.upstream)
 
     candidate = Path(spec).expanduser()
     if not candidate.is_absolute() and base_dir is not None:
@@ -110,55 +132,60 @@ def resolve_base_model(spec: str, base_dir: str | Path | None = None) -> str:
         if not (candidate / "config.json").is_file():
             raise IrisError(f"base_model: {candidate.resolve()} is a directory but holds no config.json; "
                             "point it at a Hugging Face model directory (config.json, weights, tokenizer).")
-        return str(candidate.resolve())
-    if _looks_like_path(spec) or candidate.exists():
+        path = candidate.resolve()
+        return BaseModel(spec, "local", path, _declared_upstream(path))
+    if _looks_like_path(spec) or candidate.exists() or not HUB_ID.match(spec):
         raise IrisError(f"base_model: {spec!r} is not a model directory ({candidate} does not exist or is not a "
-                        "directory). Give an existing directory, builtin:NAME or a hub id (org/name).")
+                        "directory) nor a hub id. Give an existing directory, builtin:NAME or a hub id (org/name).")
 
-    if _hub_offline() and not _in_hf_cache(spec):
-        known = ", ".join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)
-        raise IrisError(
-            f"base_model: {spec!r} is a hub model that is not in the local Hugging Face cache, and the hub is "
-            f"offline (HF_HUB_OFFLINE=1). Download it first with `huggingface-cli download {spec}` on a machine "
-            f"with a connection, or use a builtin model ({known}) or a local model directory."
-        )
-    return spec
+    if prefer is not None and (Path(prefer) / "config.json").is_file():
+        return BaseModel(spec, "hub", Path(prefer), spec)
+    return BaseModel(spec, "hub", _hub_snapshot(spec, fetch=fetch), spec)
 
 
-def _in_hf_cache(repo_id: str) -> bool:
+def _hub_snapshot(repo_id: str, *, fetch: bool) -> Path | None:
+    """The local snapshot of a hub model: from the cache, or downloaded into it."""
     try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # without huggingface_hub nothing can be cached
-        return False
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
+                                            RepositoryNotFoundError)
+    except ImportError:
+        if not fetch:
+            return None
+        raise IrisError(f"base_model: {repo_id} is a hub model and huggingface_hub is not installed; install "
+                        "iris-recipes with its train extra (`pip install -e '.[train]'`).") from None
+
+    offline = _hub_offline() or not fetch
+    download = f"`huggingface-cli download {repo_id}`"
     try:
-        found = try_to_load_from_cache(repo_id, "config.json")
-    except Exception:  # an id the hub client rejects is certainly not cached
-        return False
-    return isinstance(found, str)
+        path = Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, local_files_only=offline))
+    except GatedRepoError:
+        raise IrisError(f"base_model: {repo_id} is a gated model: accept its license on "
+                        f"https://huggingface.co/{repo_id}, log in (`huggingface-cli login`), then {download}.") from None
+    except RepositoryNotFoundError:
+        raise IrisError(f"base_model: {repo_id} was not found on the Hugging Face Hub (a typo, or a private model: "
+                        f"log in with `huggingface-cli login`). Check the id, then {download}.") from None
+    except LocalEntryNotFoundError:
+        if not fetch:
+            return None
+        why = "the hub is offline (HF_HUB_OFFLINE=1)" if _hub_offline() else "the hub could not be reached"
+        raise IrisError(f"base_model: {repo_id} is not in the local Hugging Face cache and {why}. Download it "
+                        f"first with {download} on a machine with a connection (same HF_HOME), or use a builtin "
+                        f"model ({', '.join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)}) or a local model "
+                        "directory.") from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise IrisError(f"base_model: downloading {repo_id} failed ({exc}). Retry, or {download}.") from None
+    if not (path / "config.json").is_file():
+        raise IrisError(f"base_model: the cached copy of {repo_id} ({path}) has no config.json; download it again "
+                        f"with {download}.")
+    return path
 
 
-def base_model_license(spec: str, base_dir: str | Path | None = None) -> str | None:
-    """The base model's license id, where it can be known without the network.
-
-    builtin models carry it; a local directory may state it in its README.md front matter; a hub id gives None
-    (the caller may ask the hub when online).
-    """
-    builtin = builtin_spec(spec.strip())
-    if builtin is not None:
-        return builtin.license
-    path = Path(spec).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
+def _declared_upstream(path: Path) -> str | None:
+    """A local model's own `base_model` (its README front matter), when it names a hub id."""
     readme = path / "README.md"
-    if path.is_dir() and readme.is_file():
-        return _front_matter(readme).get("license")
-    return None
-
-
-def base_model_upstream(spec: str) -> str:
-    """The name a model card's `base_model` should carry: the hub id the weights come from."""
-    builtin = builtin_spec(spec.strip())
-    return builtin.upstream if builtin else spec
+    upstream = _front_matter(readme).get("base_model") if readme.is_file() else None
+    return upstream if isinstance(upstream, str) and HUB_ID.match(upstream) else None
 
 
 def _front_matter(readme: Path) -> dict:
@@ -198,20 +225,6 @@ def materialized_dir(name: str) -> Path:
     return cache_dir() / "models" / name
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """Serialize builders of the same directory across processes (pytest workers, concurrent runs)."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def materialize_builtin(name: str) -> Path:
     """A Hugging Face directory (bf16 safetensors + tokenizer + ChatML template) for a builtin model; built once."""
     model = builtin_spec(BUILTIN_PREFIX + name)
@@ -219,7 +232,7 @@ def materialize_builtin(name: str) -> Path:
     if _complete(dest):
         return dest
     gguf = builtin_gguf_path(model)
-    with _lock(dest.parent / f".{model.name}.lock"):
+    with fsutil.exclusive(dest.parent / f".{model.name}.lock"):
         if _complete(dest):  # another process built it while we waited
             return dest
         tmp = Path(tempfile.mkdtemp(prefix=f".{model.name}.", suffix=".partial", dir=dest.parent))
@@ -332,78 +345,3 @@ def _set_generation_ids(model, tok) -> None:
     for key, value in ids.items():
         setattr(model.config, key, value)
         setattr(model.generation_config, key, value)
-
-
-# -- the tiny test model ----------------------------------------------------------------------------------------
-def tokenizer_source() -> Path:
-    """A directory with SmolLM2's tokenizer files: the builtin's materialization (built if needed)."""
-    return materialize_builtin("smollm2-135m-instruct")
-
-
-def build_tiny_model(out: str | Path, *, layers: int = 2, hidden: int = 64, heads: int = 4, kv_heads: int = 2,
-                     intermediate: int = 128, max_positions: int = 2048, seed: int = 0,
-                     init_std: float = 0.02, tokenizer_dir: str | Path | None = None) -> Path:
-    """A seeded random-weight LlamaForCausalLM with SmolLM2's tokenizer (one llama.cpp's converter recognizes).
-
-    Same tokenizer, ChatML template and special tokens as the builtin SmolLM2, so it stands in for a real base
-    model anywhere (training, merging, GGUF export) at a fraction of the cost. Written atomically to `out`.
-    """
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    out = Path(out).resolve()
-    if out.exists() and any(out.iterdir()):
-        raise IrisError(f"{out}: already exists and is not empty; choose a new output directory.")
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir or tokenizer_source())
-    _set_chat_tokens(tok, "<|im_end|>", "<|im_start|>")
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=hidden,
-        intermediate_size=intermediate,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        max_position_embeddings=max_positions,
-        initializer_range=init_std,
-        rms_norm_eps=1e-5,
-        rope_theta=100000.0,
-        tie_word_embeddings=True,
-        bos_token_id=tok.convert_tokens_to_ids(tok.bos_token),
-        eos_token_id=tok.convert_tokens_to_ids(tok.eos_token),
-        pad_token_id=tok.convert_tokens_to_ids(tok.pad_token),
-    )
-    config.iris_random_weights = True  # the GGUF export's chat check cannot expect random weights to stop
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config).to(torch.bfloat16)
-    _set_generation_ids(model, tok)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-        (tmp / "README.md").write_text(
-            "---\nlicense: apache-2.0\n---\n# tiny random-weight Llama\n\nSeeded random weights "
-            f"(seed {seed}, {layers} layers, hidden {hidden}) with SmolLM2's tokenizer: for tests only.\n",
-            encoding="utf-8",
-        )
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
-def tiny_model(**kwargs) -> Path:
-    """The default tiny model, built once into `cache_dir()/models/tiny-llama-<options>/` (for test sessions)."""
-    key = "-".join(f"{k}{v}" for k, v in sorted(kwargs.items()) if k != "tokenizer_dir") or "default"
-    dest = cache_dir() / "models" / f"tiny-llama-{key}"
-    if (dest / "config.json").is_file():
-        return dest
-    with _lock(dest.parent / f".tiny-llama-{key}.lock"):
-        if not (dest / "config.json").is_file():
-            if dest.exists():
-                shutil.rmtree(dest)
-            build_tiny_model(dest, **kwargs)
-    return dest

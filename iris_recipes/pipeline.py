@@ -145,19 +145,11 @@ def portable_recipe(recipe) -> dict:
     return data
 
 
-def resolve_base(recipe_data: dict, base_dir: Path, *, dry_run: bool) -> str:
-    from iris_recipes import models
+def resolve_base(recipe_data: dict, base_dir: Path, *, dry_run: bool, prefer: str | None = None):
+    """The run's base model through the one resolver (a dry run builds and downloads nothing)."""
+    from iris_recipes.models import resolve_base_model
 
-    spec = recipe_data["base_model"]
-    if dry_run:  # show where it would come from; build or download nothing
-        builtin = models.builtin_spec(spec)
-        if builtin is not None:
-            return str(models.materialized_dir(builtin.name))
-        try:
-            return models.resolve_base_model(spec, base_dir)
-        except IrisError:
-            return spec
-    return models.resolve_base_model(spec, base_dir)
+    return resolve_base_model(recipe_data["base_model"], base_dir, fetch=not dry_run, prefer=prefer)
 
 
 def find_resumable(recipe_name: str) -> RunDir:
@@ -396,7 +388,8 @@ def dry_run(recipe, opts: RunOptions, console: Console) -> str:
     """The exact launch command and generated Axolotl config; nothing is written or run."""
     spec = opts.spec()
     data = portable_recipe(recipe)
-    base = resolve_base(data, Path(recipe.path).parent, dry_run=True)
+    resolved = resolve_base(data, Path(recipe.path).parent, dry_run=True)
+    base = str(resolved.path or resolved.spec)  # a hub model not downloaded yet: Axolotl is shown its id
     has_val = data["dataset"].get("val_size", 0.05) > 0
     cfg, text, cmd = _write_axolotl_config(recipe, data, base, spec, has_val, None, validate=True, dest=None)
     out = (f"# launch command (run from the run directory; {spec.world_size} process(es), device {spec.device})\n"
@@ -439,8 +432,12 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
         if opts.dry_run:
             dry_run(recipe, opts, console)
             return None
+        base_model = resolve_base(recipe.data, Path(recipe.path).parent, dry_run=False,
+                                  prefer=meta.get("base_model_path"))
+        fresh = keep_dir = False
         run.update(status="running", resumed=[*meta.get("resumed", []), now_iso()],
-                   launch=spec.to_dict())
+                   launch=spec.to_dict(), base_model_path=str(base_model.path),
+                   base_model_hub_id=base_model.hub_id)
         console.print(f"resuming {run.path}")
     else:
         from iris_recipes.commands.common import recipe_path
@@ -453,16 +450,21 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
         if opts.dry_run:
             dry_run(recipe, opts, console)
             return None
+        data = portable_recipe(recipe)
+        # Preconditions before any directory exists: a model that cannot be found or downloaded leaves nothing.
+        base_model = resolve_base(data, Path(recipe.path).parent, dry_run=False)
         path = target or new_run_path(recipe.name)
+        keep_dir = target is not None and target.is_dir()  # an empty directory the user made stays theirs
         _claim(path, must_be_new=target is None)
         run = RunDir(path)
-        data = portable_recipe(recipe)
+        fresh = True
         fsutil.write_text(run.file("recipe.yaml"), dump_yaml(data))
         run.write({
             "recipe": recipe.name, "run_id": path.name, "recipe_hash": recipe.hash(),
             "recipe_path": str(recipe.path), "overrides": list(opts.overrides), "created": now_iso(),
             "git_commit": git_commit(), "versions": package_versions(), "status": "running",
             "launch": spec.to_dict(),
+            "base_model_path": str(base_model.path), "base_model_hub_id": base_model.hub_id,
             "launch_options": {k: getattr(opts, k) for k in ("device", "num_processes", "gpus", "nnodes", "node_rank",
                                "main_process_ip", "main_process_port", "launcher", "deepspeed", "fsdp")},
             "stages": {}, "artifacts": {},
@@ -470,11 +472,35 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
         console.print(f"run: {run.path}")
 
     recipe_data = recipe.data
+    base = str(base_model.path)
+    try:
+        _run_stages(run, recipe, recipe_data, base, spec, opts, console)
+    except BaseException:
+        if fresh and not run.stage_info("train"):
+            _discard(run, keep_dir=keep_dir)  # nothing worth resuming: leave no unfinished run behind
+        raise
+    if opts.until and run.read().get("status") == "stopped":
+        return run
+    console.print(f"done: {run.path}")
+    return run
+
+
+def _discard(run: RunDir, *, keep_dir: bool) -> None:
+    """Remove a run that failed before training started (its directory too, unless the user named it)."""
+    if keep_dir:
+        for child in run.path.iterdir():
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    else:
+        shutil.rmtree(run.path, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the recipe's runs folder, if this was its only run
+            run.path.parent.rmdir()
+
+
+def _run_stages(run: RunDir, recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, opts: RunOptions,
+                console: Console) -> None:
     # Axolotl's validator starts now in its own process: its imports overlap the data stage.
     checker = None if run.stage_done("train") else validator.Validator()
     with _sigterm_as_interrupt(), checker or contextlib.nullcontext():
-        base = resolve_base(recipe_data, Path(recipe.path).parent, dry_run=False)
-        run.update(base_model_path=base)
         stages = (
             ("data", lambda: _stage_data(run, recipe, base, console)),
             ("train", lambda: _stage_train(run, recipe, recipe_data, base, spec, verbose=opts.verbose,
@@ -490,7 +516,5 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
             if opts.until == name:
                 run.update(status="stopped")
                 console.print(f"stopped after {name}: {run.path} (continue with: iris-recipes run --resume {run.path})")
-                return run
+                return
         run.update(status="done", finished=now_iso())
-    console.print(f"done: {run.path}")
-    return run

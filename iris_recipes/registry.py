@@ -107,6 +107,16 @@ def base_gguf_of(run) -> Path | None:
     return Path(path) if isinstance(path, str) and Path(path).is_file() else None
 
 
+def _hub_id(spec: str, recipe_path: Path) -> str:
+    """What the Space shows as the base model: its hub id where one is known, else the recipe's value."""
+    from iris_recipes.models import resolve_base_model
+
+    try:
+        return resolve_base_model(spec, recipe_path.parent, fetch=False).hub_id or spec
+    except IrisError:
+        return spec
+
+
 def variant_from_recipe(name: str, data: dict[str, Any], recipe_path: Path, runs_root: Path | None = None) -> Variant:
     """The variant of one resolved recipe (`Recipe.data`), with the status its runs give it."""
     from iris_recipes.rundir import latest_done_run
@@ -121,7 +131,7 @@ def variant_from_recipe(name: str, data: dict[str, Any], recipe_path: Path, runs
         description=description,
         status="not_built",
         build_command=f"iris-recipes run {_recipe_arg(recipe_path)}",
-        base_model=str(data.get("base_model", "")),
+        base_model=_hub_id(str(data.get("base_model", "")), recipe_path),
         system_prompt=space.get("system_prompt") or "",
         modes=dict(space.get("modes") or {}),
         examples=list(space["examples"]),

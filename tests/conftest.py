@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))  # `import standins`: the stand-in model builders
 
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",

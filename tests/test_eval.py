@@ -153,13 +153,13 @@ def test_compare_needs_evaluated_runs(tmp_path, tiny_model_dir, monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory, tiny_model_dir):
     """Two runs of the tiny recipe (real data stage and GGUF export); their merged models differ in weights."""
-    from iris_recipes.models import tiny_model
+    import standins
 
     root = tmp_path_factory.mktemp("evalruns")
     recipe = tiny_recipe(root / "tiny-eval.yaml", tiny_model_dir)
     runs = []
     for i, seed in enumerate((1, 2)):
-        runs.append(assemble_run(root / "runs" / "tiny-eval" / f"2000010{i}-000000", recipe, tiny_model(seed=seed)))
+        runs.append(assemble_run(root / "runs" / "tiny-eval" / f"2000010{i}-000000", recipe, standins.cached("chatml", seed=seed)))
     return runs
 
 

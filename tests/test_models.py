@@ -1,4 +1,4 @@
-"""Base model resolution, the builtin SmolLM2 materialization and the tiny test model."""
+"""Base model resolution (builtin, local directory, hub id) and the builtin SmolLM2 materialization."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest_models import smollm2_dir, tiny_model_dir  # noqa: E402,F401
+from conftest_models import smollm2_dir  # noqa: E402,F401
 
 from iris_recipes import models  # noqa: E402
 from iris_recipes.errors import IrisError  # noqa: E402
@@ -26,9 +26,11 @@ def test_local_directory_resolves_to_absolute_path(tmp_path, monkeypatch):
     model = tmp_path / "m"
     model.mkdir()
     (model / "config.json").write_text("{}")
+    (model / "README.md").write_text("---\nbase_model: org/upstream\nlicense: mit\n---\n")
     monkeypatch.chdir(tmp_path)
-    assert models.resolve_base_model("./m") == str(model.resolve())
-    assert models.resolve_base_model("m", base_dir=tmp_path) == str(model.resolve())
+    found = models.resolve_base_model("./m")
+    assert (found.kind, found.path, found.hub_id) == ("local", model.resolve(), "org/upstream")
+    assert models.resolve_base_model("m", base_dir=tmp_path).path == model.resolve()
 
 
 def test_directory_without_config_is_an_error(tmp_path):
@@ -41,41 +43,115 @@ def test_missing_local_path_is_an_error(tmp_path):
         models.resolve_base_model(str(tmp_path / "nope"))
 
 
-def test_hub_id_offline_and_not_cached_says_how_to_get_it(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch) -> Path:
+    """An empty Hugging Face hub cache for this test (huggingface_hub reads its location at import time)."""
     import huggingface_hub.constants as hc
 
-    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def _cache_model(cache: Path, repo_id: str, rev: str = "abc") -> Path:
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snap = repo / "snapshots" / rev
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(rev)
+    return snap
+
+
+def test_hub_id_offline_and_not_cached_says_how_to_get_it(hub_cache, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(IrisError) as err:
         models.resolve_base_model("unsloth/Llama-3.2-1B-Instruct")
     msg = str(err.value)
     assert "huggingface-cli download unsloth/Llama-3.2-1B-Instruct" in msg and "builtin:" in msg
+    assert "HF_HUB_OFFLINE" in msg
 
 
-def test_hub_id_offline_but_cached_passes(tmp_path, monkeypatch):
-    cache = tmp_path / "hub"
-    snap = cache / "models--org--cached" / "snapshots" / "abc"
-    snap.mkdir(parents=True)
-    (snap / "config.json").write_text("{}")
-    (cache / "models--org--cached" / "refs").mkdir()
-    (cache / "models--org--cached" / "refs" / "main").write_text("abc")
+def test_hub_id_offline_but_cached_resolves_to_its_snapshot(hub_cache, monkeypatch):
+    snap = _cache_model(hub_cache, "org/cached")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    found = models.resolve_base_model("org/cached")
+    assert (found.kind, found.path, found.hub_id) == ("hub", snap, "org/cached")
+
+
+def test_hub_id_without_fetch_downloads_nothing(hub_cache, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    found = models.resolve_base_model("org/not-cached", fetch=False)
+    assert (found.path, found.hub_id) == (None, "org/not-cached")
+    assert not list(hub_cache.iterdir())
+
+
+def test_a_recorded_snapshot_is_preferred(hub_cache, monkeypatch, tmp_path):
+    _cache_model(hub_cache, "org/m", rev="new")
+    old = tmp_path / "old-snapshot"
+    old.mkdir()
+    (old / "config.json").write_text("{}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert models.resolve_base_model("org/m", prefer=old).path == old  # the revision the run trained from
+    assert models.resolve_base_model("org/m", prefer=tmp_path / "gone").path.name == "new"
+
+
+class _Hub:
+    """A local stand-in for the Hub's HTTP API answering every request with one status and X-Error-Code."""
+
+    def __init__(self, status: int, code: str | None):
+        import http.server
+        import threading
+
+        answer = (status, code)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _reply(self):
+                self.send_response(answer[0])
+                if answer[1]:
+                    self.send_header("X-Error-Code", answer[1])
+                    self.send_header("X-Error-Message", "test")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_HEAD = _reply
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.mark.parametrize("status, code, expected", [
+    (401, "GatedRepo", "gated model: accept its license"),
+    (404, "RepoNotFound", "was not found on the Hugging Face Hub"),
+    (500, None, "the hub could not be reached"),  # a server error: huggingface_hub falls back to the cache
+])
+def test_hub_errors_are_clear(hub_cache, monkeypatch, status, code, expected):
     import huggingface_hub.constants as hc
 
-    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert models.resolve_base_model("org/cached") == "org/cached"
+    hub = _Hub(status, code)
+    try:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(hc, "ENDPOINT", hub.url)
+        monkeypatch.setattr(hc, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+        with pytest.raises(IrisError) as err:
+            models.resolve_base_model("org/m")
+    finally:
+        hub.close()
+    assert expected in str(err.value) and "huggingface-cli download org/m" in str(err.value)
 
 
-def test_hub_id_online_is_unchanged(monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    assert models.resolve_base_model("unsloth/Llama-3.2-1B-Instruct") == "unsloth/Llama-3.2-1B-Instruct"
-
-
-def test_licenses():
-    assert models.base_model_license("builtin:smollm2-135m-instruct") == "apache-2.0"
-    assert models.base_model_upstream("builtin:smollm2-135m-instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert models.base_model_license("org/unknown") is None
+def test_builtin_names_its_upstream_without_building():
+    found = models.resolve_base_model("builtin:smollm2-135m-instruct", fetch=False)
+    assert (found.kind, found.hub_id) == ("builtin", "HuggingFaceTB/SmolLM2-135M-Instruct")
 
 
 def test_builtin_without_its_package_is_a_clear_error(monkeypatch):
@@ -97,56 +173,13 @@ def test_module_import_is_cheap():
     assert out.stdout.strip() == "False"
 
 
-def test_tiny_model_is_a_chatml_llama(tiny_model_dir):
-    from transformers import AutoConfig, AutoTokenizer
-
-    config = AutoConfig.from_pretrained(tiny_model_dir)
-    assert config.model_type == "llama" and config.num_hidden_layers == 2 and config.hidden_size == 64
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    assert tok.eos_token == "<|im_end|>"
-    assert config.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>")
-    gen = json.loads((tiny_model_dir / "generation_config.json").read_text())
-    assert gen["eos_token_id"] == config.eos_token_id
-    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
-    assert "<|im_start|>user\nhi<|im_end|>\n" in text and text.endswith("<|im_start|>assistant\n")
-    assert models.base_model_license(str(tiny_model_dir)) == "apache-2.0"
-
-
-def test_tiny_model_is_seeded_and_refuses_to_overwrite(tiny_model_dir, tmp_path):
-    from safetensors.torch import load_file
-
-    a = models.build_tiny_model(tmp_path / "a", seed=0)
-    b = models.build_tiny_model(tmp_path / "b", seed=1)
-    ta, tb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
-    ref = load_file(tiny_model_dir / "model.safetensors")
-    assert all((ta[k] == ref[k]).all() for k in ref)  # same seed, same weights
-    assert not (ta["model.layers.0.mlp.up_proj.weight"] == tb["model.layers.0.mlp.up_proj.weight"]).all()
-    with pytest.raises(IrisError, match="not empty"):
-        models.build_tiny_model(a)
-    assert not list(tmp_path.glob(".*partial"))
-
-
-def test_make_tiny_model_script(tmp_path, tiny_model_dir):
-    import subprocess
-
-    script = Path(__file__).resolve().parent.parent / "scripts" / "make_tiny_model.py"
-    out = subprocess.run([sys.executable, str(script), str(tmp_path / "t"), "--layers", "1", "--hidden", "32",
-                          "--heads", "2", "--kv-heads", "1", "--tokenizer", str(tiny_model_dir)],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    config = json.loads((tmp_path / "t" / "config.json").read_text())
-    assert config["num_hidden_layers"] == 1 and config["hidden_size"] == 32
-    again = subprocess.run([sys.executable, str(script), str(tmp_path / "t")], capture_output=True, text=True)
-    assert again.returncode == 2 and "not empty" in again.stderr and "Traceback" not in again.stderr
-
-
 @pytest.mark.slow
 def test_builtin_smollm2_materializes_and_answers(smollm2_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     meta = json.loads((smollm2_dir / "iris-model.json").read_text())
     assert meta["builtin"] == "smollm2-135m-instruct" and meta["license"] == "apache-2.0"
-    assert models.resolve_base_model("builtin:smollm2-135m-instruct") == str(smollm2_dir)  # cached: no rebuild
+    assert models.resolve_base_model("builtin:smollm2-135m-instruct").path == smollm2_dir  # cached: no rebuild
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
     model = AutoModelForCausalLM.from_pretrained(smollm2_dir)
     assert "quantization_config" not in json.loads((smollm2_dir / "config.json").read_text())

@@ -7,7 +7,6 @@ to produce what does not (an evaluation, a GGUF export).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from typing import Any
 from iris_recipes.errors import IrisError
 from iris_recipes.rundir import RunDir
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass
@@ -85,7 +83,7 @@ def gather(run: RunDir, repo_id: str | None = None) -> CardFacts:
         recipe_yaml=recipe.to_yaml(),
         recipe_hash=meta.get("recipe_hash") or recipe.hash(),
         license=str(license_id),
-        base_model=hub_base_model(data["base_model"], recipe_file.parent),
+        base_model=hub_base_model(data["base_model"], recipe_file.parent, meta),
         base_model_spec=data["base_model"],
         sources=data_sources(data, report),
         data_report=report,
@@ -97,22 +95,17 @@ def gather(run: RunDir, repo_id: str | None = None) -> CardFacts:
     )
 
 
-def hub_base_model(spec: str, base_dir: Path) -> str | None:
-    """The hub id the weights come from: a builtin's upstream, a hub id itself, a local model's own `base_model`."""
-    from iris_recipes.models import base_model_upstream, builtin_spec
+def hub_base_model(spec: str, base_dir: Path, meta: dict | None = None) -> str | None:
+    """The hub id the weights come from (a builtin's upstream, a hub id itself, a local model's declared
+    `base_model`): as `run` recorded it, else through the same resolver, without building or downloading."""
+    from iris_recipes.models import resolve_base_model
 
-    spec = spec.strip()
-    if builtin_spec(spec) is not None:
-        return base_model_upstream(spec)
-    local = Path(spec).expanduser()
-    if not local.is_absolute():
-        local = base_dir / local
-    if local.is_dir():
-        from iris_recipes.models import _front_matter
-
-        upstream = _front_matter(local / "README.md").get("base_model") if (local / "README.md").is_file() else None
-        return upstream if isinstance(upstream, str) and HUB_ID.match(upstream) else None
-    return spec if HUB_ID.match(spec) else None
+    if meta and "base_model_hub_id" in meta:
+        return meta["base_model_hub_id"]
+    try:
+        return resolve_base_model(spec, base_dir, fetch=False).hub_id
+    except IrisError:  # a local model that has moved since: the card names what the recipe says
+        return None
 
 
 def data_sources(recipe: dict, report: dict | None) -> list[DataSource]:

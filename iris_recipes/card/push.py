@@ -44,7 +44,7 @@ def upload_plan(run: RunDir, repo_id: str | None = None, private: bool | None = 
         raise IrisError(f"{run.file('recipe.yaml')}: publish.repo_id is not set, so there is nowhere to push. "
                         f"Add `publish: {{repo_id: YOUR-USER/{recipe.name}-GGUF}}` to recipes/{recipe.name}.yaml, "
                         "or pass --repo YOUR-USER/NAME.")
-    from iris_recipes.card.facts import HUB_ID
+    from iris_recipes.models import HUB_ID
 
     if not HUB_ID.match(repo):
         raise IrisError(f"--repo {repo!r}: not a Hugging Face repo id; give OWNER/NAME (letters, digits, '.', '_', '-').")

@@ -31,6 +31,7 @@ class Plan:
     merged: Path
     base: Path
     ggufs: dict[str, Path]  # quant -> file
+    base_name: str | None = None  # the base model's name (its hub name) for its GGUF
 
 
 def _prompt_messages(row: dict) -> list[dict]:
@@ -83,10 +84,11 @@ def plan(run_path: str | Path, samples: int | None = None) -> Plan:
         raise IrisError(f"{val_path}: rows {', '.join(map(str, no_answer[:5]))} have no assistant turn to "
                         "compare with; re-run the data stage.")
     M.check_metrics(settings, rows, str(val_path))
-    recorded = run.read().get("base_model_path")  # what the run trained from, resolved by `run`
-    base = Path(recorded) if recorded and Path(recorded, "config.json").is_file() else \
-        Path(resolve_base_model(str(recipe.data["base_model"]), base_dir=run.path))
-    return Plan(run, recipe, settings, rows, val[:LOSS_ROWS], merged, base, ggufs)
+    # The model the run trained from (as `run` resolved it), through the same resolver as every stage.
+    base_model = resolve_base_model(str(recipe.data["base_model"]), base_dir=run.path,
+                                    prefer=run.read().get("base_model_path"))
+    return Plan(run, recipe, settings, rows, val[:LOSS_ROWS], merged, base_model.path, ggufs,
+                base_model.hub_id.rsplit("/", 1)[-1] if base_model.hub_id else None)
 
 
 def evaluate(p: Plan, log: Callable[[str], None] = print) -> dict:
@@ -142,7 +144,7 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
 
     t0 = time.perf_counter()
     log(f"eval: converting the base model {p.base} to GGUF (cached)")
-    base_gguf = base_f16_gguf(p.base)
+    base_gguf = base_f16_gguf(p.base, p.base_name)
     timings["base_gguf"] = round(time.perf_counter() - t0, 2)
 
     result: dict = {"base": {}, "tuned": {}, "generations": [], "gguf": {}, "samples": len(p.rows),

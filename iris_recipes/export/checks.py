@@ -220,9 +220,52 @@ def check_chat(gguf: Path, tok, *, require_stop: bool, messages: list[dict[str, 
     stopped = finish == "stop"
     if require_stop and not stopped:
         problems.append(f"no end-of-turn token within {max_tokens} tokens: the model does not stop on its own")
+    forced = None if require_stop else forced_stop(gguf, tok, messages, specials)
+    if forced is not None:
+        problems += forced["problems"]
     return {"passed": not problems, "problems": problems, "finish_reason": finish, "stopped_on_its_own": stopped,
             "stop_required": require_stop, "completion_tokens": result["usage"]["completion_tokens"],
-            "prompt": user, "reply": text[:300]}
+            "prompt": user, "reply": text[:300], "forced_stop": forced}
+
+
+FORCE_AFTER = 4  # tokens generated before the end-of-turn token is forced
+
+
+def forced_stop(gguf: Path, tok, messages: list[dict[str, str]], specials: list[str]) -> dict[str, Any]:
+    """For a model that cannot choose to stop (random weights): force the end-of-turn token after a few tokens and
+    check that llama.cpp ends the reply there, with the token itself kept out of the text."""
+    import numpy as np
+
+    eot = end_of_turn_token(tok)
+    eot_id = tok.convert_tokens_to_ids(eot)
+    calls = 0
+
+    def force(_input_ids, scores):
+        nonlocal calls
+        calls += 1
+        if calls > FORCE_AFTER:
+            scores = np.full_like(scores, -np.inf)
+            scores[eot_id] = 0.0
+        return scores
+
+    llm = _llama(gguf, n_ctx=1024, seed=0)
+    try:
+        result = llm.create_chat_completion(messages=messages, max_tokens=FORCE_AFTER + 8, temperature=0.0,
+                                            logits_processor=[force])
+    finally:
+        llm.close()
+    choice = result["choices"][0]
+    text = choice["message"]["content"] or ""
+    n = result["usage"]["completion_tokens"]
+    problems = []
+    if choice["finish_reason"] != "stop" or n > FORCE_AFTER + 1:
+        problems.append(f"llama.cpp did not end the reply at the forced end-of-turn token {eot!r} "
+                        f"(finish {choice['finish_reason']!r} after {n} tokens)")
+    leaked = [s for s in specials if s and s in text]
+    if leaked:
+        problems.append(f"the reply ended by {eot!r} contains template tokens {leaked[:5]}")
+    return {"end_of_turn": eot, "finish_reason": choice["finish_reason"], "completion_tokens": n,
+            "problems": problems}
 
 
 # -- decode speed -------------------------------------------------------------------------------------------------

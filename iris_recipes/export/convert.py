@@ -117,11 +117,17 @@ def ensure_space(out_dir: Path, needed: int, what: str) -> None:
 
 
 # -- conversion and quantization ----------------------------------------------------------------------------------
-def convert_f16(merged: Path, dest: Path, log: Path | None = None) -> Path:
-    """Run llama.cpp's converter on `merged`, writing an F16 GGUF at `dest` (atomically)."""
+def convert_f16(merged: Path, dest: Path, log: Path | None = None, model_name: str | None = None) -> Path:
+    """Run llama.cpp's converter on `merged`, writing an F16 GGUF at `dest` (atomically).
+
+    `model_name` becomes the file's `general.name`. It matters beyond display: llama.cpp gives the chat tokens of
+    models whose name contains "phi-3"/"phi3" Phi-3's tokenizer rule (they swallow the whitespace after them), so a
+    Phi-3 model must be named as one, not after its directory (`merged/`, a cache hash).
+    """
     script = find_converter()
     with atomic_path(dest) as tmp:
-        cmd = [sys.executable, str(script), str(merged), "--outtype", "f16", "--outfile", str(tmp)]
+        cmd = [sys.executable, str(script), str(merged), "--outtype", "f16", "--outfile", str(tmp),
+               *(["--model-name", model_name] if model_name else [])]
         proc = subprocess.run(cmd, env=converter_env(script), capture_output=True, text=True)
         if log is not None:
             log.write_text(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}", encoding="utf-8")

@@ -16,7 +16,8 @@ from typing import Any
 
 from iris_recipes.errors import IrisError
 from iris_recipes.export import checks
-from iris_recipes.export.convert import check_merged, check_quants, convert_f16, ensure_space, estimate_bytes, quantize
+from iris_recipes.export.convert import (check_merged, check_quants, convert_f16, ensure_space, estimate_bytes,
+                                         quantize)
 from iris_recipes.export.converter import LLAMA_CPP_PYTHON_VERSION, find_converter
 from iris_recipes.fsutil import sha256_file
 from iris_recipes.hostinfo import cpu_count
@@ -36,6 +37,20 @@ def _recipe_settings(run: RunDir) -> tuple[str, list[str], float]:
             float(recipe.get("export.min_top1_agreement", DEFAULT_MIN_TOP1)))
 
 
+def model_name(run: RunDir, recipe_name: str) -> str:
+    """The GGUF's `general.name`: the variant and the model it was tuned from, e.g.
+    "phi35-doctor (Phi-3.5-mini-instruct)"."""
+    hub_id = run.read().get("base_model_hub_id")
+    if hub_id is None:
+        from iris_recipes.models import resolve_base_model
+
+        try:
+            hub_id = resolve_base_model(run.recipe().data["base_model"], run.path, fetch=False).hub_id
+        except IrisError:
+            hub_id = None
+    return f"{recipe_name} ({hub_id.rsplit('/', 1)[-1]})" if hub_id else recipe_name
+
+
 def _chat_probe(run: RunDir) -> list[dict[str, str]]:
     recipe = run.recipe()
     prompts = [*(recipe.get("space.examples") or []), *(recipe.get("eval.prompts") or [])]
@@ -43,7 +58,7 @@ def _chat_probe(run: RunDir) -> list[dict[str, str]]:
 
 
 def _random_weights(merged: Path) -> bool:
-    """A test model built by `build_tiny_model` (random weights) says so in its config."""
+    """A stand-in test model (scripts/standins.py: random weights) says so in its config."""
     try:
         return bool(json.loads((merged / "config.json").read_text()).get("iris_random_weights"))
     except (OSError, ValueError):
@@ -98,7 +113,8 @@ def _build_and_check(run: RunDir, merged: Path, stage_dir: Path, name: str, quan
                      require_stop: bool, threads: int | None, info: dict[str, Any]) -> dict[str, dict[str, Any]]:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    files = {"f16": convert_f16(merged, stage_dir / gguf_name(name, "f16"), log=run.file("export.log"))}
+    files = {"f16": convert_f16(merged, stage_dir / gguf_name(name, "f16"), log=run.file("export.log"),
+                                model_name=model_name(run, name))}
     timings["convert_f16"] = round(time.perf_counter() - t0, 2)
     for quant in quants:
         t0 = time.perf_counter()
