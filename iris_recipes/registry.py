@@ -11,8 +11,11 @@ installed (a Hugging Face Space). Its format:
    "variants": [{"id", "label", "description", "status", "build_command", "base_model", "system_prompt",
                  "modes": {name: instruction}, "examples": [str], "temperature", "top_p", "max_new_tokens",
                  "quant", "gguf": {"path"?: str, "repo_id"?: str, "filename": str, "bytes"?: int, "sha256"?: str},
+                 "base_gguf": {"path"?: str, "repo_id"?: str, "filename"?: str, "bytes"?: int},
                  "run"?: str}]}
-`gguf.path` is absolute, or relative to the manifest's folder.
+`gguf.path` is absolute, or relative to the manifest's folder. `base_gguf` is the base model's F16 GGUF that `eval`
+built (the Space's "compare with base model"): a local file for a built variant, and for a hosted Space the copy
+`push` uploads beside the variant's GGUFs; empty when the run was not evaluated.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ SPACE_DEFAULTS: dict[str, Any] = {
     "max_new_tokens": 256,
 }
 
+# The name `push` gives the base model's F16 GGUF in the variant's repo.
+BASE_GGUF_FILE = "base-f16.gguf"
+
 # When a run lacks the preferred quantization, the next one of these that it has is served (smallest first).
 QUANT_FALLBACK = ("q4_k_m", "q4_k_s", "q4_0", "q4_1", "q5_k_m", "q5_k_s", "q5_0", "q5_1", "q6_k", "q8_0", "f16")
 
@@ -56,6 +62,7 @@ class Variant:
     max_new_tokens: int
     quant: str
     gguf: dict[str, Any] = field(default_factory=dict)
+    base_gguf: dict[str, Any] = field(default_factory=dict)
     run: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -87,6 +94,17 @@ def _local_gguf(run, preferred: str) -> tuple[str, dict[str, Any]] | None:
         if isinstance(art, dict) and art.get("file") and run.file(art["file"]).is_file():
             return quant, art
     return None
+
+
+def base_gguf_of(run) -> Path | None:
+    """The base model's F16 GGUF that the run's eval built and cached, if it is still there."""
+    import json
+
+    try:
+        path = json.loads(run.file("eval.json").read_text(encoding="utf-8")).get("base_gguf")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(path) if isinstance(path, str) and Path(path).is_file() else None
 
 
 def _hub_id(spec: str, recipe_path: Path) -> str:
@@ -132,6 +150,9 @@ def variant_from_recipe(name: str, data: dict[str, Any], recipe_path: Path, runs
         for key in ("bytes", "sha256"):
             if key in art:
                 variant.gguf[key] = art[key]
+        base = base_gguf_of(run)
+        if base is not None:
+            variant.base_gguf = {"path": str(base), "filename": BASE_GGUF_FILE, "bytes": base.stat().st_size}
     if repo_id:
         variant.gguf.update(repo_id=repo_id, filename=gguf_filename(name, variant.quant))
         if not local:
@@ -175,7 +196,10 @@ def hosted(variants: list[Variant]) -> list[Variant]:
         if not v.gguf.get("repo_id"):
             continue
         gguf = {k: v.gguf[k] for k in ("repo_id", "filename", "bytes", "sha256") if k in v.gguf}
-        out.append(Variant(**{**asdict(v), "status": "published", "gguf": gguf, "run": None}))
+        # a built variant's base GGUF goes up with `push`, so the hosted Space finds it in the same repo
+        base = {"repo_id": v.gguf["repo_id"], "filename": BASE_GGUF_FILE, **({"bytes": v.base_gguf["bytes"]}
+                if "bytes" in v.base_gguf else {})} if v.base_gguf else {}
+        out.append(Variant(**{**asdict(v), "status": "published", "gguf": gguf, "base_gguf": base, "run": None}))
     return out
 
 

@@ -2,7 +2,8 @@
 # Set up iris-recipes on a fresh machine: .venv with every extra, llama.cpp's converter.
 # Idempotent: a second run with nothing changed takes a few seconds.
 #   scripts/setup.sh                 # train + export + space + dev extras
-#   scripts/setup.sh --with-browser  # also Debian's chromium for the Space's browser test (needs root/apt)
+#   scripts/setup.sh --with-browser  # also Debian's chromium (the Space's browser test) and espeak-ng (speech for
+#                                    # its voice-input tests); needs root/apt
 #   scripts/setup.sh --dry-run       # say which Python and which torch it would use; change nothing
 # Python: 3.10-3.12 (PYTHON=... to choose one). On a machine with an NVIDIA GPU (nvidia-smi lists one) the venv
 # sees the system's packages, so a CUDA torch already installed in Axolotl's range (Colab, cloud images) is kept.
@@ -130,9 +131,9 @@ fi
 step "llama.cpp's GGUF converter (from the llama-cpp-python 0.3.36 sdist, cached outside the repo)"
 .venv/bin/python -m iris_recipes.export.converter fetch
 
-if [ "$WITH_BROWSER" = 1 ] && ! command -v chromium >/dev/null; then
-  step "Debian chromium (headless browser for the Space test)"
+if [ "$WITH_BROWSER" = 1 ] && ! { command -v chromium && command -v espeak-ng; } >/dev/null; then
+  step "Debian chromium and espeak-ng (headless browser and synthetic speech for the Space tests)"
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium espeak-ng >/dev/null
 fi
 step "ready: .venv/bin/iris-recipes --help"

@@ -6,9 +6,12 @@ import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import time
+import wave
 from pathlib import Path
 
 import pytest
@@ -24,13 +27,18 @@ def smol_gguf() -> Path:
 
 
 def load_app(monkeypatch=None, **settings):
-    """A fresh import of space/app.py; `settings` override its module constants (N_CTX=256, QUEUE_SIZE=1...)."""
+    """A fresh import of space/app.py and its `iris_space` engine; `settings` override the engine's settings
+    (N_CTX=256, QUEUE_SIZE=1...) for this instance only."""
+    for name in [n for n in sys.modules if n == "iris_space" or n.startswith("iris_space.")]:
+        del sys.modules[name]  # each app instance gets its own settings module
     spec = importlib.util.spec_from_file_location(f"space_app_{time.monotonic_ns()}", REPO / "space" / "app.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     for key, value in settings.items():
-        setattr(module, key, value)
+        if not hasattr(module.settings, key):
+            raise AttributeError(f"the Space has no setting {key}")
+        setattr(module.settings, key, value)
     return module
 
 
@@ -76,8 +84,10 @@ def write_recipe(root: Path, name: str, space: dict | None = None, publish: str 
     return path
 
 
-def write_done_run(runs: Path, name: str, ggufs: dict[str, Path], run_id: str = "20250101-000000") -> Path:
-    """A finished run of `name` whose export produced `ggufs` ({quant: source file}, linked into gguf/)."""
+def write_done_run(runs: Path, name: str, ggufs: dict[str, Path], run_id: str = "20250101-000000",
+                   base_gguf: Path | None = None) -> Path:
+    """A finished run of `name` whose export produced `ggufs` ({quant: source file}, linked into gguf/); with
+    `base_gguf`, its eval.json names that file as the base model's GGUF (what `eval` records)."""
     from iris_recipes.fsutil import sha256_file
     from iris_recipes.rundir import RunDir
 
@@ -90,6 +100,8 @@ def write_done_run(runs: Path, name: str, ggufs: dict[str, Path], run_id: str = 
         os.symlink(src, dest)
         artifacts[quant] = {"file": f"gguf/{dest.name}", "bytes": src.stat().st_size, "sha256": sha256_file(src)}
     run.write({"recipe": name, "run_id": run_id, "status": "done", "stages": {}, "artifacts": {"gguf": artifacts}})
+    if base_gguf is not None:
+        run.file("eval.json").write_text(json.dumps({"base_gguf": str(base_gguf)}))
     return run.path
 
 
@@ -107,13 +119,15 @@ SPACE_SMOL = {
 
 @pytest.fixture(scope="session")
 def space_project(tmp_path_factory) -> dict:
-    """A project with four recipes (two built on SmolLM2, one published, one not built) and its runs."""
+    """A project with four recipes (two built on SmolLM2, one of them evaluated, one published, one not built) and
+    its runs."""
     root = tmp_path_factory.mktemp("space-project")
     (root / "datasets").mkdir()
     runs = root / "runs"
     gguf = smol_gguf()
     write_recipe(root, "smol-tutor", SPACE_SMOL)
-    write_done_run(runs, "smol-tutor", {"q4_k_m": gguf})
+    # SmolLM2's own GGUF plays the base model of the tutor (its eval's base GGUF)
+    write_done_run(runs, "smol-tutor", {"q4_k_m": gguf}, base_gguf=gguf)
     write_recipe(root, "smol-pirate", {"label": "Smol pirate", "system_prompt": "You talk like a pirate.",
                                        "temperature": 0.0, "max_new_tokens": 32, "quant": "q8_0"})
     write_done_run(runs, "smol-pirate", {"q4_k_m": gguf})  # no q8_0: the Space falls back to q4_k_m
@@ -146,6 +160,46 @@ def space_manifest(space_project, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("manifest") / "variants.json"
     path.write_text(json.dumps(data, indent=2))
     return path
+
+
+# Spoken by espeak-ng and recognized by pocketsphinx: its key words come through ("the three dollars on the
+# rainbow"); an offline recognizer on synthetic speech gets other words wrong.
+VOICE_SENTENCE = "Please name three colors of the rainbow"
+VOICE_KEY_WORDS = ("three", "rainbow")
+
+
+def _write_wav(path: Path, samples, rate: int) -> Path:
+    import numpy as np
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.asarray(samples * 32767, dtype="<i2").tobytes())
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech_wavs(tmp_path_factory) -> dict[str, Path]:
+    """A spoken sentence (espeak-ng), and bad audio: silence, white noise, a 10-minute file, a non-audio file."""
+    import numpy as np
+
+    espeak = shutil.which("espeak-ng")
+    if not espeak:
+        pytest.skip("Debian's espeak-ng is not installed (apt-get install -y espeak-ng, as scripts/setup.sh "
+                    "--with-browser does)")
+    d = tmp_path_factory.mktemp("audio")
+    subprocess.run([espeak, "-v", "en-us", "-s", "140", "-w", str(d / "speech.wav"), VOICE_SENTENCE], check=True,
+                   capture_output=True)
+    noise = np.random.default_rng(0).standard_normal(16000 * 3) * 0.3
+    (d / "not-audio.wav").write_text("RIFF? no: a text file with a .wav name\n" * 50)
+    return {
+        "speech": d / "speech.wav",
+        "silence": _write_wav(d / "silence.wav", np.zeros(16000 * 3), 16000),
+        "noise": _write_wav(d / "noise.wav", np.clip(noise, -1, 1), 16000),
+        "long": _write_wav(d / "long.wav", np.zeros(8000 * 600), 8000),
+        "not_audio": d / "not-audio.wav",
+    }
 
 
 @contextlib.contextmanager

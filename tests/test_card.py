@@ -228,6 +228,20 @@ def test_push_plan_lists_exact_files(tmp_path):
     assert other.repo_id == "me/elsewhere" and other.private is True
 
 
+def test_push_plan_includes_the_base_gguf_eval_built(tmp_path):
+    run = make_run(tmp_path, "smollm2-demo", ("publish={repo_id: someone/smollm2-demo-GGUF}",))
+    write_card(run)
+    base = tmp_path / "cache" / "base-f16.gguf"
+    base.parent.mkdir()
+    base.write_bytes(b"GGUF" + b"\0" * 60)
+    data = json.loads(run.file("eval.json").read_text())
+    fsutil.write_json(run.file("eval.json"), {**data, "base_gguf": str(base)})
+    plan = upload_plan(run)  # the hosted Space's "compare with base model" downloads it from the same repo
+    assert plan.paths_in_repo[3] == "base-f16.gguf" and plan.files[3][0] == base
+    base.unlink()  # a cache that was cleared since: nothing to upload, no error
+    assert "base-f16.gguf" not in upload_plan(run).paths_in_repo
+
+
 def test_push_without_repo_or_card_is_a_clear_error(tmp_path):
     run = make_run(tmp_path, "smollm2-demo")
     with pytest.raises(IrisError, match=r"publish\.repo_id is not set.*--repo"):

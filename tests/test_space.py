@@ -6,15 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from conftest_space import (  # noqa: F401 (fixtures)
-    REPO, free_port, load_app, served, smol_gguf, space_manifest, space_project, space_server, wait_for_port,
-    write_done_run, write_recipe,
+    REPO, VOICE_KEY_WORDS, free_port, load_app, served, smol_gguf, space_manifest, space_project, space_server,
+    speech_wavs, wait_for_port, write_done_run, write_recipe,
 )
 
 MARKERS = ("<|im_end|>", "<|im_start|>", "<|eot_id|>", "<|end|>", "</s>")
@@ -26,9 +25,11 @@ def client(url):
     return Client(url, verbose=False)
 
 
-def chat(c, variant, message, history=(), mode="", temperature=0.0, top_p=0.9, max_new_tokens=32):
+def chat(c, variant, message, history=(), mode="", temperature=0.0, top_p=0.9, max_new_tokens=32, audio=None,
+         compare=False):
     """All streamed updates of one /chat call."""
-    job = c.submit(variant, message, list(history), mode, temperature, top_p, max_new_tokens, api_name="/chat")
+    job = c.submit(variant, message, list(history), mode, temperature, top_p, max_new_tokens, audio, compare,
+                   api_name="/chat")
     for _ in job:
         pass
     job.result()  # raises the app's error, if any
@@ -48,6 +49,11 @@ def assert_well_formed(outputs):
     return final
 
 
+def assert_stream_grew(outputs):
+    texts = [o["reply"] for o in outputs]
+    assert len(set(texts)) >= 2, texts  # at least one partial state before the final one
+
+
 # -- registry ------------------------------------------------------------------------------------------------------
 def test_registry_statuses(space_project):
     from iris_recipes.registry import load_variants
@@ -61,6 +67,9 @@ def test_registry_statuses(space_project):
     assert Path(tutor.gguf["path"]).is_file() and tutor.gguf["filename"] == "smol-tutor-q4_k_m.gguf"
     assert tutor.label == "Smol tutor" and tutor.modes["short"] == "Answer in one sentence."
     assert tutor.temperature == 0.0 and tutor.max_new_tokens == 48 and tutor.top_p == 0.9  # schema default
+    # the base GGUF that the run's eval built is named for "compare with base model"
+    assert tutor.base_gguf["path"] == str(space_project["gguf"]) and tutor.base_gguf["filename"] == "base-f16.gguf"
+    assert by_id["smol-pirate"].base_gguf == {}  # not evaluated
     # preferred q8_0 was not exported: the run's q4_k_m is served
     assert by_id["smol-pirate"].status == "built" and by_id["smol-pirate"].quant == "q4_k_m"
     hub = by_id["hub-model"]
@@ -69,6 +78,23 @@ def test_registry_statuses(space_project):
     todo = by_id["todo-model"]
     assert todo.status == "not_built" and todo.gguf == {}
     assert todo.build_command.startswith("iris-recipes run ") and todo.build_command.endswith("todo-model.yaml")
+
+
+def test_hosted_manifest_names_the_base_gguf_push_uploads(space_project):
+    from dataclasses import replace
+
+    from iris_recipes.registry import hosted, load_variants
+
+    variants, _ = load_variants(space_project["root"] / "recipes", space_project["runs"])
+    tutor = next(v for v in variants if v.id == "smol-tutor")
+    published = replace(tutor, gguf={**tutor.gguf, "repo_id": "me/tutor-GGUF"})
+    (out,) = hosted([published])
+    assert out.gguf == {"repo_id": "me/tutor-GGUF", "filename": "smol-tutor-q4_k_m.gguf",
+                        "bytes": tutor.gguf["bytes"], "sha256": tutor.gguf["sha256"]}
+    assert out.base_gguf == {"repo_id": "me/tutor-GGUF", "filename": "base-f16.gguf",
+                             "bytes": space_project["gguf"].stat().st_size}
+    hub = next(v for v in hosted(variants) if v.id == "hub-model")
+    assert hub.base_gguf == {}  # never built here: whether a base was pushed is unknown
 
 
 def test_registry_skips_broken_recipe_and_failed_runs(tmp_path):
@@ -104,7 +130,10 @@ def test_space_build_writes_a_deployable_folder(space_project, tmp_path, monkeyp
         link.symlink_to(REPO / "space")
     out = tmp_path / "deploy"
     assert main(["space", "build", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "app.py", "requirements.txt", "variants.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "app.py", "iris_space", "requirements.txt",
+                                                     "variants.json"]
+    engine = sorted(p.name for p in (out / "iris_space").iterdir())
+    assert engine == sorted(p.name for p in (REPO / "space" / "iris_space").glob("*.py")) and "chat.py" in engine
     variants = json.loads((out / "variants.json").read_text())["variants"]
     assert [v["id"] for v in variants] == ["hub-model"]
     assert variants[0]["status"] == "published" and "path" not in variants[0]["gguf"] and "run" not in variants[0]
@@ -113,12 +142,18 @@ def test_space_build_writes_a_deployable_folder(space_project, tmp_path, monkeyp
     assert "- iris-test/hub-model-gguf" in readme
     reqs = (out / "requirements.txt").read_text()
     assert "llama-cpp-python==0.3.36" in reqs and "abetlen.github.io/llama-cpp-python/whl/cpu" in reqs
+    assert "pocketsphinx" in reqs
+    # the deployed folder runs on its own: its app imports its engine from beside it, not from the checkout
+    r = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['app.py']; import runpy; "
+                        "m = runpy.run_path('app.py', run_name='space'); print(m['build_app'].__module__, "
+                        "sys.modules['iris_space'].__file__)"], cwd=out, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and str(out / "iris_space") in r.stdout, r.stderr[-2000:]
     # a second build into the same (now non-empty) folder is refused and changes nothing
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     capsys.readouterr()
     assert main(["space", "build", str(out)]) == 2
     assert "not an empty folder" in capsys.readouterr().err
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 # -- the app, in process --------------------------------------------------------------------------------------------
@@ -131,7 +166,7 @@ def test_reply_stops_at_end_of_turn_without_template_tokens(space_manifest):
     assert final.done and final.stats["finish_reason"] == "stop"  # ended by the model's end of turn, not the limit
     assert final.stats["tokens"] < 200 and "Paris" in final.text
     assert not any(m in final.text for m in MARKERS)
-    assert app.clean("Hi<|im_end|>\n<|im_start|>user") == "Hi\nuser"
+    assert sys.modules["iris_space.prompt"].neutralize("Hi<|im_end|>\n<|im_start|>user") == "Hi\nuser"
 
 
 def test_long_conversation_is_trimmed_with_a_notice(space_manifest):
@@ -151,20 +186,193 @@ def test_long_conversation_is_trimmed_with_a_notice(space_manifest):
         list(chat.stream("smol-tutor", "sea " * 1500, [], None, 0.0, 0.9, 32))
 
 
-def test_loading_another_variant_does_not_break_a_running_reply(space_manifest):
-    app = load_app(MAX_MODELS=1)
+def test_stream_yields_independent_snapshots(space_manifest):
+    app = load_app(UPDATES_PER_S=50)
+    manifest = app.Manifest.load(space_manifest)
+    chat = app.Chat(manifest, app.ModelPool(manifest))
+    replies = list(chat.stream("smol-tutor", "Count from 1 to 20, separated by commas.", [], None, 0.0, 0.9, 40))
+    texts = [r.text for r in replies]
+    assert len({id(r) for r in replies}) == len(replies)  # a new object every update
+    assert len(set(texts)) >= 3, texts  # the reply was seen in several states, each kept as it was
+    assert all(b.startswith(a) for a, b in zip(texts, texts[1:]))
+    assert [r.done for r in replies] == [False] * (len(replies) - 1) + [True]
+
+
+def test_history_is_bounded(space_manifest):
+    app = load_app(MAX_TURNS=2, MAX_HISTORY_CHARS=300)
+    manifest = app.Manifest.load(space_manifest)
+    chat = app.Chat(manifest, app.ModelPool(manifest))
+    turn = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    with pytest.raises(app.UserError, match=r"6 earlier messages; this Space takes at most 4 \(2 turns\)"):
+        chat.stream("smol-tutor", "hi", turn * 3)
+    with pytest.raises(app.UserError, match=r"exceed 300 characters \(at history\[1\]\)"):
+        chat.stream("smol-tutor", "hi", [{"role": "user", "content": "x" * 200},
+                                         {"role": "assistant", "content": "y" * 200}])
+    list(chat.stream("smol-tutor", "hi", turn * 2, max_new_tokens=4))  # within the bounds
+
+
+def test_trimming_renders_the_prompt_a_bounded_number_of_times(space_manifest):
+    app = load_app(N_CTX=512, MAX_TURNS=500, MAX_HISTORY_CHARS=10**6)
+    models = sys.modules["iris_space.models"]
     manifest = app.Manifest.load(space_manifest)
     pool = app.ModelPool(manifest)
     chat = app.Chat(manifest, pool)
-    stream = chat.stream("smol-tutor", "Count from 1 to 30, separated by commas.", [], None, 0.0, 0.9, 48)
-    first = next(stream)  # the reply is running and holds the tutor's model
-    tutor = pool._cached("smol-tutor")
-    model, loaded_now = pool.load("smol-pirate")  # another user picks another variant meanwhile
-    assert loaded_now and pool.loaded() == ["smol-pirate"] and tutor.evicted
-    assert not tutor.closed  # still open: the running reply keeps using it
-    rest = list(stream)
-    assert rest[-1].done and rest[-1].text.startswith(first.text) and rest[-1].stats["tokens"] > 5
-    assert tutor.users == 0 and tutor.closed  # closed once the reply ended
+    pool.preload("smol-tutor", manifest.get("smol-tutor"))
+    calls = []
+    render = models.Model.prompt_tokens
+    models.Model.prompt_tokens = lambda self, messages: calls.append(len(messages)) or render(self, messages)
+    try:
+        history = [{"role": r, "content": f"{r} message {i}: " + "words " * 10}
+                   for i in range(300) for r in ("user", "assistant")]
+        final = list(chat.stream("smol-tutor", "What is 2 + 2?", history, None, 0.0, 0.9, 16))[-1]
+    finally:
+        models.Model.prompt_tokens = render
+    assert final.done and final.stats["dropped_turns"] > 250 and final.stats["prompt_tokens"] <= 512 - 16
+    assert len(calls) <= 3, calls  # one render to measure, one or two to check: not one per dropped turn
+
+
+def test_threads_follow_affinity_and_cgroup_quota(tmp_path):
+    app = load_app()
+    cpus = app.settings.available_cpus
+    affinity = len(os.sched_getaffinity(0))
+    assert cpus(tmp_path / "none") == affinity
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v2" / "cpu.max").write_text("max 100000\n")
+    assert cpus(tmp_path / "v2") == affinity
+    (tmp_path / "v2" / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs: two threads, one of them part-time
+    assert cpus(tmp_path / "v2") == min(affinity, 2)
+    (tmp_path / "v2" / "cpu.max").write_text("50000 100000\n")
+    assert cpus(tmp_path / "v2") == 1
+    (tmp_path / "v1" / "cpu").mkdir(parents=True)
+    (tmp_path / "v1" / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
+    (tmp_path / "v1" / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpus(tmp_path / "v1") == 1
+    assert app.settings.THREADS == int(os.environ.get("IRIS_SPACE_THREADS") or cpus())
+
+
+def test_kv_states_let_conversations_take_turns(space_manifest):
+    """Two conversations alternate on one model: with the state cache each turn re-reads only its new message, and
+    the replies are exactly those each conversation gets on its own (the restored state is its own)."""
+    app = load_app()
+    manifest = app.Manifest.load(space_manifest)
+
+    def talk(mb, order):
+        pool = app.ModelPool(manifest, kv_cache_mb=mb)
+        chat = app.Chat(manifest, pool)
+        convs, stats = [[], []], []
+        for c, turn in order:
+            msg = f"Conversation {c}, turn {turn}: say something about the number {10 * c + turn}."
+            final = list(chat.stream("smol-tutor", msg, convs[c], None, 0.0, 0.9, 12))[-1]
+            convs[c] += [{"role": "user", "content": msg}, {"role": "assistant", "content": final.text}]
+            stats.append(final.stats)
+        return convs, stats, pool
+
+    alternating = [(c, turn) for turn in range(3) for c in (0, 1)]
+    cached, stats_on, pool = talk(64, alternating)
+    _, stats_off, _ = talk(0, alternating)
+    alone, _, _ = talk(0, [(c, turn) for c in (0, 1) for turn in range(3)])
+    assert cached == alone
+    for on, off in zip(stats_on[2:], stats_off[2:]):  # from the second turn of each conversation on
+        assert on["reused_tokens"] >= on["prompt_tokens"] - 40, on  # only the new turn was read
+        assert off["reused_tokens"] < 30, off  # the other conversation had taken the context
+    assert 0 < pool.states.bytes <= 64 << 20 and len(pool.states) == 1  # the conversation not in the context
+
+
+def test_state_cache_is_bounded_lru():
+    app = load_app()
+    models = sys.modules["iris_space.models"]
+    import numpy as np
+
+    cache = models.StateCache(1000)
+    state = lambda key, toks, size: models.SavedState(key, np.array(toks, dtype=np.intc), None, size)  # noqa: E731
+    assert cache.put(state("m", [1, 2, 3], 400)) and cache.put(state("m", [7, 8], 400))
+    assert cache.put(state("m", [1, 2, 3, 4, 5], 300))  # extends [1, 2, 3]: that one goes
+    assert cache.bytes == 700 and len(cache) == 2
+    assert cache.put(state("n", [9], 600))  # over the budget: the least recently used ([7, 8]) goes
+    assert cache.bytes == 900 and cache.take("m", np.array([7, 8, 9], dtype=np.intc)) == (None, 0)
+    got, n = cache.take("m", np.array([1, 2, 3, 4, 9], dtype=np.intc))
+    assert n == 4 and list(got.tokens) == [1, 2, 3, 4, 5] and cache.bytes == 600  # taken out
+    assert not cache.put(state("m", [1], 5000))  # larger than the whole budget: not kept
+    cache.drop_model("n")
+    assert cache.bytes == 0 and len(cache) == 0
+
+
+def test_model_cap_holds_and_a_model_in_use_is_never_pushed_out(space_manifest):
+    app = load_app(MAX_MODELS=1, LOAD_WAIT_S=1)
+    manifest = app.Manifest.load(space_manifest)
+    pool = app.ModelPool(manifest)
+    chat = app.Chat(manifest, pool)
+    with ThreadPoolExecutor(1) as ex:
+        with pool.use(("smol-tutor", manifest.get("smol-tutor"))) as (tutor,):  # a visitor's reply holds the model
+            # another visitor picks another variant meanwhile: its load waits for a slot, then is refused clearly
+            with pytest.raises(app.UserError, match="at most 1 model in memory, and all are answering other visitors"):
+                pool.preload("smol-pirate", manifest.get("smol-pirate"))
+            assert pool.loaded() == ["smol-tutor"] and not tutor.closed
+            # a visitor who waits long enough gets a slot as soon as the model is free
+            pool.wait_s = 600
+            waiting = ex.submit(lambda: list(chat.stream("smol-pirate", "Hello!", [], None, 0.0, 0.9, 8))[-1])
+            # the model in use still answers (its own visitors are not held up)
+            reply = list(chat.stream("smol-tutor", "Count from 1 to 30, separated by commas.", [], None, 0.0, 0.9,
+                                     24))[-1]
+            assert reply.done and reply.stats["tokens"] > 5 and not waiting.done()
+        final = waiting.result(timeout=600)
+    assert final.done and final.text.strip()
+    assert tutor.closed and pool.loaded() == ["smol-pirate"]
+    assert pool.peak == 1  # never two models in memory at once
+
+
+def test_compare_streams_the_base_model_beside_the_variant(space_manifest):
+    app = load_app()
+    manifest = app.Manifest.load(space_manifest)
+    pool = app.ModelPool(manifest)
+    chat = app.Chat(manifest, pool)
+    replies = list(chat.stream("smol-tutor", "Name a color.", [], "short", 0.0, 0.9, 24, compare=True))
+    final = replies[-1]
+    assert final.done and final.text.strip() and final.base is not None
+    assert final.base.done and final.base.text.strip() and final.base.stats["tokens"] >= 1
+    assert all(r.base is not None for r in replies) and not replies[0].done
+    base_key = manifest.base_of(manifest.get("smol-tutor"))["id"]
+    assert sorted(pool.loaded()) == sorted(["smol-tutor", base_key])
+    with pytest.raises(app.UserError, match="nothing to compare with"):
+        chat.stream("smol-pirate", "hi", compare=True)
+
+
+def _hub_cache(root, repo_id, filename, src):
+    """A Hugging Face cache holding one file of `repo_id`, as a Space restart finds it."""
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123456789abcdef0123456789abcdef01234567")
+    snap = repo / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    snap.mkdir(parents=True)
+    os.symlink(src, snap / filename)
+
+
+def test_published_gguf_from_the_hub_cache_and_a_failing_download(space_manifest, space_project, tmp_path,
+                                                                  monkeypatch):
+    from huggingface_hub import constants
+
+    app = load_app()
+    manifest = app.Manifest.load(space_manifest)
+    chat = app.Chat(manifest, app.ModelPool(manifest))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    # nothing cached and offline: a clear message, not a traceback
+    with pytest.raises(app.UserError, match=r"Hub model: could not download hub-model-q4_k_m\.gguf from "
+                                            r"https://huggingface\.co/iris-test/hub-model-gguf \("):
+        list(chat.stream("hub-model", "Hello!", max_new_tokens=4))
+    # the network fails: the same clear message
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", dead)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", dead + "/{repo_id}/resolve/{revision}/{filename}")
+    with pytest.raises(app.UserError, match=r"could not download .* Try again later"):
+        list(chat.stream("hub-model", "Hello!", max_new_tokens=4))
+    # the file in the local Hub cache (a restarted Space): served offline
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    _hub_cache(tmp_path / "hub", "iris-test/hub-model-gguf", "hub-model-q4_k_m.gguf", space_project["gguf"])
+    final = list(chat.stream("hub-model", "Say hello.", max_new_tokens=8))[-1]
+    assert final.done and final.text.strip()
+    assert chat.pool.get("hub-model").path.parent.parent.parent.name == "models--iris-test--hub-model-gguf"
 
 
 # -- the app, served: gradio_client -----------------------------------------------------------------------------------
@@ -218,6 +426,71 @@ def test_api_bad_mode_and_history(space_server):
         chat(c, "smol-tutor", "hi", mode="shout")
     with pytest.raises(AppError, match=r"history\[0\]"):
         chat(c, "smol-tutor", "hi", history=[{"role": "wizard", "content": "x"}])
+
+
+def test_api_compare_with_base_model(space_server):
+    c = client(space_server[0])
+    outputs = chat(c, "smol-tutor", "Name a color.", mode="short", max_new_tokens=16, compare=True)
+    final = assert_well_formed(outputs)
+    base = final["base"]
+    assert base["done"] and base["reply"].strip() and base["stats"]["tokens"] >= 1
+    assert not any(m in base["reply"] for m in MARKERS)
+    assert all(o["base"] is not None for o in outputs)
+    assert next(v for v in c.predict(api_name="/variants") if v["id"] == "smol-tutor")["compare"] is True
+
+
+def test_api_voice_input_is_transcribed_and_answered(space_server, speech_wavs):
+    from gradio_client import handle_file
+
+    c = client(space_server[0])
+    text = c.predict(handle_file(str(speech_wavs["speech"])), api_name="/transcribe")
+    assert text["engine"] == "pocketsphinx" and all(w in text["text"] for w in VOICE_KEY_WORDS), text
+    outputs = chat(c, "smol-tutor", "", max_new_tokens=24, audio=handle_file(str(speech_wavs["speech"])))
+    final = assert_well_formed(outputs)
+    assert all(w in final["transcript"] for w in VOICE_KEY_WORDS), final["transcript"]
+    assert final["stats"]["prompt_tokens"] > 20
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("silence", "The recording is silent"),
+    ("noise", "sounds like noise, not speech"),
+    ("long", "10.0 minutes long; this Space transcribes at most 60 s"),
+    ("not_audio", "is not an audio file this Space can read"),
+])
+def test_api_bad_audio_gets_a_clear_message(space_server, speech_wavs, kind, expected):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    c = client(space_server[0])
+    with pytest.raises(AppError, match=expected):
+        chat(c, "smol-tutor", "", audio=handle_file(str(speech_wavs[kind])))
+    assert_well_formed(chat(c, "smol-tutor", "Say hi.", max_new_tokens=8))  # the server keeps serving
+
+
+def test_whisper_setting_falls_back_to_pocketsphinx(speech_wavs):
+    app = load_app(ASR="whisper", WHISPER_MODEL="base.en")
+    t = app.speech.transcribe(speech_wavs["speech"])  # offline: faster-whisper is missing or cannot fetch its model
+    assert t.engine == "pocketsphinx" and t.notice.startswith("faster-whisper could not load")
+    assert all(w in t.text for w in VOICE_KEY_WORDS)
+
+
+def test_api_four_conversations_on_two_variants(space_manifest):
+    """Four visitors talk at once, two per variant, with room for one model: every conversation finishes, every
+    reply is well formed, and there is never more than one model in memory."""
+    with served(space_manifest, CONCURRENCY=4, MAX_MODELS=1) as (url, _, demo):
+        def conversation(i):
+            c, variant, history, finals = client(url), ("smol-tutor", "smol-pirate")[i % 2], [], []
+            for turn in range(2):
+                message = f"Visitor {i}, question {turn + 1}: name a color."
+                outputs = chat(c, variant, message, history, max_new_tokens=16)
+                finals.append(assert_well_formed(outputs))
+                history += [{"role": "user", "content": message}, {"role": "assistant", "content": finals[-1]["reply"]}]
+            return finals
+
+        with ThreadPoolExecutor(4) as ex:
+            results = list(ex.map(conversation, range(4)))
+        assert [len(r) for r in results] == [2, 2, 2, 2]
+        assert demo.iris_pool.peak == 1 and len(demo.iris_pool.loaded()) == 1
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 import pytest
 
-from conftest_space import served, space_manifest, space_project  # noqa: F401 (fixtures)
+from conftest_space import served, space_manifest, space_project, speech_wavs  # noqa: F401 (fixtures)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -86,3 +86,59 @@ def test_browser_pick_variant_and_chat(space_manifest, browser, artifacts_dir):
         page.locator("#message textarea").fill("")
         page.locator("#message textarea").press("Enter")
         expect(page.get_by_text("Type a message first").first).to_be_visible(timeout=30_000)
+
+
+def test_browser_voice_compare_and_variant_switch_during_a_reply(space_manifest, speech_wavs, browser, artifacts_dir):
+    import re
+
+    from playwright.sync_api import expect
+
+    with served(space_manifest, MAX_MODELS=2) as (url, _, demo):
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        page.goto(url)
+        expect(page.locator("#load-status")).to_contain_text("Loaded", timeout=60_000)
+        page.get_by_label("Variant").click()
+        page.get_by_role("option", name="Smol tutor — built locally").click()
+        expect(page.locator("#load-status")).to_contain_text("smol-tutor-q4_k_m.gguf", timeout=60_000)
+
+        # voice: an uploaded recording becomes the (editable) message
+        page.locator("#voice input[type=file]").set_input_files(str(speech_wavs["speech"]))
+        expect(page.locator("#voice-status")).to_contain_text("Transcribed", timeout=90_000)
+        box = page.locator("#message textarea")
+        expect(box).to_have_value(re.compile(r"three.*rainbow"))
+
+        # compare: the base model answers beside the variant, same message
+        page.locator("#compare input[type=checkbox]").check()
+        expect(page.locator("#base-chat")).to_be_visible()
+        box.press("Enter")
+        for chat_id in ("#chat", "#base-chat"):
+            expect(page.locator(f"{chat_id} .message.bot").last).to_contain_text("tokens/s", timeout=120_000)
+            expect(page.locator(f"{chat_id} .message.user").last).to_contain_text("rainbow")
+        page.screenshot(path=str(artifacts_dir / "space-voice-compare.png"), full_page=True)
+
+        # switching the variant during a reply stops it; the new variant starts a new conversation
+        page.locator("#compare input[type=checkbox]").uncheck()
+        page.locator("#max-new input[type=number]").fill("400")
+        page.locator("#max-new input[type=number]").press("Enter")
+        page.evaluate(_RECORD_REPLY_STATES)
+        page.get_by_label("explain").check()
+        box.fill("Count from 1 to 200, separated by commas.")
+        box.press("Enter")
+        # a few words of the reply are on the page, and it is still running
+        page.wait_for_function("window.__replyStates.some(s => s.trim().length > 12 && !s.includes('tokens/s'))",
+                               timeout=120_000)
+        page.get_by_label("Variant").click()
+        page.get_by_role("option", name="Smol pirate — built locally").click()
+        expect(page.locator("#load-status")).to_contain_text("smol-pirate", timeout=60_000)
+        expect(page.locator("#chat .message")).to_have_count(0)
+        page.wait_for_timeout(1500)  # a reply that was not stopped would write into the chat again now
+        expect(page.locator("#chat .message")).to_have_count(0)
+        tutor = demo.iris_pool.get("smol-tutor")  # its 400-token count stopped: the model is free
+        assert tutor is None or tutor.users == 0
+        box.fill("Hello!")
+        box.press("Enter")
+        expect(page.locator("#chat .message.bot").last).to_contain_text("tokens/s", timeout=120_000)
+        expect(page.locator("#chat .message.bot")).to_have_count(1)
+        expect(page.locator("#chat")).not_to_contain_text("Count from 1")
+        page.screenshot(path=str(artifacts_dir / "space-switch.png"), full_page=True)
+        assert demo.iris_pool.peak <= 2

@@ -32,8 +32,9 @@ class UploadPlan:
 
 
 def upload_plan(run: RunDir, repo_id: str | None = None, private: bool | None = None) -> UploadPlan:
-    """What `push` uploads: every GGUF of the run (at the repo root, named as the Space expects), README.md and
-    loss.png. `repo_id`/`private` override the recipe's `publish` block."""
+    """What `push` uploads: every GGUF of the run (at the repo root, named as the Space expects), the base model's
+    F16 GGUF that eval built (`base-f16.gguf`, for the Space's comparison), README.md and loss.png.
+    `repo_id`/`private` override the recipe's `publish` block."""
     recipe = run.recipe() if run.file("recipe.yaml").is_file() else None
     if recipe is None:
         raise IrisError(f"{run.file('recipe.yaml')}: missing; is {run.path} a run directory?")
@@ -59,6 +60,11 @@ def upload_plan(run: RunDir, repo_id: str | None = None, private: bool | None = 
             raise IrisError(f"{run.meta_path}: artifacts.gguf.{quant}: file {src} is missing; re-run "
                             f"`iris-recipes export {run.path}`.")
         files.append((src, src.name))
+    from iris_recipes.registry import BASE_GGUF_FILE, base_gguf_of
+
+    base = base_gguf_of(run)  # the hosted Space's "compare with base model" downloads it from this repo
+    if base is not None:
+        files.append((base, BASE_GGUF_FILE))
     card = run.file(CARD_FILE)
     if not card.is_file():
         raise IrisError(f"{card}: no model card yet; write it with `iris-recipes card {run.path}`.")

@@ -12,8 +12,9 @@ from pathlib import Path
 from iris_recipes.cli import add_command
 from iris_recipes.errors import IrisError
 
-# The files of a deployable Space, taken from the checkout's space/ folder.
+# The files of a deployable Space, taken from the checkout's space/ folder: the app and its engine package.
 SPACE_FILES = ("app.py", "requirements.txt", "README.md")
+SPACE_PACKAGE = "iris_space"
 
 
 def add_parser(sub) -> None:
@@ -26,7 +27,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run_serve)
     ssub = p.add_subparsers(dest="space_command", metavar="build")
     b = ssub.add_parser("build", help="write a Hugging Face Space folder serving the published variants",
-                        description="Write app.py, requirements.txt, README.md and variants.json (the variants "
+                        description="Write app.py, its iris_space/ engine, requirements.txt, README.md and variants.json (the variants "
                                     "whose recipes set publish.repo_id) into OUT, which must not exist or be empty.")
     b.add_argument("out", metavar="OUT", help="the folder to write")
     b.set_defaults(func=run_build)
@@ -37,6 +38,8 @@ def space_dir() -> Path:
 
     path = project_root() / "space"
     missing = [f for f in SPACE_FILES if not (path / f).is_file()]
+    if not (path / SPACE_PACKAGE / "__init__.py").is_file():
+        missing.append(f"{SPACE_PACKAGE}/")
     if missing:
         raise IrisError(f"{path}: missing {', '.join(missing)}. Run iris-recipes from the project checkout "
                         "(or set IRIS_HOME to it).")
@@ -108,6 +111,9 @@ def run_build(args) -> int:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         shutil.copyfile(src / "app.py", tmp / "app.py")
+        (tmp / SPACE_PACKAGE).mkdir()
+        for module in sorted((src / SPACE_PACKAGE).glob("*.py")):
+            shutil.copyfile(module, tmp / SPACE_PACKAGE / module.name)
         shutil.copyfile(src / "requirements.txt", tmp / "requirements.txt")
         fsutil.write_text(tmp / "README.md", _readme(src / "README.md", [v.gguf["repo_id"] for v in variants]))
         fsutil.write_json(tmp / "variants.json", manifest(variants))
@@ -116,7 +122,7 @@ def run_build(args) -> int:
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"wrote {out}: {', '.join(SPACE_FILES + ('variants.json',))}")
+    print(f"wrote {out}: {', '.join(SPACE_FILES + (SPACE_PACKAGE + '/', 'variants.json'))}")
     for v in variants:
         print(f"  {v.id:24} {v.gguf['repo_id']}/{v.gguf['filename']}")
     print(f"deploy: hf upload USER/SPACE {out} . --repo-type space")

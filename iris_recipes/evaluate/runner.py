@@ -121,9 +121,9 @@ def _log_tracking(run: RunDir, result: dict, log: Callable[[str], None]) -> None
     try:
         done = track.log_eval(run, result, [run.file("recipe.yaml"), run.file(EVAL_FILE), run.file("README.md")])
     except Exception as exc:  # the evaluation itself is done and written; say what the tracker refused
-        log(f"eval: logging to the experiment tracker failed: {type(exc).__name__}: {exc}")
+        log(f"logging to the experiment tracker failed: {type(exc).__name__}: {exc}")
         return
-    log(f"eval: logged to {', '.join(done)}")
+    log(f"logged to {', '.join(done)}")
 
 
 def _tokenizer(p: Plan):
@@ -179,6 +179,7 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
     result: dict = {"base": {}, "tuned": {}, "generations": [], "gguf": {}, "samples": len(p.rows),
                     "noise": {}, "seeds": seeds, "sampled": {"base": {}, "tuned": {}},
                     "max_new_tokens": max_new, "models": {"base": str(p.base), "tuned": str(p.merged)},
+                    "base_gguf": str(base_gguf),  # the Space's "compare with base model" serves this file
                     "engine": "llama-cpp-python (F16 GGUF)", "sampling": dict(SAMPLING)}
     replies: dict[str, list] = {}
     by_seed: dict[str, dict] = {}  # side -> seed (None: greedy) -> replies to the rows and eval prompts
@@ -219,7 +220,7 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
     if general:
         n_gen = len(general)
         result["forgetting"] = F.check(replies["base"][-n_gen:], replies["tuned"][-n_gen:], general, fs)
-        log(f"eval: general prompts: {result['forgetting']['verdict']}")
+        log(f"general prompts: {result['forgetting']['verdict']}")
 
     t0 = time.perf_counter()
     bench_ids = ids([{"role": "user", "content": BENCH_PROMPT}])

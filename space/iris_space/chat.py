@@ -1,0 +1,195 @@
+"""Replies: generated on each model's own thread, streamed to the caller as independent snapshots."""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from . import settings
+from .manifest import Manifest, UserError
+from .models import Model, ModelPool
+from .prompt import TEMPLATE_MARKERS, build_messages, fit_context
+
+_MAX_MARKER = max(len(m) for m in TEMPLATE_MARKERS)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One state of a streamed reply; every update is a new object. In compare mode `base` is the base model's."""
+    text: str = ""
+    done: bool = False
+    notice: str | None = None
+    stats: dict[str, Any] | None = None
+    base: "Reply | None" = None
+
+
+def _held_back(text: str) -> int:
+    """Where the part of `text` that may be the start of a template marker begins (len(text) if none)."""
+    for i in range(max(0, len(text) - _MAX_MARKER + 1), len(text)):
+        if text[i] in "<[" and any(m.startswith(text[i:]) for m in TEMPLATE_MARKERS):
+            return i
+    return len(text)
+
+
+def generate(model: Model, messages: list[dict], temperature: float, top_p: float, max_new_tokens: int,
+             threads: int, emit, cancel: threading.Event) -> None:
+    """One reply on the model's thread: trim to the context, bring back the conversation's KV state, sample, and
+    `emit` (kind, value) events: "notice", "text" pieces, then "done" with the stats (or "error")."""
+    try:
+        messages, dropped, tokens = fit_context(model, messages, max_new_tokens)
+        if dropped:
+            emit("notice", f"The {dropped} oldest turn{'s' if dropped > 1 else ''} of this conversation "
+                           f"{'were' if dropped > 1 else 'was'} left out to fit the model's {model.n_ctx:,}-token "
+                           "context.")
+        llm = model.llm
+        t0 = time.perf_counter()
+        reused = model.switch_to(tokens)
+        llm._ctx.set_n_threads(threads, threads)
+        llm.set_seed(random.randrange(1 << 31))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pending, started, n, finish = "", False, 0, "length"
+        first = last = None
+        model.unsaved = True
+        stream = llm.generate(tokens, top_k=40, top_p=top_p, min_p=0.05, temp=temperature, repeat_penalty=1.0)
+        try:
+            for token in stream:
+                if model.is_eog(model.vocab, token):
+                    finish = "stop"
+                    break
+                n += 1
+                pending += decoder.decode(model.piece(token))
+                if not started:  # a reply does not open with the space or newline after the assistant's header
+                    pending = pending.lstrip()
+                    started = bool(pending)
+                stop = min((i for i in (pending.find(m) for m in TEMPLATE_MARKERS) if i >= 0), default=-1)
+                cut = stop if stop >= 0 else _held_back(pending)
+                if cut:
+                    last = time.perf_counter()
+                    first = first or last
+                    emit("text", pending[:cut])
+                    pending = pending[cut:]
+                if stop >= 0:
+                    finish = "stop"
+                    break
+                if n >= max_new_tokens:
+                    break
+                if cancel.is_set():
+                    finish = "cancelled"
+                    break
+        finally:
+            stream.close()
+        if finish == "length" and pending:
+            emit("text", pending)
+        now = time.perf_counter()
+        first = first or now
+        decode_s = (last - first) if last else 0.0
+        emit("done", {
+            "tokens": n,
+            "prompt_tokens": len(tokens),
+            "reused_tokens": reused,
+            "tokens_per_s": round((n - 1) / decode_s, 2) if n > 1 and decode_s > 0 else None,
+            "first_token_at": first,
+            "prompt_s": round(first - t0, 3),
+            "finish_reason": finish,
+            "dropped_turns": dropped,
+        })
+    except UserError as exc:
+        emit("error", exc)
+    except Exception as exc:  # llama.cpp failure: report it, keep serving
+        emit("error", UserError(f"Generation failed: {type(exc).__name__}: {str(exc)[:300]}"))
+
+
+class Chat:
+    """Streams replies: llama.cpp generates on each model's thread (queued behind earlier replies), the caller
+    drains the events at most UPDATES_PER_S times a second."""
+
+    def __init__(self, manifest: Manifest, pool: ModelPool):
+        self.manifest, self.pool = manifest, pool
+
+    def stream(self, variant_id: Any, message: Any, history: Any = (), mode: str | None = None,
+               temperature: float | None = None, top_p: float | None = None, max_new_tokens: int | None = None,
+               compare: bool = False) -> Iterator[Reply]:
+        """Check the request now (UserError), then return the reply's stream. With `compare`, the variant's base
+        model answers the same messages with the same settings, beside it."""
+        variant = self.manifest.get(variant_id)
+        messages = build_messages(variant, mode, list(history or []), message)
+        temperature = float(variant.get("temperature", 0.7) if temperature is None else temperature)
+        top_p = float(variant.get("top_p", 0.9) if top_p is None else top_p)
+        max_new_tokens = int(variant.get("max_new_tokens", 256) if max_new_tokens is None else max_new_tokens)
+        if not (0 <= temperature <= 2 and 0 < top_p <= 1 and 1 <= max_new_tokens <= 4096):
+            raise UserError("temperature must be in [0, 2], top_p in (0, 1] and max_new_tokens in [1, 4096].")
+        specs = [(variant["id"], variant)]
+        if compare:
+            base = self.manifest.base_of(variant)
+            specs.append((base["id"], base))
+        return self._stream(specs, messages, temperature, top_p, max_new_tokens)
+
+    def _stream(self, specs, messages, temperature, top_p, max_new_tokens) -> Iterator[Reply]:
+        requested = time.perf_counter()
+        with self.pool.use(*specs) as models:
+            started = time.perf_counter()  # time to first token counts from here: a model load is reported apart
+            load_s = round(started - requested, 3)
+            events: collections.deque = collections.deque()  # appended by the models' threads
+            wake = threading.Event()
+            cancel = threading.Event()
+            threads = max(1, settings.THREADS // len(models))  # models answering side by side share the cores
+
+            def emit(i: int, kind: str, value: Any) -> None:
+                events.append((i, kind, value))
+                if kind != "text" or not any(s["text"] for s in sides):
+                    wake.set()  # the first text and the end go out at once; later text waits for the next update
+
+            sides: list[dict[str, Any]] = [{"text": "", "done": False, "notice": None, "stats": None}
+                                           for _ in models]
+            for i, model in enumerate(models):
+                model.thread.submit(generate, model, messages, temperature, top_p,
+                                    min(max_new_tokens, model.n_ctx // 2), threads,
+                                    lambda kind, value, i=i: emit(i, kind, value), cancel)
+            interval = 1.0 / max(1, settings.UPDATES_PER_S)
+            try:
+                while not all(s["done"] for s in sides):
+                    # This thread wakes once per update, not per token: on 2 cores every wake-up takes a core from
+                    # llama.cpp's threads, which spin at a barrier until it comes back (decode measurably slows).
+                    wake.wait(interval if any(s["text"] for s in sides) else None)
+                    wake.clear()
+                    batch = []
+                    while events:
+                        batch.append(events.popleft())
+                    if not batch:
+                        continue
+                    for i, kind, value in batch:
+                        side = sides[i]
+                        if kind == "text":
+                            side["text"] += value
+                        elif kind == "notice":
+                            side["notice"] = value
+                        elif kind == "error":
+                            if len(sides) == 1 or i == 0:
+                                raise value
+                            side.update(done=True, notice=str(value))  # the base failed: the variant goes on
+                        elif kind == "done":
+                            stats = {**value, "ttft_s": round(value["first_token_at"] - started, 3), "load_s": load_s}
+                            del stats["first_token_at"]
+                            side.update(done=True, stats=stats)
+                    yield self._snapshot(sides)
+            finally:
+                cancel.set()  # the reader went away (or finished): stop generating and free the models' threads
+
+    @staticmethod
+    def _snapshot(sides: list[dict[str, Any]]) -> Reply:
+        replies = [Reply(s["text"], s["done"], s["notice"], dict(s["stats"]) if s["stats"] else None) for s in sides]
+        if len(replies) == 1:
+            return replies[0]
+        main, base = replies
+        return Reply(main.text, all(r.done for r in replies), main.notice, main.stats, base)
+
+
+def stats_line(reply: Reply) -> str:
+    s = reply.stats or {}
+    rate = f"{s['tokens_per_s']:.1f} tokens/s" if s.get("tokens_per_s") else "—"
+    return f"{rate} · first token after {s.get('ttft_s', 0):.2f} s · {s.get('tokens', 0)} tokens"

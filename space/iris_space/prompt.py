@@ -1,0 +1,103 @@
+"""What enters a prompt: template markers neutralized, history bounded, the oldest turns trimmed to fit."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from . import settings
+from .manifest import UserError
+
+# Chat-template markers of the model families the recipes use: ChatML (`<|im_start|>`), Llama 3
+# (`<|start_header_id|>`, `<|eot_id|>`), Phi-3 (`<|user|>`, `<|end|>`), Mistral/Llama 2 (`[INST]`, `</s>`).
+# Generation stops at any of them; in text that enters a prompt they are removed, so a message cannot open a turn of
+# its own (the prompt is tokenized with special tokens parsed).
+TEMPLATE_MARKERS = (
+    "<|im_end|>", "<|im_start|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|begin_of_text|>",
+    "<|end_of_text|>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>", "<|endoftext|>", "</s>", "<s>",
+    "[INST]", "[/INST]",
+)
+# Any `<|name|>` (every family's special tokens look like this, reserved ones included) and the literal markers.
+_MARKER_RE = re.compile("|".join(re.escape(m) for m in TEMPLATE_MARKERS) + r"|<\|[^|<>\s]{1,40}\|>")
+
+
+def neutralize(text: str, pattern: re.Pattern = _MARKER_RE) -> str:
+    """`text` without template markers. Repeated until none is left: removing `<|im_end|>` from
+    `<|im_<|im_end|>start|>` must not leave a `<|im_start|>` behind."""
+    while True:
+        out = pattern.sub("", text)
+        if out == text:
+            return out
+        text = out
+
+
+def check_message(message: Any) -> str:
+    if not isinstance(message, str) or not message.strip():
+        raise UserError("Type a message first: an empty message gets no reply.")
+    if len(message) > settings.MAX_CHARS:
+        raise UserError(f"Your message has {len(message):,} characters; this Space accepts at most "
+                        f"{settings.MAX_CHARS:,}. Shorten it or split it into several messages.")
+    return message
+
+
+def build_messages(variant: dict[str, Any], mode: str | None, history: Any, message: Any) -> list[dict[str, str]]:
+    """System prompt (+ mode instruction), the earlier turns and the new message, all neutralized; bad input raises
+    UserError before any model work."""
+    message = check_message(message)
+    modes = variant.get("modes") or {}
+    if mode and mode not in modes:
+        raise UserError(f"Unknown mode {str(mode)[:80]!r} for {variant['id']}. Modes: {', '.join(modes) or 'none'}.")
+    if not isinstance(history, (list, tuple)):
+        raise UserError("history must be a list of {'role': 'user'|'assistant', 'content': str} messages.")
+    if len(history) > 2 * settings.MAX_TURNS:
+        raise UserError(f"The conversation has {len(history):,} earlier messages; this Space takes at most "
+                        f"{2 * settings.MAX_TURNS:,} ({settings.MAX_TURNS} turns). Start a new conversation "
+                        "(Clear) or send only the recent turns.")
+    turns, chars = [], 0
+    for i, m in enumerate(history):
+        if not (isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)):
+            raise UserError(f"history[{i}] must be {{'role': 'user'|'assistant', 'content': str}}.")
+        chars += len(m["content"])
+        if chars > settings.MAX_HISTORY_CHARS:
+            raise UserError(f"The conversation's earlier messages exceed {settings.MAX_HISTORY_CHARS:,} characters "
+                            f"(at history[{i}]). Start a new conversation (Clear) or send only the recent turns.")
+        turns.append({"role": m["role"], "content": neutralize(m["content"])})
+    system = "\n\n".join(neutralize(p) for p in (variant.get("system_prompt") or "", modes.get(mode or "", "")) if p)
+    text = neutralize(message)
+    if not text.strip():
+        raise UserError("Your message holds only chat-template markers; write some text.")
+    return ([{"role": "system", "content": system}] if system else []) + turns + [{"role": "user", "content": text}]
+
+
+def fit_context(model, messages: list[dict[str, str]], max_new_tokens: int) -> tuple[list[dict], int, list[int]]:
+    """Drop the oldest turns until prompt + reply fit the context; the system prompt and new message stay.
+
+    One pass: each message is tokenized once, the turns to drop are found from the running sum of their sizes, and
+    the prompt is rendered again only to check (at most a few times when the estimate of the template's own tokens
+    was short). Returns (messages, turns dropped, prompt token ids).
+    """
+    budget = model.n_ctx - max_new_tokens
+    tokens = model.prompt_tokens(messages)
+    if len(tokens) <= budget:
+        return messages, 0, tokens
+    system = messages[:1] if messages[0]["role"] == "system" else []
+    turns, last = messages[len(system):-1], messages[-1]
+    # turn boundaries: a turn is a user message and the reply to it
+    starts = [i for i, m in enumerate(turns) if m["role"] == "user" or i == 0]
+    sizes = [model.count(m["content"]) + model.overhead for m in turns]
+    excess, dropped, cut = len(tokens) - budget, 0, 0
+    for _ in range(4):
+        removed = 0
+        while cut < len(turns) and removed < excess:
+            nxt = next((s for s in starts if s > cut), len(turns))
+            removed += sum(sizes[cut:nxt])
+            cut, dropped = nxt, dropped + 1
+        kept = system + turns[cut:] + [last]
+        tokens = model.prompt_tokens(kept)
+        excess = len(tokens) - budget
+        if excess <= 0 or cut >= len(turns):
+            break
+    if len(tokens) > budget:
+        raise UserError(f"Your message is {len(tokens):,} tokens with the system prompt; with {max_new_tokens} new "
+                        f"tokens that exceeds this model's {model.n_ctx:,}-token context. Shorten it.")
+    return kept, dropped, tokens
