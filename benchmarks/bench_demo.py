@@ -31,19 +31,29 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "run"
             start = time.perf_counter()
-            subprocess.run([str(BIN / "iris-recipes"), "run", "recipes/smollm2-demo.yaml", "--output", str(out),
-                            *args.overrides], cwd=REPO, env={**env, "IRIS_RUNS_DIR": tmp}, check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [str(BIN / "iris-recipes"), "run", "recipes/smollm2-demo.yaml", "--output", str(out), *args.overrides],
+                cwd=REPO,
+                env={**env, "IRIS_RUNS_DIR": tmp},
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             wall = time.perf_counter() - start
             meta = json.loads((out / "run.json").read_text())
             ev = json.loads((out / "eval.json").read_text()) if (out / "eval.json").exists() else {}
             results.append((wall, meta, ev))
     walls = [r[0] for r in results]
     print("## End-to-end demo (`iris-recipes run recipes/smollm2-demo.yaml`, warm install)\n")
-    rows = [[stage, f"{statistics.median(r[1]['stages'].get(stage, {}).get('seconds', 0) for r in results):.0f} s"]
-            for stage in STAGES]
-    rows.append(["**total wall**", f"**{statistics.median(walls):.0f} s** (min {min(walls):.0f}, max {max(walls):.0f}, "
-                                   f"n={len(walls)})"])
+    rows = [
+        [stage, f"{statistics.median(r[1]['stages'].get(stage, {}).get('seconds', 0) for r in results):.0f} s"]
+        for stage in STAGES
+    ]
+    rows.append(
+        [
+            "**total wall**",
+            f"**{statistics.median(walls):.0f} s** (min {min(walls):.0f}, max {max(walls):.0f}, n={len(walls)})",
+        ]
+    )
     print(table(["stage", "median"], rows))
     ev = results[-1][2]
     if ev:
@@ -54,14 +64,15 @@ def main() -> int:
         general = ev.get("forgetting")
         if general:
             gb, gt, n = general["base"], general["tuned"], general["prompts"]
-            rows += [["general prompts: stop on their own", f"{gb['stopped']} of {n}", f"{gt['stopped']} of {n}"],
-                     ["general prompts: replies that loop", f"{gb['loops']} of {n}", f"{gt['loops']} of {n}"],
-                     ["forgetting check", "", general["verdict"]]]
+            rows += [
+                ["general prompts: stop on their own", f"{gb['stopped']} of {n}", f"{gt['stopped']} of {n}"],
+                ["general prompts: replies that loop", f"{gb['loops']} of {n}", f"{gt['loops']} of {n}"],
+                ["forgetting check", "", general["verdict"]],
+            ]
         print(table(["measure", "base", "fine-tuned"], rows))
         timings = (results[-1][1]["stages"].get("eval") or {}).get("timings") or {}
         if timings:
-            print("\nEval stage, seconds per part (last run): "
-                  + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+            print("\nEval stage, seconds per part (last run): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     goal = statistics.median(walls)
     print(f"\nGoal: at most 4 minutes: {'met' if goal <= 240 else 'NOT met'} ({goal / 60:.1f} min).")
     return 0

@@ -59,16 +59,21 @@ def direct_export(merged: Path, out: Path, quants: list[str], threads: int) -> d
     script = find_converter()
     times = {}
     t = time.perf_counter()
-    subprocess.run([sys.executable, str(script), str(merged), "--outtype", "f16", "--outfile", str(out / "f16.gguf")],
-                   env=converter_env(script), check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(script), str(merged), "--outtype", "f16", "--outfile", str(out / "f16.gguf")],
+        env=converter_env(script),
+        check=True,
+        capture_output=True,
+    )
     times["convert_f16"] = time.perf_counter() - t
     for q in quants:
         params = llama_cpp.llama_model_quantize_default_params()
         params.ftype = getattr(llama_cpp, QUANT_TYPES[q][0])
         params.nthread = threads
         t = time.perf_counter()
-        rc = llama_cpp.llama_model_quantize(str(out / "f16.gguf").encode(), str(out / f"{q}.gguf").encode(),
-                                            ctypes.byref(params))
+        rc = llama_cpp.llama_model_quantize(
+            str(out / "f16.gguf").encode(), str(out / f"{q}.gguf").encode(), ctypes.byref(params)
+        )
         assert rc == 0
         times[f"quantize_{q}"] = time.perf_counter() - t
     return times
@@ -100,8 +105,11 @@ def main() -> int:
     import standins
 
     fetch_converter()
-    model = (resolve_base_model("builtin:smollm2-135m-instruct").path if args.model == "smollm2"
-             else standins.cached("chatml"))
+    model = (
+        resolve_base_model("builtin:smollm2-135m-instruct").path
+        if args.model == "smollm2"
+        else standins.cached("chatml")
+    )
     threads = cpu_count()
     work = Path(tempfile.mkdtemp(prefix="bench-export-"))
     os.environ["IRIS_RUNS_DIR"] = str(work / "runs")
@@ -110,9 +118,12 @@ def main() -> int:
         run = RunDir(work / "runs" / "bench" / "r1")
         run.path.mkdir(parents=True)
         run.file("merged").symlink_to(model, target_is_directory=True)
-        write_text(run.file("recipe.yaml"), f"name: bench\nbase_model: {model}\nchat_template: chatml\n"
-                   f"dataset: {{name: arith-steps}}\ntrain: {{max_steps: 1}}\n"
-                   f"export: {{quantize: [{', '.join(quants)}]}}\n")
+        write_text(
+            run.file("recipe.yaml"),
+            f"name: bench\nbase_model: {model}\nchat_template: chatml\n"
+            f"dataset: {{name: arith-steps}}\ntrain: {{max_steps: 1}}\n"
+            f"export: {{quantize: [{', '.join(quants)}]}}\n",
+        )
         run.update(recipe="bench", run_id="r1", status="done", stages={}, artifacts={})
         for i in range(args.repeats):
             t = time.perf_counter()
@@ -125,19 +136,33 @@ def main() -> int:
             direct.append(sum(direct_export(model, out, quants, threads).values()))
             shutil.rmtree(out)
 
-        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
+        cpu = (
+            next(
+                (
+                    ln.split(":", 1)[1].strip()
+                    for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                    if ln.startswith("model name")
+                ),
+                platform.processor(),
+            )
+            if Path("/proc/cpuinfo").exists()
+            else "?"
+        )
         print(f"## Export: {args.model} ({model.name}), quantize {', '.join(quants)}\n")
-        print(f"Machine: {cpu}, {threads} threads, Python {platform.python_version()}; load average "
-              f"{os.getloadavg()[0]:.1f}. {args.repeats} alternating repeats, median (min–max) seconds.\n")
+        print(
+            f"Machine: {cpu}, {threads} threads, Python {platform.python_version()}; load average "
+            f"{os.getloadavg()[0]:.1f}. {args.repeats} alternating repeats, median (min–max) seconds.\n"
+        )
         print("| what | seconds |\n|---|---|")
         print(f"| direct: convert_hf_to_gguf.py + llama_model_quantize | {stat(direct)} |")
         print(f"| `export` stage: conversion + quantization part | {stat(wrapper_build)} |")
         print(f"| `export` stage: total, with all checks | {stat(wrapper)} |")
-        print(f"\nRatio (median): conversion+quantization in the stage / direct = "
-              f"{statistics.median(wrapper_build) / statistics.median(direct):.2f}; whole stage / direct = "
-              f"{statistics.median(wrapper) / statistics.median(direct):.2f} (the difference is the checks).\n",
-              flush=True)
+        print(
+            f"\nRatio (median): conversion+quantization in the stage / direct = "
+            f"{statistics.median(wrapper_build) / statistics.median(direct):.2f}; whole stage / direct = "
+            f"{statistics.median(wrapper) / statistics.median(direct):.2f} (the difference is the checks).\n",
+            flush=True,
+        )
 
         bws = {n: bandwidth_gbs(n) for n in sorted({1, threads})}
         bw = max(bws.values())
@@ -151,25 +176,40 @@ def main() -> int:
                 speeds = [checks.decode_speed(path, prompt, args.decode_tokens, n) for _ in range(3)]
                 cells.append(speeds)
             best = max(statistics.median(c) for c in cells)
-            rows.append((quant, e["bytes"], cells, best, bw * 1e9 / e["bytes"],
-                         (e["top1_agreement"], e["top1_agreement_exact"], e["kl_divergence"])))
+            rows.append(
+                (
+                    quant,
+                    e["bytes"],
+                    cells,
+                    best,
+                    bw * 1e9 / e["bytes"],
+                    (e["top1_agreement"], e["top1_agreement_exact"], e["kl_divergence"]),
+                )
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print("Memory read bandwidth (numpy sum over 256 MiB): "
-          + ", ".join(f"{v:.1f} GB/s with {n} thread{'s' if n > 1 else ''}" for n, v in bws.items())
-          + f"; the ceiling uses the best, {bw:.1f} GB/s. Models this small partly fit in the CPU caches, so a "
-          "decode speed a little above the ceiling is possible.\n")
+    print(
+        "Memory read bandwidth (numpy sum over 256 MiB): "
+        + ", ".join(f"{v:.1f} GB/s with {n} thread{'s' if n > 1 else ''}" for n, v in bws.items())
+        + f"; the ceiling uses the best, {bw:.1f} GB/s. Models this small partly fit in the CPU caches, so a "
+        "decode speed a little above the ceiling is possible.\n"
+    )
     heads = " | ".join(f"decode tok/s, {n} thread{'s' if n > 1 else ''}" for n in sorted({1, threads}))
-    print(f"| GGUF | size | {heads} | ceiling tok/s | best / ceiling | top-1 vs HF (gate) | top-1 exact | KL "
-          "divergence |")
+    print(
+        f"| GGUF | size | {heads} | ceiling tok/s | best / ceiling | top-1 vs HF (gate) | top-1 exact | KL divergence |"
+    )
     print("|---|---|" + "---|" * len({1, threads}) + "---|---|---|---|---|")
     for quant, size, cells, best, ceiling, (top1, exact, kl) in rows:
         speed = " | ".join(f"{statistics.median(c):.1f} ({min(c):.1f}–{max(c):.1f})" for c in cells)
-        print(f"| {quant} | {size / 2**20:.1f} MiB | {speed} | {ceiling:.0f} | {best / ceiling:.0%} | {top1:.3f} | "
-              f"{exact:.3f} | {kl:.2e} |")
-    print("\nTop-1 vs HF (gate): the file's top token is the merged model's, or one it scores within "
-          f"{checks.NEAR_TIE_NATS:g} nat of it (a near-tie); exact: the same top token; KL: mean KL(merged || file).")
+        print(
+            f"| {quant} | {size / 2**20:.1f} MiB | {speed} | {ceiling:.0f} | {best / ceiling:.0%} | {top1:.3f} | "
+            f"{exact:.3f} | {kl:.2e} |"
+        )
+    print(
+        "\nTop-1 vs HF (gate): the file's top token is the merged model's, or one it scores within "
+        f"{checks.NEAR_TIE_NATS:g} nat of it (a near-tie); exact: the same top token; KL: mean KL(merged || file)."
+    )
     return 0
 
 

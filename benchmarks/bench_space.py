@@ -40,13 +40,32 @@ from conftest_space import free_port, load_app, smol_gguf, wait_for_port  # noqa
 
 # Llama-3.2-1B's config.json, less its weights.
 LLAMA_1B = {
-    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192,
-    "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64,
-    "vocab_size": 128256, "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
-    "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
-                     "original_max_position_embeddings": 8192, "rope_type": "llama3"},
-    "tie_word_embeddings": True, "hidden_act": "silu", "torch_dtype": "bfloat16", "bos_token_id": 1,
-    "eos_token_id": 2, "attention_bias": False, "mlp_bias": False,
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 64,
+    "vocab_size": 128256,
+    "max_position_embeddings": 131072,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 500000.0,
+    "rope_scaling": {
+        "factor": 32.0,
+        "high_freq_factor": 4.0,
+        "low_freq_factor": 1.0,
+        "original_max_position_embeddings": 8192,
+        "rope_type": "llama3",
+    },
+    "tie_word_embeddings": True,
+    "hidden_act": "silu",
+    "torch_dtype": "bfloat16",
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "attention_bias": False,
+    "mlp_bias": False,
 }
 
 
@@ -81,17 +100,25 @@ def llama_1b_shaped_gguf() -> Path:
         def w(*shape):
             return (torch.randn(*shape, generator=gen) * 0.02).to(torch.bfloat16)
 
-        tensors = {"model.embed_tokens.weight": w(c["vocab_size"], h),
-                   "model.norm.weight": torch.ones(h, dtype=torch.bfloat16)}
+        tensors = {
+            "model.embed_tokens.weight": w(c["vocab_size"], h),
+            "model.norm.weight": torch.ones(h, dtype=torch.bfloat16),
+        }
         for i in range(c["num_hidden_layers"]):
             p = f"model.layers.{i}."
-            tensors.update({p + "self_attn.q_proj.weight": w(h, h), p + "self_attn.k_proj.weight": w(kv, h),
-                            p + "self_attn.v_proj.weight": w(kv, h), p + "self_attn.o_proj.weight": w(h, h),
-                            p + "mlp.gate_proj.weight": w(c["intermediate_size"], h),
-                            p + "mlp.up_proj.weight": w(c["intermediate_size"], h),
-                            p + "mlp.down_proj.weight": w(h, c["intermediate_size"]),
-                            p + "input_layernorm.weight": torch.ones(h, dtype=torch.bfloat16),
-                            p + "post_attention_layernorm.weight": torch.ones(h, dtype=torch.bfloat16)})
+            tensors.update(
+                {
+                    p + "self_attn.q_proj.weight": w(h, h),
+                    p + "self_attn.k_proj.weight": w(kv, h),
+                    p + "self_attn.v_proj.weight": w(kv, h),
+                    p + "self_attn.o_proj.weight": w(h, h),
+                    p + "mlp.gate_proj.weight": w(c["intermediate_size"], h),
+                    p + "mlp.up_proj.weight": w(c["intermediate_size"], h),
+                    p + "mlp.down_proj.weight": w(h, c["intermediate_size"]),
+                    p + "input_layernorm.weight": torch.ones(h, dtype=torch.bfloat16),
+                    p + "post_attention_layernorm.weight": torch.ones(h, dtype=torch.bfloat16),
+                }
+            )
         save_file(tensors, str(hf / "model.safetensors"), metadata={"format": "pt"})
         del tensors
         f16 = convert_f16(hf, work / "f16.gguf", log=work / "convert.log")
@@ -99,6 +126,7 @@ def llama_1b_shaped_gguf() -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return dest
+
 
 SYSTEM = "You are a helpful assistant."
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle. (take {i})"
@@ -110,8 +138,9 @@ def direct_run(llm, app, messages, max_tokens) -> dict:
     t0 = time.perf_counter()
     first = last = None
     text = ""
-    for chunk in llm.create_chat_completion(messages=messages, stream=True, temperature=0.0, top_p=0.9,
-                                            max_tokens=max_tokens, stop=markers):
+    for chunk in llm.create_chat_completion(
+        messages=messages, stream=True, temperature=0.0, top_p=0.9, max_tokens=max_tokens, stop=markers
+    ):
         piece = chunk["choices"][0]["delta"].get("content") or ""
         if piece:
             last = time.perf_counter()
@@ -134,8 +163,12 @@ def direct_worker(gguf: str, threads: int) -> None:
 
 class Direct:
     def __init__(self, gguf: Path, threads: int):
-        self.proc = subprocess.Popen([sys.executable, __file__, "--direct-worker", str(gguf), "--threads",
-                                      str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--direct-worker", str(gguf), "--threads", str(threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def run(self, user: str, max_tokens: int) -> dict:
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
@@ -161,8 +194,12 @@ def app_run(client, variant, user, max_tokens) -> dict:
             last = time.perf_counter()
             final = update
     n = final["stats"]["tokens"]
-    return {"tokens": n, "ttft": first - t0, "tok_s": (n - 1) / (last - first),
-            "server_tok_s": final["stats"]["tokens_per_s"]}
+    return {
+        "tokens": n,
+        "ttft": first - t0,
+        "tok_s": (n - 1) / (last - first),
+        "server_tok_s": final["stats"]["tokens_per_s"],
+    }
 
 
 class Served:
@@ -170,15 +207,33 @@ class Served:
 
     def __init__(self, app_py: Path, gguf: Path, threads: int, work: Path, name: str):
         manifest = work / "variants.json"
-        manifest.write_text(json.dumps({"format": 1, "variants": [{
-            "id": "bench", "label": "bench", "status": "built", "system_prompt": SYSTEM, "modes": {},
-            "gguf": {"path": str(gguf), "filename": gguf.name}}]}))
+        manifest.write_text(
+            json.dumps(
+                {
+                    "format": 1,
+                    "variants": [
+                        {
+                            "id": "bench",
+                            "label": "bench",
+                            "status": "built",
+                            "system_prompt": SYSTEM,
+                            "modes": {},
+                            "gguf": {"path": str(gguf), "filename": gguf.name},
+                        }
+                    ],
+                }
+            )
+        )
         port = free_port()
         env = {**os.environ, "IRIS_SPACE_THREADS": str(threads), "GRADIO_ANALYTICS_ENABLED": "False"}
         self.log = open(work / f"{name}.log", "w")
-        self.proc = subprocess.Popen([sys.executable, str(app_py), "--manifest", str(manifest), "--host",
-                                      "127.0.0.1", "--port", str(port)], env=env, cwd=app_py.parent,
-                                     stdout=subprocess.DEVNULL, stderr=self.log)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(app_py), "--manifest", str(manifest), "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=app_py.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
         wait_for_port(port, proc=self.proc)
         from gradio_client import Client
 
@@ -207,7 +262,7 @@ def decode_table(gguf: Path, threads: int, runs: int, max_tokens: int, baseline:
         for i in range(runs):
             user = PROMPT.format(i=i)
             # which side goes first rotates: the next in line may inherit the previous one's cache or CPU state
-            for k in names[i % len(names):] + names[:i % len(names)]:
+            for k in names[i % len(names) :] + names[: i % len(names)]:
                 rows[k].append(sides[k].run(user, max_tokens))
     finally:
         for side in sides.values():
@@ -215,40 +270,84 @@ def decode_table(gguf: Path, threads: int, runs: int, max_tokens: int, baseline:
 
     med = lambda rs, k: statistics.median(r[k] for r in rs)  # noqa: E731
     rng = lambda rs, k, f: f"{med(rs, k):{f}} ({min(r[k] for r in rs):{f}}–{max(r[k] for r in rs):{f}})"  # noqa: E731
-    label = {"direct": "llama-cpp-python direct (`create_chat_completion`, streaming)",
-             "app": "Space /chat now (gradio_client, streaming)",
-             "before": f"Space /chat before (`{baseline}`)" if baseline else ""}
-    print(f"### Decode: Space vs llama-cpp-python direct, `{gguf.name}`\n\n{gguf.stat().st_size / 1e6:,.0f} MB, "
-          f"{threads} threads, greedy, up to {max_tokens} new tokens, {runs} rotating runs; median (min–max).\n")
+    label = {
+        "direct": "llama-cpp-python direct (`create_chat_completion`, streaming)",
+        "app": "Space /chat now (gradio_client, streaming)",
+        "before": f"Space /chat before (`{baseline}`)" if baseline else "",
+    }
+    print(
+        f"### Decode: Space vs llama-cpp-python direct, `{gguf.name}`\n\n{gguf.stat().st_size / 1e6:,.0f} MB, "
+        f"{threads} threads, greedy, up to {max_tokens} new tokens, {runs} rotating runs; median (min–max).\n"
+    )
+
     def vs_direct(k: str) -> list[str]:
         if k == "direct":
             return ["—", "—"]
         pairs = list(zip(rows[k], rows["direct"]))
-        return [f"{statistics.median(s['tok_s'] / d['tok_s'] for s, d in pairs):.1%}",
-                f"{statistics.median(s['ttft'] - d['ttft'] for s, d in pairs) * 1000:+.0f} ms"]
+        return [
+            f"{statistics.median(s['tok_s'] / d['tok_s'] for s, d in pairs):.1%}",
+            f"{statistics.median(s['ttft'] - d['ttft'] for s, d in pairs) * 1000:+.0f} ms",
+        ]
 
-    print(table(["path", "decode tok/s", "TTFT s", "tokens", "decode / direct (median of run pairs)",
-                 "TTFT added (median)"],
-                [[label[k], rng(rows[k], "tok_s", ".1f"), rng(rows[k], "ttft", ".3f"), rng(rows[k], "tokens", ".0f"),
-                  *vs_direct(k)] for k in names]))
-    print(f"\nDecode speed measured inside the app: {med(rows['app'], 'server_tok_s'):.1f} tok/s. Goal: >= 95% of "
-          "direct, TTFT added <= 50 ms.\n")
+    print(
+        table(
+            [
+                "path",
+                "decode tok/s",
+                "TTFT s",
+                "tokens",
+                "decode / direct (median of run pairs)",
+                "TTFT added (median)",
+            ],
+            [
+                [
+                    label[k],
+                    rng(rows[k], "tok_s", ".1f"),
+                    rng(rows[k], "ttft", ".3f"),
+                    rng(rows[k], "tokens", ".0f"),
+                    *vs_direct(k),
+                ]
+                for k in names
+            ],
+        )
+    )
+    print(
+        f"\nDecode speed measured inside the app: {med(rows['app'], 'server_tok_s'):.1f} tok/s. Goal: >= 95% of "
+        "direct, TTFT added <= 50 ms.\n"
+    )
 
 
 def user_turn(conv: int, turn: int) -> str:
     """A ~150-token user turn, different for every conversation and turn."""
     words = ("river", "mountain", "lantern", "harbor", "meadow", "compass", "orchard", "glacier", "canyon", "beacon")
-    facts = " ".join(f"Fact {k}: the {words[(conv + turn + k) % 10]} number {conv * 100 + turn * 10 + k} is "
-                     f"{'near' if k % 2 else 'far from'} the {words[(conv * 3 + k) % 10]}." for k in range(9))
+    facts = " ".join(
+        f"Fact {k}: the {words[(conv + turn + k) % 10]} number {conv * 100 + turn * 10 + k} is "
+        f"{'near' if k % 2 else 'far from'} the {words[(conv * 3 + k) % 10]}."
+        for k in range(9)
+    )
     return f"Conversation {conv}, turn {turn + 1}. Here are some notes. {facts} Summarize them in two sentences."
 
 
 def kv_table(gguf: Path, threads: int, turns: int, counts: list[int], reply_tokens: int) -> None:
     app = load_app(THREADS=threads)
     manifest_path = Path(tempfile.mkdtemp(prefix="bench-kv-")) / "variants.json"
-    manifest_path.write_text(json.dumps({"format": 1, "variants": [{
-        "id": "bench", "label": "bench", "status": "built", "system_prompt": SYSTEM, "modes": {},
-        "gguf": {"path": str(gguf), "filename": gguf.name}}]}))
+    manifest_path.write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "variants": [
+                    {
+                        "id": "bench",
+                        "label": "bench",
+                        "status": "built",
+                        "system_prompt": SYSTEM,
+                        "modes": {},
+                        "gguf": {"path": str(gguf), "filename": gguf.name},
+                    }
+                ],
+            }
+        )
+    )
     manifest = app.Manifest.load(manifest_path)
     rows = []
     for n in counts:
@@ -275,14 +374,35 @@ def kv_table(gguf: Path, threads: int, turns: int, counts: list[int], reply_toke
             for key in pool.loaded():
                 pool.get(key).close().result()
             med = [statistics.median(t) for t in ttft]
-            rows.append([n, "on" if mb else "off", *(f"{t:.2f}" for t in med), f"{med[-1] / med[0]:.2f}x",
-                         f"{statistics.median(prompt[-1]):.0f}", f"{saved:.0f} MB" if mb else "—"])
-    print(f"### Conversations taking turns, `{gguf.name}`\n\n{threads} threads; each conversation sends ~150-token "
-          f"turns in rotation, {reply_tokens}-token greedy replies; time to first token (s), median over the "
-          f"conversations, through `Chat.stream`. KV state cache: IRIS_SPACE_KV_CACHE_MB="
-          f"{app.settings.KV_CACHE_MB} when on, 0 when off.\n")
-    print(table(["conversations", "KV cache", *(f"turn {t + 1}" for t in range(turns)), "turn 5 / turn 1",
-                 f"prompt tokens, turn {turns}", "saved states at the end"], rows))
+            rows.append(
+                [
+                    n,
+                    "on" if mb else "off",
+                    *(f"{t:.2f}" for t in med),
+                    f"{med[-1] / med[0]:.2f}x",
+                    f"{statistics.median(prompt[-1]):.0f}",
+                    f"{saved:.0f} MB" if mb else "—",
+                ]
+            )
+    print(
+        f"### Conversations taking turns, `{gguf.name}`\n\n{threads} threads; each conversation sends ~150-token "
+        f"turns in rotation, {reply_tokens}-token greedy replies; time to first token (s), median over the "
+        f"conversations, through `Chat.stream`. KV state cache: IRIS_SPACE_KV_CACHE_MB="
+        f"{app.settings.KV_CACHE_MB} when on, 0 when off.\n"
+    )
+    print(
+        table(
+            [
+                "conversations",
+                "KV cache",
+                *(f"turn {t + 1}" for t in range(turns)),
+                "turn 5 / turn 1",
+                f"prompt tokens, turn {turns}",
+                "saved states at the end",
+            ],
+            rows,
+        )
+    )
     print("\nGoal: turn 5 / turn 1 <= 1.5x with the cache on.\n")
 
 
@@ -308,14 +428,18 @@ def main() -> None:
     print("## The Space: decode vs llama-cpp-python, and conversations taking turns\n")
     ggufs = []
     for name in args.models.split(","):
-        ggufs.append(smol_gguf().resolve() if name == "demo" else llama_1b_shaped_gguf() if name == "1b"
-                     else Path(name).resolve())
+        ggufs.append(
+            smol_gguf().resolve()
+            if name == "demo"
+            else llama_1b_shaped_gguf()
+            if name == "1b"
+            else Path(name).resolve()
+        )
     for gguf in ggufs:
         if not args.no_decode:
             decode_table(gguf, args.threads, args.runs, args.max_tokens, args.baseline_app)
         if not args.no_kv:
-            kv_table(gguf, args.threads, args.turns, [int(n) for n in args.conversations.split(",")],
-                     args.reply_tokens)
+            kv_table(gguf, args.threads, args.turns, [int(n) for n in args.conversations.split(",")], args.reply_tokens)
 
 
 if __name__ == "__main__":

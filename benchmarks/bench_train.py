@@ -46,11 +46,20 @@ def _base_model(kind: str) -> str:
 
 def write_recipe(dir: Path, base: str, steps: int) -> Path:
     recipe = {
-        "name": "bench-train", "base_model": base, "chat_template": "chatml", "method": "lora",
+        "name": "bench-train",
+        "base_model": base,
+        "chat_template": "chatml",
+        "method": "lora",
         "dataset": {"name": "arith-steps", "val_size": 0.0},
         "lora": {"r": 16, "alpha": 32, "dropout": 0.0},
-        "train": {"max_steps": steps, "micro_batch_size": 4, "sequence_len": 256, "learning_rate": 5.0e-4,
-                  "save_steps": steps, "logging_steps": 1},
+        "train": {
+            "max_steps": steps,
+            "micro_batch_size": 4,
+            "sequence_len": 256,
+            "learning_rate": 5.0e-4,
+            "save_steps": steps,
+            "logging_steps": 1,
+        },
         "card": {"license": "apache-2.0"},
     }
     path = dir / "bench-train.yaml"
@@ -62,18 +71,29 @@ def _figures(kind: str, wall: float, started: float, metrics_file: Path, rc: int
     records = read_metrics(metrics_file)
     begin = next((r for r in records if r.get("event") == "train_begin"), None)
     s = summarize(records)
-    return {"tool": kind, "rc": rc, "wall": wall, "startup": (begin["time"] - started) if begin else None,
-            "tok_s": s.get("tokens_per_second"), "trained_tok_s": s.get("trained_tokens_per_second"),
-            "s_step": s.get("seconds_per_step"), "steps": s.get("steps")}
+    return {
+        "tool": kind,
+        "rc": rc,
+        "wall": wall,
+        "startup": (begin["time"] - started) if begin else None,
+        "tok_s": s.get("tokens_per_second"),
+        "trained_tok_s": s.get("trained_tokens_per_second"),
+        "s_step": s.get("seconds_per_step"),
+        "steps": s.get("steps"),
+    }
 
 
 def iris_once(recipe: Path, runs: Path, env: dict) -> tuple[dict, Path]:
     before = set((runs / "bench-train").glob("*")) if (runs / "bench-train").is_dir() else set()
     started = time.time()
     t0 = time.monotonic()
-    res = subprocess.run([sys.executable, "-m", "iris_recipes", "run", str(recipe), "--until", "train",
-                          "--device", "cpu"], env={**env, "IRIS_RUNS_DIR": str(runs)}, cwd=REPO,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "iris_recipes", "run", str(recipe), "--until", "train", "--device", "cpu"],
+        env={**env, "IRIS_RUNS_DIR": str(runs)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     wall = time.monotonic() - t0
     (run,) = set((runs / "bench-train").glob("*")) - before
     if res.returncode:
@@ -139,25 +159,33 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"kept: {tmp}", file=sys.stderr)
 
-    print(f"### Training: `iris-recipes run` vs raw `axolotl train` ({args.model}, LoRA r16, {args.steps} steps, "
-          f"micro batch 4, {spec.cpu_threads} threads, {launch.cpu_count()} cores)\n")
+    print(
+        f"### Training: `iris-recipes run` vs raw `axolotl train` ({args.model}, LoRA r16, {args.steps} steps, "
+        f"micro batch 4, {spec.cpu_threads} threads, {launch.cpu_count()} cores)\n"
+    )
     print("| round | tool | exit | wall s | startup s | train tok/s | trained tok/s | s/step |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['round']} | {r['tool']} | {r['rc']} | {_fmt(r['wall'])} | {_fmt(r['startup'])} | "
-              f"{_fmt(r['tok_s'])} | {_fmt(r['trained_tok_s'])} | {_fmt(r['s_step'], 2)} |")
+        print(
+            f"| {r['round']} | {r['tool']} | {r['rc']} | {_fmt(r['wall'])} | {_fmt(r['startup'])} | "
+            f"{_fmt(r['tok_s'])} | {_fmt(r['trained_tok_s'])} | {_fmt(r['s_step'], 2)} |"
+        )
     med = {}
     for tool in ("iris-recipes run", "axolotl train"):
         sel = [r for r in rows if r["tool"] == tool and r["rc"] == 0]
-        med[tool] = {k: statistics.median([r[k] for r in sel if r[k] is not None] or [float("nan")])
-                     for k in ("wall", "startup", "tok_s", "s_step")}
+        med[tool] = {
+            k: statistics.median([r[k] for r in sel if r[k] is not None] or [float("nan")])
+            for k in ("wall", "startup", "tok_s", "s_step")
+        }
     a, b = med["iris-recipes run"], med["axolotl train"]
     print("\n| median | wall s | startup s | train tok/s | s/step |\n|---|---|---|---|---|")
     for tool, m in med.items():
         print(f"| {tool} | {_fmt(m['wall'])} | {_fmt(m['startup'])} | {_fmt(m['tok_s'])} | {_fmt(m['s_step'], 2)} |")
-    print(f"\nWrapper overhead: wall {100 * (a['wall'] - b['wall']) / b['wall']:+.1f}% "
-          f"({a['wall'] - b['wall']:+.1f} s, of which startup {a['startup'] - b['startup']:+.1f} s); "
-          f"training throughput {100 * (a['tok_s'] - b['tok_s']) / b['tok_s']:+.1f}%.")
+    print(
+        f"\nWrapper overhead: wall {100 * (a['wall'] - b['wall']) / b['wall']:+.1f}% "
+        f"({a['wall'] - b['wall']:+.1f} s, of which startup {a['startup'] - b['startup']:+.1f} s); "
+        f"training throughput {100 * (a['tok_s'] - b['tok_s']) / b['tok_s']:+.1f}%."
+    )
     print(json.dumps({"iris": a, "axolotl": b}), file=sys.stderr)
     return 0
 

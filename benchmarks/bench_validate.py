@@ -33,8 +33,9 @@ def generated_config(recipe: str, out: Path) -> Path:
     from iris_recipes.train.launch import LaunchSpec
 
     r = load_recipe(recipe)
-    cfg = build_config(r.data, base_model=r.data["base_model"], spec=LaunchSpec(device="gpu"), has_val=True,
-                       recipe_file=str(recipe))
+    cfg = build_config(
+        r.data, base_model=r.data["base_model"], spec=LaunchSpec(device="gpu"), has_val=True, recipe_file=str(recipe)
+    )
     out.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return out
 
@@ -50,18 +51,22 @@ def main() -> int:
     help_t = time_cmd([cli, "--help"], n, env=env)
     all_t = time_cmd([cli, "validate", "-q"], n, env=env, cwd=REPO)
     one_t = time_cmd([cli, "validate", "-q", str(REPO / "recipes/llama1b-math.yaml")], n, env=env, cwd=REPO)
-    rows = [["`iris-recipes --help`", summary(help_t)],
-            [f"`iris-recipes validate` ({len(recipes)} recipes)", summary(all_t)],
-            ["`iris-recipes validate recipes/llama1b-math.yaml`", summary(one_t)]]
+    rows = [
+        ["`iris-recipes --help`", summary(help_t)],
+        [f"`iris-recipes validate` ({len(recipes)} recipes)", summary(all_t)],
+        ["`iris-recipes validate recipes/llama1b-math.yaml`", summary(one_t)],
+    ]
     ratio_line = ""
     with tempfile.TemporaryDirectory() as tmp:
         cfg = generated_config(str(REPO / "recipes/llama1b-math.yaml"), Path(tmp) / "axolotl.yaml")
         ax_t = time_cmd([sys.executable, "-c", AXOLOTL_VALIDATE, str(cfg)], n, env=env)
         rows.append(["Axolotl `validate_config` on the generated config (fresh process)", summary(ax_t)])
-        ratio_line = (f"\nAxolotl's validation of one config takes {statistics.median(ax_t) / statistics.median(one_t):.0f}x "
-                      f"as long as `iris-recipes validate` of one recipe, and "
-                      f"{statistics.median(ax_t) / statistics.median(all_t):.0f}x as long as validating all of them "
-                      "(most of it is importing torch through Axolotl's schema).\n")
+        ratio_line = (
+            f"\nAxolotl's validation of one config takes {statistics.median(ax_t) / statistics.median(one_t):.0f}x "
+            f"as long as `iris-recipes validate` of one recipe, and "
+            f"{statistics.median(ax_t) / statistics.median(all_t):.0f}x as long as validating all of them "
+            "(most of it is importing torch through Axolotl's schema).\n"
+        )
     print("## Recipe validation latency\n")
     print(table(["command", "wall time"], rows))
     print(ratio_line)

@@ -23,8 +23,10 @@ def time_cmd(cmd: list[str], repeats: int, **kwargs) -> list[float]:
 
 
 def summary(values: list[float], unit: str = "s", digits: int = 3) -> str:
-    return (f"{statistics.median(values):.{digits}f} {unit} (min {min(values):.{digits}f}, "
-            f"max {max(values):.{digits}f}, n={len(values)})")
+    return (
+        f"{statistics.median(values):.{digits}f} {unit} (min {min(values):.{digits}f}, "
+        f"max {max(values):.{digits}f}, n={len(values)})"
+    )
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

@@ -25,19 +25,33 @@ ORDER = ["validate", "train", "export", "space", "demo"]
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown")
-    mem = next((int(line.split()[1]) // 1024 // 1024 for line in Path("/proc/meminfo").read_text().splitlines()
-                if line.startswith("MemTotal")), 0)
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown",
+    )
+    mem = next(
+        (
+            int(line.split()[1]) // 1024 // 1024
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
+        0,
+    )
     versions = []
     for pkg in ("torch", "axolotl", "transformers", "llama_cpp_python", "gradio"):
         try:
             versions.append(f"{pkg} {version(pkg)}")
         except PackageNotFoundError:
             pass
-    return (f"- CPU: {cpu}, {os.cpu_count()} cores, {mem} GiB memory, no GPU\n"
-            f"- Python {platform.python_version()} on {platform.system()} {platform.release()}\n"
-            f"- {', '.join(versions)}\n")
+    return (
+        f"- CPU: {cpu}, {os.cpu_count()} cores, {mem} GiB memory, no GPU\n"
+        f"- Python {platform.python_version()} on {platform.system()} {platform.release()}\n"
+        f"- {', '.join(versions)}\n"
+    )
 
 
 def main() -> int:
@@ -55,15 +69,18 @@ def main() -> int:
             continue
         print(f"==> {script.name}", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(script), *(["--quick"] if args.quick else [])],
-                              stdout=subprocess.PIPE, text=True)
+        proc = subprocess.run(
+            [sys.executable, str(script), *(["--quick"] if args.quick else [])], stdout=subprocess.PIPE, text=True
+        )
         took = time.perf_counter() - start
         body = proc.stdout.strip() or "(no output)"
         status = "" if proc.returncode == 0 else f"\n\n**failed with exit code {proc.returncode}**"
         sections.append(f"{body}{status}\n\n_{script.name}: {took:.0f} s_\n")
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = (f"# Benchmark results\n\nMeasured {stamp} by `benchmarks/run_all.py`"
-            f"{' --quick' if args.quick else ''} on:\n\n{machine()}\n" + "\n".join(sections))
+    text = (
+        f"# Benchmark results\n\nMeasured {stamp} by `benchmarks/run_all.py`"
+        f"{' --quick' if args.quick else ''} on:\n\n{machine()}\n" + "\n".join(sections)
+    )
     tmp = Path(args.out + ".partial")
     tmp.write_text(text)
     tmp.replace(args.out)

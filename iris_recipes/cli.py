@@ -16,9 +16,20 @@ from iris_recipes.errors import IrisError
 
 # Order is the order shown by --help.
 COMMAND_MODULES = (
-    "validate", "listing", "show", "new", "schema",  # recipes
-    "data", "run", "export", "card", "eval", "compare", "sweep",  # the pipeline and its evidence
-    "push", "space",  # shipping
+    "validate",
+    "listing",
+    "show",
+    "new",
+    "schema",  # recipes
+    "data",
+    "run",
+    "export",
+    "card",
+    "eval",
+    "compare",
+    "sweep",  # the pipeline and its evidence
+    "push",
+    "space",  # shipping
 )
 
 

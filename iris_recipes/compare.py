@@ -34,8 +34,9 @@ def resolve_run(arg: str) -> RunDir:
     if (path / "run.json").is_file():
         return RunDir.open(path)
     if path.is_dir():
-        raise IrisError(f"{arg}: a directory without run.json; give a run directory (runs/<recipe>/<run-id>) "
-                        "or a recipe name")
+        raise IrisError(
+            f"{arg}: a directory without run.json; give a run directory (runs/<recipe>/<run-id>) or a recipe name"
+        )
     name = arg
     if path.suffix in (".yaml", ".yml") or path.is_file():
         from iris_recipes.commands.common import recipe_path
@@ -44,8 +45,10 @@ def resolve_run(arg: str) -> RunDir:
         name = load_recipe(recipe_path(arg), check_data=False).name
     run = latest_done_run(name)
     if run is None:
-        raise IrisError(f"{arg}: no finished run of recipe '{name}' under the runs directory. Run it first: "
-                        f"`iris-recipes run {arg}`, or give a run directory.")
+        raise IrisError(
+            f"{arg}: no finished run of recipe '{name}' under the runs directory. Run it first: "
+            f"`iris-recipes run {arg}`, or give a run directory."
+        )
     return run
 
 
@@ -77,12 +80,19 @@ def differing_keys(entries: list[Entry]) -> dict[str, list]:
     """Recipe keys whose value is not the same in every run: what the comparison is about."""
     flat = [_flatten(e.recipe) for e in entries]
     keys = sorted(set().union(*flat)) if flat else []
-    return {k: [f.get(k) for f in flat] for k in keys
-            if k.split(".")[0] not in IGNORED_KEYS and len({json.dumps(f.get(k), default=str) for f in flat}) > 1}
+    return {
+        k: [f.get(k) for f in flat]
+        for k in keys
+        if k.split(".")[0] not in IGNORED_KEYS and len({json.dumps(f.get(k), default=str) for f in flat}) > 1
+    }
 
 
-GENERAL = (("general: stops on its own", "stop_rate"), ("general: replies that loop", "loops"),
-           ("general: median tokens", "median_tokens"), ("general: agreement with base", "agreement"))
+GENERAL = (
+    ("general: stops on its own", "stop_rate"),
+    ("general: replies that loop", "loops"),
+    ("general: median tokens", "median_tokens"),
+    ("general: agreement with base", "agreement"),
+)
 
 
 def _general(ev: dict, side: str, key: str):
@@ -92,19 +102,30 @@ def _general(ev: dict, side: str, key: str):
 def _rows(entries: list[Entry]) -> list[tuple[str, object, list]]:
     """(measure, base value of the first run, fine-tuned value per run) rows."""
     first = entries[0].eval.get("base") or {}
-    rows = [(key, first.get(key), [e.eval.get("tuned", {}).get(key) for e in entries])
-            for key in ("val_loss", "perplexity")]
+    rows = [
+        (key, first.get(key), [e.eval.get("tuned", {}).get(key) for e in entries]) for key in ("val_loss", "perplexity")
+    ]
     names = list(dict.fromkeys(n for e in entries for n in (e.eval.get("tuned", {}).get("metrics") or {})))
-    rows += [(n, (first.get("metrics") or {}).get(n), [(e.eval.get("tuned", {}).get("metrics") or {}).get(n)
-                                                       for e in entries]) for n in names]
+    rows += [
+        (
+            n,
+            (first.get("metrics") or {}).get(n),
+            [(e.eval.get("tuned", {}).get("metrics") or {}).get(n) for e in entries],
+        )
+        for n in names
+    ]
     if any(e.eval.get("forgetting") for e in entries):
         ev0 = entries[0].eval
-        rows += [(label, _general(ev0, "base", key), [_general(e.eval, "tuned", key) for e in entries])
-                 for label, key in GENERAL]
+        rows += [
+            (label, _general(ev0, "base", key), [_general(e.eval, "tuned", key) for e in entries])
+            for label, key in GENERAL
+        ]
         rows.append(("general behaviour", None, [_verdict(e.eval) for e in entries]))
     quants = list(dict.fromkeys(q for e in entries for q in (e.eval.get("gguf") or {})))
-    rows += [(f"{q} decode tok/s", None, [((e.eval.get("gguf") or {}).get(q) or {}).get("decode_tok_s")
-                                          for e in entries]) for q in quants]
+    rows += [
+        (f"{q} decode tok/s", None, [((e.eval.get("gguf") or {}).get(q) or {}).get("decode_tok_s") for e in entries])
+        for q in quants
+    ]
     return rows
 
 
@@ -140,8 +161,11 @@ def table(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
                 cell += f" ({delta:+.4g}{' ' + MARK if real else ''})"
             row.append(cell)
         out.append(row)
-    noise_row = ["noise (seed spread)", "", *(", ".join(f"{k} {_fmt(v)}" for k, v in (e.eval.get("noise") or {}).items())
-                                          or "-" for e in entries)]
+    noise_row = [
+        "noise (seed spread)",
+        "",
+        *(", ".join(f"{k} {_fmt(v)}" for k, v in (e.eval.get("noise") or {}).items()) or "-" for e in entries),
+    ]
     out.append(noise_row)
     return header, out
 
@@ -151,18 +175,26 @@ def markdown(entries: list[Entry]) -> str:
     lines = [f"# Comparison of {len(entries)} runs", ""]
     diffs = differing_keys(entries)
     if diffs:
-        lines += ["What differs between the runs:", "", "| key | " + " | ".join(e.label for e in entries) + " |",
-                  "|---" * (len(entries) + 1) + "|"]
+        lines += [
+            "What differs between the runs:",
+            "",
+            "| key | " + " | ".join(e.label for e in entries) + " |",
+            "|---" * (len(entries) + 1) + "|",
+        ]
         lines += [f"| `{k}` | " + " | ".join(_fmt(v) for v in vals) + " |" for k, vals in diffs.items()]
         lines.append("")
     lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    lines += ["", f"Values are the fine-tuned models' (greedy answers on each run's held-out rows). In brackets: the "
-              f"change from the first run; `{MARK}` marks a change larger than the run-to-run noise (the spread of "
-              "the metric over seeded sampled answers, the larger of the two runs'). Loss and perplexity have no "
-              "seed noise and are never marked. The general rows are the forgetting check (greedy replies to "
-              "general prompts outside the task): the share that stop on their own, how many loop, their median "
-              "length and their word overlap with the base model's replies; `general behaviour` is its verdict.", ""]
+    lines += [
+        "",
+        f"Values are the fine-tuned models' (greedy answers on each run's held-out rows). In brackets: the "
+        f"change from the first run; `{MARK}` marks a change larger than the run-to-run noise (the spread of "
+        "the metric over seeded sampled answers, the larger of the two runs'). Loss and perplexity have no "
+        "seed noise and are never marked. The general rows are the forgetting check (greedy replies to "
+        "general prompts outside the task): the share that stop on their own, how many loop, their median "
+        "length and their word overlap with the base model's replies; `general behaviour` is its verdict.",
+        "",
+    ]
     return "\n".join(lines)
 
 

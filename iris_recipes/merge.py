@@ -16,8 +16,17 @@ from iris_recipes.errors import IrisError
 
 # Files that make up an adapter directory (what Axolotl saves at the end of training besides checkpoints).
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                   "chat_template.json", "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+)
 
 
 def _replace_dir(tmp: Path, dest: Path) -> None:
@@ -36,8 +45,10 @@ def collect_adapter(output_dir: Path, dest: Path) -> list[str]:
     """Copy the final adapter (and tokenizer) Axolotl left in its output_dir to `dest`."""
     names = [n for n in ADAPTER_FILES + TOKENIZER_FILES if (output_dir / n).is_file()]
     if "adapter_config.json" not in names:
-        raise IrisError(f"{output_dir}: training finished but no adapter_config.json was saved there; "
-                        f"see the training log beside it and run again with --resume.")
+        raise IrisError(
+            f"{output_dir}: training finished but no adapter_config.json was saved there; "
+            f"see the training log beside it and run again with --resume."
+        )
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     try:
         for name in names:
@@ -83,16 +94,21 @@ def merge(*, base_model: str, weights_dir: Path, out: Path, method: str, eot_tok
 
     tokenizer = AutoTokenizer.from_pretrained(weights_dir)
     if not tokenizer.chat_template:
-        raise IrisError(f"{weights_dir}: the trained tokenizer has no chat template; the merged model could not be "
-                        "prompted the way it was trained. Set chat_template in the recipe.")
+        raise IrisError(
+            f"{weights_dir}: the trained tokenizer has no chat template; the merged model could not be "
+            "prompted the way it was trained. Set chat_template in the recipe."
+        )
     if method == "full":
         model = AutoModelForCausalLM.from_pretrained(weights_dir, dtype="auto")
         dtype = model.dtype
     else:
         from peft import PeftModel
 
-        base_cfg = json.loads((Path(base_model) / "config.json").read_text()) \
-            if (Path(base_model) / "config.json").is_file() else {}
+        base_cfg = (
+            json.loads((Path(base_model) / "config.json").read_text())
+            if (Path(base_model) / "config.json").is_file()
+            else {}
+        )
         dtype_name = base_cfg.get("dtype") or base_cfg.get("torch_dtype") or "float32"
         dtype = getattr(torch, dtype_name, torch.float32)
         # Merge in float32: adding a low-rank update to bf16 weights in bf16 loses most of it.
@@ -121,5 +137,9 @@ def merge(*, base_model: str, weights_dir: Path, out: Path, method: str, eot_tok
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     weights = sorted(p.name for p in out.glob("*.safetensors"))
-    return {"dtype": str(dtype).removeprefix("torch."), "eos_token_id": gen.eos_token_id, "files": weights,
-            "bytes": sum((out / w).stat().st_size for w in weights)}
+    return {
+        "dtype": str(dtype).removeprefix("torch."),
+        "eos_token_id": gen.eos_token_id,
+        "files": weights,
+        "bytes": sum((out / w).stat().st_size for w in weights),
+    }

@@ -76,7 +76,7 @@ def builtin_spec(spec: str) -> BuiltinModel | None:
     """The builtin a `builtin:NAME` spec names (None for other specs); an unknown NAME is an error."""
     if not spec.startswith(BUILTIN_PREFIX):
         return None
-    name = spec[len(BUILTIN_PREFIX):].strip()
+    name = spec[len(BUILTIN_PREFIX) :].strip()
     if name not in BUILTIN_MODELS:
         known = ", ".join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)
         raise IrisError(f"base_model: unknown builtin model {spec!r}. Known builtin models: {known}.")
@@ -108,8 +108,9 @@ HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.jinja", "*.txt"
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def resolve_base_model(spec: str, base_dir: str | Path | None = None, *, fetch: bool = True,
-                       prefer: str | Path | None = None) -> BaseModel:
+def resolve_base_model(
+    spec: str, base_dir: str | Path | None = None, *, fetch: bool = True, prefer: str | Path | None = None
+) -> BaseModel:
     """The one way every stage finds a recipe's `base_model` (training, merge, eval, card, Space manifest).
 
     Relative paths are taken relative to `base_dir` (the recipe's folder) when given. A hub id is looked up in the
@@ -130,13 +131,17 @@ def resolve_base_model(spec: str, base_dir: str | Path | None = None, *, fetch: 
         candidate = Path(base_dir) / candidate
     if candidate.is_dir():
         if not (candidate / "config.json").is_file():
-            raise IrisError(f"base_model: {candidate.resolve()} is a directory but holds no config.json; "
-                            "point it at a Hugging Face model directory (config.json, weights, tokenizer).")
+            raise IrisError(
+                f"base_model: {candidate.resolve()} is a directory but holds no config.json; "
+                "point it at a Hugging Face model directory (config.json, weights, tokenizer)."
+            )
         path = candidate.resolve()
         return BaseModel(spec, "local", path, _declared_upstream(path))
     if _looks_like_path(spec) or candidate.exists() or not HUB_ID.match(spec):
-        raise IrisError(f"base_model: {spec!r} is not a model directory ({candidate} does not exist or is not a "
-                        "directory) nor a hub id. Give an existing directory, builtin:NAME or a hub id (org/name).")
+        raise IrisError(
+            f"base_model: {spec!r} is not a model directory ({candidate} does not exist or is not a "
+            "directory) nor a hub id. Give an existing directory, builtin:NAME or a hub id (org/name)."
+        )
 
     if prefer is not None and (Path(prefer) / "config.json").is_file():
         return BaseModel(spec, "hub", Path(prefer), spec)
@@ -147,37 +152,50 @@ def _hub_snapshot(repo_id: str, *, fetch: bool) -> Path | None:
     """The local snapshot of a hub model: from the cache, or downloaded into it."""
     try:
         from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
-                                            RepositoryNotFoundError)
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+        )
     except ImportError:
         if not fetch:
             return None
-        raise IrisError(f"base_model: {repo_id} is a hub model and huggingface_hub is not installed; install "
-                        "iris-recipes with its train extra (`pip install -e '.[train]'`).") from None
+        raise IrisError(
+            f"base_model: {repo_id} is a hub model and huggingface_hub is not installed; install "
+            "iris-recipes with its train extra (`pip install -e '.[train]'`)."
+        ) from None
 
     offline = _hub_offline() or not fetch
     download = f"`huggingface-cli download {repo_id}`"
     try:
         path = Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, local_files_only=offline))
     except GatedRepoError:
-        raise IrisError(f"base_model: {repo_id} is a gated model: accept its license on "
-                        f"https://huggingface.co/{repo_id}, log in (`huggingface-cli login`), then {download}.") from None
+        raise IrisError(
+            f"base_model: {repo_id} is a gated model: accept its license on "
+            f"https://huggingface.co/{repo_id}, log in (`huggingface-cli login`), then {download}."
+        ) from None
     except RepositoryNotFoundError:
-        raise IrisError(f"base_model: {repo_id} was not found on the Hugging Face Hub (a typo, or a private model: "
-                        f"log in with `huggingface-cli login`). Check the id, then {download}.") from None
+        raise IrisError(
+            f"base_model: {repo_id} was not found on the Hugging Face Hub (a typo, or a private model: "
+            f"log in with `huggingface-cli login`). Check the id, then {download}."
+        ) from None
     except LocalEntryNotFoundError:
         if not fetch:
             return None
         why = "the hub is offline (HF_HUB_OFFLINE=1)" if _hub_offline() else "the hub could not be reached"
-        raise IrisError(f"base_model: {repo_id} is not in the local Hugging Face cache and {why}. Download it "
-                        f"first with {download} on a machine with a connection (same HF_HOME), or use a builtin "
-                        f"model ({', '.join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)}) or a local model "
-                        "directory.") from None
+        raise IrisError(
+            f"base_model: {repo_id} is not in the local Hugging Face cache and {why}. Download it "
+            f"first with {download} on a machine with a connection (same HF_HOME), or use a builtin "
+            f"model ({', '.join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)}) or a local model "
+            "directory."
+        ) from None
     except (HfHubHTTPError, OSError) as exc:
         raise IrisError(f"base_model: downloading {repo_id} failed ({exc}). Retry, or {download}.") from None
     if not (path / "config.json").is_file():
-        raise IrisError(f"base_model: the cached copy of {repo_id} ({path}) has no config.json; download it again "
-                        f"with {download}.")
+        raise IrisError(
+            f"base_model: the cached copy of {repo_id} ({path}) has no config.json; download it again with {download}."
+        )
     return path
 
 
@@ -213,8 +231,9 @@ def builtin_gguf_path(model: BuiltinModel) -> Path:
     try:
         dist = metadata.distribution(model.package)
     except metadata.PackageNotFoundError:
-        raise IrisError(f"base_model: builtin:{model.name} needs the Python package {model.package}, which is not "
-                        f"installed. {hint}") from None
+        raise IrisError(
+            f"base_model: builtin:{model.name} needs the Python package {model.package}, which is not installed. {hint}"
+        ) from None
     path = Path(str(dist.locate_file(model.gguf)))
     if not path.is_file():
         raise IrisError(f"base_model: {model.package} {dist.version} has no {model.gguf}. {hint}")
@@ -274,10 +293,20 @@ def _build_from_gguf(model: BuiltinModel, gguf: Path, out: Path) -> None:
         f"{model.package}=={model.version} (dequantized to bf16).\n",
         encoding="utf-8",
     )
-    (out / _MARKER).write_text(json.dumps({
-        "format": _FORMAT, "builtin": model.name, "package": model.package, "version": model.version,
-        "license": model.license, "upstream": model.upstream,
-    }, indent=2) + "\n")
+    (out / _MARKER).write_text(
+        json.dumps(
+            {
+                "format": _FORMAT,
+                "builtin": model.name,
+                "package": model.package,
+                "version": model.version,
+                "license": model.license,
+                "upstream": model.upstream,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def tokenizer_from_gguf(gguf: Path):
@@ -305,18 +334,26 @@ def tokenizer_from_gguf(gguf: Path):
         return tokens[int(field.contents())] if field is not None else None
 
     bpe = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, byte_fallback=False))
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    ])
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     bpe.decoder = decoders.ByteLevel()
     bpe.post_processor = processors.ByteLevel(trim_offsets=False)
     # token type 3 = control: the special tokens, never split and never produced from plain text pieces
     bpe.add_special_tokens([AddedToken(t, special=True, normalized=False) for t, ty in zip(tokens, types) if ty == 3])
     unk = special("unknown")
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=special("bos"), eos_token=special("eos"),
-                                  unk_token=unk, pad_token=unk, model_max_length=8192,
-                                  clean_up_tokenization_spaces=False)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token=special("bos"),
+        eos_token=special("eos"),
+        unk_token=unk,
+        pad_token=unk,
+        model_max_length=8192,
+        clean_up_tokenization_spaces=False,
+    )
     if template:
         tok.chat_template = template
     return tok

@@ -30,8 +30,10 @@ def _wait(what: str, check, node_rank: int) -> object:
         if result is not None:
             return result
         if time.monotonic() > deadline:
-            raise IrisError(f"node {node_rank}: waited {wait_seconds():.0f} s for node 0 {what}; start node 0 with the "
-                            "same --output (on a filesystem every node sees), or raise IRIS_NODE_WAIT_SECONDS.")
+            raise IrisError(
+                f"node {node_rank}: waited {wait_seconds():.0f} s for node 0 {what}; start node 0 with the "
+                "same --output (on a filesystem every node sees), or raise IRIS_NODE_WAIT_SECONDS."
+            )
         time.sleep(POLL_SECONDS)
 
 
@@ -46,18 +48,24 @@ def join(path: str | Path, recipe_hash: str, node_rank: int) -> RunDir:
 def check_same_recipe(run: RunDir, recipe_hash: str, node_rank: int) -> None:
     theirs = run.read().get("recipe_hash")
     if theirs != recipe_hash:
-        raise IrisError(f"node {node_rank}: this node's recipe (sha256 {recipe_hash[:12]}) is not the one node 0 "
-                        f"started {run.path} with (sha256 {str(theirs)[:12]}); start every node with the same recipe "
-                        "file and overrides.")
+        raise IrisError(
+            f"node {node_rank}: this node's recipe (sha256 {recipe_hash[:12]}) is not the one node 0 "
+            f"started {run.path} with (sha256 {str(theirs)[:12]}); start every node with the same recipe "
+            "file and overrides."
+        )
 
 
 def wait_for_stage(run: RunDir, stage: str, node_rank: int) -> None:
     """Until node 0 has finished `stage`; its failure ends this node too."""
+
     def check():
         info = run.stage_info(stage)
         if info.get("status") == "failed":
-            raise IrisError(f"node {node_rank}: node 0's {stage} stage failed ({info.get('error')}); fix it and start "
-                            "every node again with --resume.", exit_code=1)
+            raise IrisError(
+                f"node {node_rank}: node 0's {stage} stage failed ({info.get('error')}); fix it and start "
+                "every node again with --resume.",
+                exit_code=1,
+            )
         return True if info.get("status") == "done" else None
 
     _wait(f"to finish its {stage} stage", check, node_rank)
@@ -66,6 +74,7 @@ def wait_for_stage(run: RunDir, stage: str, node_rank: int) -> None:
 def wait_for_launch(run: RunDir, resume_from: str | None, node_rank: int) -> bool:
     """Until node 0 launches training from the same checkpoint this node chose (both read the same checkpoints/):
     True; False when node 0 finished training without a launch (its last checkpoint was the final step)."""
+
     def check():
         info = run.stage_info("train")
         launch = info.get("launch") or {}

@@ -34,8 +34,19 @@ from iris_recipes.train import plan as trainplan
 from iris_recipes.train import metrics as trainmetrics
 from iris_recipes.train import validator
 
-VERSIONED = ("iris-recipes", "axolotl", "torch", "transformers", "peft", "trl", "accelerate", "datasets",
-             "deepspeed", "tokenizers", "safetensors")
+VERSIONED = (
+    "iris-recipes",
+    "axolotl",
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "accelerate",
+    "datasets",
+    "deepspeed",
+    "tokenizers",
+    "safetensors",
+)
 LOG_FILE = "train.log"
 
 
@@ -72,20 +83,29 @@ class RunOptions:
         if self.slurm:
             problems = [] if self.gpus else ["--slurm needs --gpus G (GPUs per node)"]
             if self.main_process_ip or self.node_rank:
-                problems.append("--slurm: the job finds the head node and each node's rank itself; drop "
-                                "--main-process-ip/--node-rank")
+                problems.append(
+                    "--slurm: the job finds the head node and each node's rank itself; drop "
+                    "--main-process-ip/--node-rank"
+                )
             if self.time and slurm.check_time(self.time):
                 problems.append(slurm.check_time(self.time))
             if problems:
                 raise IrisError("\n".join(problems))
         elif self.partition or self.time or self.account:
             raise IrisError("--partition, --time and --account go with --slurm")
-        return launch.make_spec(num_processes=self.num_processes, gpus=self.gpus, nnodes=self.nnodes,
-                                node_rank=self.node_rank,
-                                main_process_ip=self.main_process_ip or ("$HEAD_NODE" if self.slurm else None),
-                                main_process_port=self.main_process_port, launcher=self.launcher,
-                                deepspeed=self.deepspeed, fsdp=self.fsdp, device=self.device,
-                                cuda_available=self.cuda_available)
+        return launch.make_spec(
+            num_processes=self.num_processes,
+            gpus=self.gpus,
+            nnodes=self.nnodes,
+            node_rank=self.node_rank,
+            main_process_ip=self.main_process_ip or ("$HEAD_NODE" if self.slurm else None),
+            main_process_port=self.main_process_port,
+            launcher=self.launcher,
+            deepspeed=self.deepspeed,
+            fsdp=self.fsdp,
+            device=self.device,
+            cuda_available=self.cuda_available,
+        )
 
 
 # -- facts recorded in run.json ----------------------------------------------------------------------------------
@@ -101,8 +121,9 @@ def package_versions() -> dict[str, str]:
 
 def git_commit() -> str | None:
     try:
-        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True,
-                             timeout=10)
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return res.stdout.strip() or None if res.returncode == 0 else None
@@ -123,11 +144,14 @@ def check_output_dir(output: str | Path) -> Path:
     if path.exists() and not path.is_dir():
         raise IrisError(f"--output {output}: exists and is not a directory; choose a new directory.")
     if (path / "run.json").is_file():
-        raise IrisError(f"--output {output}: holds {_describe_run(path)}; a run never overwrites another run. "
-                        f"Choose a new directory, or continue that run with `iris-recipes run --resume {path}`.")
+        raise IrisError(
+            f"--output {output}: holds {_describe_run(path)}; a run never overwrites another run. "
+            f"Choose a new directory, or continue that run with `iris-recipes run --resume {path}`."
+        )
     if path.is_dir() and any(path.iterdir()):
-        raise IrisError(f"--output {output}: is not empty; choose a new or empty directory so no file in it is "
-                        "overwritten.")
+        raise IrisError(
+            f"--output {output}: is not empty; choose a new or empty directory so no file in it is overwritten."
+        )
     return path
 
 
@@ -174,14 +198,21 @@ def resolve_base(recipe_data: dict, base_dir: Path, *, dry_run: bool, prefer: st
 def find_resumable(recipe_name: str) -> RunDir:
     runs = [r for r in find_runs(recipe_name) if r.read().get("status") != "done"]
     if not runs:
-        raise IrisError(f"--resume: no unfinished run of recipe {recipe_name} in {runs_dir() / recipe_name}; "
-                        "start a new one without --resume.")
+        raise IrisError(
+            f"--resume: no unfinished run of recipe {recipe_name} in {runs_dir() / recipe_name}; "
+            "start a new one without --resume."
+        )
     return runs[-1]
 
 
 # -- checkpoints -------------------------------------------------------------------------------------------------
-WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "model.safetensors.index.json",
-                "pytorch_model.bin")
+WEIGHT_FILES = (
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+)
 
 
 def checkpoint_complete(path: Path) -> bool:
@@ -274,34 +305,58 @@ def target_gpu(spec: launch.LaunchSpec, gpu_type: str | None, *, dry_run: bool) 
 
 def device_facts(spec: launch.LaunchSpec, gpu: gpus.GPU | None, cfg: dict) -> dict:
     """What the run was built for, as run.json records it: the GPU, the precision and the attention kernel."""
-    precision = ("bf16" if cfg.get("bf16") is True else "fp16" if cfg.get("fp16") else
-                 "bf16 or fp16 (Axolotl decides on the GPU)" if cfg.get("bf16") == "auto" else "fp32")
+    precision = (
+        "bf16"
+        if cfg.get("bf16") is True
+        else "fp16"
+        if cfg.get("fp16")
+        else "bf16 or fp16 (Axolotl decides on the GPU)"
+        if cfg.get("bf16") == "auto"
+        else "fp32"
+    )
     facts = {"precision": precision, "tf32": bool(cfg.get("tf32")), "attention": cfg.get("attn_implementation")}
     if gpu is not None:
         facts["gpu"] = {"name": gpu.name, "compute_capability": gpu.sm, "memory_gib": gpu.memory_gib}
     return facts
 
 
-def _write_axolotl_config(recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, has_val: bool,
-                          resume_from: str | None, *, validate: bool, dest: Path | None,
-                          checker: validator.Validator | None = None,
-                          target: tuple[gpus.GPU | None, dict | None] = (None, None),
-                          run_name: str = "dry-run") -> tuple[dict, str, list[str]]:
+def _write_axolotl_config(
+    recipe,
+    recipe_data: dict,
+    base: str,
+    spec: launch.LaunchSpec,
+    has_val: bool,
+    resume_from: str | None,
+    *,
+    validate: bool,
+    dest: Path | None,
+    checker: validator.Validator | None = None,
+    target: tuple[gpus.GPU | None, dict | None] = (None, None),
+    run_name: str = "dry-run",
+) -> tuple[dict, str, list[str]]:
     """Build (and check with Axolotl's validator: `checker`, or a new one) the config for the `target` GPU and the
     run `run_name` (its id); write it to `dest` unless None."""
     gpu, gpu_check = target
-    cfg = axconfig.build_config(recipe_data, base_model=base, spec=spec, has_val=has_val, resume_from=resume_from,
-                                recipe_file=str(recipe.path), gpu=gpu, run_name=run_name,
-                                allow_unsafe_axolotl_keys=recipe.allow_unsafe_axolotl_keys)
+    cfg = axconfig.build_config(
+        recipe_data,
+        base_model=base,
+        spec=spec,
+        has_val=has_val,
+        resume_from=resume_from,
+        recipe_file=str(recipe.path),
+        gpu=gpu,
+        run_name=run_name,
+        allow_unsafe_axolotl_keys=recipe.allow_unsafe_axolotl_keys,
+    )
     if validate:
         check = dict(cfg)
         if spec.deepspeed:  # validate against the shipped JSON; the run directory gets its own copy
             check["deepspeed"] = str(deepspeed_json(spec.deepspeed))
-        (checker or validator.Validator()).check(check, recipe_data=recipe_data, recipe_file=recipe.path,
-                                                 gpu=gpu_check)
+        (checker or validator.Validator()).check(check, recipe_data=recipe_data, recipe_file=recipe.path, gpu=gpu_check)
     cmd = launch.build_command(spec)
-    text = axconfig.render(cfg, recipe_path=recipe.path, recipe_hash=recipe.hash(),
-                           command=launch.shell_line(cmd, spec))
+    text = axconfig.render(
+        cfg, recipe_path=recipe.path, recipe_hash=recipe.hash(), command=launch.shell_line(cmd, spec)
+    )
     if dest is not None:
         if spec.deepspeed:
             shutil.copyfile(deepspeed_json(spec.deepspeed), dest.parent / axconfig.DEEPSPEED_FILE)
@@ -313,8 +368,17 @@ def deepspeed_json(stage: str) -> Path:
     return Path(__file__).resolve().parent / "deepspeed" / f"{stage}.json"
 
 
-def _stage_train(run: RunDir, recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, *,
-                 verbose: bool, console: Console, checker: validator.Validator | None = None) -> None:
+def _stage_train(
+    run: RunDir,
+    recipe,
+    recipe_data: dict,
+    base: str,
+    spec: launch.LaunchSpec,
+    *,
+    verbose: bool,
+    console: Console,
+    checker: validator.Validator | None = None,
+) -> None:
     with run.stage("train") as info:
         has_val = run.file("data", "val.jsonl").is_file() and run.file("data", "val.jsonl").stat().st_size > 0
         ckpt = latest_checkpoint(run.file(axconfig.CHECKPOINTS))
@@ -331,25 +395,59 @@ def _stage_train(run: RunDir, recipe, recipe_data: dict, base: str, spec: launch
             info.update(finished_from_checkpoint=True)
             console.print(f"train: {resume_from} is the last step; nothing left to train")
         else:
-            _launch_training(run, recipe, recipe_data, base, spec, has_val, resume_from, info, verbose=verbose,
-                             console=console, checker=checker)
+            _launch_training(
+                run,
+                recipe,
+                recipe_data,
+                base,
+                spec,
+                has_val,
+                resume_from,
+                info,
+                verbose=verbose,
+                console=console,
+                checker=checker,
+            )
         summary = trainmetrics.summarize(trainmetrics.read_metrics(run.file(axconfig.METRICS_FILE)))
         info.update(metrics=summary)
         if recipe_data.get("method", "lora") != "full":
             files = _collect_adapter(run)
             info.update(adapter=files)
             run.set_artifact("adapter", {"dir": "adapter", "files": files})
-    console.print(f"train: done, {summary.get('steps')} steps, final loss {summary.get('final_loss')}, "
-                  f"world size {summary.get('world_size')}")
+    console.print(
+        f"train: done, {summary.get('steps')} steps, final loss {summary.get('final_loss')}, "
+        f"world size {summary.get('world_size')}"
+    )
 
 
-def _launch_training(run: RunDir, recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, has_val: bool,
-                     resume_from: str | None, info: dict, *, verbose: bool, console: Console,
-                     checker: validator.Validator | None) -> None:
+def _launch_training(
+    run: RunDir,
+    recipe,
+    recipe_data: dict,
+    base: str,
+    spec: launch.LaunchSpec,
+    has_val: bool,
+    resume_from: str | None,
+    info: dict,
+    *,
+    verbose: bool,
+    console: Console,
+    checker: validator.Validator | None,
+) -> None:
     target = target_gpu(spec, None, dry_run=False)
-    cfg, _, cmd = _write_axolotl_config(recipe, recipe_data, base, spec, has_val, resume_from,
-                                        validate=True, dest=run.file("axolotl.yaml"), checker=checker, target=target,
-                                        run_name=run.path.name)
+    cfg, _, cmd = _write_axolotl_config(
+        recipe,
+        recipe_data,
+        base,
+        spec,
+        has_val,
+        resume_from,
+        validate=True,
+        dest=run.file("axolotl.yaml"),
+        checker=checker,
+        target=target,
+        run_name=run.path.name,
+    )
     info.update(device_facts(spec, target[0], cfg))
     if spec.nnodes > 1:  # the other nodes launch once they see this (nodes.wait_for_launch)
         run.set_stage("train", launch={"resume_from": resume_from, "nodes": spec.nnodes, "at": now_iso()})
@@ -361,22 +459,28 @@ def _launch_training(run: RunDir, recipe, recipe_data: dict, base: str, spec: la
     info.update(command=launch.shell_line(cmd, spec), world_size=spec.world_size, device=spec.device, log=LOG_FILE)
     console.print(f"train: {launch.shell_line(cmd, spec)}  (log: {run.file(LOG_FILE)})")
     result = _run_training(cmd, env, run, verbose, console)
-    info.update(launcher_seconds=round(result.seconds, 3), returncode=result.returncode,
-                metrics=trainmetrics.summarize(trainmetrics.read_metrics(run.file(axconfig.METRICS_FILE))))
+    info.update(
+        launcher_seconds=round(result.seconds, 3),
+        returncode=result.returncode,
+        metrics=trainmetrics.summarize(trainmetrics.read_metrics(run.file(axconfig.METRICS_FILE))),
+    )
     if result.interrupted:
         raise KeyboardInterrupt
     if result.returncode != 0:
         tail = "\n".join(f"  | {line}" for line in list(result.state.tail)[-25:])
-        raise IrisError(f"training failed (exit code {result.returncode}). Last lines of {run.file(LOG_FILE)}:\n"
-                        f"{tail}\nFix the cause, then continue with: iris-recipes run --resume {run.path}",
-                        exit_code=1)
+        raise IrisError(
+            f"training failed (exit code {result.returncode}). Last lines of {run.file(LOG_FILE)}:\n"
+            f"{tail}\nFix the cause, then continue with: iris-recipes run --resume {run.path}",
+            exit_code=1,
+        )
 
 
 def _run_training(cmd, env, run: RunDir, verbose: bool, console: Console, log: str = LOG_FILE):
     from iris_recipes.train.progress import run_streaming
 
-    return run_streaming(launch.executable_argv(cmd), env=env, cwd=run.path, log_path=run.file(log),
-                         verbose=verbose, console=console)
+    return run_streaming(
+        launch.executable_argv(cmd), env=env, cwd=run.path, log_path=run.file(log), verbose=verbose, console=console
+    )
 
 
 def follow_node0(run: RunDir, spec: launch.LaunchSpec, opts: RunOptions, console: Console) -> RunDir:
@@ -397,15 +501,20 @@ def follow_node0(run: RunDir, spec: launch.LaunchSpec, opts: RunOptions, console
     env = launch.launch_env(spec)
     env["IRIS_PARENT_PID"] = str(os.getpid())
     log = f"train.node{rank}.log"
-    console.print(f"train (node {rank}, from {resume_from or 'the start'}): {launch.shell_line(cmd, spec)}  "
-                  f"(log: {run.file(log)})")
+    console.print(
+        f"train (node {rank}, from {resume_from or 'the start'}): {launch.shell_line(cmd, spec)}  "
+        f"(log: {run.file(log)})"
+    )
     with _sigterm_as_interrupt():
         result = _run_training(cmd, env, run, opts.verbose, console, log=log)
     if result.interrupted:
         raise KeyboardInterrupt
     if result.returncode != 0:
-        raise IrisError(f"node {rank}: training failed (exit code {result.returncode}); see {run.file(log)}. Start "
-                        f"every node again with --resume {run.path}", exit_code=1)
+        raise IrisError(
+            f"node {rank}: training failed (exit code {result.returncode}); see {run.file(log)}. Start "
+            f"every node again with --resume {run.path}",
+            exit_code=1,
+        )
     console.print(f"node {rank}: training done; node 0 merges, exports, evaluates and writes the card")
     return run
 
@@ -422,8 +531,13 @@ def _stage_merge(run: RunDir, recipe_data: dict, base: str, console: Console) ->
     method = recipe_data.get("method", "lora")
     with run.stage("merge") as info:
         weights = run.file(axconfig.CHECKPOINTS) if method == "full" else run.file("adapter")
-        facts = merge(base_model=base, weights_dir=weights, out=run.file("merged"), method=method,
-                      eot_tokens=axconfig.EOT_TOKENS.get(recipe_data["chat_template"], []))
+        facts = merge(
+            base_model=base,
+            weights_dir=weights,
+            out=run.file("merged"),
+            method=method,
+            eot_tokens=axconfig.EOT_TOKENS.get(recipe_data["chat_template"], []),
+        )
         info.update(facts)
         run.set_artifact("merged", {"dir": "merged", **facts})
     console.print(f"merge: {run.file('merged')} ({facts['dtype']}, eos {facts['eos_token_id']})")
@@ -462,6 +576,7 @@ def _stage_card(run: RunDir, console: Console) -> None:
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM stops a run like Ctrl-C: the current stage is recorded as interrupted, nothing half-written."""
+
     def handler(signum, frame):
         raise KeyboardInterrupt
 
@@ -477,8 +592,16 @@ def slurm_job(recipe, opts: RunOptions, path: Path) -> slurm.SlurmJob:
     flags = [f"--deepspeed={opts.deepspeed}"] if opts.deepspeed else ["--fsdp"] if opts.fsdp else []
     if opts.launcher != "accelerate":
         flags.append(f"--launcher={opts.launcher}")
-    return slurm.SlurmJob(run_dir=path, job_name=slurm.job_name(recipe.name), nnodes=opts.nnodes, gpus=opts.gpus,
-                          partition=opts.partition, time=opts.time, account=opts.account, launch_flags=tuple(flags))
+    return slurm.SlurmJob(
+        run_dir=path,
+        job_name=slurm.job_name(recipe.name),
+        nnodes=opts.nnodes,
+        gpus=opts.gpus,
+        partition=opts.partition,
+        time=opts.time,
+        account=opts.account,
+        launch_flags=tuple(flags),
+    )
 
 
 def write_slurm_job(run: RunDir, recipe, opts: RunOptions, console: Console) -> RunDir:
@@ -487,8 +610,10 @@ def write_slurm_job(run: RunDir, recipe, opts: RunOptions, console: Console) -> 
     fsutil.write_text(sbatch, slurm.render(job))
     sbatch.chmod(0o755)
     run.update(status="created", slurm={"script": slurm.SBATCH_FILE, "nodes": job.nnodes, "gpus_per_node": job.gpus})
-    console.print(f"Slurm job: {sbatch} ({job.nnodes} node(s) x {job.gpus} GPU(s)); every node must see {run.path} "
-                  "and this installation at the same paths.\nSubmit it with:\n  sbatch " + str(sbatch))
+    console.print(
+        f"Slurm job: {sbatch} ({job.nnodes} node(s) x {job.gpus} GPU(s)); every node must see {run.path} "
+        "and this installation at the same paths.\nSubmit it with:\n  sbatch " + str(sbatch)
+    )
     return run
 
 
@@ -498,8 +623,10 @@ def _describe_device(spec: launch.LaunchSpec, gpu: gpus.GPU | None, cfg: dict, g
     if spec.device == "cpu":
         return f"# device: CPU ({kernels})\n"
     if gpu is None:
-        return (f"# GPU: none here and no --gpu-type ({kernels}); at launch the GPU found decides, "
-                "--gpu-type t4|l4|a10g|a100-40|a100-80|h100 shows it for one\n")
+        return (
+            f"# GPU: none here and no --gpu-type ({kernels}); at launch the GPU found decides, "
+            "--gpu-type t4|l4|a10g|a100-40|a100-80|h100 shows it for one\n"
+        )
     how = f"--gpu-type {gpu_type}" if gpu_type and gpu.key == gpu_type else "found on this machine"
     return f"# GPU: {gpu.name} ({gpu.sm}, {gpu.memory_gib} GiB; {how}): {kernels}\n"
 
@@ -512,16 +639,25 @@ def dry_run(recipe, opts: RunOptions, console: Console, run: RunDir | None = Non
     base = str(resolved.path or resolved.spec)  # a hub model not downloaded yet: Axolotl is shown its id
     has_val = data["dataset"].get("val_size", 0.05) > 0
     target = target_gpu(spec, opts.gpu_type, dry_run=True)
-    cfg, text, cmd = _write_axolotl_config(recipe, data, base, spec, has_val, None, validate=True, dest=None,
-                                           target=target)
+    cfg, text, cmd = _write_axolotl_config(
+        recipe, data, base, spec, has_val, None, validate=True, dest=None, target=target
+    )
     report = run.file("data", "report.json") if run is not None else None
-    plan = trainplan.render(recipe_data=data, cfg=cfg, base_model=base, device=spec.device,
-                            sharding=spec.deepspeed or ("fsdp" if spec.fsdp else "none"),
-                            world_size=spec.world_size, gpu=target[0],
-                            data_report=json.loads(report.read_text()) if report and report.is_file() else None)
-    out = (f"# launch command (run from the run directory; {spec.world_size} process(es), device {spec.device})\n"
-           f"{launch.shell_line(cmd, spec)}\n{_describe_device(spec, target[0], cfg, opts.gpu_type)}{plan}\n"
-           f"# axolotl.yaml\n{text}")
+    plan = trainplan.render(
+        recipe_data=data,
+        cfg=cfg,
+        base_model=base,
+        device=spec.device,
+        sharding=spec.deepspeed or ("fsdp" if spec.fsdp else "none"),
+        world_size=spec.world_size,
+        gpu=target[0],
+        data_report=json.loads(report.read_text()) if report and report.is_file() else None,
+    )
+    out = (
+        f"# launch command (run from the run directory; {spec.world_size} process(es), device {spec.device})\n"
+        f"{launch.shell_line(cmd, spec)}\n{_describe_device(spec, target[0], cfg, opts.gpu_type)}{plan}\n"
+        f"# axolotl.yaml\n{text}"
+    )
     print(out, end="")
     if spec.deepspeed:
         print(f"\n# deepspeed.json (copied from {deepspeed_json(spec.deepspeed)})")
@@ -535,8 +671,10 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
     console = console or Console(highlight=False, soft_wrap=True)
     if opts.resume:
         if opts.overrides:
-            raise IrisError("--resume continues a run with the recipe it started with; overrides are not allowed. "
-                            "Start a new run to change keys.")
+            raise IrisError(
+                "--resume continues a run with the recipe it started with; overrides are not allowed. "
+                "Start a new run to change keys."
+            )
         if opts.output:
             raise IrisError("--resume and --output: give the run directory to --resume instead.")
         if opts.resume_dir and not recipe_arg and not Path(opts.resume_dir).is_dir():
@@ -548,8 +686,9 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
                 raise IrisError("--resume needs a recipe (its newest unfinished run) or a run directory.")
             from iris_recipes.commands.common import recipe_path
 
-            run = find_resumable(load_recipe(recipe_path(recipe_arg),
-                                             allow_unsafe_axolotl_keys=opts.allow_unsafe_axolotl_keys).name)
+            run = find_resumable(
+                load_recipe(recipe_path(recipe_arg), allow_unsafe_axolotl_keys=opts.allow_unsafe_axolotl_keys).name
+            )
         meta = run.read()
         if opts.node_rank > 0 and not opts.dry_run:  # a follower: node 0 keeps the record
             return follow_node0(run, opts.spec(), opts, console)
@@ -564,24 +703,32 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
         if opts.dry_run:
             dry_run(recipe, opts, console, run)
             return None
-        base_model = resolve_base(recipe.data, Path(recipe.path).parent, dry_run=False,
-                                  prefer=meta.get("base_model_path"))
+        base_model = resolve_base(
+            recipe.data, Path(recipe.path).parent, dry_run=False, prefer=meta.get("base_model_path")
+        )
         fresh = keep_dir = False
-        run.update(status="running", resumed=[*meta.get("resumed", []), now_iso()],
-                   launch=spec.to_dict(), base_model_path=str(base_model.path),
-                   base_model_hub_id=base_model.hub_id)
+        run.update(
+            status="running",
+            resumed=[*meta.get("resumed", []), now_iso()],
+            launch=spec.to_dict(),
+            base_model_path=str(base_model.path),
+            base_model_hub_id=base_model.hub_id,
+        )
         console.print(f"resuming {run.path}")
     else:
         from iris_recipes.commands.common import recipe_path
 
         if not recipe_arg:
             raise IrisError("run: give a recipe file or name, e.g. iris-recipes run recipes/smollm2-demo.yaml")
-        recipe = load_recipe(recipe_path(recipe_arg), overrides=opts.overrides,
-                             allow_unsafe_axolotl_keys=opts.allow_unsafe_axolotl_keys)
+        recipe = load_recipe(
+            recipe_path(recipe_arg), overrides=opts.overrides, allow_unsafe_axolotl_keys=opts.allow_unsafe_axolotl_keys
+        )
         track.check(recipe.data, str(recipe.path))
         if opts.nnodes > 1 and not opts.slurm and not opts.output and not opts.dry_run:
-            raise IrisError("--nnodes > 1: give every node the same --output DIR, on a filesystem every node sees "
-                            "(one run directory: node 0 prepares the data and keeps the record, the others follow).")
+            raise IrisError(
+                "--nnodes > 1: give every node the same --output DIR, on a filesystem every node sees "
+                "(one run directory: node 0 prepares the data and keeps the record, the others follow)."
+            )
         spec = opts.spec()
         if spec.node_rank > 0 and not opts.dry_run:
             return follow_node0(nodes.join(opts.output, recipe.hash(), spec.node_rank), spec, opts, console)
@@ -590,15 +737,25 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
             dry_run(recipe, opts, console)
             if opts.slurm:
                 job = slurm_job(recipe, opts, target or new_run_path(recipe.name))
-                print(f"\n# {slurm.SBATCH_FILE} (written into the run directory without --dry-run)\n"
-                      + slurm.render(job), end="")
+                print(
+                    f"\n# {slurm.SBATCH_FILE} (written into the run directory without --dry-run)\n" + slurm.render(job),
+                    end="",
+                )
             return None
         data = portable_recipe(recipe)
         if opts.slurm:  # checked where it is submitted, not in the queue hours later; the nodes fetch the model
             base_model = resolve_base(data, Path(recipe.path).parent, dry_run=True)
-            _write_axolotl_config(recipe, data, str(base_model.path or base_model.spec), spec,
-                                  data["dataset"].get("val_size", 0.05) > 0, None, validate=True, dest=None,
-                                  target=target_gpu(spec, opts.gpu_type, dry_run=True))
+            _write_axolotl_config(
+                recipe,
+                data,
+                str(base_model.path or base_model.spec),
+                spec,
+                data["dataset"].get("val_size", 0.05) > 0,
+                None,
+                validate=True,
+                dest=None,
+                target=target_gpu(spec, opts.gpu_type, dry_run=True),
+            )
         else:
             # Preconditions before any directory exists: a model that cannot be found or downloaded leaves nothing.
             base_model = resolve_base(data, Path(recipe.path).parent, dry_run=False)
@@ -608,18 +765,40 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
         run = RunDir(path)
         fresh = True
         fsutil.write_text(run.file("recipe.yaml"), dump_yaml(data))
-        run.write({
-            "recipe": recipe.name, "run_id": path.name, "recipe_hash": recipe.hash(),
-            "recipe_path": str(recipe.path), "overrides": list(opts.overrides), "created": now_iso(),
-            "git_commit": git_commit(), "versions": package_versions(), "status": "running",
-            "launch": spec.to_dict(),
-            "base_model_path": str(base_model.path) if base_model.path else None,
-            "base_model_hub_id": base_model.hub_id,
-            "launch_options": {k: getattr(opts, k) for k in ("device", "num_processes", "gpus", "nnodes", "node_rank",
-                               "main_process_ip", "main_process_port", "launcher", "deepspeed", "fsdp")},
-            "stages": {}, "artifacts": {},
-            **({"allow_unsafe_axolotl_keys": True} if opts.allow_unsafe_axolotl_keys else {}),
-        })
+        run.write(
+            {
+                "recipe": recipe.name,
+                "run_id": path.name,
+                "recipe_hash": recipe.hash(),
+                "recipe_path": str(recipe.path),
+                "overrides": list(opts.overrides),
+                "created": now_iso(),
+                "git_commit": git_commit(),
+                "versions": package_versions(),
+                "status": "running",
+                "launch": spec.to_dict(),
+                "base_model_path": str(base_model.path) if base_model.path else None,
+                "base_model_hub_id": base_model.hub_id,
+                "launch_options": {
+                    k: getattr(opts, k)
+                    for k in (
+                        "device",
+                        "num_processes",
+                        "gpus",
+                        "nnodes",
+                        "node_rank",
+                        "main_process_ip",
+                        "main_process_port",
+                        "launcher",
+                        "deepspeed",
+                        "fsdp",
+                    )
+                },
+                "stages": {},
+                "artifacts": {},
+                **({"allow_unsafe_axolotl_keys": True} if opts.allow_unsafe_axolotl_keys else {}),
+            }
+        )
         console.print(f"run: {run.path}")
         if opts.slurm:
             return write_slurm_job(run, recipe, opts, console)
@@ -649,15 +828,20 @@ def _discard(run: RunDir, *, keep_dir: bool) -> None:
             run.path.parent.rmdir()
 
 
-def _run_stages(run: RunDir, recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, opts: RunOptions,
-                console: Console) -> None:
+def _run_stages(
+    run: RunDir, recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, opts: RunOptions, console: Console
+) -> None:
     # Axolotl's validator starts now in its own process: its imports overlap the data stage.
     checker = None if run.stage_done("train") else validator.Validator()
     with _sigterm_as_interrupt(), checker or contextlib.nullcontext():
         stages = (
             ("data", lambda: _stage_data(run, recipe, base, console)),
-            ("train", lambda: _stage_train(run, recipe, recipe_data, base, spec, verbose=opts.verbose,
-                                           console=console, checker=checker)),
+            (
+                "train",
+                lambda: _stage_train(
+                    run, recipe, recipe_data, base, spec, verbose=opts.verbose, console=console, checker=checker
+                ),
+            ),
             ("merge", lambda: _stage_merge(run, recipe_data, base, console)),
             ("export", lambda: _stage_export(run, console)),
             ("eval", lambda: _stage_eval(run, console) if opts.evaluate else None),

@@ -197,8 +197,15 @@ def hosted(variants: list[Variant]) -> list[Variant]:
             continue
         gguf = {k: v.gguf[k] for k in ("repo_id", "filename", "bytes", "sha256") if k in v.gguf}
         # a built variant's base GGUF goes up with `push`, so the hosted Space finds it in the same repo
-        base = {"repo_id": v.gguf["repo_id"], "filename": BASE_GGUF_FILE, **({"bytes": v.base_gguf["bytes"]}
-                if "bytes" in v.base_gguf else {})} if v.base_gguf else {}
+        base = (
+            {
+                "repo_id": v.gguf["repo_id"],
+                "filename": BASE_GGUF_FILE,
+                **({"bytes": v.base_gguf["bytes"]} if "bytes" in v.base_gguf else {}),
+            }
+            if v.base_gguf
+            else {}
+        )
         out.append(Variant(**{**asdict(v), "status": "published", "gguf": gguf, "base_gguf": base, "run": None}))
     return out
 

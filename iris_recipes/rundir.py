@@ -73,8 +73,9 @@ class RunDir:
 
         if allow_unsafe_axolotl_keys is None:
             allow_unsafe_axolotl_keys = bool(self.read().get("allow_unsafe_axolotl_keys"))
-        return load_recipe(self.file("recipe.yaml"), check_data=check_data,
-                           allow_unsafe_axolotl_keys=allow_unsafe_axolotl_keys)
+        return load_recipe(
+            self.file("recipe.yaml"), check_data=check_data, allow_unsafe_axolotl_keys=allow_unsafe_axolotl_keys
+        )
 
     # -- run.json ----------------------------------------------------------------------------------------------
     def read(self) -> dict[str, Any]:
@@ -122,9 +123,21 @@ class RunDir:
         try:
             yield extra
         except BaseException as exc:
-            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
-            self.set_stage(stage, status="failed", finished=now_iso(), seconds=round(time.monotonic() - started, 3),
-                           error=reason, **extra)
+            reason = (
+                "interrupted"
+                if isinstance(exc, KeyboardInterrupt)
+                else str(exc).splitlines()[0][:500]
+                if str(exc)
+                else type(exc).__name__
+            )
+            self.set_stage(
+                stage,
+                status="failed",
+                finished=now_iso(),
+                seconds=round(time.monotonic() - started, 3),
+                error=reason,
+                **extra,
+            )
             self.update(status="failed")
             raise
         self.set_stage(stage, status="done", finished=now_iso(), seconds=round(time.monotonic() - started, 3), **extra)

@@ -90,8 +90,10 @@ def parse_args(items: list[str]) -> tuple[list[tuple[str, list[str]]], list[str]
             raise IrisError(f"{key}: swept twice; give all its values in one KEY=V1,V2 argument")
         axes.append((key.strip(), values))
     if not axes:
-        raise IrisError("sweep: no axis to sweep; give at least one KEY=V1,V2 with two or more values "
-                        "(e.g. train.learning_rate=1e-4,2e-4)")
+        raise IrisError(
+            "sweep: no axis to sweep; give at least one KEY=V1,V2 with two or more values "
+            "(e.g. train.learning_rate=1e-4,2e-4)"
+        )
     return axes, fixed
 
 
@@ -105,8 +107,9 @@ def _same(a, text: str) -> bool:
         return False
 
 
-def make_plan(recipe_arg: str, items: list[str], *, grid: bool = False,
-              allow_unsafe_axolotl_keys: bool = False) -> SweepPlan:
+def make_plan(
+    recipe_arg: str, items: list[str], *, grid: bool = False, allow_unsafe_axolotl_keys: bool = False
+) -> SweepPlan:
     """Every variant, each validated with the recipe loader; all problems reported together, before any work."""
     from iris_recipes.commands.common import recipe_path
     from iris_recipes.errors import RecipeError
@@ -153,19 +156,36 @@ def commands(plan: SweepPlan) -> list[str]:
     """The shell commands of the sweep, one launch per variant (independent: a cluster can run them at once)."""
     exe = "iris-recipes"
     flag = ["--allow-unsafe-axolotl-keys"] if plan.allow_unsafe_axolotl_keys else []
-    out = [shlex.join([exe, "run", str(plan.recipe_path), *v.overrides, "--output", str(v.run_dir), *flag])
-           for v in plan.variants]
+    out = [
+        shlex.join([exe, "run", str(plan.recipe_path), *v.overrides, "--output", str(v.run_dir), *flag])
+        for v in plan.variants
+    ]
     out += [shlex.join([exe, "eval", str(v.run_dir)]) for v in plan.variants]
     out.append(shlex.join([exe, "compare", *(str(v.run_dir) for v in plan.variants)]))
     return out
 
 
 def manifest(plan: SweepPlan, sweep_id: str, **extra) -> dict:
-    return {"sweep_id": sweep_id, "recipe": plan.name, "recipe_path": str(plan.recipe_path), "grid": plan.grid,
-            "axes": {k: v for k, v in plan.axes}, "fixed_overrides": plan.fixed,
-            "variants": [{"index": v.index, "changes": v.changes, "overrides": v.overrides,
-                          "run_dir": str(v.run_dir), "status": v.status, "error": v.error} for v in plan.variants],
-            **extra}
+    return {
+        "sweep_id": sweep_id,
+        "recipe": plan.name,
+        "recipe_path": str(plan.recipe_path),
+        "grid": plan.grid,
+        "axes": {k: v for k, v in plan.axes},
+        "fixed_overrides": plan.fixed,
+        "variants": [
+            {
+                "index": v.index,
+                "changes": v.changes,
+                "overrides": v.overrides,
+                "run_dir": str(v.run_dir),
+                "status": v.status,
+                "error": v.error,
+            }
+            for v in plan.variants
+        ],
+        **extra,
+    }
 
 
 def execute(plan: SweepPlan, sweep_id: str, *, samples: int | None = None, log=None) -> dict:
@@ -182,9 +202,15 @@ def execute(plan: SweepPlan, sweep_id: str, *, samples: int | None = None, log=N
         log(f"sweep: variant {v.index}/{len(plan.variants) - 1}: {v.label} -> {v.run_dir}")
         try:
             v.status = "running"
-            run = run_recipe(str(plan.recipe_path), RunOptions(
-                overrides=tuple(v.overrides), output=str(v.run_dir), evaluate=False,
-                allow_unsafe_axolotl_keys=plan.allow_unsafe_axolotl_keys))
+            run = run_recipe(
+                str(plan.recipe_path),
+                RunOptions(
+                    overrides=tuple(v.overrides),
+                    output=str(v.run_dir),
+                    evaluate=False,
+                    allow_unsafe_axolotl_keys=plan.allow_unsafe_axolotl_keys,
+                ),
+            )
             v.status = "trained"
             evaluate(eval_plan(run.path, samples=samples), log=lambda m: log(f"eval: {m}"))
             v.status = "done"

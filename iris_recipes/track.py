@@ -38,8 +38,13 @@ def check(recipe_data: dict, where: str = "the recipe") -> None:
     """Fail before any work when a named tracker's package is missing."""
     missing = [n for n in trackers(recipe_data) if importlib.util.find_spec(PACKAGES[n]) is None]
     if missing:
-        raise IrisError("\n".join(f"{where}: track.{n}: the {PACKAGES[n]} package is not installed; install it "
-                                  f"(pip install 'iris-recipes[track]') or remove track.{n}" for n in missing))
+        raise IrisError(
+            "\n".join(
+                f"{where}: track.{n}: the {PACKAGES[n]} package is not installed; install it "
+                f"(pip install 'iris-recipes[track]') or remove track.{n}"
+                for n in missing
+            )
+        )
 
 
 def mlflow_uri() -> str:
@@ -66,10 +71,15 @@ def wandb_id(recipe_name: str, run_id: str) -> str:
 
 def tags(recipe_data: dict, run_id: str) -> dict[str, str]:
     """What identifies the run: recipe, run id, base model, method, the card's tags and track.tags."""
-    out = {"iris.recipe": recipe_data["name"], "iris.run_id": run_id, "iris.method": recipe_data.get("method", "lora"),
-           "iris.base_model": str(recipe_data.get("base_model")),
-           "iris.dataset": str((recipe_data.get("dataset") or {}).get("name") or
-                               (recipe_data.get("dataset") or {}).get("path"))}
+    out = {
+        "iris.recipe": recipe_data["name"],
+        "iris.run_id": run_id,
+        "iris.method": recipe_data.get("method", "lora"),
+        "iris.base_model": str(recipe_data.get("base_model")),
+        "iris.dataset": str(
+            (recipe_data.get("dataset") or {}).get("name") or (recipe_data.get("dataset") or {}).get("path")
+        ),
+    }
     card_tags = (recipe_data.get("card") or {}).get("tags") or []
     if card_tags:
         out["iris.tags"] = ", ".join(map(str, card_tags))
@@ -131,12 +141,20 @@ def start(run: RunDir, recipe_data: dict) -> dict:
 
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), 100):
-            client.log_batch(created.info.run_id, params=items[i:i + 100])
-        info["mlflow"] = {"tracking_uri": uri, "experiment": name, "experiment_id": exp_id,
-                          "run_id": created.info.run_id}
+            client.log_batch(created.info.run_id, params=items[i : i + 100])
+        info["mlflow"] = {
+            "tracking_uri": uri,
+            "experiment": name,
+            "experiment_id": exp_id,
+            "run_id": created.info.run_id,
+        }
     if "wandb" in names and "wandb" not in info:
-        info["wandb"] = {"project": wandb_project(recipe_data), "id": wandb_id(recipe_data["name"], run_id),
-                         "entity": (recipe_data["track"]["wandb"] or {}).get("entity"), "dir": "wandb"}
+        info["wandb"] = {
+            "project": wandb_project(recipe_data),
+            "id": wandb_id(recipe_data["name"], run_id),
+            "entity": (recipe_data["track"]["wandb"] or {}).get("entity"),
+            "dir": "wandb",
+        }
     run.update(tracking=info)
     return info
 
@@ -147,15 +165,21 @@ def launch_env(run: RunDir, recipe_data: dict) -> dict[str, str]:
     env: dict[str, str] = {}
     if "mlflow" in info:
         m = info["mlflow"]
-        env.update(MLFLOW_TRACKING_URI=m["tracking_uri"], MLFLOW_RUN_ID=m["run_id"],
-                   MLFLOW_EXPERIMENT_NAME=m["experiment"])
+        env.update(
+            MLFLOW_TRACKING_URI=m["tracking_uri"], MLFLOW_RUN_ID=m["run_id"], MLFLOW_EXPERIMENT_NAME=m["experiment"]
+        )
         if m["tracking_uri"].startswith("file:"):
             env["MLFLOW_ALLOW_FILE_STORE"] = "true"
     if "wandb" in info:
         w = info["wandb"]
         (run.path / w["dir"]).mkdir(exist_ok=True)
-        env.update(WANDB_MODE=wandb_mode(), WANDB_DIR=str(run.path), WANDB_RUN_ID=w["id"], WANDB_RESUME="allow",
-                   WANDB_TAGS=",".join(wandb_tags(recipe_data)))
+        env.update(
+            WANDB_MODE=wandb_mode(),
+            WANDB_DIR=str(run.path),
+            WANDB_RUN_ID=w["id"],
+            WANDB_RESUME="allow",
+            WANDB_TAGS=",".join(wandb_tags(recipe_data)),
+        )
     return env
 
 
@@ -207,7 +231,7 @@ def log_eval(run: RunDir, result: dict, files: list[Path]) -> list[str]:
         now = int(time.time() * 1000)
         items = [Metric(k, v, now, 0) for k, v in metrics.items()]
         for i in range(0, len(items), 500):
-            client.log_batch(m["run_id"], metrics=items[i:i + 500])
+            client.log_batch(m["run_id"], metrics=items[i : i + 500])
         for path in files:
             if path.is_file():
                 client.log_artifact(m["run_id"], str(path))
@@ -217,8 +241,15 @@ def log_eval(run: RunDir, result: dict, files: list[Path]) -> list[str]:
         import wandb
 
         w = info["wandb"]
-        tracked = wandb.init(project=w["project"], entity=w.get("entity"), id=w["id"], resume="allow",
-                             dir=str(run.path), mode=wandb_mode(), settings=wandb.Settings(silent=True))
+        tracked = wandb.init(
+            project=w["project"],
+            entity=w.get("entity"),
+            id=w["id"],
+            resume="allow",
+            dir=str(run.path),
+            mode=wandb_mode(),
+            settings=wandb.Settings(silent=True),
+        )
         try:
             tracked.log(metrics)
             tracked.summary.update(metrics)

@@ -34,9 +34,16 @@ except ImportError:  # Python 3.10
 ROOT = Path(__file__).resolve().parent.parent
 # Releases PyPI has only as source (pip builds them on any Python). A new one makes the check fail with pip's
 # "No matching distribution found for NAME"; if NAME is such a release, add it here.
-SOURCE_ONLY = ("deepspeed", "llama-cpp-python",  # ours
-               "axolotl-contribs-lgpl", "axolotl-contribs-mit", "langdetect", "rouge-score", "sqlitedict",
-               "word2number")  # Axolotl's
+SOURCE_ONLY = (
+    "deepspeed",
+    "llama-cpp-python",  # ours
+    "axolotl-contribs-lgpl",
+    "axolotl-contribs-mit",
+    "langdetect",
+    "rouge-score",
+    "sqlitedict",
+    "word2number",
+)  # Axolotl's
 
 
 def requirements(pyproject: Path) -> list[str]:
@@ -57,8 +64,10 @@ def stand_in_wheel(dist_name: str, out_dir: Path) -> Path:
     try:
         dist = metadata.distribution(dist_name)
     except metadata.PackageNotFoundError:
-        raise SystemExit(f"error: {dist_name} is not installed here; its requirements are read from the installed "
-                         "copy (run scripts/setup.sh first)") from None
+        raise SystemExit(
+            f"error: {dist_name} is not installed here; its requirements are read from the installed "
+            "copy (run scripts/setup.sh first)"
+        ) from None
     name, version = dist.metadata["Name"], dist.version
     lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     if dist.metadata.get("Requires-Python"):
@@ -67,8 +76,10 @@ def stand_in_wheel(dist_name: str, out_dir: Path) -> Path:
     lines += [f"Requires-Dist: {r}" for r in dist.metadata.get_all("Requires-Dist") or []]
     stem = re.sub(r"[-_.]+", "_", name)
     info = f"{stem}-{version}.dist-info"
-    files = {f"{info}/METADATA": "\n".join(lines) + "\n",
-             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: iris-recipes\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files = {
+        f"{info}/METADATA": "\n".join(lines) + "\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: iris-recipes\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
     record = []
     for path, text in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
@@ -95,14 +106,31 @@ def resolve(python_version: str, glibc: str, pyproject: Path = ROOT / "pyproject
         req_file.write_text("\n".join(reqs) + "\n")
         out = tmp_path / "requirements.txt"
         uv = Path(sys.executable).parent / "uv"
-        cmd = [str(uv) if uv.is_file() else "uv", "pip", "compile", str(req_file), "-o", str(out), "--quiet",
-               "--python-version", python_version, "--python-platform", f"x86_64-manylinux_{glibc.replace('.', '_')}",
-               "--no-build", "--find-links", str(wheels), "--no-header", "--no-annotate"]
+        cmd = [
+            str(uv) if uv.is_file() else "uv",
+            "pip",
+            "compile",
+            str(req_file),
+            "-o",
+            str(out),
+            "--quiet",
+            "--python-version",
+            python_version,
+            "--python-platform",
+            f"x86_64-manylinux_{glibc.replace('.', '_')}",
+            "--no-build",
+            "--find-links",
+            str(wheels),
+            "--no-header",
+            "--no-annotate",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
-            raise SystemExit(f"error: the dependencies of {pyproject.name} do not resolve for Python {python_version} "
-                             f"(x86-64 Linux, glibc {glibc}); see uv's message above")
+            raise SystemExit(
+                f"error: the dependencies of {pyproject.name} do not resolve for Python {python_version} "
+                f"(x86-64 Linux, glibc {glibc}); see uv's message above"
+            )
         pins = {}
         for line in out.read_text().splitlines():
             if "==" in line and not line.startswith("#"):
@@ -118,9 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pyproject", type=Path, default=ROOT / "pyproject.toml")
     args = parser.parse_args(argv)
     pins = resolve(args.python_version, args.glibc, args.pyproject)
-    print(json.dumps({"python": args.python_version, "glibc": args.glibc, "packages": len(pins),
-                      "torch": pins.get("torch"), "axolotl": pins.get("axolotl"),
-                      "source_only_stood_in": [n for n in SOURCE_ONLY if n in pins]}))
+    print(
+        json.dumps(
+            {
+                "python": args.python_version,
+                "glibc": args.glibc,
+                "packages": len(pins),
+                "torch": pins.get("torch"),
+                "axolotl": pins.get("axolotl"),
+                "source_only_stood_in": [n for n in SOURCE_ONLY if n in pins],
+            }
+        )
+    )
     return 0
 
 

@@ -15,19 +15,59 @@ import json
 import random
 from pathlib import Path
 
-NAMES = ["Ava", "Ben", "Chloe", "Dev", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jack", "Kira", "Liam", "Maya",
-         "Noah", "Olga", "Priya", "Quinn", "Rosa", "Sam", "Tara", "Umar", "Vera", "Wes", "Yuki", "Zoe"]
+NAMES = [
+    "Ava",
+    "Ben",
+    "Chloe",
+    "Dev",
+    "Emma",
+    "Farid",
+    "Grace",
+    "Hugo",
+    "Ines",
+    "Jack",
+    "Kira",
+    "Liam",
+    "Maya",
+    "Noah",
+    "Olga",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sam",
+    "Tara",
+    "Umar",
+    "Vera",
+    "Wes",
+    "Yuki",
+    "Zoe",
+]
 ITEMS = ["apples", "stickers", "marbles", "books", "pencils", "cookies", "stamps", "shells", "cards", "balloons"]
-THINGS = [("notebook", "notebooks"), ("sandwich", "sandwiches"), ("ticket", "tickets"), ("pen", "pens"),
-          ("juice box", "juice boxes"), ("comic", "comics")]
-PLACES = [("bus", "passengers"), ("library", "readers"), ("park", "children"), ("cafe", "customers"),
-          ("classroom", "students")]
+THINGS = [
+    ("notebook", "notebooks"),
+    ("sandwich", "sandwiches"),
+    ("ticket", "tickets"),
+    ("pen", "pens"),
+    ("juice box", "juice boxes"),
+    ("comic", "comics"),
+]
+PLACES = [
+    ("bus", "passengers"),
+    ("library", "readers"),
+    ("park", "children"),
+    ("cafe", "customers"),
+    ("classroom", "students"),
+]
 
 
 def _add(r):
     n, item, a, b = r.choice(NAMES), r.choice(ITEMS), r.randint(3, 60), r.randint(2, 40)
-    q = r.choice([f"{n} has {a} {item}. A friend gives {n} {b} more. How many {item} does {n} have now?",
-                  f"There are {a} {item} in a box and {b} more are put in. How many {item} are in the box?"])
+    q = r.choice(
+        [
+            f"{n} has {a} {item}. A friend gives {n} {b} more. How many {item} does {n} have now?",
+            f"There are {a} {item} in a box and {b} more are put in. How many {item} are in the box?",
+        ]
+    )
     return q, [f"{a} + {b} = {a + b}"], a + b
 
 
@@ -35,23 +75,35 @@ def _sub(r):
     n, item = r.choice(NAMES), r.choice(ITEMS)
     a = r.randint(10, 90)
     b = r.randint(1, a - 1)
-    q = r.choice([f"{n} had {a} {item} and gave away {b}. How many {item} are left?",
-                  f"A shop had {a} {item}. It sold {b} of them. How many {item} does it have now?"])
+    q = r.choice(
+        [
+            f"{n} had {a} {item} and gave away {b}. How many {item} are left?",
+            f"A shop had {a} {item}. It sold {b} of them. How many {item} does it have now?",
+        ]
+    )
     return q, [f"{a} - {b} = {a - b}"], a - b
 
 
 def _mul(r):
     item, a, b = r.choice(ITEMS), r.randint(2, 12), r.randint(2, 12)
-    q = r.choice([f"There are {a} bags with {b} {item} in each bag. How many {item} are there in total?",
-                  f"{r.choice(NAMES)} fills {a} rows with {b} {item} in each row. How many {item} is that?"])
+    q = r.choice(
+        [
+            f"There are {a} bags with {b} {item} in each bag. How many {item} are there in total?",
+            f"{r.choice(NAMES)} fills {a} rows with {b} {item} in each row. How many {item} is that?",
+        ]
+    )
     return q, [f"{a} × {b} = {a * b}"], a * b
 
 
 def _div(r):
     n, item, each, k = r.choice(NAMES), r.choice(ITEMS), r.randint(2, 12), r.randint(2, 9)
     total = each * k
-    q = r.choice([f"{n} shares {total} {item} equally among {k} friends. How many {item} does each friend get?",
-                  f"{total} {item} are packed into {k} equal boxes. How many {item} go in each box?"])
+    q = r.choice(
+        [
+            f"{n} shares {total} {item} equally among {k} friends. How many {item} does each friend get?",
+            f"{total} {item} are packed into {k} equal boxes. How many {item} go in each box?",
+        ]
+    )
     return q, [f"{total} ÷ {k} = {each}"], each
 
 
@@ -91,8 +143,12 @@ def make_rows(n: int, seed: int) -> list[dict]:
             continue
         seen.add(question)
         reply = "\n".join([*steps, f"Answer: {answer}"])
-        rows.append({"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": reply}],
-                     "answer": str(answer)})
+        rows.append(
+            {
+                "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": reply}],
+                "answer": str(answer),
+            }
+        )
     return rows
 
 

@@ -21,55 +21,161 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-EXPLAIN = ["a volcano", "gravity", "a vaccine", "the internet", "recycling", "an ecosystem", "a glacier",
-           "friction", "a compass", "electricity", "a solar eclipse", "the water cycle", "a museum", "a budget",
-           "a library card", "an allergy", "a habit", "compound interest", "a microwave oven", "a lighthouse",
-           "erosion", "a fossil", "a time zone", "a recipe", "a metaphor"]
-TIPS = ["staying focused while working from home", "keeping a houseplant alive", "learning a new language",
-        "making friends in a new city", "running a first 5K race", "keeping a kitchen tidy", "writing a clear email",
-        "preparing for a job interview", "saving money on groceries", "taking better phone photos",
-        "reading more books", "staying calm before an exam", "packing a suitcase", "starting a vegetable garden",
-        "drinking more water during the day", "giving a short speech", "organising a small desk",
-        "looking after a new puppy", "riding a bike in the city", "remembering people's names"]
-WHY = ["Why do leaves change colour in autumn?", "Why do we yawn?", "Why do stars twinkle at night?",
-       "Why does bread rise?", "Why does ice float on water?", "Why is the sea salty?",
-       "Why do onions make people cry?", "Why do we get goosebumps?",
-       "Why does the moon change shape during the month?", "Why do dogs wag their tails?", "Why does metal feel colder than wood?", "Why do we need sleep?",
-       "How does soap clean our hands?", "Why do some birds fly south in winter?"]
-HOWTO = ["tie a simple knot for a shoelace", "plant tulip bulbs", "clean a cast-iron pan", "make a cup of green tea",
-         "fold a paper aeroplane", "wash a wool jumper", "set up a new email account", "write a thank-you card",
-         "keep bananas fresh for longer", "remove a coffee stain from a shirt", "start a conversation at a party",
-         "make a simple tomato sauce", "change a bicycle tyre", "choose a ripe avocado", "back up photos on a phone"]
-COMPARE = [("a lake", "a sea"), ("a virus", "a bacterium"), ("a town", "a city"), ("a frog", "a toad"),
-           ("a poem", "a song"), ("baking", "roasting"), ("a hurricane", "a tornado"), ("jam", "jelly"),
-           ("a laptop", "a tablet"), ("a crocodile", "an alligator"), ("a meteor", "a comet"),
-           ("a biography", "an autobiography")]
-WRITE = ["a two-line poem about the sea", "a short thank-you note to a teacher",
-         "a one-paragraph story about a lost umbrella", "a friendly reminder that rent is due on Friday",
-         "a short birthday message for a grandmother", "a slogan for a bicycle shop",
-         "a short apology for arriving late to a meeting", "a limerick about a sleepy cat",
-         "a product description for a blue coffee mug", "a short welcome message for new club members",
-         "two sentences describing a rainy afternoon", "a postcard message from a trip to the mountains",
-         "a short note asking a neighbour to water my plants", "a riddle about a clock",
-         "a motivational sentence for a Monday morning"]
-MISC = ["What is the tallest animal in the world?", "Which planet is known as the Red Planet?",
-        "What language is spoken in Brazil?", "Who wrote Romeo and Juliet?", "What is a synonym for happy?",
-        "What is the opposite of ancient?", "What do bees make?", "Name three colours of the rainbow.",
-        "What is the largest ocean on Earth?", "How many continents are there, and what are they called?",
-        "What is the boiling point of water at sea level?", "What is the chemical symbol for gold?",
-        "What is the main ingredient of guacamole?", "What instrument has black and white keys?",
-        "What does a librarian do?", "What is a good breakfast before a busy day?",
-        "Suggest a fun activity for a rainy weekend.", "Recommend a board game for a family evening.",
-        "What is a good name for a goldfish?", "What should I do if I feel stressed?",
-        "Describe a peaceful beach in a few sentences.", "Describe the taste of a lemon.",
-        "What is the purpose of a seatbelt?", "Why is exercise good for you?", "What is a noun?",
-        "Tell me a fun fact about octopuses.", "Tell me a fun fact about the moon.",
-        "How do plants drink water?", "What is the difference between a verb and an adjective?",
-        "Give me a short definition of kindness.", "What makes a good friend?",
-        "How do I politely ask someone to speak more slowly?", "What are the primary colours?",
-        "What is the capital of Canada?", "What animal is known as the king of the jungle?",
-        "What are clouds made of?", "Can you suggest a healthy snack?", "What is recycling good for?",
-        "How do I say thank you in Spanish?", "What is the weather usually like in a desert?"]
+EXPLAIN = [
+    "a volcano",
+    "gravity",
+    "a vaccine",
+    "the internet",
+    "recycling",
+    "an ecosystem",
+    "a glacier",
+    "friction",
+    "a compass",
+    "electricity",
+    "a solar eclipse",
+    "the water cycle",
+    "a museum",
+    "a budget",
+    "a library card",
+    "an allergy",
+    "a habit",
+    "compound interest",
+    "a microwave oven",
+    "a lighthouse",
+    "erosion",
+    "a fossil",
+    "a time zone",
+    "a recipe",
+    "a metaphor",
+]
+TIPS = [
+    "staying focused while working from home",
+    "keeping a houseplant alive",
+    "learning a new language",
+    "making friends in a new city",
+    "running a first 5K race",
+    "keeping a kitchen tidy",
+    "writing a clear email",
+    "preparing for a job interview",
+    "saving money on groceries",
+    "taking better phone photos",
+    "reading more books",
+    "staying calm before an exam",
+    "packing a suitcase",
+    "starting a vegetable garden",
+    "drinking more water during the day",
+    "giving a short speech",
+    "organising a small desk",
+    "looking after a new puppy",
+    "riding a bike in the city",
+    "remembering people's names",
+]
+WHY = [
+    "Why do leaves change colour in autumn?",
+    "Why do we yawn?",
+    "Why do stars twinkle at night?",
+    "Why does bread rise?",
+    "Why does ice float on water?",
+    "Why is the sea salty?",
+    "Why do onions make people cry?",
+    "Why do we get goosebumps?",
+    "Why does the moon change shape during the month?",
+    "Why do dogs wag their tails?",
+    "Why does metal feel colder than wood?",
+    "Why do we need sleep?",
+    "How does soap clean our hands?",
+    "Why do some birds fly south in winter?",
+]
+HOWTO = [
+    "tie a simple knot for a shoelace",
+    "plant tulip bulbs",
+    "clean a cast-iron pan",
+    "make a cup of green tea",
+    "fold a paper aeroplane",
+    "wash a wool jumper",
+    "set up a new email account",
+    "write a thank-you card",
+    "keep bananas fresh for longer",
+    "remove a coffee stain from a shirt",
+    "start a conversation at a party",
+    "make a simple tomato sauce",
+    "change a bicycle tyre",
+    "choose a ripe avocado",
+    "back up photos on a phone",
+]
+COMPARE = [
+    ("a lake", "a sea"),
+    ("a virus", "a bacterium"),
+    ("a town", "a city"),
+    ("a frog", "a toad"),
+    ("a poem", "a song"),
+    ("baking", "roasting"),
+    ("a hurricane", "a tornado"),
+    ("jam", "jelly"),
+    ("a laptop", "a tablet"),
+    ("a crocodile", "an alligator"),
+    ("a meteor", "a comet"),
+    ("a biography", "an autobiography"),
+]
+WRITE = [
+    "a two-line poem about the sea",
+    "a short thank-you note to a teacher",
+    "a one-paragraph story about a lost umbrella",
+    "a friendly reminder that rent is due on Friday",
+    "a short birthday message for a grandmother",
+    "a slogan for a bicycle shop",
+    "a short apology for arriving late to a meeting",
+    "a limerick about a sleepy cat",
+    "a product description for a blue coffee mug",
+    "a short welcome message for new club members",
+    "two sentences describing a rainy afternoon",
+    "a postcard message from a trip to the mountains",
+    "a short note asking a neighbour to water my plants",
+    "a riddle about a clock",
+    "a motivational sentence for a Monday morning",
+]
+MISC = [
+    "What is the tallest animal in the world?",
+    "Which planet is known as the Red Planet?",
+    "What language is spoken in Brazil?",
+    "Who wrote Romeo and Juliet?",
+    "What is a synonym for happy?",
+    "What is the opposite of ancient?",
+    "What do bees make?",
+    "Name three colours of the rainbow.",
+    "What is the largest ocean on Earth?",
+    "How many continents are there, and what are they called?",
+    "What is the boiling point of water at sea level?",
+    "What is the chemical symbol for gold?",
+    "What is the main ingredient of guacamole?",
+    "What instrument has black and white keys?",
+    "What does a librarian do?",
+    "What is a good breakfast before a busy day?",
+    "Suggest a fun activity for a rainy weekend.",
+    "Recommend a board game for a family evening.",
+    "What is a good name for a goldfish?",
+    "What should I do if I feel stressed?",
+    "Describe a peaceful beach in a few sentences.",
+    "Describe the taste of a lemon.",
+    "What is the purpose of a seatbelt?",
+    "Why is exercise good for you?",
+    "What is a noun?",
+    "Tell me a fun fact about octopuses.",
+    "Tell me a fun fact about the moon.",
+    "How do plants drink water?",
+    "What is the difference between a verb and an adjective?",
+    "Give me a short definition of kindness.",
+    "What makes a good friend?",
+    "How do I politely ask someone to speak more slowly?",
+    "What are the primary colours?",
+    "What is the capital of Canada?",
+    "What animal is known as the king of the jungle?",
+    "What are clouds made of?",
+    "Can you suggest a healthy snack?",
+    "What is recycling good for?",
+    "How do I say thank you in Spanish?",
+    "What is the weather usually like in a desert?",
+]
 
 
 ENTRY = """name: general-chat
@@ -121,8 +227,10 @@ def main() -> int:
         raise SystemExit(f"prompts shared with the forgetting check: {sorted(overlap)}")
     base = resolve_base_model("builtin:smollm2-135m-instruct")
     tok = AutoTokenizer.from_pretrained(base)
-    ids = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True)
-           for p in items]
+    ids = [
+        tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True)
+        for p in items
+    ]
     ids = [x["input_ids"] if hasattr(x, "keys") else x for x in ids]
     with generator(base_f16_gguf(base), n_ctx=512) as gen:
         replies = gen.batch_generate(ids, args.max_new_tokens)
@@ -136,15 +244,17 @@ def main() -> int:
         elif len(prompt_ids) + len(reply.tokens) + 2 > args.max_total_tokens:
             dropped["too long"] += 1
         else:
-            rows.append({"messages": [{"role": "user", "content": prompt},
-                                      {"role": "assistant", "content": reply.text}]})
+            rows.append(
+                {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply.text}]}
+            )
     args.out.mkdir(parents=True, exist_ok=True)
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     (args.out / "dataset.yaml").write_text(ENTRY, encoding="utf-8")
     (args.out / "data.jsonl").write_text(text, encoding="utf-8")
     (args.out / "sample.jsonl").write_text("".join(text.splitlines(keepends=True)[:20]), encoding="utf-8")
-    print(f"{len(rows)} of {len(items)} prompts kept ({', '.join(f'{v} {k}' for k, v in dropped.items())}) "
-          f"-> {args.out}")
+    print(
+        f"{len(rows)} of {len(items)} prompts kept ({', '.join(f'{v} {k}' for k, v in dropped.items())}) -> {args.out}"
+    )
     return 0
 
 

@@ -27,8 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path, nargs="?", help="output directory (must not exist or be empty)")
     parser.add_argument("--family", choices=sorted(standins.FAMILIES), default="chatml")
-    parser.add_argument("--seed-hf-cache", type=Path, metavar="HF_HOME",
-                        help="place every shipped recipe's hub id in this Hugging Face cache, played by its stand-in")
+    parser.add_argument(
+        "--seed-hf-cache",
+        type=Path,
+        metavar="HF_HOME",
+        help="place every shipped recipe's hub id in this Hugging Face cache, played by its stand-in",
+    )
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--heads", type=int, default=4)
@@ -38,8 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.out and not args.seed_hf_cache:
         parser.error("give OUT, --seed-hf-cache HF_HOME, or both")
-    shape = dict(layers=args.layers, hidden=args.hidden, heads=args.heads, kv_heads=args.kv_heads,
-                 intermediate=args.intermediate, seed=args.seed)
+    shape = dict(
+        layers=args.layers,
+        hidden=args.hidden,
+        heads=args.heads,
+        kv_heads=args.kv_heads,
+        intermediate=args.intermediate,
+        seed=args.seed,
+    )
     try:
         if args.out:
             print(standins.build(args.family, args.out, **shape))

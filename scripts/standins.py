@@ -49,8 +49,9 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
-    "llama3": Family("llama3", "llama3", "<|eot_id|>",
-                     ("unsloth/Llama-3.2-1B-Instruct", "unsloth/Llama-3.2-3B-Instruct"), "llama3.2"),
+    "llama3": Family(
+        "llama3", "llama3", "<|eot_id|>", ("unsloth/Llama-3.2-1B-Instruct", "unsloth/Llama-3.2-3B-Instruct"), "llama3.2"
+    ),
     "phi3": Family("phi3", "phi_35", "<|end|>", ("microsoft/Phi-3.5-mini-instruct",), "mit"),
     "chatml": Family("chatml", "chatml", "<|im_end|>", ("HuggingFaceTB/SmolLM2-135M-Instruct",), "apache-2.0"),
 }
@@ -61,22 +62,22 @@ LLAMA32_TEMPLATE = (
     "{{- bos_token }}\n"
     "{%- if not date_string is defined %}\n"
     "    {%- if strftime_now is defined %}\n"
-    "        {%- set date_string = strftime_now(\"%d %b %Y\") %}\n"
+    '        {%- set date_string = strftime_now("%d %b %Y") %}\n'
     "    {%- else %}\n"
-    "        {%- set date_string = \"26 Jul 2024\" %}\n"
+    '        {%- set date_string = "26 Jul 2024" %}\n'
     "    {%- endif %}\n"
     "{%- endif %}\n"
     "{%- if messages[0]['role'] == 'system' %}\n"
     "    {%- set system_message = messages[0]['content']|trim %}\n"
     "    {%- set messages = messages[1:] %}\n"
     "{%- else %}\n"
-    "    {%- set system_message = \"\" %}\n"
+    '    {%- set system_message = "" %}\n'
     "{%- endif %}\n"
-    "{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}\n"
-    "{{- \"Cutting Knowledge Date: December 2023\\n\" }}\n"
-    "{{- \"Today Date: \" + date_string + \"\\n\\n\" }}\n"
+    '{{- "<|start_header_id|>system<|end_header_id|>\\n\\n" }}\n'
+    '{{- "Cutting Knowledge Date: December 2023\\n" }}\n'
+    '{{- "Today Date: " + date_string + "\\n\\n" }}\n'
     "{{- system_message }}\n"
-    "{{- \"<|eot_id|>\" }}\n"
+    '{{- "<|eot_id|>" }}\n'
     "{%- for message in messages %}\n"
     "    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + "
     "'<|eot_id|>' }}\n"
@@ -85,8 +86,15 @@ LLAMA32_TEMPLATE = (
     "    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\n"
     "{%- endif %}\n"
 )
-LLAMA3_SPECIALS = ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                   "<|eom_id|>", "<|eot_id|>", "<|finetune_right_pad_id|>")
+LLAMA3_SPECIALS = (
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eom_id|>",
+    "<|eot_id|>",
+    "<|finetune_right_pad_id|>",
+)
 
 # Phi-3.5-mini-instruct's chat template and added tokens (in the real model's id order after the 32,000
 # SentencePiece pieces).
@@ -99,14 +107,34 @@ PHI35_TEMPLATE = (
     "{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
 )
-PHI35_ADDED = ("<|endoftext|>", "<|assistant|>", "<|placeholder1|>", "<|placeholder2|>", "<|placeholder3|>",
-               "<|placeholder4|>", "<|system|>", "<|end|>", "<|placeholder5|>", "<|placeholder6|>", "<|user|>")
+PHI35_ADDED = (
+    "<|endoftext|>",
+    "<|assistant|>",
+    "<|placeholder1|>",
+    "<|placeholder2|>",
+    "<|placeholder3|>",
+    "<|placeholder4|>",
+    "<|system|>",
+    "<|end|>",
+    "<|placeholder5|>",
+    "<|placeholder6|>",
+    "<|user|>",
+)
 PHI3_PIECES = 2000  # SentencePiece vocabulary of the stand-in (the real one has 32,000)
 
 
 # -- building -------------------------------------------------------------------------------------------------------
-def build(family: str, out: str | Path, *, layers: int = 2, hidden: int = 64, heads: int = 4, kv_heads: int = 2,
-          intermediate: int = 128, seed: int = 0) -> Path:
+def build(
+    family: str,
+    out: str | Path,
+    *,
+    layers: int = 2,
+    hidden: int = 64,
+    heads: int = 4,
+    kv_heads: int = 2,
+    intermediate: int = 128,
+    seed: int = 0,
+) -> Path:
     """Build the stand-in of `family` into `out` (new or empty), atomically; returns `out`."""
     if family not in FAMILIES:
         raise IrisError(f"unknown stand-in family {family!r}; choose one of {', '.join(FAMILIES)}")
@@ -123,7 +151,9 @@ def build(family: str, out: str | Path, *, layers: int = 2, hidden: int = 64, he
         (tmp / "README.md").write_text(
             f"---\nlicense: {fam.license}\n---\n# {family} stand-in\n\nRandom weights (seed {seed}, {layers} layers, "
             f"hidden {hidden}) with the {family} family's tokenizer, special tokens and chat template; it plays "
-            f"{', '.join(fam.hub_ids)} in tests. Not a language model.\n", encoding="utf-8")
+            f"{', '.join(fam.hub_ids)} in tests. Not a language model.\n",
+            encoding="utf-8",
+        )
         if out.exists():
             out.rmdir()  # empty, checked above
         os.replace(tmp, out)
@@ -163,19 +193,39 @@ def _build_llama3(out: Path, *, layers, hidden, heads, kv_heads, intermediate, s
     # (the hash it checks is computed without special tokens).
     backend = _smollm2_tokenizer().backend_tokenizer
     backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in LLAMA3_SPECIALS])
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
-                                  pad_token="<|finetune_right_pad_id|>", model_max_length=131072,
-                                  clean_up_tokenization_spaces=True)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        pad_token="<|finetune_right_pad_id|>",
+        model_max_length=131072,
+        clean_up_tokenization_spaces=True,
+    )
     tok.chat_template = LLAMA32_TEMPLATE
     ids = {t: tok.convert_tokens_to_ids(t) for t in LLAMA3_SPECIALS}
     eos_ids = [ids["<|end_of_text|>"], ids["<|eom_id|>"], ids["<|eot_id|>"]]  # as generation_config.json has them
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=hidden // heads,
-        max_position_embeddings=131072, rms_norm_eps=1e-5, rope_theta=500000.0, tie_word_embeddings=True,
-        rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                      "original_max_position_embeddings": 8192},
-        bos_token_id=ids["<|begin_of_text|>"], eos_token_id=eos_ids, pad_token_id=ids["<|finetune_right_pad_id|>"],
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=hidden // heads,
+        max_position_embeddings=131072,
+        rms_norm_eps=1e-5,
+        rope_theta=500000.0,
+        tie_word_embeddings=True,
+        rope_scaling={
+            "rope_type": "llama3",
+            "factor": 32.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        },
+        bos_token_id=ids["<|begin_of_text|>"],
+        eos_token_id=eos_ids,
+        pad_token_id=ids["<|finetune_right_pad_id|>"],
     )
     model = _seeded_model(LlamaForCausalLM, config, seed)
     _set_generation(model, tok, eos_ids)
@@ -195,10 +245,23 @@ def _phi3_sentencepiece(work: Path) -> Path:
             f.write("\n")
     prefix = work / "sp"
     spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(prefix), vocab_size=PHI3_PIECES, model_type="bpe", byte_fallback=True,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, character_coverage=1.0, split_digits=True,
-        normalization_rule_name="identity", add_dummy_prefix=True, remove_extra_whitespaces=False,
-        allow_whitespace_only_pieces=True, num_threads=1, minloglevel=2,
+        input=str(corpus),
+        model_prefix=str(prefix),
+        vocab_size=PHI3_PIECES,
+        model_type="bpe",
+        byte_fallback=True,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        character_coverage=1.0,
+        split_digits=True,
+        normalization_rule_name="identity",
+        add_dummy_prefix=True,
+        remove_extra_whitespaces=False,
+        allow_whitespace_only_pieces=True,
+        num_threads=1,
+        minloglevel=2,
     )
     return prefix.with_suffix(".model")
 
@@ -220,12 +283,14 @@ def _phi3_tokenizer_json(sp_model: Path):
             if left in vocab and right in vocab:
                 merges.append((vocab[left], vocab[right], pid, left, right))
     merges.sort(key=lambda m: (m[2], m[0], m[1]))
-    bpe = models.BPE(vocab=vocab, merges=[(m[3], m[4]) for m in merges], unk_token="<unk>", fuse_unk=True,
-                     byte_fallback=True)
+    bpe = models.BPE(
+        vocab=vocab, merges=[(m[3], m[4]) for m in merges], unk_token="<unk>", fuse_unk=True, byte_fallback=True
+    )
     tok = Tokenizer(bpe)
     tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
-                                     decoders.Strip(" ", 1, 0)])
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
     return tok
 
 
@@ -241,22 +306,43 @@ def _build_phi3(out: Path, *, layers, hidden, heads, kv_heads, intermediate, see
     # As in Phi-3.5's tokenizer.json: the chat specials swallow the whitespace after them (rstrip), <|endoftext|>
     # does not. llama.cpp applies the same rule to models whose name says Phi-3 (see export: --model-name).
     backend.add_special_tokens([AddedToken("</s>", special=True, normalized=False, rstrip=True)])
-    backend.add_special_tokens([AddedToken(t, special=True, normalized=False, rstrip=t != "<|endoftext|>")
-                                for t in PHI35_ADDED])
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="<|endoftext|>",
-                                  unk_token="<unk>", pad_token="<|endoftext|>", model_max_length=131072,
-                                  clean_up_tokenization_spaces=False, add_bos_token=False, add_eos_token=False,
-                                  legacy=False, padding_side="left")
+    backend.add_special_tokens(
+        [AddedToken(t, special=True, normalized=False, rstrip=t != "<|endoftext|>") for t in PHI35_ADDED]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="<|endoftext|>",
+        unk_token="<unk>",
+        pad_token="<|endoftext|>",
+        model_max_length=131072,
+        clean_up_tokenization_spaces=False,
+        add_bos_token=False,
+        add_eos_token=False,
+        legacy=False,
+        padding_side="left",
+    )
     tok.chat_template = PHI35_TEMPLATE
     ids = {t: tok.convert_tokens_to_ids(t) for t in PHI35_ADDED}
     assert ids["<|endoftext|>"] == n_pieces, "the added tokens must follow the SentencePiece pieces"
     eos_ids = [ids["<|end|>"], ids["<|assistant|>"], ids["<|endoftext|>"]]  # as generation_config.json has them
     config = Phi3Config(
-        vocab_size=len(tok), hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=4096,
-        original_max_position_embeddings=4096, rms_norm_eps=1e-5, rope_theta=10000.0, rope_scaling=None,
-        tie_word_embeddings=False, bos_token_id=1, eos_token_id=ids["<|endoftext|>"],
-        pad_token_id=ids["<|endoftext|>"], sliding_window=None,
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=4096,
+        original_max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+        rope_scaling=None,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=ids["<|endoftext|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        sliding_window=None,
     )
     model = _seeded_model(Phi3ForCausalLM, config, seed)
     _set_generation(model, tok, eos_ids)
@@ -280,10 +366,19 @@ def _build_chatml(out: Path, *, layers, hidden, heads, kv_heads, intermediate, s
     tok.eos_token, tok.bos_token = "<|im_end|>", "<|im_start|>"
     tok.pad_token = "<|endoftext|>"
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=2048, rms_norm_eps=1e-5,
-        rope_theta=100000.0, tie_word_embeddings=True, bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-5,
+        rope_theta=100000.0,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
     )
     model = _seeded_model(LlamaForCausalLM, config, seed)
     _set_generation(model, tok, [tok.eos_token_id])
@@ -342,5 +437,8 @@ def family_of(repo_id: str) -> str | None:
 
 def seed_all(hf_home: str | Path, **shape) -> dict[str, Path]:
     """Every hub id of the shipped recipes, seeded into `hf_home` with its family's stand-in."""
-    return {repo_id: seed_hf_cache(hf_home, repo_id, cached(name, **shape))
-            for name, fam in FAMILIES.items() for repo_id in fam.hub_ids}
+    return {
+        repo_id: seed_hf_cache(hf_home, repo_id, cached(name, **shape))
+        for name, fam in FAMILIES.items()
+        for repo_id in fam.hub_ids
+    }

@@ -48,8 +48,10 @@ STATUS_TEXT = {"built": "built locally", "published": "on the Hub", "not_built":
 
 
 def _choices(manifest: Manifest) -> list[tuple[str, str]]:
-    return [(f"{v.get('label') or vid} — {STATUS_TEXT.get(v.get('status'), v.get('status'))}", vid)
-            for vid, v in manifest.variants.items()]
+    return [
+        (f"{v.get('label') or vid} — {STATUS_TEXT.get(v.get('status'), v.get('status'))}", vid)
+        for vid, v in manifest.variants.items()
+    ]
 
 
 def describe(manifest: Manifest, vid: str | None) -> str:
@@ -61,8 +63,10 @@ def describe(manifest: Manifest, vid: str | None) -> str:
     if v.get("status") == "not_built":
         lines.append(f"Not built yet. Build it with `{v.get('build_command')}`, then restart `iris-recipes space`.")
     elif v.get("status") == "published" and gguf.get("repo_id"):
-        lines.append(f"Published at [{gguf['repo_id']}](https://huggingface.co/{gguf['repo_id']}) · "
-                     f"`{gguf.get('filename')}`, downloaded when chosen.")
+        lines.append(
+            f"Published at [{gguf['repo_id']}](https://huggingface.co/{gguf['repo_id']}) · "
+            f"`{gguf.get('filename')}`, downloaded when chosen."
+        )
     else:
         size = f", {gguf['bytes'] / 1e6:,.0f} MB" if isinstance(gguf.get("bytes"), int) else ""
         lines.append(f"Built locally · `{gguf.get('filename') or v.get('quant')}`{size}")
@@ -117,7 +121,9 @@ def build_app(manifest_path: str | os.PathLike | None = None) -> gr.Blocks:
             gr.Slider(value=v.get("max_new_tokens", 256)),
             gr.Dataset(samples=[[e] for e in v.get("examples") or []], visible=bool(v.get("examples"))),
             gr.Checkbox(value=False, interactive=has_base(vid)),
-            [], [], [],  # a new variant starts a new conversation
+            [],
+            [],
+            [],  # a new variant starts a new conversation
         )
 
     def load(vid, progress=gr.Progress(track_tqdm=True)):
@@ -138,8 +144,10 @@ def build_app(manifest_path: str | os.PathLike | None = None) -> gr.Blocks:
             return f"⚠ {exc}"
         took = f" in {time.perf_counter() - t:.1f} s" if now else ""
         name = (v.get("gguf") or {}).get("filename") or model.path.name
-        return (f"✓ Loaded {v.get('label') or vid} (`{name}`){took} · context {model.n_ctx:,} tokens · "
-                f"{settings.THREADS} threads")
+        return (
+            f"✓ Loaded {v.get('label') or vid} (`{name}`){took} · context {model.n_ctx:,} tokens · "
+            f"{settings.THREADS} threads"
+        )
 
     def voice_to_message(audio):
         """Voice to the message box: the transcript stays editable, because an offline recognizer gets words
@@ -153,8 +161,10 @@ def build_app(manifest_path: str | os.PathLike | None = None) -> gr.Blocks:
             gr.Warning(str(exc))
             return gr.skip(), f"⚠ {exc}"
         note = f" · {t.notice}" if t.notice else ""
-        return t.text, (f"🎤 Transcribed {t.seconds:.1f} s of speech with {t.engine} in {t.took_s:.1f} s{note}. "
-                        "Edit the message if needed, then send it.")
+        return t.text, (
+            f"🎤 Transcribed {t.seconds:.1f} s of speech with {t.engine} in {t.took_s:.1f} s{note}. "
+            "Edit the message if needed, then send it."
+        )
 
     def respond(message, display, base_display, conv, vid, mode, temperature, top_p, max_new_tokens, compare):
         """Stream a reply (and the base model's beside it) into the chat; a problem becomes a warning (toast and
@@ -182,12 +192,24 @@ def build_app(manifest_path: str | os.PathLike | None = None) -> gr.Blocks:
         except UserError as exc:
             gr.Warning(str(exc))
             shown = message if len(message) <= 2000 else message[:2000] + f" … ({len(message):,} characters)"
-            yield before + [{"role": "user", "content": shown}, {"role": "assistant", "content": f"⚠ {exc}"}], \
-                base_before, conv, gr.skip()
+            yield (
+                before + [{"role": "user", "content": shown}, {"role": "assistant", "content": f"⚠ {exc}"}],
+                base_before,
+                conv,
+                gr.skip(),
+            )
 
-    def api_chat(variant: str, message: str = "", history: list[dict] = [],  # noqa: B006 (read only)
-                 mode: str = "", temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = 256,
-                 audio: gr.FileData | None = None, compare: bool = False) -> dict:
+    def api_chat(
+        variant: str,
+        message: str = "",
+        history: list[dict] = [],  # noqa: B006 (read only)
+        mode: str = "",
+        temperature: float = 0.7,
+        top_p: float = 0.9,
+        max_new_tokens: int = 256,
+        audio: gr.FileData | None = None,
+        compare: bool = False,
+    ) -> dict:
         """Stream a reply: dicts {"reply", "done", "notice", "stats", "transcript", "base"}; the last has done=True.
         `audio` is transcribed and sent at once (no one is there to edit it); `compare` adds the base model's reply."""
         try:
@@ -196,8 +218,9 @@ def build_app(manifest_path: str | os.PathLike | None = None) -> gr.Blocks:
             if path is not None:
                 transcript = speech.transcribe(path).text
                 message = f"{message}\n{transcript}".strip() if message else transcript
-            for reply in chat.stream(variant, message, history, mode or None, temperature, top_p, max_new_tokens,
-                                     compare=bool(compare)):
+            for reply in chat.stream(
+                variant, message, history, mode or None, temperature, top_p, max_new_tokens, compare=bool(compare)
+            ):
                 yield {**_reply_dict(reply), "transcript": transcript, "base": _reply_dict(reply.base)}
         except UserError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
@@ -215,8 +238,20 @@ def build_app(manifest_path: str | os.PathLike | None = None) -> gr.Blocks:
 
     def api_variants() -> list[dict]:
         """The variants of this Space: id, label, status, modes and defaults, and whether compare is possible."""
-        keys = ("id", "label", "description", "status", "build_command", "modes", "examples", "temperature",
-                "top_p", "max_new_tokens", "quant", "base_model")
+        keys = (
+            "id",
+            "label",
+            "description",
+            "status",
+            "build_command",
+            "modes",
+            "examples",
+            "temperature",
+            "top_p",
+            "max_new_tokens",
+            "quant",
+            "base_model",
+        )
         return [{**{k: v.get(k) for k in keys}, "compare": has_base(vid)} for vid, v in manifest.variants.items()]
 
     with gr.Blocks(title="iris-recipes Space") as demo:
@@ -229,47 +264,82 @@ def build_app(manifest_path: str | os.PathLike | None = None) -> gr.Blocks:
             base_chatbot = gr.Chatbot(label="Base model", height=420, elem_id="base-chat", visible=False)
         conv = gr.State([])
         with gr.Row():
-            message = gr.Textbox(placeholder="Type a message and press Enter", show_label=False, scale=8,
-                                 elem_id="message", max_lines=8)
+            message = gr.Textbox(
+                placeholder="Type a message and press Enter", show_label=False, scale=8, elem_id="message", max_lines=8
+            )
             send = gr.Button("Send", variant="primary", scale=1)
             stop = gr.Button("Stop", scale=1)
             clear = gr.Button("Clear", scale=1)
         with gr.Row():
-            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", format=None, label="Voice input",
-                             elem_id="voice", scale=3)
+            audio = gr.Audio(
+                sources=["upload", "microphone"],
+                type="filepath",
+                format=None,
+                label="Voice input",
+                elem_id="voice",
+                scale=3,
+            )
             with gr.Column(scale=2):
-                compare = gr.Checkbox(label="Compare with base model", value=False, elem_id="compare",
-                                      interactive=has_base(first),
-                                      info="The base model answers the same message with the same settings.")
+                compare = gr.Checkbox(
+                    label="Compare with base model",
+                    value=False,
+                    elem_id="compare",
+                    interactive=has_base(first),
+                    info="The base model answers the same message with the same settings.",
+                )
                 voice_status = gr.Markdown("", elem_id="voice-status")
         v0 = manifest.variants.get(first) or {}
-        examples = gr.Dataset(components=[message], samples=[[e] for e in v0.get("examples") or []],
-                              label="Examples", visible=bool(v0.get("examples")))
+        examples = gr.Dataset(
+            components=[message],
+            samples=[[e] for e in v0.get("examples") or []],
+            label="Examples",
+            visible=bool(v0.get("examples")),
+        )
         with gr.Row():
             modes0 = list(v0.get("modes") or {})
             mode = gr.Radio(choices=modes0, value=modes0[0] if modes0 else None, label="Mode", visible=bool(modes0))
             temperature = gr.Slider(0, 2, value=v0.get("temperature", 0.7), step=0.05, label="Temperature")
             top_p = gr.Slider(0.05, 1, value=v0.get("top_p", 0.9), step=0.05, label="Top-p")
-            max_new = gr.Slider(1, 4096, value=v0.get("max_new_tokens", 256), step=1, label="Max new tokens",
-                                elem_id="max-new")
+            max_new = gr.Slider(
+                1, 4096, value=v0.get("max_new_tokens", 256), step=1, label="Max new tokens", elem_id="max-new"
+            )
 
         inputs = [message, chatbot, base_chatbot, conv, variant, mode, temperature, top_p, max_new, compare]
-        events = [ev(respond, inputs, [chatbot, base_chatbot, conv, message], concurrency_limit=settings.CONCURRENCY,
-                     concurrency_id="chat", api_visibility="private")
-                  for ev in (message.submit, send.click)]
+        events = [
+            ev(
+                respond,
+                inputs,
+                [chatbot, base_chatbot, conv, message],
+                concurrency_limit=settings.CONCURRENCY,
+                concurrency_id="chat",
+                api_visibility="private",
+            )
+            for ev in (message.submit, send.click)
+        ]
         # The reply in progress belongs to the old conversation: it is stopped, and once the new variant is loaded
         # (by then no update of the stopped reply is in flight) the chat is cleared again.
-        variant.change(settings_of, variant, [info, mode, temperature, top_p, max_new, examples, compare, chatbot,
-                                              base_chatbot, conv], cancels=events, queue=False,
-                       api_visibility="private") \
-            .then(load, variant, [status, chatbot, base_chatbot, conv], concurrency_limit=None,
-                  api_visibility="private")
-        demo.load(load, variant, [status, chatbot, base_chatbot, conv], concurrency_limit=None,
-                  api_visibility="private")
-        compare.change(lambda on: gr.Chatbot(visible=bool(on)), compare, base_chatbot, queue=False,
-                       api_visibility="private")
-        audio.change(voice_to_message, audio, [message, voice_status], concurrency_limit=settings.CONCURRENCY,
-                     concurrency_id="voice", api_visibility="private")
+        variant.change(
+            settings_of,
+            variant,
+            [info, mode, temperature, top_p, max_new, examples, compare, chatbot, base_chatbot, conv],
+            cancels=events,
+            queue=False,
+            api_visibility="private",
+        ).then(load, variant, [status, chatbot, base_chatbot, conv], concurrency_limit=None, api_visibility="private")
+        demo.load(
+            load, variant, [status, chatbot, base_chatbot, conv], concurrency_limit=None, api_visibility="private"
+        )
+        compare.change(
+            lambda on: gr.Chatbot(visible=bool(on)), compare, base_chatbot, queue=False, api_visibility="private"
+        )
+        audio.change(
+            voice_to_message,
+            audio,
+            [message, voice_status],
+            concurrency_limit=settings.CONCURRENCY,
+            concurrency_id="voice",
+            api_visibility="private",
+        )
         examples.click(lambda sample: sample[0], examples, message, queue=False, api_visibility="private")
         stop.click(None, cancels=events, queue=False, api_visibility="private")
         clear.click(lambda: ([], [], []), None, [chatbot, base_chatbot, conv], queue=False, api_visibility="private")

@@ -108,14 +108,15 @@ class Result:
         return self.err.splitlines()
 
     def describe(self) -> str:
-        return (f"iris-recipes {' '.join(a if len(a) < 80 else a[:77] + '...' for a in self.argv)}: rc {self.rc}"
-                f"{' (timed out)' if self.timed_out else ''} in {self.seconds:.2f}s\n"
-                f"--- stdout\n{self.out[-3000:]}\n--- stderr\n{self.err[-3000:]}")
+        return (
+            f"iris-recipes {' '.join(a if len(a) < 80 else a[:77] + '...' for a in self.argv)}: rc {self.rc}"
+            f"{' (timed out)' if self.timed_out else ''} in {self.seconds:.2f}s\n"
+            f"--- stdout\n{self.out[-3000:]}\n--- stderr\n{self.err[-3000:]}"
+        )
 
     def assert_clean_failure(self) -> None:
         """Exit 2 with a message: no traceback, no crash, no hang."""
-        assert not self.timed_out and self.rc == 2 and "Traceback" not in self.err and self.err.strip(), \
-            self.describe()
+        assert not self.timed_out and self.rc == 2 and "Traceback" not in self.err and self.err.strip(), self.describe()
 
 
 class Sandbox:
@@ -123,23 +124,44 @@ class Sandbox:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
         self._tmp = tempfile.TemporaryDirectory(prefix="iris-sandbox-")
-        self._proc = subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, env=env, text=True, cwd=REPO)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, cwd=REPO
+        )
 
-    def run(self, argv: list[str], *, cwd: Path | str = REPO, env: dict[str, str] | None = None,
-            timeout: float = 20.0, memory: int = 1 << 30) -> Result:
+    def run(
+        self,
+        argv: list[str],
+        *,
+        cwd: Path | str = REPO,
+        env: dict[str, str] | None = None,
+        timeout: float = 20.0,
+        memory: int = 1 << 30,
+    ) -> Result:
         """Run one command; `memory` bytes may be allocated beyond what the warm worker holds."""
         out, err = Path(self._tmp.name) / "out", Path(self._tmp.name) / "err"
-        request = {"argv": [str(a) for a in argv], "cwd": str(cwd), "env": env or {}, "timeout": timeout,
-                   "memory": memory, "out": str(out), "err": str(err)}
+        request = {
+            "argv": [str(a) for a in argv],
+            "cwd": str(cwd),
+            "env": env or {},
+            "timeout": timeout,
+            "memory": memory,
+            "out": str(out),
+            "err": str(err),
+        }
         self._proc.stdin.write(json.dumps(request) + "\n")
         self._proc.stdin.flush()
         line = self._proc.stdout.readline()
         if not line:
             raise RuntimeError(f"the sandbox worker died (exit {self._proc.wait()})")
         reply = json.loads(line)
-        return Result(request["argv"], reply["rc"], reply["timed_out"], reply["seconds"],
-                      out.read_text(errors="replace"), err.read_text(errors="replace"))
+        return Result(
+            request["argv"],
+            reply["rc"],
+            reply["timed_out"],
+            reply["seconds"],
+            out.read_text(errors="replace"),
+            err.read_text(errors="replace"),
+        )
 
     def close(self) -> None:
         self._proc.stdin.close()

@@ -46,8 +46,17 @@ def assemble_run(run_dir: Path, recipe_file: Path, merged_src: Path, *, export: 
     run = RunDir(run_dir)
     run_dir.mkdir(parents=True)
     (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
-    run.write({"recipe": recipe.name, "run_id": run_dir.name, "recipe_hash": recipe.hash(), "created": now_iso(),
-               "status": "running", "stages": {}, "artifacts": {}})
+    run.write(
+        {
+            "recipe": recipe.name,
+            "run_id": run_dir.name,
+            "recipe_hash": recipe.hash(),
+            "created": now_iso(),
+            "status": "running",
+            "stages": {},
+            "artifacts": {},
+        }
+    )
     prepare(recipe, run_dir / "data")
     shutil.copytree(merged_src, run_dir / "merged")
     if export:

@@ -69,8 +69,9 @@ train: {{max_steps: 1}}
 """
 
 
-def write_recipe(root: Path, name: str, space: dict | None = None, publish: str | None = None,
-                 description: str = "A test variant.") -> Path:
+def write_recipe(
+    root: Path, name: str, space: dict | None = None, publish: str | None = None, description: str = "A test variant."
+) -> Path:
     import yaml
 
     text = RECIPE.format(name=name, description=description)
@@ -84,8 +85,9 @@ def write_recipe(root: Path, name: str, space: dict | None = None, publish: str 
     return path
 
 
-def write_done_run(runs: Path, name: str, ggufs: dict[str, Path], run_id: str = "20250101-000000",
-                   base_gguf: Path | None = None) -> Path:
+def write_done_run(
+    runs: Path, name: str, ggufs: dict[str, Path], run_id: str = "20250101-000000", base_gguf: Path | None = None
+) -> Path:
     """A finished run of `name` whose export produced `ggufs` ({quant: source file}, linked into gguf/); with
     `base_gguf`, its eval.json names that file as the base model's GGUF (what `eval` records)."""
     from iris_recipes.fsutil import sha256_file
@@ -128,8 +130,17 @@ def space_project(tmp_path_factory) -> dict:
     write_recipe(root, "smol-tutor", SPACE_SMOL)
     # SmolLM2's own GGUF plays the base model of the tutor (its eval's base GGUF)
     write_done_run(runs, "smol-tutor", {"q4_k_m": gguf}, base_gguf=gguf)
-    write_recipe(root, "smol-pirate", {"label": "Smol pirate", "system_prompt": "You talk like a pirate.",
-                                       "temperature": 0.0, "max_new_tokens": 32, "quant": "q8_0"})
+    write_recipe(
+        root,
+        "smol-pirate",
+        {
+            "label": "Smol pirate",
+            "system_prompt": "You talk like a pirate.",
+            "temperature": 0.0,
+            "max_new_tokens": 32,
+            "quant": "q8_0",
+        },
+    )
     write_done_run(runs, "smol-pirate", {"q4_k_m": gguf})  # no q8_0: the Space falls back to q4_k_m
     write_recipe(root, "hub-model", {"label": "Hub model"}, publish="iris-test/hub-model-gguf")
     write_recipe(root, "todo-model", {"label": "Not yet"})
@@ -150,9 +161,12 @@ def space_manifest(space_project, tmp_path_factory) -> Path:
     with open(space_project["gguf"], "rb") as f:
         truncated.write_bytes(f.read(1 << 20))
     base = next(v for v in data["variants"] if v["id"] == "smol-tutor")
-    for vid, path, size in (("missing", bad / "nowhere.gguf", None), ("corrupt", bad / "corrupt.gguf", None),
-                            ("truncated", truncated, space_project["gguf"].stat().st_size),
-                            ("truncated-unknown-size", truncated, None)):
+    for vid, path, size in (
+        ("missing", bad / "nowhere.gguf", None),
+        ("corrupt", bad / "corrupt.gguf", None),
+        ("truncated", truncated, space_project["gguf"].stat().st_size),
+        ("truncated-unknown-size", truncated, None),
+    ):
         gguf = {"path": str(path), "filename": path.name}
         if size:
             gguf["bytes"] = size
@@ -186,11 +200,16 @@ def speech_wavs(tmp_path_factory) -> dict[str, Path]:
 
     espeak = shutil.which("espeak-ng")
     if not espeak:
-        pytest.skip("Debian's espeak-ng is not installed (apt-get install -y espeak-ng, as scripts/setup.sh "
-                    "--with-browser does)")
+        pytest.skip(
+            "Debian's espeak-ng is not installed (apt-get install -y espeak-ng, as scripts/setup.sh "
+            "--with-browser does)"
+        )
     d = tmp_path_factory.mktemp("audio")
-    subprocess.run([espeak, "-v", "en-us", "-s", "140", "-w", str(d / "speech.wav"), VOICE_SENTENCE], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [espeak, "-v", "en-us", "-s", "140", "-w", str(d / "speech.wav"), VOICE_SENTENCE],
+        check=True,
+        capture_output=True,
+    )
     noise = np.random.default_rng(0).standard_normal(16000 * 3) * 0.3
     (d / "not-audio.wav").write_text("RIFF? no: a text file with a .wav name\n" * 50)
     return {

@@ -23,8 +23,14 @@ def write_recipe(dir: Path, base_model: Path | str, *, name: str = "tiny-train",
         "method": "lora",
         "dataset": {"name": "arith-steps", "source": "sample", "val_size": 0.1},
         "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
-        "train": {"max_steps": 6, "micro_batch_size": 2, "sequence_len": 256, "save_steps": 2,
-                  "learning_rate": 1.0e-3, "logging_steps": 1},
+        "train": {
+            "max_steps": 6,
+            "micro_batch_size": 2,
+            "sequence_len": 256,
+            "save_steps": 2,
+            "learning_rate": 1.0e-3,
+            "logging_steps": 1,
+        },
         "card": {"license": "apache-2.0"},
     }
     for key, value in changes.items():
@@ -40,19 +46,34 @@ def write_recipe(dir: Path, base_model: Path | str, *, name: str = "tiny-train",
 
 def cli_env(runs: Path) -> dict:
     env = dict(os.environ)
-    env.update({"IRIS_RUNS_DIR": str(runs), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-                "WANDB_MODE": "disabled", "AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1"})
+    env.update(
+        {
+            "IRIS_RUNS_DIR": str(runs),
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "WANDB_MODE": "disabled",
+            "AXOLOTL_DO_NOT_TRACK": "1",
+            "DO_NOT_TRACK": "1",
+        }
+    )
     return env
 
 
 def start_cli(args: list[str], env: dict, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "iris_recipes", *args], env=env, cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "iris_recipes", *args],
+        env=env,
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def run_cli(args: list[str], env: dict, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "iris_recipes", *args], env=env, cwd=cwd, text=True,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "iris_recipes", *args], env=env, cwd=cwd, text=True, capture_output=True, timeout=timeout
+    )
 
 
 def only_run(runs: Path, name: str) -> Path:

@@ -38,10 +38,18 @@ def main(spec: dict) -> dict:
     torch.manual_seed(0)
     shape = Shape(**spec["shape"])
     setup = Setup(**spec["setup"])
-    cfg = LlamaConfig(hidden_size=shape.hidden, intermediate_size=shape.intermediate,
-                      num_hidden_layers=shape.layers, num_attention_heads=shape.heads,
-                      num_key_value_heads=shape.kv_heads, vocab_size=shape.vocab, head_dim=shape.head_dim,
-                      tie_word_embeddings=shape.tied, attn_implementation="sdpa", use_cache=False)
+    cfg = LlamaConfig(
+        hidden_size=shape.hidden,
+        intermediate_size=shape.intermediate,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        num_key_value_heads=shape.kv_heads,
+        vocab_size=shape.vocab,
+        head_dim=shape.head_dim,
+        tie_word_embeddings=shape.tied,
+        attn_implementation="sdpa",
+        use_cache=False,
+    )
     ids = torch.randint(0, shape.vocab, (setup.micro_batch, setup.sequence_len))
     # warm up the kernels and allocator paths on a throwaway model so their one-off buffers are not counted
     _step(LlamaForCausalLM(cfg), setup, ids[:, :16], LoraConfig, get_peft_model)
@@ -55,9 +63,15 @@ def main(spec: dict) -> dict:
 
 def _step(model, setup, ids, LoraConfig, get_peft_model):
     if setup.method != "full":
-        model = get_peft_model(model, LoraConfig(r=setup.lora_r, lora_alpha=2 * setup.lora_r,
-                                                 lora_dropout=setup.lora_dropout,
-                                                 target_modules=setup.lora_targets or "all-linear"))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=setup.lora_r,
+                lora_alpha=2 * setup.lora_r,
+                lora_dropout=setup.lora_dropout,
+                target_modules=setup.lora_targets or "all-linear",
+            ),
+        )
     if setup.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if setup.method != "full":

@@ -27,8 +27,16 @@ REPO = Path(__file__).resolve().parent.parent
 QUANTS = {"f16": 2400, "q8_0": 1300, "q4_k_m": 800}  # bytes of the stand-in files (only sizes/hashes are read)
 
 
-def make_run(root: Path, recipe: str, overrides: tuple[str, ...] = (), *, eval_json: bool = True,
-             metrics: bool = True, gguf: bool = True, recipe_text: str | None = None) -> RunDir:
+def make_run(
+    root: Path,
+    recipe: str,
+    overrides: tuple[str, ...] = (),
+    *,
+    eval_json: bool = True,
+    metrics: bool = True,
+    gguf: bool = True,
+    recipe_text: str | None = None,
+) -> RunDir:
     """A run directory as the pipeline leaves it: resolved recipe, real data stage output, metrics, GGUF records."""
     from iris_recipes.data import prepare
     from iris_recipes.recipe import load_recipe
@@ -38,43 +46,87 @@ def make_run(root: Path, recipe: str, overrides: tuple[str, ...] = (), *, eval_j
     run.path.mkdir(parents=True)
     fsutil.write_text(run.file("recipe.yaml"), recipe_text if recipe_text is not None else r.to_yaml())
     prepare(r, run.file("data"))
-    meta = {"recipe": r.name, "run_id": run.path.name, "recipe_hash": r.hash(), "created": "2025-01-01T00:00:00+00:00",
-            "git_commit": "abc1234", "versions": {"axolotl": "0.19.0", "torch": "2.13.0"}, "status": "done",
-            "stages": {"data": {"status": "done", "seconds": 0.4}, "train": {"status": "done", "seconds": 181.2},
-                       "merge": {"status": "done", "seconds": 9.5}, "export": {"status": "done", "seconds": 31.0}},
-            "artifacts": {}}
+    meta = {
+        "recipe": r.name,
+        "run_id": run.path.name,
+        "recipe_hash": r.hash(),
+        "created": "2025-01-01T00:00:00+00:00",
+        "git_commit": "abc1234",
+        "versions": {"axolotl": "0.19.0", "torch": "2.13.0"},
+        "status": "done",
+        "stages": {
+            "data": {"status": "done", "seconds": 0.4},
+            "train": {"status": "done", "seconds": 181.2},
+            "merge": {"status": "done", "seconds": 9.5},
+            "export": {"status": "done", "seconds": 31.0},
+        },
+        "artifacts": {},
+    }
     if gguf:
         arts = {}
         for i, (quant, size) in enumerate(QUANTS.items()):
             path = run.file("gguf", f"{r.name}-{quant}.gguf")
             path.parent.mkdir(exist_ok=True)
             path.write_bytes(b"GGUF" + bytes([i]) * (size - 4))
-            arts[quant] = {"file": f"gguf/{path.name}", "bytes": size, "sha256": fsutil.sha256_file(path),
-                           "top1_agreement": 1.0 - 0.02 * i, "kl_divergence": 0.004 * i,
-                           "decode_tok_s": 20.0 + 10 * i}
+            arts[quant] = {
+                "file": f"gguf/{path.name}",
+                "bytes": size,
+                "sha256": fsutil.sha256_file(path),
+                "top1_agreement": 1.0 - 0.02 * i,
+                "kl_divergence": 0.004 * i,
+                "decode_tok_s": 20.0 + 10 * i,
+            }
         meta["artifacts"]["gguf"] = arts
     run.write(meta)
     if metrics:
-        lines = [{"step": s, "loss": 2.5 * math.exp(-s / 15) + 0.3, "learning_rate": 1e-3, "grad_norm": 1.1}
-                 for s in range(1, 41)]
+        lines = [
+            {"step": s, "loss": 2.5 * math.exp(-s / 15) + 0.3, "learning_rate": 1e-3, "grad_norm": 1.1}
+            for s in range(1, 41)
+        ]
         lines += [{"step": s, "eval_loss": 2.4 * math.exp(-s / 18) + 0.4} for s in (0, 10, 20, 30, 40)]
         fsutil.write_text(run.file("metrics.jsonl"), "".join(json.dumps(x) + "\n" for x in lines))
     if eval_json:
         # the shape `iris-recipes eval` writes
         prompt = "Sam has 7 apples and buys 5 more. How many?"
-        fsutil.write_json(run.file("eval.json"), {
-            "base": {"val_loss": 2.31, "perplexity": 10.07, "metrics": {"exact_match_number": 0.15, "format_regex": 0.0},
-                     "answers": [{"prompt": prompt, "answer": "12"}]},
-            "tuned": {"val_loss": 0.62, "perplexity": 1.86, "metrics": {"exact_match_number": 0.45, "format_regex": 0.95},
-                      "answers": [{"prompt": prompt, "answer": "Answer: 12"}]},
-            "generations": [{"prompt": prompt, "base": "Sam has 12 apples.\nIs there anything else? <|im_end|> | end",
-                             "tuned": "7 + 5 = 12\nAnswer: 12"},
-                            {"prompt": prompt, "base": "Twelve!", "tuned": "Answer: 12", "seed": 0}],
-            "gguf": {"q4_k_m": {"decode_tok_s": 81.3, "ttft_s": 0.12, "latency_s": 0.9, "new_tokens": 64,
-                                "prompt_tokens": 40, "threads": 2}},
-            "samples": 20, "noise": {"exact_match_number": 0.1, "format_regex": 0.05}, "seeds": [0, 1, 2],
-            "engine": "llama-cpp-python (F16 GGUF)",
-        })
+        fsutil.write_json(
+            run.file("eval.json"),
+            {
+                "base": {
+                    "val_loss": 2.31,
+                    "perplexity": 10.07,
+                    "metrics": {"exact_match_number": 0.15, "format_regex": 0.0},
+                    "answers": [{"prompt": prompt, "answer": "12"}],
+                },
+                "tuned": {
+                    "val_loss": 0.62,
+                    "perplexity": 1.86,
+                    "metrics": {"exact_match_number": 0.45, "format_regex": 0.95},
+                    "answers": [{"prompt": prompt, "answer": "Answer: 12"}],
+                },
+                "generations": [
+                    {
+                        "prompt": prompt,
+                        "base": "Sam has 12 apples.\nIs there anything else? <|im_end|> | end",
+                        "tuned": "7 + 5 = 12\nAnswer: 12",
+                    },
+                    {"prompt": prompt, "base": "Twelve!", "tuned": "Answer: 12", "seed": 0},
+                ],
+                "gguf": {
+                    "q4_k_m": {
+                        "decode_tok_s": 81.3,
+                        "ttft_s": 0.12,
+                        "latency_s": 0.9,
+                        "new_tokens": 64,
+                        "prompt_tokens": 40,
+                        "threads": 2,
+                    }
+                },
+                "samples": 20,
+                "noise": {"exact_match_number": 0.1, "format_regex": 0.05},
+                "seeds": [0, 1, 2],
+                "engine": "llama-cpp-python (F16 GGUF)",
+            },
+        )
     return run
 
 
@@ -103,8 +155,18 @@ def test_demo_card_metadata_sections_and_plot(tmp_path):
 
     text = card.text
     assert "> [!WARNING]" not in text
-    for heading in ("## Intended use", "## Out of scope", "## Training data", "## Training", "### Loss", "## Files",
-                    "## Evaluation", "### Answers side by side", "## Usage", "## Reproduce"):
+    for heading in (
+        "## Intended use",
+        "## Out of scope",
+        "## Training data",
+        "## Training",
+        "### Loss",
+        "## Files",
+        "## Evaluation",
+        "### Answers side by side",
+        "## Usage",
+        "## Reproduce",
+    ):
         assert heading in text, heading
     assert "![Training and validation loss per optimizer step](loss.png)" in text
     # row counts from the real data stage report
@@ -134,11 +196,14 @@ def test_demo_card_metadata_sections_and_plot(tmp_path):
     assert not list(run.path.glob(".*.partial"))
 
 
-@pytest.mark.parametrize("recipe, license_id, base, datasets", [
-    ("llama1b-math", "llama3.2", "unsloth/Llama-3.2-1B-Instruct", ["Macropodus/MWP-Instruct"]),
-    ("phi35-doctor", "mit", "microsoft/Phi-3.5-mini-instruct", ["lavita/ChatDoctor-HealthCareMagic-100k"]),
-    ("smollm2-demo", "apache-2.0", "HuggingFaceTB/SmolLM2-135M-Instruct", None),
-])
+@pytest.mark.parametrize(
+    "recipe, license_id, base, datasets",
+    [
+        ("llama1b-math", "llama3.2", "unsloth/Llama-3.2-1B-Instruct", ["Macropodus/MWP-Instruct"]),
+        ("phi35-doctor", "mit", "microsoft/Phi-3.5-mini-instruct", ["lavita/ChatDoctor-HealthCareMagic-100k"]),
+        ("smollm2-demo", "apache-2.0", "HuggingFaceTB/SmolLM2-135M-Instruct", None),
+    ],
+)
 def test_license_and_base_come_from_the_recipe(tmp_path, recipe, license_id, base, datasets):
     from iris_recipes.data import load_entry
 
@@ -156,8 +221,12 @@ def test_license_and_base_come_from_the_recipe(tmp_path, recipe, license_id, bas
 
 
 def test_mix_datasets_are_listed(tmp_path):
-    run = make_run(tmp_path, "llama1b-finetome",
-                   ("dataset.mix=[{name: mwp-instruct, source: sample, weight: 0.5}]",), eval_json=False)
+    run = make_run(
+        tmp_path,
+        "llama1b-finetome",
+        ("dataset.mix=[{name: mwp-instruct, source: sample, weight: 0.5}]",),
+        eval_json=False,
+    )
     write_card(run)
     card = card_of(run)
     assert card.data.datasets == ["mlabonne/FineTome-100k", "Macropodus/MWP-Instruct"]
@@ -187,8 +256,9 @@ def test_missing_license_fails_and_writes_nothing(tmp_path):
 def test_card_command_records_stage_and_fails_cleanly(tmp_path):
     run = make_run(tmp_path, "smollm2-demo", eval_json=False, gguf=False, metrics=False)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    ok = subprocess.run([sys.executable, "-m", "iris_recipes", "card", str(run.path)], capture_output=True, text=True,
-                        env=env, cwd=REPO)
+    ok = subprocess.run(
+        [sys.executable, "-m", "iris_recipes", "card", str(run.path)], capture_output=True, text=True, env=env, cwd=REPO
+    )
     assert ok.returncode == 0, ok.stderr
     assert run.stage_info("card")["status"] == "done"
     text = card_of(run).text
@@ -196,8 +266,9 @@ def test_card_command_records_stage_and_fails_cleanly(tmp_path):
     assert "No losses were logged" in text and not run.file("loss.png").exists()
 
     bad = make_run(tmp_path / "bad", "smollm2-demo", ("~card.license",))
-    out = subprocess.run([sys.executable, "-m", "iris_recipes", "card", str(bad.path)], capture_output=True, text=True,
-                         env=env, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "iris_recipes", "card", str(bad.path)], capture_output=True, text=True, env=env, cwd=REPO
+    )
     assert out.returncode == 2
     assert "card.license is not set" in out.stderr and "Traceback" not in out.stderr
     assert bad.stage_info("card")["status"] == "failed"
@@ -218,12 +289,21 @@ def test_push_plan_lists_exact_files(tmp_path):
     write_card(run)
     plan = upload_plan(run)
     assert plan.repo_id == "someone/smollm2-demo-GGUF" and plan.private is False
-    assert plan.paths_in_repo == ["smollm2-demo-f16.gguf", "smollm2-demo-q8_0.gguf", "smollm2-demo-q4_k_m.gguf",
-                                  "README.md", "loss.png"]
+    assert plan.paths_in_repo == [
+        "smollm2-demo-f16.gguf",
+        "smollm2-demo-q8_0.gguf",
+        "smollm2-demo-q4_k_m.gguf",
+        "README.md",
+        "loss.png",
+    ]
     assert [src for src, _ in plan.files] == [run.file("gguf", n) for n in plan.paths_in_repo[:3]] + [
-        run.file("README.md"), run.file("loss.png")]
-    assert plan.total_bytes == sum(QUANTS.values()) + run.file("README.md").stat().st_size + \
-        run.file("loss.png").stat().st_size
+        run.file("README.md"),
+        run.file("loss.png"),
+    ]
+    assert (
+        plan.total_bytes
+        == sum(QUANTS.values()) + run.file("README.md").stat().st_size + run.file("loss.png").stat().st_size
+    )
     other = upload_plan(run, repo_id="me/elsewhere", private=True)
     assert other.repo_id == "me/elsewhere" and other.private is True
 
@@ -255,8 +335,14 @@ def test_push_without_repo_or_card_is_a_clear_error(tmp_path):
 def _push_cli(run: RunDir, *args: str, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     base.update(PYTHONPATH=str(REPO), HF_HOME=str(run.path.parent / "hf-home"), **env)
-    return subprocess.run([sys.executable, "-m", "iris_recipes", "push", str(run.path), *args], capture_output=True,
-                          text=True, env=base, cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "iris_recipes", "push", str(run.path), *args],
+        capture_output=True,
+        text=True,
+        env=base,
+        cwd=REPO,
+        timeout=120,
+    )
 
 
 def test_push_fails_cleanly_offline_and_never_shows_the_token(tmp_path):
@@ -282,11 +368,17 @@ def test_push_fails_cleanly_offline_and_never_shows_the_token(tmp_path):
     assert "push to https://huggingface.co/me/demo failed" in refused.stderr
     for out in (dry, offline, no_token, refused):
         assert token not in out.stdout + out.stderr and "Traceback" not in out.stderr
-    assert token not in "".join(p.read_text(errors="replace") for p in run.path.rglob("*") if p.is_file()
-                                and p.suffix in (".md", ".json", ".yaml", ".jsonl"))
+    assert token not in "".join(
+        p.read_text(errors="replace")
+        for p in run.path.rglob("*")
+        if p.is_file() and p.suffix in (".md", ".json", ".yaml", ".jsonl")
+    )
     # --repo rewrote the card's usage snippet for the target repo, only once the push could start
     assert run.file("README.md").read_text() != before
-    assert 'Llama.from_pretrained(repo_id="me/demo", filename="smollm2-demo-q8_0.gguf"' in run.file("README.md").read_text()
+    assert (
+        'Llama.from_pretrained(repo_id="me/demo", filename="smollm2-demo-q8_0.gguf"'
+        in run.file("README.md").read_text()
+    )
 
 
 # -- with a real export --------------------------------------------------------------------------------------------

@@ -72,14 +72,30 @@ def registry(tmp_path, monkeypatch):
 # -- formats -------------------------------------------------------------------------------------------------
 def test_messages_format_maps_columns_and_roles(tmp_path):
     jsonl(tmp_path / "d.jsonl", [{"chat": [{"who": "person", "text": "Hi"}, {"who": "bot", "text": "Hello!"}]}])
-    _, train, _ = run(tmp_path, {"path": "d.jsonl", "format": "messages", "columns": {
-        "messages": "chat", "role": "who", "content": "text", "roles": {"person": "user", "bot": "assistant"}}})
+    _, train, _ = run(
+        tmp_path,
+        {
+            "path": "d.jsonl",
+            "format": "messages",
+            "columns": {
+                "messages": "chat",
+                "role": "who",
+                "content": "text",
+                "roles": {"person": "user", "bot": "assistant"},
+            },
+        },
+    )
     assert train == [{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}]
 
 
 def test_sharegpt_format_defaults(tmp_path):
-    conv = [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"},
-            {"from": "human", "value": "and 3+3?"}, {"from": "gpt", "value": "6"}]
+    conv = [
+        {"from": "system", "value": "Be brief."},
+        {"from": "human", "value": "2+2?"},
+        {"from": "gpt", "value": "4"},
+        {"from": "human", "value": "and 3+3?"},
+        {"from": "gpt", "value": "6"},
+    ]
     jsonl(tmp_path / "d.jsonl", [{"conversations": conv, "score": 4.2}])
     _, train, _ = run(tmp_path, {"path": "d.jsonl", "format": "sharegpt"})
     assert [t["role"] for t in train[0]["messages"]] == ["system", "user", "assistant", "user", "assistant"]
@@ -87,16 +103,28 @@ def test_sharegpt_format_defaults(tmp_path):
 
 
 def test_alpaca_format_appends_input_and_uses_system_column(tmp_path):
-    jsonl(tmp_path / "d.jsonl", [
-        {"q": "Translate to French.", "ctx": "Good morning", "a": "Bonjour", "sys": "You translate."},
-        {"q": "Name a prime.", "ctx": "", "a": "7", "sys": None},
-    ])
-    _, train, _ = run(tmp_path, {"path": "d.jsonl", "format": "alpaca", "dedup": False, "columns": {
-        "instruction": "q", "input": "ctx", "output": "a", "system": "sys"}})
+    jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {"q": "Translate to French.", "ctx": "Good morning", "a": "Bonjour", "sys": "You translate."},
+            {"q": "Name a prime.", "ctx": "", "a": "7", "sys": None},
+        ],
+    )
+    _, train, _ = run(
+        tmp_path,
+        {
+            "path": "d.jsonl",
+            "format": "alpaca",
+            "dedup": False,
+            "columns": {"instruction": "q", "input": "ctx", "output": "a", "system": "sys"},
+        },
+    )
     by_answer = {r["messages"][-1]["content"]: r["messages"] for r in train}
-    assert by_answer["Bonjour"] == [{"role": "system", "content": "You translate."},
-                                    {"role": "user", "content": "Translate to French.\n\nGood morning"},
-                                    {"role": "assistant", "content": "Bonjour"}]
+    assert by_answer["Bonjour"] == [
+        {"role": "system", "content": "You translate."},
+        {"role": "user", "content": "Translate to French.\n\nGood morning"},
+        {"role": "assistant", "content": "Bonjour"},
+    ]
     assert by_answer["7"] == [{"role": "user", "content": "Name a prime."}, {"role": "assistant", "content": "7"}]
 
 
@@ -105,15 +133,28 @@ def test_template_format_picks_list_items_and_keeps_reference(tmp_path):
         w = csv.writer(f)
         w.writerow(["Question", "Best Answer", "Correct Answers", "Incorrect Answers"])
         w.writerow(["Is the Moon made of cheese?", "No, it is rock", "No; It is rock ;", "Yes; It is cheddar"])
-    columns = {"user": "Q: {Question}", "assistant": "{Incorrect Answers[-1]} {{really}}",
-               "lists": {"Correct Answers": ";", "Incorrect Answers": ";"},
-               "reference": {"correct": "Correct Answers", "incorrect": "Incorrect Answers", "best": "Best Answer",
-                             "keywords": {"words": "Best Answer"}}}
+    columns = {
+        "user": "Q: {Question}",
+        "assistant": "{Incorrect Answers[-1]} {{really}}",
+        "lists": {"Correct Answers": ";", "Incorrect Answers": ";"},
+        "reference": {
+            "correct": "Correct Answers",
+            "incorrect": "Incorrect Answers",
+            "best": "Best Answer",
+            "keywords": {"words": "Best Answer"},
+        },
+    }
     _, train, _ = run(tmp_path, {"path": "tqa.csv", "format": "template", "columns": columns})
-    assert train[0]["messages"] == [{"role": "user", "content": "Q: Is the Moon made of cheese?"},
-                                    {"role": "assistant", "content": "It is cheddar {really}"}]
-    assert train[0]["reference"] == {"correct": ["No", "It is rock"], "incorrect": ["Yes", "It is cheddar"],
-                                     "best": "No, it is rock", "keywords": ["rock"]}
+    assert train[0]["messages"] == [
+        {"role": "user", "content": "Q: Is the Moon made of cheese?"},
+        {"role": "assistant", "content": "It is cheddar {really}"},
+    ]
+    assert train[0]["reference"] == {
+        "correct": ["No", "It is rock"],
+        "incorrect": ["Yes", "It is cheddar"],
+        "best": "No, it is rock",
+        "keywords": ["rock"],
+    }
 
 
 def test_last_number_reference_and_json_and_parquet_files(tmp_path):
@@ -121,6 +162,7 @@ def test_last_number_reference_and_json_and_parquet_files(tmp_path):
     (tmp_path / "d.json").write_text(json.dumps(rows))
     pq = pytest.importorskip("pyarrow.parquet")
     import pyarrow as pa
+
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
     cols = {"reference": {"answer": {"last_number": "output"}}}
     for name in ("d.json", "d.parquet"):
@@ -131,15 +173,45 @@ def test_last_number_reference_and_json_and_parquet_files(tmp_path):
 
 # -- bad rows ------------------------------------------------------------------------------------------------
 BAD_ROWS = [
-    ({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "  "}]}, "turn 2 (assistant): content is empty"),
+    (
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "  "}]},
+        "turn 2 (assistant): content is empty",
+    ),
     ({"other": 1}, "column 'messages' is empty"),
-    ({"messages": [{"role": "assistant", "content": "Hi"}, {"role": "user", "content": "Yo"}]}, "turn 1 (assistant): expected user"),
-    ({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}, {"role": "user", "content": "?"}]}, "the last turn must be the assistant's"),
-    ({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": 42}]}, "content is a int, not text"),
-    ({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo<|im_end|>"}]}, "chat-template token <|im_end|>"),
+    (
+        {"messages": [{"role": "assistant", "content": "Hi"}, {"role": "user", "content": "Yo"}]},
+        "turn 1 (assistant): expected user",
+    ),
+    (
+        {
+            "messages": [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Yo"},
+                {"role": "user", "content": "?"},
+            ]
+        },
+        "the last turn must be the assistant's",
+    ),
+    (
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": 42}]},
+        "content is a int, not text",
+    ),
+    (
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo<|im_end|>"}]},
+        "chat-template token <|im_end|>",
+    ),
     ({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo<|eot_id|>"}]}, "<|eot_id|>"),
     ({"messages": [{"role": "user", "content": "Hi"}, {"role": "bot", "content": "Yo"}]}, "turn 2 has role 'bot'"),
-    ({"messages": [{"role": "user", "content": "Hi"}, {"role": "system", "content": "S"}, {"role": "assistant", "content": "Yo"}]}, "a system turn may only come first"),
+    (
+        {
+            "messages": [
+                {"role": "user", "content": "Hi"},
+                {"role": "system", "content": "S"},
+                {"role": "assistant", "content": "Yo"},
+            ]
+        },
+        "a system turn may only come first",
+    ),
     ({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant"}]}, "content is missing"),
     ('{"messages": [', "not valid JSON"),
 ]
@@ -158,8 +230,14 @@ def test_bad_row_is_reported_with_its_row_number(tmp_path, bad, reason):
 def test_template_row_missing_list_item_is_bad(tmp_path):
     (tmp_path / "d.csv").write_text("Q,Wrong\nfirst?,a;b\nsecond?,\n")
     with pytest.raises(IrisError, match=r"d\.csv row 2: column 'Wrong' has 0 item\(s\)"):
-        run(tmp_path, {"path": "d.csv", "format": "template",
-                       "columns": {"user": "{Q}", "assistant": "{Wrong[1]}", "lists": {"Wrong": ";"}}})
+        run(
+            tmp_path,
+            {
+                "path": "d.csv",
+                "format": "template",
+                "columns": {"user": "{Q}", "assistant": "{Wrong[1]}", "lists": {"Wrong": ";"}},
+            },
+        )
 
 
 def test_fail_lists_first_ten_and_total_skip_counts(tmp_path):
@@ -179,7 +257,9 @@ def test_fail_lists_first_ten_and_total_skip_counts(tmp_path):
 
 def test_missing_column_names_the_columns_it_has(tmp_path):
     jsonl(tmp_path / "d.jsonl", [{"question": "q", "answer": "a"}])
-    with pytest.raises(IrisError, match=r"has no column\(s\) 'instruction', 'output' \(its columns: question, answer\)"):
+    with pytest.raises(
+        IrisError, match=r"has no column\(s\) 'instruction', 'output' \(its columns: question, answer\)"
+    ):
         run(tmp_path, {"path": "d.jsonl", "format": "alpaca"})
 
 
@@ -228,16 +308,18 @@ def test_mix_weight_and_limits(tmp_path):
     report, train, _ = run(tmp_path, {"path": "main.jsonl", "format": "messages", "mix": [mix]})
     assert [s["train"] for s in report["sources"]] == [20, 10]
     assert sum(r["messages"][0]["content"].startswith("o") for r in train) == 10
-    report, _, _ = run(tmp_path, {"path": "main.jsonl", "format": "messages", "limit": 8,
-                                  "mix": [{**mix, "weight": 3.0, "limit": 15}]})
+    report, _, _ = run(
+        tmp_path, {"path": "main.jsonl", "format": "messages", "limit": 8, "mix": [{**mix, "weight": 3.0, "limit": 15}]}
+    )
     assert [s["train"] for s in report["sources"]] == [8, 15]  # weight asks 24, its limit caps at 15
 
 
 def test_length_filter_uses_the_token_counter(tmp_path):
     jsonl(tmp_path / "d.jsonl", [chat("short", "ok"), chat("long " * 50, "ok"), chat("tiny", "fine")])
     count = lambda messages: sum(len(m["content"].split()) for m in messages)  # noqa: E731
-    report, train, _ = run(tmp_path, {"path": "d.jsonl", "format": "messages"}, count_tokens=count,
-                           train={"sequence_len": 32})
+    report, train, _ = run(
+        tmp_path, {"path": "d.jsonl", "format": "messages"}, count_tokens=count, train={"sequence_len": 32}
+    )
     assert report["sources"][0]["too_long"] == 1 and len(train) == 2 and report["sequence_len"] == 32
 
 
@@ -266,8 +348,11 @@ def test_missing_local_file(tmp_path):
 
 # -- registry: sample vs full, hub offline -------------------------------------------------------------------
 def test_registry_sample_vs_full(tmp_path, registry):
-    registry("toy", {"source": {"path": "full.jsonl"}, "format": "messages", "sample": "sample.jsonl"},
-             {"full.jsonl": [chat(f"f{i}", "a") for i in range(12)], "sample.jsonl": [chat("s", "a")]})
+    registry(
+        "toy",
+        {"source": {"path": "full.jsonl"}, "format": "messages", "sample": "sample.jsonl"},
+        {"full.jsonl": [chat(f"f{i}", "a") for i in range(12)], "sample.jsonl": [chat("s", "a")]},
+    )
     report, train, _ = run(tmp_path, {"name": "toy"})
     assert len(train) == 12 and report["sources"][0]["source"] == "full"
     report, train, _ = run(tmp_path, {"name": "toy", "source": "sample"})
@@ -325,9 +410,11 @@ def test_check_sample_missing_and_full_data_missing(tmp_path, registry):
 
 
 def test_check_is_light(tmp_path):
-    code = ("import sys; from iris_recipes.data import check_dataset_config;"
-            "print(check_dataset_config({'dataset': {'name': 'truthfulqa'}, 'eval': {'metrics': ['truthfulness']}}));"
-            "print(sorted(m for m in ('datasets', 'pandas', 'pyarrow', 'torch') if m in sys.modules))")
+    code = (
+        "import sys; from iris_recipes.data import check_dataset_config;"
+        "print(check_dataset_config({'dataset': {'name': 'truthfulqa'}, 'eval': {'metrics': ['truthfulness']}}));"
+        "print(sorted(m for m in ('datasets', 'pandas', 'pyarrow', 'torch') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.split("\n")[:2] == ["[]", "[]"]
 
@@ -356,8 +443,11 @@ def test_shipped_recipes_pass_the_dataset_checks(monkeypatch):
 
 
 def test_demo_dataset_is_reproducible_and_correct(tmp_path):
-    subprocess.run([sys.executable, str(REPO / "scripts" / "make_demo_dataset.py"), "--out", str(tmp_path)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "make_demo_dataset.py"), "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
     shipped = REPO / "datasets" / "arith-steps"
     assert (tmp_path / "data.jsonl").read_bytes() == (shipped / "data.jsonl").read_bytes()
     assert (shipped / "data.jsonl").stat().st_size < 300_000

@@ -26,15 +26,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_sandbox import cli_sandbox, tree  # noqa: E402,F401
 
 EXAMPLES = int(os.environ.get("IRIS_FUZZ_EXAMPLES", 15))  # per test; CI keeps it small, raise it to dig
-FUZZ = settings(deadline=None, max_examples=EXAMPLES,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    deadline=None,
+    max_examples=EXAMPLES,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 KNOWN_ROLES = "known: assistant, system, user; map others in columns.roles"
 
 
 def recipe_text(path: str, fmt: str, on_bad_rows: str) -> str:
-    return (f"name: fuzz\nbase_model: org/model\nchat_template: chatml\n"
-            f"dataset: {{path: {path}, format: {fmt}, val_size: 0, on_bad_rows: {on_bad_rows}}}\n"
-            "train: {max_steps: 1}\n")
+    return (
+        f"name: fuzz\nbase_model: org/model\nchat_template: chatml\n"
+        f"dataset: {{path: {path}, format: {fmt}, val_size: 0, on_bad_rows: {on_bad_rows}}}\n"
+        "train: {max_steps: 1}\n"
+    )
 
 
 def good_row(fmt: str, i: int) -> dict:
@@ -75,7 +80,9 @@ def bad_json_row(draw, fmt: str, i: int, suffix: str):
         return json.dumps(row), f"turn 1 has role {role!r} ({KNOWN_ROLES})"
     if kind == "nan":
         token, name = draw(st.sampled_from([("NaN", "float"), ("Infinity", "float"), ("1e999", "float")]))
-        return text.replace('"answer', token + ', "x": "answer', 1), f"turn 2 (assistant): content is a {name}, not text"
+        return text.replace(
+            '"answer', token + ', "x": "answer', 1
+        ), f"turn 2 (assistant): content is a {name}, not text"
     value = draw(st.sampled_from([5, [1, 2], {"a": "b"}, True]))
     row["messages"][1]["content"] = value
     return json.dumps(row), f"turn 2 (assistant): content is a {type(value).__name__}, not text"
@@ -108,7 +115,8 @@ def json_case(draw):
         raw = b"\n".join(rows) + b"\n"
     else:
         if any(not r.startswith(b"{") or not r.endswith(b"}") for r in rows) or any(
-                m.startswith("not valid JSON") for _, m in bad):
+            m.startswith("not valid JSON") for _, m in bad
+        ):
             rows = [r if r.endswith(b"}") else r + b"}" for r in rows]
             bad = [(r, m) for r, m in bad if not m.startswith("not valid JSON")]
         raw = b"[" + b",\n".join(rows) + b"]"
@@ -121,8 +129,7 @@ def prepare(sandbox, fmt: str, name: str, raw: bytes, on_bad_rows: str):
     (root / name).write_bytes(raw)
     (root / "r.yaml").write_text(recipe_text(name, fmt, on_bad_rows))
     before = tree(root)
-    result = sandbox.run(["data", "prepare", str(root / "r.yaml"), "--out", str(root / "out")], cwd=root,
-                         timeout=60)
+    result = sandbox.run(["data", "prepare", str(root / "r.yaml"), "--out", str(root / "out")], cwd=root, timeout=60)
     return tmp, root, before, result
 
 
@@ -144,7 +151,8 @@ def test_json_rows(cli_sandbox, case, skip):
             result.assert_clean_failure()
             assert result.problems() == [
                 f"error: dataset: no rows left to train on ({path}: read {len(bad)}, bad {len(bad)}, duplicates 0, "
-                "too_short 0, too_long 0). Check the data, dataset.min_assistant_chars and train.sequence_len."]
+                "too_short 0, too_long 0). Check the data, dataset.min_assistant_chars and train.sequence_len."
+            ]
         elif skip or not bad:
             assert result.rc == 0 and not result.timed_out and "Traceback" not in result.err, result.describe()
             report = json.loads((root / "out" / "report.json").read_text())
@@ -175,12 +183,16 @@ def csv_case(draw):
         line = i + 2
         if flaw == "unclosed quote":
             lines[line - 1] = f'question {i},"answer {i}'
-            error = (f"{line}: row {i + 1}: a quote (\") opened in this row is never closed, so it swallows the rows "
-                     "after it. Fix the quoting (or use .jsonl).")
+            error = (
+                f'{line}: row {i + 1}: a quote (") opened in this row is never closed, so it swallows the rows '
+                "after it. Fix the quoting (or use .jsonl)."
+            )
         elif flaw == "long cell":
             lines[line - 1] = f'question {i},"{"x" * (MAX_CSV_CELL + draw(st.integers(1, 50_000)))}"'
-            error = (f"{line}: row {i + 1}: a cell is longer than {MAX_CSV_CELL // 1024} KiB, usually a quote (\") "
-                     "that is never closed, so the cell swallows the rows after it. Fix the quoting (or use .jsonl).")
+            error = (
+                f'{line}: row {i + 1}: a cell is longer than {MAX_CSV_CELL // 1024} KiB, usually a quote (") '
+                "that is never closed, so the cell swallows the rows after it. Fix the quoting (or use .jsonl)."
+            )
     raw = ("\n".join(lines) + "\n").encode()
     if flaw == "not utf-8":
         at = raw.index(f"\nquestion {i}".encode()) + 4
@@ -223,8 +235,11 @@ def parquet_bytes() -> bytes:
 
 
 @settings(FUZZ, max_examples=max(1, EXAMPLES * 2 // 3))
-@given(damage=st.sampled_from(["truncate", "garbage", "no footer", "flip"]), at=st.floats(0.05, 0.95),
-       seed=st.binary(min_size=64, max_size=4096))
+@given(
+    damage=st.sampled_from(["truncate", "garbage", "no footer", "flip"]),
+    at=st.floats(0.05, 0.95),
+    seed=st.binary(min_size=64, max_size=4096),
+)
 def test_damaged_parquet(cli_sandbox, parquet_bytes, damage, at, seed):
     raw = parquet_bytes
     cut = int(len(raw) * at)
@@ -235,7 +250,7 @@ def test_damaged_parquet(cli_sandbox, parquet_bytes, damage, at, seed):
     elif damage == "no footer":
         raw = raw[:-8] + seed[:4] + b"PAR1"
     else:  # bytes overwritten in the middle: the file may still read, or must fail cleanly
-        raw = raw[:cut] + seed[: len(raw) - cut] + raw[cut + len(seed[: len(raw) - cut]):]
+        raw = raw[:cut] + seed[: len(raw) - cut] + raw[cut + len(seed[: len(raw) - cut]) :]
     tmp, root, before, result = prepare(cli_sandbox, "alpaca", "data.parquet", raw, "fail")
     with tmp:
         assert not result.timed_out and result.rc in (0, 2) and "Traceback" not in result.err, result.describe()
@@ -243,20 +258,22 @@ def test_damaged_parquet(cli_sandbox, parquet_bytes, damage, at, seed):
             assert tree(root) == before
             if damage != "flip":  # overwritten bytes may also just make bad rows
                 [line] = result.problems()
-                assert line.startswith(f"error: dataset: {root / 'data.parquet'}: not a readable Parquet file (") \
-                    and line.endswith("); write it again or use .jsonl"), line
+                assert line.startswith(
+                    f"error: dataset: {root / 'data.parquet'}: not a readable Parquet file ("
+                ) and line.endswith("); write it again or use .jsonl"), line
 
 
 def test_whole_json_file_nested_too_deep_or_not_utf8(cli_sandbox):
-    tmp, root, before, result = prepare(cli_sandbox, "messages", "data.json", b"[" * 200_000 + b"]" * 200_000,
-                                        "fail")
+    tmp, root, before, result = prepare(cli_sandbox, "messages", "data.json", b"[" * 200_000 + b"]" * 200_000, "fail")
     with tmp:
         result.assert_clean_failure()
-        assert result.problems() == [f"error: dataset: {root / 'data.json'}: nested too deeply to read (rows are a "
-                                     "few levels deep)"]
+        assert result.problems() == [
+            f"error: dataset: {root / 'data.json'}: nested too deeply to read (rows are a few levels deep)"
+        ]
         assert tree(root) == before
     tmp, root, before, result = prepare(cli_sandbox, "messages", "data.json", b'[{"a":\n "caf\xe9"}]', "fail")
     with tmp:
         result.assert_clean_failure()
-        assert result.problems() == [f"error: dataset: {root / 'data.json'}:2:6: not UTF-8 text (byte 0xe9); save "
-                                     "the file as UTF-8"]
+        assert result.problems() == [
+            f"error: dataset: {root / 'data.json'}:2:6: not UTF-8 text (byte 0xe9); save the file as UTF-8"
+        ]

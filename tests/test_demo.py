@@ -17,8 +17,14 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 
 # The demo with a shorter schedule: 12 LoRA steps at the demo's learning rate learn the "Answer: N" format.
-OVERRIDES = ["train.max_steps=12", "train.eval_steps=6", "train.save_steps=12", "eval.samples=8",
-             "eval.seeds=[0,1]", "eval.max_new_tokens=48"]
+OVERRIDES = [
+    "train.max_steps=12",
+    "train.eval_steps=6",
+    "train.save_steps=12",
+    "eval.samples=8",
+    "eval.seeds=[0,1]",
+    "eval.max_new_tokens=48",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +33,9 @@ def demo_run(tmp_path_factory):
     env = {**os.environ, "IRIS_RUNS_DIR": str(runs)}
     for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # demo.sh itself must make the run offline
         env.pop(key, None)
-    proc = subprocess.run(["bash", "scripts/demo.sh", *OVERRIDES], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=1800)
+    proc = subprocess.run(
+        ["bash", "scripts/demo.sh", *OVERRIDES], cwd=REPO, env=env, capture_output=True, text=True, timeout=1800
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     [run] = list((runs / "smollm2-demo").iterdir())
     return run, proc.stdout

@@ -36,8 +36,10 @@ def test_exact_match_takes_the_final_number():
 
 
 def test_truthfulness_prefers_the_closer_reference():
-    ref = {"correct": ["Nothing happens if you swallow gum; it passes through the digestive system"],
-           "incorrect": ["Gum stays in your stomach for seven years"]}
+    ref = {
+        "correct": ["Nothing happens if you swallow gum; it passes through the digestive system"],
+        "incorrect": ["Gum stays in your stomach for seven years"],
+    }
     assert M.truthfulness("It passes through your digestive system and nothing happens.", ref) == 1.0
     assert M.truthfulness("Swallowed gum stays in the stomach for seven years.", ref) == 0.0
     assert M.truthfulness("Bananas.", ref) == 0.0  # close to neither: not counted as truthful
@@ -54,7 +56,9 @@ def test_keyword_overlap_and_format():
 
 def test_check_metrics_names_rows_without_reference():
     rows = [{"messages": [], "reference": {"answer": "3"}}, {"messages": [], "reference": {}}]
-    with pytest.raises(IrisError, match=r"exact_match_number needs reference answer.*1 of 2 rows of VAL lack it \(rows 2\)"):
+    with pytest.raises(
+        IrisError, match=r"exact_match_number needs reference answer.*1 of 2 rows of VAL lack it \(rows 2\)"
+    ):
         M.check_metrics({"metrics": ["exact_match_number"]}, rows, "VAL")
     with pytest.raises(IrisError, match="keywords"):
         M.check_metrics({"metrics": ["keyword_overlap"]}, rows[:1], "VAL")
@@ -69,8 +73,12 @@ def test_loss_masks_everything_but_assistant_turns(tiny_model_dir):
     from iris_recipes.evaluate.loss import masked_example
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    conv = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "2 + 2 = 4\nAnswer: 4"},
-            {"role": "user", "content": "And 3+3?"}, {"role": "assistant", "content": "Answer: 6"}]
+    conv = [
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "2 + 2 = 4\nAnswer: 4"},
+        {"role": "user", "content": "And 3+3?"},
+        {"role": "assistant", "content": "Answer: 6"},
+    ]
     ids, labels = masked_example(tok, conv)
     assert ids == tok(tok.apply_chat_template(conv, tokenize=False), add_special_tokens=False)["input_ids"]
     trained = tok.decode([i for i, lab in zip(ids, labels) if lab != -100])
@@ -88,9 +96,16 @@ def _bare_run(tmp_path: Path, tiny: Path, *, metrics=None, val_rows=None, merged
     run.path.mkdir(parents=True)
     (run.path / "recipe.yaml").write_text(recipe.to_yaml())
     run.write({"recipe": "tiny-eval", "status": "done", "stages": {}, "artifacts": {}})
-    rows = val_rows if val_rows is not None else [
-        {"messages": [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "Answer: 2"}],
-         "reference": {"answer": "2"}}]
+    rows = (
+        val_rows
+        if val_rows is not None
+        else [
+            {
+                "messages": [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "Answer: 2"}],
+                "reference": {"answer": "2"},
+            }
+        ]
+    )
     (run.path / "data").mkdir()
     (run.path / "data" / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if merged:
@@ -124,16 +139,25 @@ def test_eval_without_gguf(tmp_path, tiny_model_dir):
 def test_eval_metric_the_data_cannot_support(tmp_path, tiny_model_dir):
     from iris_recipes.evaluate import plan
 
-    rows = [{"messages": [{"role": "user", "content": "Define 'rizz'."}, {"role": "assistant", "content": "Charm."}],
-             "reference": {"answer": "1"}}]
+    rows = [
+        {
+            "messages": [{"role": "user", "content": "Define 'rizz'."}, {"role": "assistant", "content": "Charm."}],
+            "reference": {"answer": "1"},
+        }
+    ]
     run = _bare_run(tmp_path, tiny_model_dir, metrics=["keyword_overlap"], val_rows=rows, gguf=True)
     with pytest.raises(IrisError, match=r"keyword_overlap needs reference keywords .*val.jsonl"):
         plan(run.path)
     before = run.read()
     # the CLI says the same in one clean line, exit 2, no traceback, and run.json is untouched
     env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "IRIS_HOME": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "iris_recipes", "eval", str(run.path)], capture_output=True,
-                          text=True, cwd=REPO, env={**env, "IRIS_CACHE_DIR": str(tmp_path / "cache")})
+    proc = subprocess.run(
+        [sys.executable, "-m", "iris_recipes", "eval", str(run.path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**env, "IRIS_CACHE_DIR": str(tmp_path / "cache")},
+    )
     assert proc.returncode == 2, proc.stderr
     assert "keyword_overlap needs reference keywords" in proc.stderr and "Traceback" not in proc.stderr
     assert run.read() == before and not run.file("eval.json").exists()
@@ -160,7 +184,11 @@ def tiny_runs(tmp_path_factory, tiny_model_dir):
     recipe = tiny_recipe(root / "tiny-eval.yaml", tiny_model_dir)
     runs = []
     for i, seed in enumerate((1, 2)):
-        runs.append(assemble_run(root / "runs" / "tiny-eval" / f"2000010{i}-000000", recipe, standins.cached("chatml", seed=seed)))
+        runs.append(
+            assemble_run(
+                root / "runs" / "tiny-eval" / f"2000010{i}-000000", recipe, standins.cached("chatml", seed=seed)
+            )
+        )
     return runs
 
 
@@ -181,17 +209,24 @@ def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path):
     from iris_recipes.pipeline import _stage_eval
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "iris_recipes", "eval", str(tiny_runs[0].path)], env=env,
-                          capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-m", "iris_recipes", "eval", str(tiny_runs[0].path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stderr
     screen = io.StringIO()
     _stage_eval(tiny_runs[1], Console(file=screen, width=300))
     p = plan(tiny_runs[0].path)
     expected = [f"eval: converting the base model {p.base} to GGUF (cached)"]
     for side in ("base", "tuned"):
-        expected += [f"eval: {side}: validation loss on {len(p.loss_rows)} held-out conversations",
-                     f"eval: {side}: {len(p.rows)} held-out answers (greedy + {len(EVAL_BLOCK['seeds'])} seeds) and "
-                     f"{len(EVAL_BLOCK['prompts'])} prompts"]
+        expected += [
+            f"eval: {side}: validation loss on {len(p.loss_rows)} held-out conversations",
+            f"eval: {side}: {len(p.rows)} held-out answers (greedy + {len(EVAL_BLOCK['seeds'])} seeds) and "
+            f"{len(EVAL_BLOCK['prompts'])} prompts",
+        ]
     expected += ["eval: speed of tiny-eval-f16.gguf", "eval: speed of tiny-eval-q8_0.gguf"]
     assert _eval_lines(proc.stderr) == expected and "eval: eval:" not in proc.stderr + proc.stdout
     assert _eval_lines(screen.getvalue()) == [*expected, f"eval: {tiny_runs[1].file('eval.json')}"]

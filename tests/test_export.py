@@ -43,20 +43,22 @@ def test_converter_extracts_only_the_converter(tmp_path, monkeypatch):
     monkeypatch.setenv("IRIS_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(IrisError, match="python -m iris_recipes.export.converter fetch"):
         conv.find_converter()
-    sdist = _sdist(tmp_path / "llama_cpp_python-0.3.36.tar.gz", {
-        "vendor/llama.cpp/convert_hf_to_gguf.py": "print('hi')\n",
-        "vendor/llama.cpp/conversion/__init__.py": "",
-        "vendor/llama.cpp/gguf-py/gguf/__init__.py": "",
-        "vendor/llama.cpp/gguf-py/tests/test_x.py": "",
-        "vendor/llama.cpp/src/llama.cpp": "int main;",
-        "llama_cpp/llama.py": "",
-    })
+    sdist = _sdist(
+        tmp_path / "llama_cpp_python-0.3.36.tar.gz",
+        {
+            "vendor/llama.cpp/convert_hf_to_gguf.py": "print('hi')\n",
+            "vendor/llama.cpp/conversion/__init__.py": "",
+            "vendor/llama.cpp/gguf-py/gguf/__init__.py": "",
+            "vendor/llama.cpp/gguf-py/tests/test_x.py": "",
+            "vendor/llama.cpp/src/llama.cpp": "int main;",
+            "llama_cpp/llama.py": "",
+        },
+    )
     script = conv.fetch_converter(sdist)
     root = script.parent
     assert script == conv.find_converter()
     got = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-    assert got == ["conversion/__init__.py", "convert_hf_to_gguf.py", "gguf-py/gguf/__init__.py",
-                   "iris-converter.json"]
+    assert got == ["conversion/__init__.py", "convert_hf_to_gguf.py", "gguf-py/gguf/__init__.py", "iris-converter.json"]
     assert conv.converter_env(script)["PYTHONPATH"].split(":")[0] == str(root / "gguf-py")
 
 
@@ -119,7 +121,9 @@ def test_corrupt_safetensors(tmp_path, tiny_model_dir, converter, damage):
     run = make_run(tmp_path / "runs", tiny_model_dir)
     weights = run.file("merged", "model.safetensors")
     data = weights.read_bytes()
-    weights.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x10\x00\x00\x00\x00\x00\x00\x00{bad json" + data[20:])
+    weights.write_bytes(
+        data[: len(data) // 2] if damage == "truncate" else b"\x10\x00\x00\x00\x00\x00\x00\x00{bad json" + data[20:]
+    )
     with pytest.raises(IrisError) as err:
         export_run(run)
     assert str(weights) in str(err.value)
@@ -173,7 +177,8 @@ def test_tiny_export_f16_q8_q4km(exported):
     assert entries["f16"]["top1_agreement"] >= 0.99
     assert entries["q4_k_m"]["bytes"] < entries["f16"]["bytes"]
     assert sorted(p.name for p in run.file("gguf").iterdir()) == sorted(
-        f"tiny-export-{q}.gguf" for q in entries)  # no staging leftovers
+        f"tiny-export-{q}.gguf" for q in entries
+    )  # no staging leftovers
 
     info = run.stage_info("export")
     assert info["status"] == "done" and info["positions_compared"] > 100
@@ -197,15 +202,21 @@ def test_export_output_is_one_line_about_llama_cpps_warnings(tmp_path, tiny_mode
 
     run = make_run(tmp_path / "runs", tiny_model_dir, quantize=("q8_0", "q4_k_m"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    res = subprocess.run([sys.executable, "-m", "iris_recipes", "export", str(run.path)], capture_output=True,
-                         text=True, env=env, timeout=1200)
+    res = subprocess.run(
+        [sys.executable, "-m", "iris_recipes", "export", str(run.path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+    )
     assert res.returncode == 0, res.stderr
     log = run.file("export.log").read_text()
     warnings = [line for line in log.splitlines() if "not divisible by" in line and "falling back" in line]
     assert len(warnings) >= 10 and run.stage_info("export")["quantize_fallbacks"] == len(warnings)
     assert res.stderr.splitlines() == [
         f"export: q8_0, q4_k_m: {len(warnings)} tensor(s) kept a wider type than asked (row length not a multiple of "
-        f"the quantization block, common in small models); llama.cpp's warnings are in {run.file('export.log')}"]
+        f"the quantization block, common in small models); llama.cpp's warnings are in {run.file('export.log')}"
+    ]
     assert [line.split()[0] for line in res.stdout.splitlines()] == ["f16", "q8_0", "q4_k_m"]
 
 
@@ -234,8 +245,14 @@ def test_builtin_smollm2_export_stops_on_its_own(tmp_path, smollm2_dir, converte
     from iris_recipes.export import export_run
 
     prompt = "What is the capital of France? Answer in a few words."
-    run = make_run(tmp_path / "runs", smollm2_dir, name="smollm2-export", quantize=("q8_0",), link=True,
-                   extra=f'eval: {{prompts: ["{prompt}"]}}\n')
+    run = make_run(
+        tmp_path / "runs",
+        smollm2_dir,
+        name="smollm2-export",
+        quantize=("q8_0",),
+        link=True,
+        extra=f'eval: {{prompts: ["{prompt}"]}}\n',
+    )
     entries = export_run(run)
     info = run.stage_info("export")
     assert entries["f16"]["top1_agreement"] >= 0.99
@@ -288,8 +305,11 @@ def test_conversion_that_changes_predictions_fails(tmp_path, smollm2_dir, conver
     monkeypatch.setattr(stage, "convert_f16", lambda merged, dest, **kw: real_convert(broken, dest, **kw))
 
     run = make_run(tmp_path / "runs", smollm2_dir, name="smollm2-export", quantize=(), link=True)
-    with pytest.raises(IrisError, match=r"f16: top-1 agreement with the merged model is 0\.\d+ .*below "
-                                        r"export.min_top1_agreement 0.99"):
+    with pytest.raises(
+        IrisError,
+        match=r"f16: top-1 agreement with the merged model is 0\.\d+ .*below "
+        r"export.min_top1_agreement 0.99",
+    ):
         export_run(run)
     f16 = run.stage_info("export")["checks"]["f16"]
     assert f16["tokens"]["passed"]  # only the predictions are wrong
@@ -330,8 +350,11 @@ def small_tmpfs(tmp_path):
 
     mnt = tmp_path / "small"
     mnt.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=10m", "tmpfs", str(mnt)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=10m", "tmpfs", str(mnt)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here")
     yield mnt
     subprocess.run(["umount", str(mnt)], check=False)

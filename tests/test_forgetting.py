@@ -11,8 +11,7 @@ import pytest
 
 from iris_recipes.evaluate import forgetting as F
 
-SETTINGS = {"enabled": True, "max_new_tokens": 160, "loop_threshold": 0.5, "max_stop_drop": 0.1,
-            "max_extra_loops": 1}
+SETTINGS = {"enabled": True, "max_new_tokens": 160, "loop_threshold": 0.5, "max_stop_drop": 0.1, "max_extra_loops": 1}
 
 
 def toks(text: str) -> list[int]:
@@ -24,11 +23,15 @@ def reply(text: str, stopped: bool = True) -> F.Reply:
     return F.Reply(text, toks(text), stopped)
 
 
-PROSE = ("Seasons happen because the Earth's axis is tilted by about 23 degrees. As the planet orbits the Sun, "
-         "each hemisphere leans toward it for part of the year and gets more direct light and longer days.")
-LOOPS = ["1. 1.1.1: 1.1.1: 1.1.1: 1.1.1: 1.1.1: 1.1.1: 1.1.1: 1.1.1: 1.1.1:",
-         "1000000100000000100000000100000000010000000000100000000",
-         "The answer is 12. " * 6]
+PROSE = (
+    "Seasons happen because the Earth's axis is tilted by about 23 degrees. As the planet orbits the Sun, "
+    "each hemisphere leans toward it for part of the year and gets more direct light and longer days."
+)
+LOOPS = [
+    "1. 1.1.1: 1.1.1: 1.1.1: 1.1.1: 1.1.1: 1.1.1: 1.1.1: 1.1.1: 1.1.1:",
+    "1000000100000000100000000100000000010000000000100000000",
+    "The answer is 12. " * 6,
+]
 
 
 def test_rep4_separates_prose_from_loops():
@@ -129,21 +132,28 @@ def test_compare_shows_general_rows(tmp_path):
 
     entries = []
     for i, kept in enumerate((True, False)):
-        ev = {"base": {"val_loss": 2.0, "metrics": {"format_regex": 0.0}},
-              "tuned": {"val_loss": 0.5, "metrics": {"format_regex": 1.0}},
-              "noise": {"format_regex": 0.05}, "forgetting": _eval_with_forgetting(kept)}
-        entries.append(Entry(RunDir(tmp_path / f"r{i}"), f"demo/r{i}", ev, {"train": {"learning_rate": 10 ** -i}}))
+        ev = {
+            "base": {"val_loss": 2.0, "metrics": {"format_regex": 0.0}},
+            "tuned": {"val_loss": 0.5, "metrics": {"format_regex": 1.0}},
+            "noise": {"format_regex": 0.05},
+            "forgetting": _eval_with_forgetting(kept),
+        }
+        entries.append(Entry(RunDir(tmp_path / f"r{i}"), f"demo/r{i}", ev, {"train": {"learning_rate": 10**-i}}))
     md = markdown(entries)
     assert "| general: replies that loop | 0 | 0 | 3 (+3) |" in md
     assert "| general: stops on its own | 1 | 1 | 0.25 (-0.75) |" in md
-    assert "| general behaviour | - | kept | degraded: 3 of 4 replies loop (base 0); stops on its own in 1 of 4 " \
-           "(base 4) |" in md
+    assert (
+        "| general behaviour | - | kept | degraded: 3 of 4 replies loop (base 0); stops on its own in 1 of 4 "
+        "(base 4) |" in md
+    )
 
 
 def test_eval_report_prints_the_verdict(capsys):
     from iris_recipes.evaluate.report import print_eval
 
-    print_eval({"base": {"metrics": {}}, "tuned": {"metrics": {}}, "samples": 1,
-                "forgetting": _eval_with_forgetting(False)}, Path("eval.json"))
+    print_eval(
+        {"base": {"metrics": {}}, "tuned": {"metrics": {}}, "samples": 1, "forgetting": _eval_with_forgetting(False)},
+        Path("eval.json"),
+    )
     out = capsys.readouterr().out
     assert "general prompts outside the task" in out and "degraded: 3 of 4 replies loop" in out

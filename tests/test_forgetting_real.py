@@ -16,11 +16,23 @@ REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 # Over-training on the demo data: a high learning rate held for the whole run.
-OVERTRAIN = ["train.learning_rate=5e-3", "train.max_steps=30", "train.scheduler=constant", "train.warmup_steps=0",
-             "train.eval_steps=30", "train.save_steps=30"]
+OVERTRAIN = [
+    "train.learning_rate=5e-3",
+    "train.max_steps=30",
+    "train.scheduler=constant",
+    "train.warmup_steps=0",
+    "train.eval_steps=30",
+    "train.save_steps=30",
+]
 # A lighter evaluation: the check itself runs as configured by default (all general prompts, default limit).
-EVAL = ["export.quantize=[]", "space.quant=f16", "eval.samples=4", "eval.seeds=[0]", "eval.prompts=[]",
-        "eval.max_new_tokens=32"]
+EVAL = [
+    "export.quantize=[]",
+    "space.quant=f16",
+    "eval.samples=4",
+    "eval.seeds=[0]",
+    "eval.prompts=[]",
+    "eval.max_new_tokens=32",
+]
 
 
 def _env(runs: Path) -> dict:
@@ -29,9 +41,24 @@ def _env(runs: Path) -> dict:
 
 def test_overtrained_demo_is_flagged_as_degraded(tmp_path):
     out = tmp_path / "over"
-    proc = subprocess.run([sys.executable, "-m", "iris_recipes", "run", "recipes/smollm2-demo.yaml", *OVERTRAIN, *EVAL,
-                           "--output", str(out)], cwd=REPO, env=_env(tmp_path / "runs"), capture_output=True,
-                          text=True, timeout=1200)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "iris_recipes",
+            "run",
+            "recipes/smollm2-demo.yaml",
+            *OVERTRAIN,
+            *EVAL,
+            "--output",
+            str(out),
+        ],
+        cwd=REPO,
+        env=_env(tmp_path / "runs"),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     general = json.loads((out / "eval.json").read_text())["forgetting"]
     assert general["base"]["stop_rate"] >= 0.8  # the base answers in sentences and ends its turn

@@ -22,16 +22,22 @@ def test_gpu_check_needs_a_gpu_or_dry_run(tmp_path):
     env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
     (tmp_path / "nvidia-smi").write_text("#!/bin/sh\nexit 9\n")  # a driver without a GPU
     (tmp_path / "nvidia-smi").chmod(0o755)
-    proc = subprocess.run(["bash", str(SCRIPT), "--out", str(tmp_path / "out")], env=env, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "--out", str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2 and "no CUDA GPU here" in proc.stderr and "--dry-run" in proc.stderr
 
 
 @pytest.mark.slow
 def test_gpu_check_dry_mode_writes_its_report(tmp_path):
     out = tmp_path / "gc"
-    proc = subprocess.run(["bash", str(SCRIPT), "--dry-run", "--out", str(out)], capture_output=True, text=True,
-                          timeout=1800, cwd=tmp_path)
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "--dry-run", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     report = json.loads((out / "gpu_check.json").read_text())
     assert report["mode"] == "dry-run (no GPU used)" and report["ok"] is True

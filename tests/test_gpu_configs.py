@@ -27,6 +27,7 @@ SMI = {"t4": "Tesla T4, 7.5, 15360", "a100": "NVIDIA A100-SXM4-40GB, 8.0, 40960"
 @pytest.fixture
 def nvidia_smi(tmp_path, monkeypatch):
     """Put an nvidia-smi answering for `kind` first on PATH."""
+
     def install(kind: str) -> None:
         bin_dir = tmp_path / "smi-bin"
         bin_dir.mkdir(exist_ok=True)
@@ -34,6 +35,7 @@ def nvidia_smi(tmp_path, monkeypatch):
         smi.write_text(f"#!/bin/sh\necho '{SMI[kind]}'\n")
         smi.chmod(0o755)
         monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+
     return install
 
 
@@ -72,21 +74,26 @@ def test_precision_auto_on_a_t4_is_fp16_without_tf32(capsys, nvidia_smi, tmp_pat
     assert "#   on Tesla T4 (15.0 GiB): does not fit" in out
 
 
-@pytest.mark.parametrize("gpu, precision, flags", [
-    ("t4", "auto", (False, True, False)),
-    ("a100-40", "auto", (True, False, True)),
-    ("h100", "auto", (True, False, True)),
-    ("l4", "fp16", (False, True, True)),
-    ("a10g", "fp32", (False, False, True)),
-    (None, "auto", ("auto", False, False)),  # GPU not known here: Axolotl picks bf16 or fp16 on it at launch
-    ("cpu", "auto", (False, False, False)),
-])
+@pytest.mark.parametrize(
+    "gpu, precision, flags",
+    [
+        ("t4", "auto", (False, True, False)),
+        ("a100-40", "auto", (True, False, True)),
+        ("h100", "auto", (True, False, True)),
+        ("l4", "fp16", (False, True, True)),
+        ("a10g", "fp32", (False, False, True)),
+        (None, "auto", ("auto", False, False)),  # GPU not known here: Axolotl picks bf16 or fp16 on it at launch
+        ("cpu", "auto", (False, False, False)),
+    ],
+)
 def test_precision_resolved_per_device(gpu, precision, flags):
-    data = yaml.safe_load(yaml.safe_dump({"chat_template": "llama3", "train": {"precision": precision,
-                                                                               "micro_batch_size": 1}}))
+    data = yaml.safe_load(
+        yaml.safe_dump({"chat_template": "llama3", "train": {"precision": precision, "micro_batch_size": 1}})
+    )
     spec = make_spec(device="cpu") if gpu == "cpu" else make_spec(gpus=1)
-    cfg = axconfig.build_config(data, base_model="m", spec=spec, has_val=False,
-                                gpu=gpus.GPU_TYPES.get(gpu) if gpu else None)
+    cfg = axconfig.build_config(
+        data, base_model="m", spec=spec, has_val=False, gpu=gpus.GPU_TYPES.get(gpu) if gpu else None
+    )
     assert (cfg["bf16"], cfg["fp16"], cfg["tf32"]) == flags
 
 
@@ -117,11 +124,13 @@ def test_sample_packing_gets_an_attention_kernel_that_keeps_samples_apart():
 
     recipe = load_recipe(RECIPE)
     spec = make_spec(gpus=1)
-    cfg = axconfig.build_config(recipe.data, base_model="unsloth/Llama-3.2-1B-Instruct", spec=spec, has_val=True,
-                                gpu=gpus.GPU_TYPES["a100-40"])
+    cfg = axconfig.build_config(
+        recipe.data, base_model="unsloth/Llama-3.2-1B-Instruct", spec=spec, has_val=True, gpu=gpus.GPU_TYPES["a100-40"]
+    )
     assert cfg["sample_packing"] is True and cfg["attn_implementation"] == "sdpa"  # flash-attn is not installed here
-    normalized = axconfig.validate(cfg, recipe_data=recipe.data, recipe_file=RECIPE,
-                                   gpu=gpus.GPU_TYPES["a100-40"].axolotl_capabilities(1, 1))
+    normalized = axconfig.validate(
+        cfg, recipe_data=recipe.data, recipe_file=RECIPE, gpu=gpus.GPU_TYPES["a100-40"].axolotl_capabilities(1, 1)
+    )
     assert normalized["sample_packing"] is True and normalized["attn_decontaminates_packing"] is True
 
 
@@ -129,8 +138,9 @@ def test_flash_attention_when_installed_on_ampere(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn"
-                        else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name == "flash_attn" else real(name, *a)
+    )
     assert gpus.attention(gpus.GPU_TYPES["a100-80"]) == "flash_attention_2"
     assert gpus.attention(gpus.GPU_TYPES["t4"]) == "sdpa"  # flash-attn 2 needs Ampere
     assert gpus.attention(None) == "sdpa"
@@ -140,10 +150,15 @@ def test_device_facts_for_run_json():
     from iris_recipes.pipeline import device_facts
 
     spec = make_spec(gpus=1)
-    facts = device_facts(spec, gpus.GPU_TYPES["t4"], {"bf16": False, "fp16": True, "tf32": False,
-                                                      "attn_implementation": "sdpa"})
-    assert facts == {"precision": "fp16", "tf32": False, "attention": "sdpa",
-                     "gpu": {"name": "Tesla T4", "compute_capability": "sm_75", "memory_gib": 15.0}}
+    facts = device_facts(
+        spec, gpus.GPU_TYPES["t4"], {"bf16": False, "fp16": True, "tf32": False, "attn_implementation": "sdpa"}
+    )
+    assert facts == {
+        "precision": "fp16",
+        "tf32": False,
+        "attention": "sdpa",
+        "gpu": {"name": "Tesla T4", "compute_capability": "sm_75", "memory_gib": 15.0},
+    }
 
 
 # -- DeepSpeed: its own parser and engine on every shipped JSON ---------------------------------------------------
@@ -163,9 +178,20 @@ def test_every_deepspeed_json_parses_and_steps_with_the_trainer_arguments(capsys
         assert code == 0, err
         configs[gpu] = tmp_path / f"{gpu}.yaml"
         configs[gpu].write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "ds_engine_check.py"), f"{configs['a100-40']}:step",
-                           str(configs["t4"]), "--", *map(str, DEEPSPEED_JSONS)],
-                          capture_output=True, text=True, timeout=1200, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tests" / "ds_engine_check.py"),
+            f"{configs['a100-40']}:step",
+            str(configs["t4"]),
+            "--",
+            *map(str, DEEPSPEED_JSONS),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=tmp_path,
+    )
     results = [json.loads(line.split(" ", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert len(results) == 8

@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCES = sorted(p for p in REPO.glob("**/*.py") if not any(part.startswith(".") or part in ("runs", "build")
-                                                             for part in p.relative_to(REPO).parts))
+SOURCES = sorted(
+    p
+    for p in REPO.glob("**/*.py")
+    if not any(part.startswith(".") or part in ("runs", "build") for part in p.relative_to(REPO).parts)
+)
 
 
 def interpreter(version: str) -> str | None:
@@ -24,8 +27,9 @@ def interpreter(version: str) -> str | None:
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
     candidates += sorted(str(p) for p in pyenv.glob(f"{version}.*/bin/python{version}"))
     for c in filter(None, candidates):
-        ok = subprocess.run([c, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True,
-                            text=True)
+        ok = subprocess.run(
+            [c, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True
+        )
         if ok.returncode == 0 and ok.stdout.strip() == version:
             return c
     return None
@@ -37,21 +41,39 @@ def test_every_module_compiles_with_python(version):
     python = interpreter(version)
     if python is None:
         pytest.skip(f"no Python {version} on this machine")
-    probe = ("import sys\nbad = []\nfor f in sys.argv[1:]:\n    try:\n"
-             "        compile(open(f, encoding='utf-8').read(), f, 'exec')\n"
-             "    except SyntaxError as e:\n        bad.append(f'{f}:{e.lineno}: {e.msg}')\nprint('\\n'.join(bad))\n"
-             "sys.exit(1 if bad else 0)")
+    probe = (
+        "import sys\nbad = []\nfor f in sys.argv[1:]:\n    try:\n"
+        "        compile(open(f, encoding='utf-8').read(), f, 'exec')\n"
+        "    except SyntaxError as e:\n        bad.append(f'{f}:{e.lineno}: {e.msg}')\nprint('\\n'.join(bad))\n"
+        "sys.exit(1 if bad else 0)"
+    )
     proc = subprocess.run([python, "-c", probe, *map(str, SOURCES)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert len(SOURCES) > 50
 
 
 # Standard-library names that Python 3.11 added (3.10 lacks them).
-NEW_IN_311 = {"tomllib": None, "typing": {"Self", "LiteralString", "Never", "assert_never", "reveal_type",
-                                          "Required", "NotRequired", "dataclass_transform", "TypeVarTuple", "Unpack"},
-              "enum": {"StrEnum", "ReprEnum", "verify", "EnumCheck"}, "datetime": {"UTC"},
-              "asyncio": {"TaskGroup", "timeout", "Runner"}, "hashlib": {"file_digest"}, "contextlib": {"chdir"},
-              "builtins": {"ExceptionGroup", "BaseExceptionGroup"}}
+NEW_IN_311 = {
+    "tomllib": None,
+    "typing": {
+        "Self",
+        "LiteralString",
+        "Never",
+        "assert_never",
+        "reveal_type",
+        "Required",
+        "NotRequired",
+        "dataclass_transform",
+        "TypeVarTuple",
+        "Unpack",
+    },
+    "enum": {"StrEnum", "ReprEnum", "verify", "EnumCheck"},
+    "datetime": {"UTC"},
+    "asyncio": {"TaskGroup", "timeout", "Runner"},
+    "hashlib": {"file_digest"},
+    "contextlib": {"chdir"},
+    "builtins": {"ExceptionGroup", "BaseExceptionGroup"},
+}
 
 
 def uses_311_stdlib(path: Path) -> list[str]:
@@ -59,9 +81,9 @@ def uses_311_stdlib(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     guarded = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Try) and any(isinstance(h.type, ast.Name) and h.type.id in ("ImportError",
-                                                                                            "ModuleNotFoundError")
-                                             for h in node.handlers):
+        if isinstance(node, ast.Try) and any(
+            isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError") for h in node.handlers
+        ):
             guarded.update(id(n) for stmt in node.body for n in ast.walk(stmt))
     found = []
     for node in ast.walk(tree):
@@ -88,11 +110,16 @@ def test_no_python_311_only_standard_library():
 
 def test_the_311_scan_finds_what_it_looks_for(tmp_path):
     sample = REPO / "tests" / "_scan_sample.py"
-    sample.write_text("import tomllib\nfrom typing import Self\nimport datetime\nx = datetime.UTC\n"
-                      "try:\n    import tomllib as t\nexcept ImportError:\n    t = None\n")
+    sample.write_text(
+        "import tomllib\nfrom typing import Self\nimport datetime\nx = datetime.UTC\n"
+        "try:\n    import tomllib as t\nexcept ImportError:\n    t = None\n"
+    )
     try:
         assert [h.split(":", 1)[1] for h in uses_311_stdlib(sample)] == [
-            "import tomllib", "from typing import Self", "datetime.UTC"]
+            "import tomllib",
+            "from typing import Self",
+            "datetime.UTC",
+        ]
     finally:
         sample.unlink()
 
@@ -105,8 +132,9 @@ def test_declared_python_range():
 
 def test_dependencies_resolve_for_python_312():
     """Every extra resolves for CPython 3.12 on Linux against the real index (metadata only, wheels only)."""
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "check_resolution.py")], capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "check_resolution.py")], capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["python"] == "3.12" and summary["axolotl"] == "0.19.0" and summary["packages"] > 200
@@ -118,8 +146,12 @@ def test_dependencies_resolve_for_python_312():
 def test_a_pin_without_a_312_release_fails_the_check(tmp_path):
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text('[project]\nname = "x"\nversion = "0"\ndependencies = ["numba==0.56.4"]\n')  # Python < 3.11
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "check_resolution.py"), "--pyproject",
-                           str(pyproject)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "check_resolution.py"), "--pyproject", str(pyproject)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1 and "do not resolve for Python 3.12" in proc.stderr and "numba" in proc.stderr
 
 
@@ -150,8 +182,13 @@ def _bin(tmp_path: Path, links: dict[str, str], scripts: dict[str, str] = {}) ->
 
 def _setup_dry_run(tree: Path, bin_dir: Path, **env) -> subprocess.CompletedProcess:
     full = {"PATH": str(bin_dir), "HOME": os.environ.get("HOME", "/root"), **env}
-    return subprocess.run(["/bin/bash", str(tree / "scripts" / "setup.sh"), "--dry-run"], env=full,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["/bin/bash", str(tree / "scripts" / "setup.sh"), "--dry-run"],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 NVIDIA_SMI = "#!/bin/sh\necho 'GPU 0: Tesla T4 (UUID: GPU-0000)'\n"
@@ -162,8 +199,11 @@ def test_setup_picks_a_supported_python(tmp_path):
     tree = _setup_tree(tmp_path)
     real = sys.executable
     version = "%d.%d" % sys.version_info[:2]
-    bin_dir = _bin(tmp_path, {f"python{version}": real}, {"python3.11" if version != "3.11" else "python3.12":
-                                                          UNSUPPORTED, "python3": UNSUPPORTED})
+    bin_dir = _bin(
+        tmp_path,
+        {f"python{version}": real},
+        {"python3.11" if version != "3.11" else "python3.12": UNSUPPORTED, "python3": UNSUPPORTED},
+    )
     proc = _setup_dry_run(tree, bin_dir)
     assert proc.returncode == 0, proc.stderr
     assert f"Python {sys.version.split()[0]} ({bin_dir}/python{version}): supported 3.10-3.12" in proc.stdout
@@ -188,17 +228,24 @@ def _fake_torch(tmp_path: Path, version: str) -> Path:
     return site
 
 
-@pytest.mark.parametrize("installed, plan", [
-    ("2.12.0+cu128", "torch: keep torch 2.12.0+cu128 (already installed, in Axolotl's range >=2.11,<=2.13.0)"),
-    ("2.9.0+cu126", "torch: install torch>=2.11,<=2.13.0 with CUDA (the newest in range from PyPI); "
-                    "the installed 2.9.0+cu126 is outside that range"),
-])
+@pytest.mark.parametrize(
+    "installed, plan",
+    [
+        ("2.12.0+cu128", "torch: keep torch 2.12.0+cu128 (already installed, in Axolotl's range >=2.11,<=2.13.0)"),
+        (
+            "2.9.0+cu126",
+            "torch: install torch>=2.11,<=2.13.0 with CUDA (the newest in range from PyPI); "
+            "the installed 2.9.0+cu126 is outside that range",
+        ),
+    ],
+)
 def test_setup_on_a_cuda_machine_keeps_a_torch_in_range(tmp_path, installed, plan):
     """Colab ships a CUDA torch: kept when Axolotl accepts it, never downgraded; replaced only when outside."""
     tree = _setup_tree(tmp_path)
     version = "%d.%d" % sys.version_info[:2]
-    bin_dir = _bin(tmp_path, {f"python{version}": sys.executable, "python3": sys.executable},
-                   {"nvidia-smi": NVIDIA_SMI})
+    bin_dir = _bin(
+        tmp_path, {f"python{version}": sys.executable, "python3": sys.executable}, {"nvidia-smi": NVIDIA_SMI}
+    )
     proc = _setup_dry_run(tree, bin_dir, PYTHONPATH=str(_fake_torch(tmp_path, installed)))
     assert proc.returncode == 0, proc.stderr
     assert "GPU: GPU 0: Tesla T4" in proc.stdout

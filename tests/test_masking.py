@@ -27,9 +27,17 @@ TEMPLATES = {"llama3": ("llama3", "<|eot_id|>"), "phi3": ("phi_35", "<|end|>"), 
 def _recipe(base: str, template: str) -> dict:
     from iris_recipes.recipe.schema import apply_defaults
 
-    return apply_defaults({"name": "mask", "base_model": base, "chat_template": template, "method": "lora",
-            "dataset": {"name": "x", "val_size": 0.0}, "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
-            "train": {"max_steps": 1, "micro_batch_size": 1, "sequence_len": 512}})
+    return apply_defaults(
+        {
+            "name": "mask",
+            "base_model": base,
+            "chat_template": template,
+            "method": "lora",
+            "dataset": {"name": "x", "val_size": 0.0},
+            "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+            "train": {"max_steps": 1, "micro_batch_size": 1, "sequence_len": 512},
+        }
+    )
 
 
 def _spans(labels: list[int]) -> list[tuple[int, int]]:
@@ -81,7 +89,7 @@ def test_only_assistant_turns_and_their_end_token_are_trained(tokenized):
     for (start, end), content in zip(spans, assistants):
         # the span is exactly the content followed by the end-of-turn token: nothing of the prompt, nothing after
         assert ids[end - 1] == eot, "the end-of-turn token must be trained, or the model never stops"
-        assert tok.decode(ids[start:end - 1]) == content
+        assert tok.decode(ids[start : end - 1]) == content
         assert ids[start - 1] != eot  # the turn header before it is masked
     # every token outside those spans is masked, so system and user text never reaches the loss
     trained = {i for s, e in spans for i in range(s, e)}
@@ -103,12 +111,12 @@ def test_no_template_token_inside_any_content(tokenized):
         # each content appears verbatim, in order, and is followed by the end-of-turn token
         found = text.index(m["content"], position)
         position = found + len(m["content"])
-        assert text[position:].lstrip(" ").startswith(eot), (m, text[position:position + 20])
+        assert text[position:].lstrip(" ").startswith(eot), (m, text[position : position + 20])
     for start, end in _spans(labels):
-        assert not special & set(ids[start:end - 1]), "a special token inside trained content"
+        assert not special & set(ids[start : end - 1]), "a special token inside trained content"
     # the trained spans decode to plain content: no literal template markup either
     for start, end in _spans(labels):
-        assert "<|" not in tok.decode(ids[start:end - 1])
+        assert "<|" not in tok.decode(ids[start : end - 1])
 
 
 def test_every_chat_template_has_its_end_of_turn_token():

@@ -128,11 +128,14 @@ class _Hub:
         self.server.shutdown()
 
 
-@pytest.mark.parametrize("status, code, expected", [
-    (401, "GatedRepo", "gated model: accept its license"),
-    (404, "RepoNotFound", "was not found on the Hugging Face Hub"),
-    (500, None, "the hub could not be reached"),  # a server error: huggingface_hub falls back to the cache
-])
+@pytest.mark.parametrize(
+    "status, code, expected",
+    [
+        (401, "GatedRepo", "gated model: accept its license"),
+        (404, "RepoNotFound", "was not found on the Hugging Face Hub"),
+        (500, None, "the hub could not be reached"),  # a server error: huggingface_hub falls back to the cache
+    ],
+)
 def test_hub_errors_are_clear(hub_cache, monkeypatch, status, code, expected):
     import huggingface_hub.constants as hc
 
@@ -184,10 +187,14 @@ def test_builtin_smollm2_materializes_and_answers(smollm2_dir):
     model = AutoModelForCausalLM.from_pretrained(smollm2_dir)
     assert "quantization_config" not in json.loads((smollm2_dir / "config.json").read_text())
     assert model.generation_config.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>")
-    ids = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     out = model.generate(**ids, max_new_tokens=24, do_sample=False)
-    reply = tok.decode(out[0][ids["input_ids"].shape[1]:])
+    reply = tok.decode(out[0][ids["input_ids"].shape[1] :])
     assert "Paris" in reply and reply.endswith("<|im_end|>")  # stopped on its own end-of-turn token
 
 
@@ -200,9 +207,13 @@ def test_builtin_tokenizer_matches_llama_cpp_on_the_original_gguf(smollm2_dir):
     gguf = models.builtin_gguf_path(models.BUILTIN_MODELS["smollm2-135m-instruct"])
     llm = Llama(str(gguf), vocab_only=True, verbose=False)
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
-    texts = ["Hello world! 12345 apples cost $3.50.", "def f(x):\n    return x**2  # tab\there",
-             "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
-             "Ünïcödé ✓ 日本語 emoji 🤗  double  spaces\n\n\nnewlines", "I'm you're they'll 2024-11-22"]
+    texts = [
+        "Hello world! 12345 apples cost $3.50.",
+        "def f(x):\n    return x**2  # tab\there",
+        "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
+        "Ünïcödé ✓ 日本語 emoji 🤗  double  spaces\n\n\nnewlines",
+        "I'm you're they'll 2024-11-22",
+    ]
     for text in texts:
         ids = tok(text, add_special_tokens=False)["input_ids"]
         assert ids == llm.tokenize(text.encode(), add_bos=False, special=True), text

@@ -12,8 +12,7 @@ import socket
 import pytest
 
 from tests.conftest_models import tiny_model_dir  # noqa: F401  (fixture)
-from tests.conftest_train import (cli_env, metrics, processes_in, read_json, run_cli, start_cli, wait_for,
-                                  write_recipe)
+from tests.conftest_train import cli_env, metrics, processes_in, read_json, run_cli, start_cli, wait_for, write_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +24,19 @@ def free_port() -> str:
 
 
 def node_args(rank: int, port: str) -> list[str]:
-    return ["--nnodes", "2", "--node-rank", str(rank), "--main-process-ip", "127.0.0.1", "--main-process-port", port,
-            "--device", "cpu", "--no-eval"]
+    return [
+        "--nnodes",
+        "2",
+        "--node-rank",
+        str(rank),
+        "--main-process-ip",
+        "127.0.0.1",
+        "--main-process-port",
+        port,
+        "--device",
+        "cpu",
+        "--no-eval",
+    ]
 
 
 def test_two_nodes_one_run_killed_and_resumed(tmp_path, tiny_model_dir):  # noqa: F811
@@ -35,10 +45,12 @@ def test_two_nodes_one_run_killed_and_resumed(tmp_path, tiny_model_dir):  # noqa
     env = cli_env(tmp_path / "runs")
     port = free_port()
     # node 1 first: it waits for node 0 to create the run and prepare the data
-    node1 = start_cli(["run", str(recipe), *node_args(1, port), "--output", str(out), "--until", "export"], env,
-                      tmp_path)
-    node0 = start_cli(["run", str(recipe), *node_args(0, port), "--output", str(out), "--until", "export"], env,
-                      tmp_path)
+    node1 = start_cli(
+        ["run", str(recipe), *node_args(1, port), "--output", str(out), "--until", "export"], env, tmp_path
+    )
+    node0 = start_cli(
+        ["run", str(recipe), *node_args(0, port), "--output", str(out), "--until", "export"], env, tmp_path
+    )
 
     def saved(step):
         return lambda: any(r.get("event") == "save" and r["step"] >= step for r in metrics(out))
@@ -53,8 +65,7 @@ def test_two_nodes_one_run_killed_and_resumed(tmp_path, tiny_model_dir):  # noqa
 
     port = free_port()
     node1 = start_cli(["run", "--resume", str(out), *node_args(1, port), "--until", "export"], env, tmp_path)
-    res0 = run_cli(["run", "--resume", str(out), *node_args(0, port), "--until", "export"], env, tmp_path,
-                   timeout=1200)
+    res0 = run_cli(["run", "--resume", str(out), *node_args(0, port), "--until", "export"], env, tmp_path, timeout=1200)
     out1 = node1.communicate(timeout=300)[0]
     assert res0.returncode == 0, res0.stdout + res0.stderr
     assert node1.returncode == 0, out1
@@ -79,12 +90,16 @@ def test_a_node_with_another_recipe_refuses_to_join(tmp_path, tiny_model_dir):  
     out = tmp_path / "run"
     recipe = write_recipe(tmp_path, tiny_model_dir)
     env = cli_env(tmp_path / "runs")
-    res = run_cli(["run", str(recipe), *node_args(0, free_port()), "--output", str(out), "--until", "data"], env,
-                  tmp_path)
+    res = run_cli(
+        ["run", str(recipe), *node_args(0, free_port()), "--output", str(out), "--until", "data"], env, tmp_path
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     before = (out / "run.json").read_text()
-    res = run_cli(["run", str(recipe), "train.learning_rate=5e-4", *node_args(1, free_port()), "--output", str(out)],
-                  env, tmp_path)
+    res = run_cli(
+        ["run", str(recipe), "train.learning_rate=5e-4", *node_args(1, free_port()), "--output", str(out)],
+        env,
+        tmp_path,
+    )
     assert res.returncode == 2 and "is not the one node 0 started" in res.stderr
     assert (out / "run.json").read_text() == before
 

@@ -45,6 +45,7 @@ def problems(path: Path, overrides=()) -> list[str]:
 
 # -- shipped recipes --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_shipped_recipes_validate(path):
     recipe = load_recipe(path)
@@ -57,8 +58,15 @@ def test_shipped_recipes_validate(path):
 
 def test_expected_seed_recipes_exist():
     names = {p.stem for p in SHIPPED}
-    assert {"llama1b-finetome", "llama3b-finetome", "llama1b-math", "phi35-doctor", "llama3b-genz",
-            "llama1b-liar", "smollm2-demo"} <= names
+    assert {
+        "llama1b-finetome",
+        "llama3b-finetome",
+        "llama1b-math",
+        "phi35-doctor",
+        "llama3b-genz",
+        "llama1b-liar",
+        "smollm2-demo",
+    } <= names
 
 
 def test_validate_cli_all_ok(capsys):
@@ -74,6 +82,7 @@ def test_licenses_come_from_the_model_bases():
 
 # -- schema errors -----------------------------------------------------------------------------------------------
 
+
 def test_typo_gets_did_you_mean_and_exact_line(tmp_path):
     path = write(tmp_path, "r.yaml", MINIMAL + "lora:\n  r: 8\n  alpah: 16\n")
     [line] = problems(path)
@@ -81,17 +90,21 @@ def test_typo_gets_did_you_mean_and_exact_line(tmp_path):
 
 
 def test_wrong_type_bad_enum_missing_key_all_reported_at_once(tmp_path):
-    path = write(tmp_path, "r.yaml", """\
+    path = write(
+        tmp_path,
+        "r.yaml",
+        """\
         name: tiny
         chat_template: chatmll
         dataset: {name: arith-steps}
         train:
           max_steps: many
-        """)
+        """,
+    )
     found = problems(path)
     assert f"{path}:1:1: (recipe): missing required key 'base_model'" in found
     assert f"{path}:2:1: chat_template: \"chatmll\" is not allowed; did you mean 'chatml'?" in found
-    assert f"{path}:5:3: train.max_steps: expected integer, got string \"many\"" in found
+    assert f'{path}:5:3: train.max_steps: expected integer, got string "many"' in found
     assert len(found) == 3
 
 
@@ -99,12 +112,16 @@ def test_unknown_top_level_key_and_nested_list_item(tmp_path):
     path = write(tmp_path, "r.yaml", MINIMAL + "exprt: {}\nexport:\n  quantize: [q4_k_m, q9]\n")
     found = problems(path)
     assert any(":6:1: exprt: unknown key 'exprt'; did you mean 'export'?" in p for p in found)
-    assert any(":8:22: export.quantize.1: \"q9\" is not allowed" in p for p in found)
+    assert any(':8:22: export.quantize.1: "q9" is not allowed' in p for p in found)
 
 
 def test_impossible_combinations(tmp_path):
-    path = write(tmp_path, "r.yaml", MINIMAL.replace("train: {max_steps: 3}", "train: {warmup_ratio: 0.1, warmup_steps: 3}")
-                 + "method: full\nlora: {r: 8}\nspace: {quant: q5_k_m}\n")
+    path = write(
+        tmp_path,
+        "r.yaml",
+        MINIMAL.replace("train: {max_steps: 3}", "train: {warmup_ratio: 0.1, warmup_steps: 3}")
+        + "method: full\nlora: {r: 8}\nspace: {quant: q5_k_m}\n",
+    )
     found = "\n".join(problems(path))
     assert "train: give train.epochs or train.max_steps" in found
     assert "train.warmup_steps: give warmup_ratio or warmup_steps, not both" in found
@@ -113,7 +130,9 @@ def test_impossible_combinations(tmp_path):
 
 
 def test_dataset_needs_name_or_path(tmp_path):
-    path = write(tmp_path, "r.yaml", MINIMAL.replace("{name: arith-steps}", "{name: a, path: b.jsonl, format: messages}"))
+    path = write(
+        tmp_path, "r.yaml", MINIMAL.replace("{name: arith-steps}", "{name: a, path: b.jsonl, format: messages}")
+    )
     assert any("give either name" in p for p in problems(path))
     path = write(tmp_path, "r2.yaml", MINIMAL.replace("{name: arith-steps}", "{path: b.jsonl}"))
     assert any("a local path needs format" in p for p in problems(path))
@@ -140,14 +159,25 @@ def test_defaults_are_filled_in(tmp_path):
 
 # -- extends -----------------------------------------------------------------------------------------------------
 
+
 def test_extends_chain_deep_merges_and_replaces_lists(tmp_path):
-    write(tmp_path, "base/a.yaml", "base_model: org/a\nchat_template: chatml\ntrain: {max_steps: 3, learning_rate: 0.001}\n"
-                                   "export: {quantize: [q4_k_m, q8_0]}\n")
+    write(
+        tmp_path,
+        "base/a.yaml",
+        "base_model: org/a\nchat_template: chatml\ntrain: {max_steps: 3, learning_rate: 0.001}\n"
+        "export: {quantize: [q4_k_m, q8_0]}\n",
+    )
     write(tmp_path, "base/b.yaml", "extends: a.yaml\ntrain: {micro_batch_size: 8}\n")
-    child = write(tmp_path, "child.yaml", "extends: base/b.yaml\nname: child\ndataset: {name: arith-steps}\n"
-                                          "export: {quantize: [q5_k_m]}\nspace: {quant: q5_k_m}\n")
+    child = write(
+        tmp_path,
+        "child.yaml",
+        "extends: base/b.yaml\nname: child\ndataset: {name: arith-steps}\n"
+        "export: {quantize: [q5_k_m]}\nspace: {quant: q5_k_m}\n",
+    )
     r = load_recipe(child, check_data=False)
-    assert r.get("train.max_steps") == 3 and r.get("train.learning_rate") == 0.001 and r.get("train.micro_batch_size") == 8
+    assert (
+        r.get("train.max_steps") == 3 and r.get("train.learning_rate") == 0.001 and r.get("train.micro_batch_size") == 8
+    )
     assert r.get("export.quantize") == ["q5_k_m"]
     assert "extends" not in r.data
 
@@ -171,10 +201,21 @@ def test_extends_cycle_and_missing_base(tmp_path):
 
 # -- overrides ---------------------------------------------------------------------------------------------------
 
+
 def test_overrides_are_yaml_typed_and_deletions_work(tmp_path):
     path = write(tmp_path, "r.yaml", MINIMAL + "card: {license: mit, tags: [a]}\n")
-    r = load_recipe(path, ["train.learning_rate=5e-5", "train.sample_packing=true", "export.quantize=[q8_0]",
-                           "~card.tags", "lora.target=[q_proj, v_proj]", "space.quant=q8_0"], check_data=False)
+    r = load_recipe(
+        path,
+        [
+            "train.learning_rate=5e-5",
+            "train.sample_packing=true",
+            "export.quantize=[q8_0]",
+            "~card.tags",
+            "lora.target=[q_proj, v_proj]",
+            "space.quant=q8_0",
+        ],
+        check_data=False,
+    )
     assert r.get("train.learning_rate") == 5e-5 and r.get("train.sample_packing") is True
     assert r.get("export.quantize") == ["q8_0"] and r.get("lora.target") == ["q_proj", "v_proj"]
     assert r.get("card.tags") == [] and "tags" not in r.raw["card"]
@@ -185,11 +226,15 @@ def test_bad_overrides_are_clean_errors(tmp_path):
     assert "cannot delete card.tags: card is not set" in problems(path, ["~card.tags"])[0]
     assert "an override is key.path=value" in problems(path, ["train.learning_rate"])[0]
     [line] = problems(path, ["train.learnig_rate=1e-4"])
-    assert line == "<override 1: train.learnig_rate=1e-4>: train.learnig_rate: unknown key 'learnig_rate'; did you mean 'learning_rate'?"
+    assert (
+        line
+        == "<override 1: train.learnig_rate=1e-4>: train.learnig_rate: unknown key 'learnig_rate'; did you mean 'learning_rate'?"
+    )
     assert "name is not a mapping" in problems(path, ["name.x=1"])[0]
 
 
 # -- new ---------------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
@@ -246,14 +291,17 @@ def test_a_failed_new_leaves_nothing(project, capsys):
     rebases the path and works."""
     other = project / "elsewhere"
     other.mkdir()
-    (other / "rows.jsonl").write_text('{"messages": [{"role": "user", "content": "q"}, '
-                                      '{"role": "assistant", "content": "a"}]}\n')
+    (other / "rows.jsonl").write_text(
+        '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n'
+    )
     (other / "mine.yaml").write_text(MINIMAL.replace("{name: arith-steps}", "{path: rows.jsonl, format: messages}"))
     before = sorted(p.name for p in (project / "recipes").iterdir())
     assert main(["new", "mine", "--from", str(other / "mine.yaml")]) == 2
     err = capsys.readouterr().err
-    assert err.splitlines() == [f"error: {other / 'mine.yaml'}:4:11: dataset.path: file not found: "
-                                f"{project / 'recipes' / 'rows.jsonl'} (paths are relative to the recipe file)"]
+    assert err.splitlines() == [
+        f"error: {other / 'mine.yaml'}:4:11: dataset.path: file not found: "
+        f"{project / 'recipes' / 'rows.jsonl'} (paths are relative to the recipe file)"
+    ]
     assert sorted(p.name for p in (project / "recipes").iterdir()) == before
     assert main(["new", "mine", "--from", str(other / "mine.yaml"), "--flat"]) == 0
     assert load_recipe(project / "recipes" / "mine.yaml").get("dataset.path") == "../elsewhere/rows.jsonl"
@@ -265,6 +313,7 @@ def test_new_rejects_bad_name(project, capsys):
 
 
 # -- CLI fast paths ----------------------------------------------------------------------------------------------
+
 
 def test_help_and_validate_never_import_heavy_libraries():
     probe = textwrap.dedent("""

@@ -37,11 +37,19 @@ RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 EXAMPLES = int(os.environ.get("IRIS_FUZZ_EXAMPLES", 12))  # per hostile class; CI keeps it small, raise it to dig
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
-                    st.text(max_size=12), st.sampled_from(["q4_k_m", "lora", "cosine", "all-linear", "~", "{", "]"]))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                       st.dictionaries(st.text(max_size=8), inner, max_size=3)),
-                      max_leaves=6)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(["q4_k_m", "lora", "cosine", "all-linear", "~", "{", "]"]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=6,
+)
 
 
 def _paths(node, prefix=()):
@@ -164,8 +172,11 @@ def override_label(item: str) -> str:
 def nesting_override(n: int) -> Case:
     """The same through an override: its value is a document of its own (the outer list is level 1)."""
     item = "axolotl.x=" + "[" * n + "1" + "]" * n
-    return Case(BASE, [f"{override_label(item)}: axolotl.x: nested deeper than {MAX_DEPTH} levels; a recipe is a "
-                       "few levels deep"], overrides=[item])
+    return Case(
+        BASE,
+        [f"{override_label(item)}: axolotl.x: nested deeper than {MAX_DEPTH} levels; a recipe is a few levels deep"],
+        overrides=[item],
+    )
 
 
 def key_path_override(n: int, depth: int) -> Case:
@@ -173,8 +184,11 @@ def key_path_override(n: int, depth: int) -> Case:
     dotted = "axolotl." + "a." * (n - 2) + "b"
     item = f"{dotted}=" + "[" * (depth - 1) + "1" + "]" * (depth - 1)
     shown = dotted if len(dotted) <= 60 else dotted[:57] + "..."
-    return Case(BASE, [f"{override_label(item)}: {shown}: nested deeper than {MAX_DEPTH} levels; a recipe is a few "
-                       "levels deep"], overrides=[item])
+    return Case(
+        BASE,
+        [f"{override_label(item)}: {shown}: nested deeper than {MAX_DEPTH} levels; a recipe is a few levels deep"],
+        overrides=[item],
+    )
 
 
 @st.composite
@@ -186,9 +200,11 @@ def deep_key_path(draw):
 
 # Flow or block nesting past MAX_DEPTH, up to the sizes that crashed libyaml's composer (50,000+ levels).
 _levels = st.one_of(st.integers(MAX_DEPTH, 3000), st.sampled_from([60_000, 200_000]))
-deep_nesting = st.one_of(st.builds(nesting_case, kind=st.sampled_from(["[", "{a: ", "block"]), n=_levels),
-                         st.builds(nesting_override, n=st.one_of(st.integers(MAX_DEPTH + 1, 3000), _levels)),
-                         deep_key_path())
+deep_nesting = st.one_of(
+    st.builds(nesting_case, kind=st.sampled_from(["[", "{a: ", "block"]), n=_levels),
+    st.builds(nesting_override, n=st.one_of(st.integers(MAX_DEPTH + 1, 3000), _levels)),
+    deep_key_path(),
+)
 
 
 @st.composite
@@ -201,8 +217,9 @@ def recursive_alias(draw):
         inner, close = inner + "[", close + "]"
     flow_map = draw(st.booleans())
     value = f"&{name} " + ("{k: " if flow_map else "[1, ") + inner + f"*{name}" + close + ("}" if flow_map else "]")
-    message = f"alias *{name} refers to a node that contains it (a structure that never ends); write the value out " \
-              "instead"
+    message = (
+        f"alias *{name} refers to a node that contains it (a structure that never ends); write the value out instead"
+    )
     if draw(st.booleans()):
         item = f"card.tags={value}"
         return Case(BASE, [f"{override_label(item)}: card.tags: {message}"], overrides=[item])
@@ -232,8 +249,13 @@ def alias_bomb(draw):
         if where:
             break
         size = 1 + fan * (1 if i == 0 else size)
-    return Case(text, [f"FILE:{where}: the document holds more than {MAX_VALUES} values once its aliases (*name) "
-                       "are expanded; a recipe holds a few hundred"])
+    return Case(
+        text,
+        [
+            f"FILE:{where}: the document holds more than {MAX_VALUES} values once its aliases (*name) "
+            "are expanded; a recipe holds a few hundred"
+        ],
+    )
 
 
 @st.composite
@@ -261,8 +283,10 @@ BAD_TAGS = [
     ("!!binary 'a=b'", "failed to decode base64 data: Incorrect padding"),
     ("!!set [1]", "expected a mapping node, but found sequence"),
     ("!foo bar", "could not determine a constructor for the tag '!foo'"),
-    ("!!python/object:os.system {}",
-     "could not determine a constructor for the tag 'tag:yaml.org,2002:python/object:os.system'"),
+    (
+        "!!python/object:os.system {}",
+        "could not determine a constructor for the tag 'tag:yaml.org,2002:python/object:os.system'",
+    ),
 ]
 
 
@@ -299,13 +323,27 @@ def _numeric_keys(schema=None, prefix=()):
 
 
 NUMERIC_KEYS = _numeric_keys()
-NON_FINITE = {".nan": ".nan", ".NaN": ".nan", ".NAN": ".nan", ".inf": ".inf", ".Inf": ".inf", "+.inf": ".inf",
-              "-.inf": "-.inf", "-.INF": "-.inf"}
+NON_FINITE = {
+    ".nan": ".nan",
+    ".NaN": ".nan",
+    ".NAN": ".nan",
+    ".inf": ".inf",
+    ".Inf": ".inf",
+    "+.inf": ".inf",
+    "-.inf": "-.inf",
+    "-.INF": "-.inf",
+}
 
 
 def test_numeric_keys_cover_the_schema():
-    assert {("train", "learning_rate"), ("train", "epochs"), ("dataset", "val_size"), ("eval", "seeds", 0),
-            ("dataset", "mix", 0, "weight"), ("space", "temperature")} <= set(NUMERIC_KEYS)
+    assert {
+        ("train", "learning_rate"),
+        ("train", "epochs"),
+        ("dataset", "val_size"),
+        ("eval", "seeds", 0),
+        ("dataset", "mix", 0, "weight"),
+        ("space", "temperature"),
+    } <= set(NUMERIC_KEYS)
 
 
 @st.composite
@@ -381,8 +419,11 @@ def bad_path(draw):
         problem = "has a part longer than 255 bytes (the limit for one file name)"
     else:
         value, problem = "a/" * draw(st.integers(2049, 4000)) + stem, "is longer than 4096 bytes"
-    where = draw(st.sampled_from(["extends", "dataset.path", "dataset.name", "dataset.mix.0.path",
-                                  "dataset.mix.0.name", "base_model"]))
+    where = draw(
+        st.sampled_from(
+            ["extends", "dataset.path", "dataset.name", "dataset.mix.0.path", "dataset.mix.0.name", "base_model"]
+        )
+    )
     field = where.rsplit(".", 1)[-1]
     suffix = {"extends": ".yaml", "path": ".jsonl", "name": "", "base_model": ""}[field]
     quoted = json.dumps(value + suffix)  # a YAML double-quoted scalar: \0 is the NUL character
@@ -391,8 +432,9 @@ def bad_path(draw):
         return Case(text, [f"FILE:1:1: extends: the path {problem}; give the relative path of a base recipe"])
     if where == "base_model":
         text = BASE.replace("org/model", quoted)
-        return Case(text, [f"FILE:2:1: base_model: {problem}; give a hub id (org/name), a local directory or "
-                           "builtin:NAME"])
+        return Case(
+            text, [f"FILE:2:1: base_model: {problem}; give a hub id (org/name), a local directory or builtin:NAME"]
+        )
     if field == "name" and flaw != "long name":  # the schema's name pattern refuses it first
         message = f"{_describe(value)} does not match ^[a-z0-9][a-z0-9._-]*$"
     elif field == "path":
@@ -411,8 +453,11 @@ def test_nesting_that_crashed_libyaml(cli_sandbox, kind):
     validate_case(cli_sandbox, nesting_case(kind, 200_000))
 
 
-@pytest.mark.parametrize("strategy", [lambda: deep_nesting, recursive_alias, alias_bomb, huge_integer, bad_tag, non_finite,
-                                      bad_regex, bad_path], ids=lambda s: s.__name__.replace("<lambda>", "deep_nesting"))
+@pytest.mark.parametrize(
+    "strategy",
+    [lambda: deep_nesting, recursive_alias, alias_bomb, huge_integer, bad_tag, non_finite, bad_regex, bad_path],
+    ids=lambda s: s.__name__.replace("<lambda>", "deep_nesting"),
+)
 def test_hostile_recipes_fail_with_located_errors(cli_sandbox, strategy):
     @settings(FUZZ, max_examples=EXAMPLES)
     @given(case=strategy())
@@ -430,8 +475,10 @@ def test_extends_chain_of_1500_files(cli_sandbox, tmp_path):
     result = cli_sandbox.run(["validate", "-q", str(root / "f0.yaml")], cwd=root)
     result.assert_clean_failure()
     stop = MAX_EXTENDS - 1
-    assert result.problems() == [f"{root}/f{stop}.yaml:1:1: extends: the chain is longer than {MAX_EXTENDS} files; "
-                                 "extend a recipe nearer the base"]
+    assert result.problems() == [
+        f"{root}/f{stop}.yaml:1:1: extends: the chain is longer than {MAX_EXTENDS} files; "
+        "extend a recipe nearer the base"
+    ]
     assert tree(root) == before
     # a chain within the limit is fine
     (root / f"f{MAX_EXTENDS - 2}.yaml").write_text(BASE)
@@ -448,8 +495,9 @@ def test_limits_leave_real_recipes_room(tmp_path):
         load_recipe(plain, [f"{deepest}=[1]"], check_data=False)
     nest = "[" * (MAX_DEPTH - 3) + "1" + "]" * (MAX_DEPTH - 3)
     path = tmp_path / "r.yaml"
-    path.write_text(BASE + f"axolotl:\n  x: {nest}\ncard:\n  tags: &t [a, b]\n  language: *t\n"
-                    f"eval:\n  samples: {2**63 - 1}\n")
+    path.write_text(
+        BASE + f"axolotl:\n  x: {nest}\ncard:\n  tags: &t [a, b]\n  language: *t\neval:\n  samples: {2**63 - 1}\n"
+    )
     recipe = load_recipe(path)
     assert recipe.get("card.language") == ["a", "b"] and recipe.get("eval.samples") == 2**63 - 1
 
@@ -472,8 +520,9 @@ def test_nul_character_in_the_text(cli_sandbox, tmp_path):
     path.write_text(BASE + "description: a\0b\n")
     result = cli_sandbox.run(["validate", "-q", str(path)])
     result.assert_clean_failure()
-    assert result.problems() == [f"{path}:{BASE_LINES + 1}:15: invalid YAML: character U+0000: control characters "
-                                 "are not allowed"]
+    assert result.problems() == [
+        f"{path}:{BASE_LINES + 1}:15: invalid YAML: character U+0000: control characters are not allowed"
+    ]
 
 
 def test_symlink_loops_and_pipes(cli_sandbox, tmp_path):
@@ -489,7 +538,7 @@ def test_symlink_loops_and_pipes(cli_sandbox, tmp_path):
     child.write_text("extends: loop.yaml\n" + BASE)
     cases = {
         data: f"{data}:4:11: dataset.path: file not found: {root / 'loop.jsonl'} (paths are relative to the recipe "
-              "file)",
+        "file)",
         child: f"{child}:1:1: extends: {root / 'loop.yaml'} does not exist; the path is relative to {root}",
         root / "pipe.yaml": f"{root / 'pipe.yaml'}: not a recipe file (a regular file holding YAML)",
         root: f"{root}: not a recipe file (a regular file holding YAML)",

@@ -23,9 +23,16 @@ RECIPES = sorted(p.stem for p in (REPO / "recipes").glob("*.yaml"))
 
 # What a CPU and a few minutes need; nothing about the model, template or data changes.
 EVAL_OVERRIDES = ["eval.samples=2", "eval.seeds=[0]", "eval.max_new_tokens=8"]
-GPU_RECIPE_OVERRIDES = ["dataset.source=sample", "train.max_steps=2", "train.sequence_len=256", "train.save_steps=2",
-                        "train.eval_steps=2", "train.micro_batch_size=2", "train.gradient_accumulation=1",
-                        "train.logging_steps=1"]
+GPU_RECIPE_OVERRIDES = [
+    "dataset.source=sample",
+    "train.max_steps=2",
+    "train.sequence_len=256",
+    "train.save_steps=2",
+    "train.eval_steps=2",
+    "train.micro_batch_size=2",
+    "train.gradient_accumulation=1",
+    "train.logging_steps=1",
+]
 # A recipe on a builtin model is a CPU recipe already; its export demands that the real model still stops on its
 # own, which 12 steps keep (as in test_demo.py) and 2 steps of a high learning rate's warmup do not guarantee.
 CPU_RECIPE_OVERRIDES = ["train.max_steps=12", "train.save_steps=12", "train.eval_steps=6"]
@@ -35,9 +42,11 @@ def overrides(name: str) -> list[str]:
     cpu_recipe = _recipe(name)["base_model"].startswith("builtin:")
     return [*(CPU_RECIPE_OVERRIDES if cpu_recipe else GPU_RECIPE_OVERRIDES), *EVAL_OVERRIDES]
 
+
 FAMILY_OF_TEMPLATE = {"llama3": "llama3", "phi_35": "phi3", "phi_3": "phi3", "chatml": "chatml"}
 END_OF_TURN = {"llama3": "<|eot_id|>", "phi3": "<|end|>", "chatml": "<|im_end|>"}
 TEMPLATE_MARK = {"llama3": "<|start_header_id|>", "phi3": "<|assistant|>", "chatml": "<|im_start|>"}
+
 
 def _recipe(name: str) -> dict:
     from iris_recipes.recipe import load_recipe
@@ -49,9 +58,15 @@ def _run_pinned(name: str, env: dict, cores: queue.Queue) -> tuple[int, str]:
     """`iris-recipes run` of one recipe, pinned to one free core (it then uses one thread everywhere)."""
     core = cores.get()
     try:
-        proc = subprocess.run([sys.executable, "-m", "iris_recipes", "run", f"recipes/{name}.yaml", *overrides(name)],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
-                              preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+        proc = subprocess.run(
+            [sys.executable, "-m", "iris_recipes", "run", f"recipes/{name}.yaml", *overrides(name)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            preexec_fn=lambda: os.sched_setaffinity(0, {core}),
+        )
         return proc.returncode, proc.stdout + proc.stderr
     finally:
         cores.put(core)
@@ -63,8 +78,9 @@ def matrix(hf_home, tmp_path_factory) -> dict:  # noqa: F811
     The runs go side by side, one per core, so the matrix takes about (sum of run times) / cores."""
     env = dict(os.environ)
     runs = tmp_path_factory.mktemp("matrix-runs")
-    env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", IRIS_HOME=str(REPO),
-               IRIS_RUNS_DIR=str(runs))
+    env.update(
+        HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", IRIS_HOME=str(REPO), IRIS_RUNS_DIR=str(runs)
+    )
     env.pop("HF_HUB_CACHE", None)
     cores: queue.Queue = queue.Queue()
     for core in sorted(os.sched_getaffinity(0)):
@@ -119,7 +135,8 @@ def test_recipe_runs_end_to_end(name, matrix):
     meta = json.loads((run / "run.json").read_text())
     assert meta["status"] == "done"
     assert {s: info["status"] for s, info in meta["stages"].items()} == {
-        s: "done" for s in ("data", "train", "merge", "export", "eval", "card")}
+        s: "done" for s in ("data", "train", "merge", "export", "eval", "card")
+    }
     expected_hub = resolve_base_model(recipe["base_model"], fetch=False).hub_id
     assert meta["base_model_hub_id"] == expected_hub
 
@@ -148,12 +165,12 @@ def test_recipe_runs_end_to_end(name, matrix):
         assert checks["tokens"]["end_of_turn"] == eot and checks["tokens"]["passed"], checks["tokens"]
 
     # llama.cpp ends the reply at the family's end-of-turn token, and the token stays out of the text
-    prompt = tok.apply_chat_template([{"role": "user", "content": "Hello there"}], tokenize=False,
-                                     add_generation_prompt=True)
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": "Hello there"}], tokenize=False, add_generation_prompt=True
+    )
     ids = tok(prompt, add_special_tokens=False)["input_ids"]
     llm = llama_cpp.Llama(str(run / ggufs["f16"]["file"]), n_ctx=512, n_threads=2, verbose=False)
-    out = llm.create_completion(ids, max_tokens=16, temperature=0.0,
-                                logits_processor=[_force_end_of_turn(eot_id, 3)])
+    out = llm.create_completion(ids, max_tokens=16, temperature=0.0, logits_processor=[_force_end_of_turn(eot_id, 3)])
     llm.close()
     assert out["choices"][0]["finish_reason"] == "stop" and out["usage"]["completion_tokens"] <= 4, out
     assert eot not in out["choices"][0]["text"]

@@ -14,14 +14,25 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _run(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "iris_recipes", "run", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "iris_recipes", "run", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _env(tmp_path: Path, home: Path) -> dict:
     env = dict(os.environ)
-    env.update(HF_HOME=str(home), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", IRIS_HOME=str(REPO),
-               IRIS_RUNS_DIR=str(tmp_path / "runs"))
+    env.update(
+        HF_HOME=str(home),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        IRIS_HOME=str(REPO),
+        IRIS_RUNS_DIR=str(tmp_path / "runs"),
+    )
     env.pop("HF_HUB_CACHE", None)
     return env
 
@@ -50,8 +61,15 @@ def test_dataset_not_available_offline(tmp_path, hf_home):  # noqa: F811
     proc = _run(["recipes/llama1b-finetome.yaml"], env)  # the full FineTome from the Hub: not cached here
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "mlabonne/FineTome-100k" in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*")), \
-        list((tmp_path / "runs").rglob("*"))
-    listed = subprocess.run([sys.executable, "-m", "iris_recipes", "run", "--resume", "llama1b-finetome"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*")), list(
+        (tmp_path / "runs").rglob("*")
+    )
+    listed = subprocess.run(
+        [sys.executable, "-m", "iris_recipes", "run", "--resume", "llama1b-finetome"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert listed.returncode == 2 and "no unfinished run" in listed.stderr

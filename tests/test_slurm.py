@@ -48,9 +48,29 @@ def _write(path: Path, text: str) -> None:
 @pytest.mark.slow
 def test_slurm_job_runs_both_ranks_with_the_right_arguments(tmp_path, capsys):
     out = tmp_path / "shared" / "run"
-    code = cli.main(["run", str(RECIPE), "--slurm", "--nnodes", "2", "--gpus", "8", "--deepspeed", "zero2",
-                     "--partition", "gpu", "--time", "12:00:00", "--account", "proj", "--gpu-type", "a100-80",
-                     "--output", str(out)])
+    code = cli.main(
+        [
+            "run",
+            str(RECIPE),
+            "--slurm",
+            "--nnodes",
+            "2",
+            "--gpus",
+            "8",
+            "--deepspeed",
+            "zero2",
+            "--partition",
+            "gpu",
+            "--time",
+            "12:00:00",
+            "--account",
+            "proj",
+            "--gpu-type",
+            "a100-80",
+            "--output",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     sbatch = out / "launch.sbatch"
@@ -61,9 +81,19 @@ def test_slurm_job_runs_both_ranks_with_the_right_arguments(tmp_path, capsys):
     text = sbatch.read_text()
     assert subprocess.run(["bash", "-n", str(sbatch)]).returncode == 0
     directives = [ln.split(None, 1)[1] for ln in text.splitlines() if ln.startswith("#SBATCH")]
-    assert directives == ["--job-name=iris-llama1b-math", "--nodes=2", "--ntasks-per-node=1", "--gpus-per-node=8",
-                          "--partition=gpu", "--time=12:00:00", "--account=proj", "--requeue",
-                          "--signal=B:USR1@300", "--open-mode=append", f"--output={out}/slurm-%j.out"]
+    assert directives == [
+        "--job-name=iris-llama1b-math",
+        "--nodes=2",
+        "--ntasks-per-node=1",
+        "--gpus-per-node=8",
+        "--partition=gpu",
+        "--time=12:00:00",
+        "--account=proj",
+        "--requeue",
+        "--signal=B:USR1@300",
+        "--open-mode=append",
+        f"--output={out}/slurm-%j.out",
+    ]
     assert "$" not in "".join(directives[:-1])  # literal values: sbatch expands no variables there
 
     bin_dir = tmp_path / "bin"
@@ -72,11 +102,16 @@ def test_slurm_job_runs_both_ranks_with_the_right_arguments(tmp_path, capsys):
     _write(bin_dir / "scontrol", FAKE_SCONTROL)
     _write(bin_dir / "iris", FAKE_IRIS)
     log = tmp_path / "calls.log"
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log),
-           "IRIS_RECIPES": str(bin_dir / "iris"), "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "gpu-node-[07-08]",
-           "SLURM_NNODES": "2"}
-    proc = subprocess.run(["bash", str(sbatch)], env=env, capture_output=True, text=True, timeout=900,
-                          cwd=tmp_path)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FAKE_LOG": str(log),
+        "IRIS_RECIPES": str(bin_dir / "iris"),
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NODELIST": "gpu-node-[07-08]",
+        "SLURM_NNODES": "2",
+    }
+    proc = subprocess.run(["bash", str(sbatch)], env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     calls = log.read_text().splitlines()
     assert calls[0] == "scontrol show hostnames gpu-node-[07-08]"
@@ -85,14 +120,18 @@ def test_slurm_job_runs_both_ranks_with_the_right_arguments(tmp_path, capsys):
     port = ranks[0].rsplit(" ", 1)[1]
     assert port.isdigit() and 1024 <= int(port) <= 65535
     for r, line in enumerate(ranks):
-        assert line == (f"node={r} run --resume {out} --until train --nnodes 2 --gpus 8 --deepspeed=zero2 "
-                        f"--node-rank {r} --main-process-ip gpu-node-07 --main-process-port {port}")
+        assert line == (
+            f"node={r} run --resume {out} --until train --nnodes 2 --gpus 8 --deepspeed=zero2 "
+            f"--node-rank {r} --main-process-ip gpu-node-07 --main-process-port {port}"
+        )
     # post-training stages: once, after both nodes, on the batch host
     assert calls[-1] == f"node=batch run --resume {out} --nnodes 1 --gpus 8"
     # the real CLI turned each rank's arguments into its accelerate command
     for r in (0, 1):
-        assert (f"accelerate launch --multi_gpu --num_processes 16 --num_machines 2 --machine_rank {r} "
-                f"--main_process_ip gpu-node-07 --main_process_port {port}") in proc.stdout
+        assert (
+            f"accelerate launch --multi_gpu --num_processes 16 --num_machines 2 --machine_rank {r} "
+            f"--main_process_ip gpu-node-07 --main_process_port {port}"
+        ) in proc.stdout
 
 
 def test_slurm_requeues_itself_near_the_time_limit(tmp_path, capsys):
@@ -104,10 +143,16 @@ def test_slurm_requeues_itself_near_the_time_limit(tmp_path, capsys):
     _write(bin_dir / "srun", "#!/bin/bash\nsleep 30\n")  # training that is still running at the signal
     _write(bin_dir / "scontrol", FAKE_SCONTROL)
     log = tmp_path / "calls.log"
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log), "SLURM_JOB_ID": "77",
-           "SLURM_JOB_NODELIST": "n[1-2]"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FAKE_LOG": str(log),
+        "SLURM_JOB_ID": "77",
+        "SLURM_JOB_NODELIST": "n[1-2]",
+    }
     proc = subprocess.Popen(["bash", str(out / "launch.sbatch")], env=env, stdout=subprocess.PIPE, text=True)
     import time
+
     deadline = time.monotonic() + 60
     while not (log.exists() and "show hostnames" in log.read_text()) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -118,12 +163,15 @@ def test_slurm_requeues_itself_near_the_time_limit(tmp_path, capsys):
     assert proc.returncode != 0  # the job ends here; Slurm starts it again, and it resumes
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--slurm", "--nnodes", "2"], "--slurm needs --gpus"),
-    (["--slurm", "--gpus", "8", "--nnodes", "2", "--main-process-ip", "h"], "drop --main-process-ip"),
-    (["--slurm", "--gpus", "8", "--time", "soon"], "--time 'soon'"),
-    (["--gpus", "8", "--partition", "gpu"], "go with --slurm"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--slurm", "--nnodes", "2"], "--slurm needs --gpus"),
+        (["--slurm", "--gpus", "8", "--nnodes", "2", "--main-process-ip", "h"], "drop --main-process-ip"),
+        (["--slurm", "--gpus", "8", "--time", "soon"], "--time 'soon'"),
+        (["--gpus", "8", "--partition", "gpu"], "go with --slurm"),
+    ],
+)
 def test_slurm_bad_flags(capsys, tmp_path, flags, message):
     assert cli.main(["run", str(RECIPE), *flags, "--output", str(tmp_path / "r")]) == 2
     assert message in capsys.readouterr().err

@@ -12,8 +12,19 @@ from pathlib import Path
 import pytest
 
 from conftest_space import (  # noqa: F401 (fixtures)
-    REPO, VOICE_KEY_WORDS, free_port, load_app, served, smol_gguf, space_manifest, space_project, space_server,
-    speech_wavs, wait_for_port, write_done_run, write_recipe,
+    REPO,
+    VOICE_KEY_WORDS,
+    free_port,
+    load_app,
+    served,
+    smol_gguf,
+    space_manifest,
+    space_project,
+    space_server,
+    speech_wavs,
+    wait_for_port,
+    write_done_run,
+    write_recipe,
 )
 
 MARKERS = ("<|im_end|>", "<|im_start|>", "<|eot_id|>", "<|end|>", "</s>")
@@ -25,11 +36,13 @@ def client(url):
     return Client(url, verbose=False)
 
 
-def chat(c, variant, message, history=(), mode="", temperature=0.0, top_p=0.9, max_new_tokens=32, audio=None,
-         compare=False):
+def chat(
+    c, variant, message, history=(), mode="", temperature=0.0, top_p=0.9, max_new_tokens=32, audio=None, compare=False
+):
     """All streamed updates of one /chat call."""
-    job = c.submit(variant, message, list(history), mode, temperature, top_p, max_new_tokens, audio, compare,
-                   api_name="/chat")
+    job = c.submit(
+        variant, message, list(history), mode, temperature, top_p, max_new_tokens, audio, compare, api_name="/chat"
+    )
     for _ in job:
         pass
     job.result()  # raises the app's error, if any
@@ -89,10 +102,17 @@ def test_hosted_manifest_names_the_base_gguf_push_uploads(space_project):
     tutor = next(v for v in variants if v.id == "smol-tutor")
     published = replace(tutor, gguf={**tutor.gguf, "repo_id": "me/tutor-GGUF"})
     (out,) = hosted([published])
-    assert out.gguf == {"repo_id": "me/tutor-GGUF", "filename": "smol-tutor-q4_k_m.gguf",
-                        "bytes": tutor.gguf["bytes"], "sha256": tutor.gguf["sha256"]}
-    assert out.base_gguf == {"repo_id": "me/tutor-GGUF", "filename": "base-f16.gguf",
-                             "bytes": space_project["gguf"].stat().st_size}
+    assert out.gguf == {
+        "repo_id": "me/tutor-GGUF",
+        "filename": "smol-tutor-q4_k_m.gguf",
+        "bytes": tutor.gguf["bytes"],
+        "sha256": tutor.gguf["sha256"],
+    }
+    assert out.base_gguf == {
+        "repo_id": "me/tutor-GGUF",
+        "filename": "base-f16.gguf",
+        "bytes": space_project["gguf"].stat().st_size,
+    }
     hub = next(v for v in hosted(variants) if v.id == "hub-model")
     assert hub.base_gguf == {}  # never built here: whether a base was pushed is unknown
 
@@ -130,8 +150,13 @@ def test_space_build_writes_a_deployable_folder(space_project, tmp_path, monkeyp
         link.symlink_to(REPO / "space")
     out = tmp_path / "deploy"
     assert main(["space", "build", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "app.py", "iris_space", "requirements.txt",
-                                                     "variants.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "app.py",
+        "iris_space",
+        "requirements.txt",
+        "variants.json",
+    ]
     engine = sorted(p.name for p in (out / "iris_space").iterdir())
     assert engine == sorted(p.name for p in (REPO / "space" / "iris_space").glob("*.py")) and "chat.py" in engine
     variants = json.loads((out / "variants.json").read_text())["variants"]
@@ -144,9 +169,19 @@ def test_space_build_writes_a_deployable_folder(space_project, tmp_path, monkeyp
     assert "llama-cpp-python==0.3.36" in reqs and "abetlen.github.io/llama-cpp-python/whl/cpu" in reqs
     assert "pocketsphinx" in reqs
     # the deployed folder runs on its own: its app imports its engine from beside it, not from the checkout
-    r = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['app.py']; import runpy; "
-                        "m = runpy.run_path('app.py', run_name='space'); print(m['build_app'].__module__, "
-                        "sys.modules['iris_space'].__file__)"], cwd=out, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.argv = ['app.py']; import runpy; "
+            "m = runpy.run_path('app.py', run_name='space'); print(m['build_app'].__module__, "
+            "sys.modules['iris_space'].__file__)",
+        ],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0 and str(out / "iris_space") in r.stdout, r.stderr[-2000:]
     # a second build into the same (now non-empty) folder is refused and changes nothing
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
@@ -175,8 +210,10 @@ def test_long_conversation_is_trimmed_with_a_notice(space_manifest):
     chat = app.Chat(manifest, app.ModelPool(manifest))
     history = []
     for i in range(12):
-        history += [{"role": "user", "content": f"Question {i}: " + "tell me about the sea. " * 8},
-                    {"role": "assistant", "content": f"Answer {i}: " + "the sea is big and blue. " * 8}]
+        history += [
+            {"role": "user", "content": f"Question {i}: " + "tell me about the sea. " * 8},
+            {"role": "assistant", "content": f"Answer {i}: " + "the sea is big and blue. " * 8},
+        ]
     final = list(chat.stream("smol-tutor", "What is 2 + 2?", history, None, 0.0, 0.9, 32))[-1]
     assert final.done and final.text.strip()
     assert final.stats["dropped_turns"] > 0 and "oldest turns" in final.notice and "512-token" in final.notice
@@ -206,8 +243,9 @@ def test_history_is_bounded(space_manifest):
     with pytest.raises(app.UserError, match=r"6 earlier messages; this Space takes at most 4 \(2 turns\)"):
         chat.stream("smol-tutor", "hi", turn * 3)
     with pytest.raises(app.UserError, match=r"exceed 300 characters \(at history\[1\]\)"):
-        chat.stream("smol-tutor", "hi", [{"role": "user", "content": "x" * 200},
-                                         {"role": "assistant", "content": "y" * 200}])
+        chat.stream(
+            "smol-tutor", "hi", [{"role": "user", "content": "x" * 200}, {"role": "assistant", "content": "y" * 200}]
+        )
     list(chat.stream("smol-tutor", "hi", turn * 2, max_new_tokens=4))  # within the bounds
 
 
@@ -222,8 +260,11 @@ def test_trimming_renders_the_prompt_a_bounded_number_of_times(space_manifest):
     render = models.Model.prompt_tokens
     models.Model.prompt_tokens = lambda self, messages: calls.append(len(messages)) or render(self, messages)
     try:
-        history = [{"role": r, "content": f"{r} message {i}: " + "words " * 10}
-                   for i in range(300) for r in ("user", "assistant")]
+        history = [
+            {"role": r, "content": f"{r} message {i}: " + "words " * 10}
+            for i in range(300)
+            for r in ("user", "assistant")
+        ]
         final = list(chat.stream("smol-tutor", "What is 2 + 2?", history, None, 0.0, 0.9, 16))[-1]
     finally:
         models.Model.prompt_tokens = render
@@ -312,8 +353,9 @@ def test_model_cap_holds_and_a_model_in_use_is_never_pushed_out(space_manifest):
             pool.wait_s = 600
             waiting = ex.submit(lambda: list(chat.stream("smol-pirate", "Hello!", [], None, 0.0, 0.9, 8))[-1])
             # the model in use still answers (its own visitors are not held up)
-            reply = list(chat.stream("smol-tutor", "Count from 1 to 30, separated by commas.", [], None, 0.0, 0.9,
-                                     24))[-1]
+            reply = list(chat.stream("smol-tutor", "Count from 1 to 30, separated by commas.", [], None, 0.0, 0.9, 24))[
+                -1
+            ]
             assert reply.done and reply.stats["tokens"] > 5 and not waiting.done()
         final = waiting.result(timeout=600)
     assert final.done and final.text.strip()
@@ -347,8 +389,7 @@ def _hub_cache(root, repo_id, filename, src):
     os.symlink(src, snap / filename)
 
 
-def test_published_gguf_from_the_hub_cache_and_a_failing_download(space_manifest, space_project, tmp_path,
-                                                                  monkeypatch):
+def test_published_gguf_from_the_hub_cache_and_a_failing_download(space_manifest, space_project, tmp_path, monkeypatch):
     from huggingface_hub import constants
 
     app = load_app()
@@ -357,8 +398,11 @@ def test_published_gguf_from_the_hub_cache_and_a_failing_download(space_manifest
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     # nothing cached and offline: a clear message, not a traceback
-    with pytest.raises(app.UserError, match=r"Hub model: could not download hub-model-q4_k_m\.gguf from "
-                                            r"https://huggingface\.co/iris-test/hub-model-gguf \("):
+    with pytest.raises(
+        app.UserError,
+        match=r"Hub model: could not download hub-model-q4_k_m\.gguf from "
+        r"https://huggingface\.co/iris-test/hub-model-gguf \(",
+    ):
         list(chat.stream("hub-model", "Hello!", max_new_tokens=4))
     # the network fails: the same clear message
     dead = f"http://127.0.0.1:{free_port()}"
@@ -391,23 +435,28 @@ def test_api_multi_turn_and_variants_listing(space_server):
     url, _, _ = space_server
     c = client(url)
     listing = {v["id"]: v for v in c.predict(api_name="/variants")}
-    assert listing["todo-model"]["status"] == "not_built" and "iris-recipes run" in listing["todo-model"]["build_command"]
+    assert (
+        listing["todo-model"]["status"] == "not_built" and "iris-recipes run" in listing["todo-model"]["build_command"]
+    )
     first = assert_well_formed(chat(c, "smol-tutor", "My name is Ada.", max_new_tokens=24))
     history = [{"role": "user", "content": "My name is Ada."}, {"role": "assistant", "content": first["reply"]}]
     assert_well_formed(chat(c, "smol-tutor", "What is my name?", history, max_new_tokens=24))
 
 
-@pytest.mark.parametrize("variant, message, expected", [
-    ("smol-tutor", "", "empty message"),
-    ("smol-tutor", "   \n ", "empty message"),
-    ("smol-tutor", "x" * 100_000, "100,000 characters"),
-    ("no-such-variant", "hi", "Unknown variant 'no-such-variant'"),
-    ("missing", "hi", "is missing"),
-    ("corrupt", "hi", "is not a GGUF file"),
-    ("truncated", "hi", "damaged or incomplete"),
-    ("truncated-unknown-size", "hi", "llama.cpp could not load"),
-    ("todo-model", "hi", "not built yet. Build it with: iris-recipes run"),
-])
+@pytest.mark.parametrize(
+    "variant, message, expected",
+    [
+        ("smol-tutor", "", "empty message"),
+        ("smol-tutor", "   \n ", "empty message"),
+        ("smol-tutor", "x" * 100_000, "100,000 characters"),
+        ("no-such-variant", "hi", "Unknown variant 'no-such-variant'"),
+        ("missing", "hi", "is missing"),
+        ("corrupt", "hi", "is not a GGUF file"),
+        ("truncated", "hi", "damaged or incomplete"),
+        ("truncated-unknown-size", "hi", "llama.cpp could not load"),
+        ("todo-model", "hi", "not built yet. Build it with: iris-recipes run"),
+    ],
+)
 def test_api_bad_input_gets_a_clear_message_and_the_app_keeps_serving(space_server, variant, message, expected):
     from gradio_client.exceptions import AppError
 
@@ -451,12 +500,15 @@ def test_api_voice_input_is_transcribed_and_answered(space_server, speech_wavs):
     assert final["stats"]["prompt_tokens"] > 20
 
 
-@pytest.mark.parametrize("kind, expected", [
-    ("silence", "The recording is silent"),
-    ("noise", "sounds like noise, not speech"),
-    ("long", "10.0 minutes long; this Space transcribes at most 60 s"),
-    ("not_audio", "is not an audio file this Space can read"),
-])
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("silence", "The recording is silent"),
+        ("noise", "sounds like noise, not speech"),
+        ("long", "10.0 minutes long; this Space transcribes at most 60 s"),
+        ("not_audio", "is not an audio file this Space can read"),
+    ],
+)
 def test_api_bad_audio_gets_a_clear_message(space_server, speech_wavs, kind, expected):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
@@ -478,6 +530,7 @@ def test_api_four_conversations_on_two_variants(space_manifest):
     """Four visitors talk at once, two per variant, with room for one model: every conversation finishes, every
     reply is well formed, and there is never more than one model in memory."""
     with served(space_manifest, CONCURRENCY=4, MAX_MODELS=1) as (url, _, demo):
+
         def conversation(i):
             c, variant, history, finals = client(url), ("smol-tutor", "smol-pirate")[i % 2], [], []
             for turn in range(2):
@@ -498,8 +551,10 @@ def test_queue_full_gets_a_clear_message(space_manifest):
     from gradio_client.exceptions import AppError
 
     with served(space_manifest, QUEUE_SIZE=1, CONCURRENCY=1) as (url, _, _):
-        jobs = [client(url).submit("smol-tutor", "Count from 1 to 50.", [], "", 0.0, 0.9, 64, api_name="/chat")
-                for _ in range(4)]
+        jobs = [
+            client(url).submit("smol-tutor", "Count from 1 to 50.", [], "", 0.0, 0.9, 64, api_name="/chat")
+            for _ in range(4)
+        ]
         errors, done = [], 0
         for job in jobs:
             try:
@@ -520,8 +575,21 @@ def test_cli_serves_the_registry_on_localhost(space_project, tmp_path):
     port = free_port()
     env = {**os.environ, "IRIS_HOME": str(space_project["root"]), "IRIS_RUNS_DIR": str(space_project["runs"])}
     log = open(tmp_path / "space.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "iris_recipes", "space", "--port", str(port),
-                             "--manifest", str(tmp_path / "variants.json")], env=env, stdout=log, stderr=log)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "iris_recipes",
+            "space",
+            "--port",
+            str(port),
+            "--manifest",
+            str(tmp_path / "variants.json"),
+        ],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
     try:
         wait_for_port(port, proc=proc)
         c = client(f"http://127.0.0.1:{port}/")
@@ -536,7 +604,20 @@ def test_cli_serves_the_registry_on_localhost(space_project, tmp_path):
     # the port is taken: a clear error, no traceback
     with served(tmp_path / "variants.json") as (url, _, _):
         taken = int(url.rsplit(":", 1)[1].strip("/"))
-        r = subprocess.run([sys.executable, "-m", "iris_recipes", "space", "--port", str(taken),
-                            "--manifest", str(tmp_path / "v2.json")], env=env, capture_output=True, text=True,
-                           timeout=120)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "iris_recipes",
+                "space",
+                "--port",
+                str(taken),
+                "--manifest",
+                str(tmp_path / "v2.json"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 2 and "--port" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -11,8 +11,14 @@ import pytest
 from conftest_space import served, space_manifest, space_project, speech_wavs  # noqa: F401 (fixtures)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +56,9 @@ def test_browser_pick_variant_and_chat(space_manifest, browser, artifacts_dir):
         page.get_by_label("Variant").click()
         options = page.get_by_role("option")
         labels = [options.nth(i).inner_text() for i in range(options.count())]
-        assert any("Not yet — not built yet" in t for t in labels) and any("Hub model — on the Hub" in t for t in labels)
+        assert any("Not yet — not built yet" in t for t in labels) and any(
+            "Hub model — on the Hub" in t for t in labels
+        )
         page.get_by_role("option", name="Smol tutor — built locally").click()
         expect(page.get_by_text("SmolLM2 answering briefly.")).to_be_visible()
         expect(page.locator("#load-status")).to_contain_text("smol-tutor-q4_k_m.gguf", timeout=60_000)
@@ -125,8 +133,9 @@ def test_browser_voice_compare_and_variant_switch_during_a_reply(space_manifest,
         box.fill("Count from 1 to 200, separated by commas.")
         box.press("Enter")
         # a few words of the reply are on the page, and it is still running
-        page.wait_for_function("window.__replyStates.some(s => s.trim().length > 12 && !s.includes('tokens/s'))",
-                               timeout=120_000)
+        page.wait_for_function(
+            "window.__replyStates.some(s => s.trim().length > 12 && !s.includes('tokens/s'))", timeout=120_000
+        )
         page.get_by_label("Variant").click()
         page.get_by_role("option", name="Smol pirate — built locally").click()
         expect(page.locator("#load-status")).to_contain_text("smol-pirate", timeout=60_000)

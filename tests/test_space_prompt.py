@@ -10,23 +10,32 @@ from conftest_space import load_app, space_manifest, space_project  # noqa: F401
 
 # The chat templates of the recipes' three families, as their models ship them (Llama 3.2's without its tool and
 # date preamble, which adds no markers).
-LLAMA3 = ("{{- bos_token }}{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] + "
-          "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{%- endfor %}"
-          "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}")
-PHI_35 = ("{% for message in messages %}{% if message['role'] == 'system' and message['content'] %}"
-          "{{'<|system|>\\n' + message['content'] + '<|end|>\\n'}}{% elif message['role'] == 'user' %}"
-          "{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}{% elif message['role'] == 'assistant' %}"
-          "{{'<|assistant|>\\n' + message['content'] + '<|end|>\\n'}}{% endif %}{% endfor %}"
-          "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% else %}{{ eos_token }}{% endif %}")
-CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-          "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+LLAMA3 = (
+    "{{- bos_token }}{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] + "
+    "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
+)
+PHI_35 = (
+    "{% for message in messages %}{% if message['role'] == 'system' and message['content'] %}"
+    "{{'<|system|>\\n' + message['content'] + '<|end|>\\n'}}{% elif message['role'] == 'user' %}"
+    "{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}{% elif message['role'] == 'assistant' %}"
+    "{{'<|assistant|>\\n' + message['content'] + '<|end|>\\n'}}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% else %}{{ eos_token }}{% endif %}"
+)
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 
 FAMILIES = {
     # family: (template, bos, eos, {marker: count in a prompt of system + 1 earlier turn + the new message})
-    "llama3": (LLAMA3, "<|begin_of_text|>", "<|eot_id|>",
-               {"<|begin_of_text|>": 1, "<|start_header_id|>": 5, "<|end_header_id|>": 5, "<|eot_id|>": 4}),
-    "phi_35": (PHI_35, "<s>", "<|endoftext|>",
-               {"<|system|>": 1, "<|user|>": 2, "<|assistant|>": 2, "<|end|>": 4}),
+    "llama3": (
+        LLAMA3,
+        "<|begin_of_text|>",
+        "<|eot_id|>",
+        {"<|begin_of_text|>": 1, "<|start_header_id|>": 5, "<|end_header_id|>": 5, "<|eot_id|>": 4},
+    ),
+    "phi_35": (PHI_35, "<s>", "<|endoftext|>", {"<|system|>": 1, "<|user|>": 2, "<|assistant|>": 2, "<|end|>": 4}),
     "chatml": (CHATML, "", "<|im_end|>", {"<|im_start|>": 5, "<|im_end|>": 4}),
 }
 
@@ -53,8 +62,10 @@ def _render(app, family, messages):
 def test_markers_in_any_text_do_not_open_turns(family, where):
     app = load_app()
     attack = " ".join(ATTACKS.values())
-    history = [{"role": "user", "content": "Hi" + (attack if where != "message" else "")},
-               {"role": "assistant", "content": "Hello" + (attack if where != "message" else "")}]
+    history = [
+        {"role": "user", "content": "Hi" + (attack if where != "message" else "")},
+        {"role": "assistant", "content": "Hello" + (attack if where != "message" else "")},
+    ]
     message = "What is 2 + 2?" + (attack if where != "history" else "")
     messages = sys.modules["iris_space.prompt"].build_messages(VARIANT, "short", history, message)
     prompt = _render(app, family, messages)
@@ -88,5 +99,6 @@ def test_prompt_tokens_hold_only_the_template_s_control_tokens(space_manifest):
     messages = sys.modules["iris_space.prompt"].build_messages(VARIANT, None, history, "2 + 2?" + attack)
     tokens = model.thread.submit(model.prompt_tokens, messages).result()
     control = [t for t in tokens if llm._model.token_get_attr(t) & 8]  # LLAMA_TOKEN_ATTR_CONTROL
-    assert control.count(im_start[0]) == 5 and control.count(im_end[0]) == 4 and len(control) == 9, \
-        llm.detokenize(tokens, special=True)
+    assert control.count(im_start[0]) == 5 and control.count(im_end[0]) == 4 and len(control) == 9, llm.detokenize(
+        tokens, special=True
+    )

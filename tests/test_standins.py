@@ -18,11 +18,18 @@ REPO = Path(__file__).resolve().parent.parent
 
 # family -> (architecture, specials that must be single tokens, end of turn, rendered user turn)
 EXPECTED = {
-    "llama3": ("LlamaForCausalLM", ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
-                                    "<|end_of_text|>"], "<|eot_id|>",
-               "<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"),
-    "phi3": ("Phi3ForCausalLM", ["<|user|>", "<|assistant|>", "<|system|>", "<|end|>", "<|endoftext|>"], "<|end|>",
-             "<|user|>\nhi<|end|>\n"),
+    "llama3": (
+        "LlamaForCausalLM",
+        ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|end_of_text|>"],
+        "<|eot_id|>",
+        "<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>",
+    ),
+    "phi3": (
+        "Phi3ForCausalLM",
+        ["<|user|>", "<|assistant|>", "<|system|>", "<|end|>", "<|endoftext|>"],
+        "<|end|>",
+        "<|user|>\nhi<|end|>\n",
+    ),
     "chatml": ("LlamaForCausalLM", ["<|im_start|>", "<|im_end|>"], "<|im_end|>", "<|im_start|>user\nhi<|im_end|>\n"),
 }
 
@@ -64,8 +71,13 @@ def test_phi3_standin_ships_sentencepiece_and_agrees_with_it(standin_dirs):  # n
     assert cfg["tokenizer_class"] == "LlamaTokenizer"  # the real model's: llama.cpp then reads tokenizer.model
     sp = spm.SentencePieceProcessor(model_file=str(model / "tokenizer.model"))
     tok = AutoTokenizer.from_pretrained(model)
-    for text in ["What does a high white blood cell count mean?", "A train travels 60 km per hour for 3 hours.",
-                 "  two  spaces\nnew line", "Ünïcödé ✓ 日本語", "x=1;y=22;z=333"]:
+    for text in [
+        "What does a high white blood cell count mean?",
+        "A train travels 60 km per hour for 3 hours.",
+        "  two  spaces\nnew line",
+        "Ünïcödé ✓ 日本語",
+        "x=1;y=22;z=333",
+    ]:
         assert tok(text, add_special_tokens=False)["input_ids"] == sp.encode(text), text
 
 
@@ -102,14 +114,32 @@ def test_seeded_hub_id_resolves_offline_to_the_standin(tmp_path, monkeypatch, st
 
 def test_make_tiny_model_script(tmp_path):
     script = REPO / "scripts" / "make_tiny_model.py"
-    out = subprocess.run([sys.executable, str(script), "--family", "phi3", str(tmp_path / "t"), "--layers", "1",
-                          "--hidden", "32", "--heads", "2", "--kv-heads", "1"], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--family",
+            "phi3",
+            str(tmp_path / "t"),
+            "--layers",
+            "1",
+            "--hidden",
+            "32",
+            "--heads",
+            "2",
+            "--kv-heads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     config = json.loads((tmp_path / "t" / "config.json").read_text())
     assert config["num_hidden_layers"] == 1 and config["hidden_size"] == 32
     assert (tmp_path / "t" / "tokenizer.model").is_file()
-    again = subprocess.run([sys.executable, str(script), "--family", "phi3", str(tmp_path / "t")],
-                           capture_output=True, text=True)
+    again = subprocess.run(
+        [sys.executable, str(script), "--family", "phi3", str(tmp_path / "t")], capture_output=True, text=True
+    )
     assert again.returncode == 2 and "not empty" in again.stderr and "Traceback" not in again.stderr
 
 
@@ -136,8 +166,12 @@ def test_standin_converts_to_gguf_like_the_real_model(family, standin_dirs, tmp_
         tid = tok.convert_tokens_to_ids(special)
         assert llm._model.token_get_text(tid) == special
     assert llama_cpp.llama_vocab_is_eog(llm._model.vocab, tok.convert_tokens_to_ids(eot))
-    conv = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 7 + 5?"},
-            {"role": "assistant", "content": "12"}, {"role": "user", "content": "And times two?"}]
+    conv = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 7 + 5?"},
+        {"role": "assistant", "content": "12"},
+        {"role": "user", "content": "And times two?"},
+    ]
     text = tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
     assert llm.tokenize(text.encode(), add_bos=False, special=True) == tok(text, add_special_tokens=False)["input_ids"]
     llm.close()

@@ -59,9 +59,13 @@ def test_bad_sweeps_fail_before_any_work(tmp_path):
         make_plan("smollm2-demo", ["lora.r=8"])
     # through the CLI: exit 2, the message, nothing created in the runs directory
     runs = tmp_path / "runs"
-    proc = subprocess.run([sys.executable, "-m", "iris_recipes", "sweep", "smollm2-demo", "lora.rank=8,16"],
-                          capture_output=True, text=True, cwd=REPO,
-                          env={"PATH": "/usr/bin:/bin", "IRIS_HOME": str(REPO), "IRIS_RUNS_DIR": str(runs)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "iris_recipes", "sweep", "smollm2-demo", "lora.rank=8,16"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "IRIS_HOME": str(REPO), "IRIS_RUNS_DIR": str(runs)},
+    )
     assert proc.returncode == 2 and "unknown key 'rank'" in proc.stderr and "Traceback" not in proc.stderr
     assert not runs.exists()
 

@@ -57,11 +57,17 @@ def test_missing_tracker_package_fails_before_any_work(monkeypatch):
 
 
 def test_eval_metrics_are_flat_numbers():
-    res = {"base": {"val_loss": 2.0, "metrics": {"format_regex": 0.0}},
-           "tuned": {"val_loss": 0.5, "perplexity": 1.6, "metrics": {"format_regex": 1.0}},
-           "noise": {"format_regex": 0.05}, "gguf": {"f16": {"decode_tok_s": 50.0, "ttft_s": 0.1}},
-           "forgetting": {"base": {"stop_rate": 1.0, "loops": 0}, "tuned": {"stop_rate": 0.9, "loops": 1,
-                                                                           "agreement": None}, "kept": True}}
+    res = {
+        "base": {"val_loss": 2.0, "metrics": {"format_regex": 0.0}},
+        "tuned": {"val_loss": 0.5, "perplexity": 1.6, "metrics": {"format_regex": 1.0}},
+        "noise": {"format_regex": 0.05},
+        "gguf": {"f16": {"decode_tok_s": 50.0, "ttft_s": 0.1}},
+        "forgetting": {
+            "base": {"stop_rate": 1.0, "loops": 0},
+            "tuned": {"stop_rate": 0.9, "loops": 1, "agreement": None},
+            "kept": True,
+        },
+    }
     m = track.eval_metrics(res)
     assert m["eval/tuned/format_regex"] == 1.0 and m["eval/base/val_loss"] == 2.0
     assert m["eval/general/tuned/stop_rate"] == 0.9 and m["eval/general/kept"] == 1.0
@@ -85,18 +91,39 @@ def test_tracked_run_interrupted_resumed_and_evaluated(tmp_path, tiny_model_dir)
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
-    from tests.conftest_train import cli_env, metrics, only_run, processes_in, run_cli, start_cli, wait_for, \
-        write_recipe
+    from tests.conftest_train import (
+        cli_env,
+        metrics,
+        only_run,
+        processes_in,
+        run_cli,
+        start_cli,
+        wait_for,
+        write_recipe,
+    )
 
     runs = tmp_path / "runs"
     trackers = {"mlflow": {"experiment": "tiny-exp"}, "tags": {"owner": "lab"}}
     has_wandb = importlib.util.find_spec("wandb") is not None  # optional: tested whenever it is installed
     if has_wandb:
         trackers["wandb"] = {"project": "tiny-proj"}
-    recipe = write_recipe(tmp_path, tiny_model_dir, **{
-        "train.max_steps": 24, "train.save_steps": 2, "train.eval_steps": 12, "track": trackers,
-        "export.quantize": [], "space.quant": "f16", "eval.samples": 2, "eval.seeds": [0], "eval.max_new_tokens": 8,
-        "eval.forgetting.max_new_tokens": 16, "card.tags": ["tiny", "test"]})
+    recipe = write_recipe(
+        tmp_path,
+        tiny_model_dir,
+        **{
+            "train.max_steps": 24,
+            "train.save_steps": 2,
+            "train.eval_steps": 12,
+            "track": trackers,
+            "export.quantize": [],
+            "space.quant": "f16",
+            "eval.samples": 2,
+            "eval.seeds": [0],
+            "eval.max_new_tokens": 8,
+            "eval.forgetting.max_new_tokens": 16,
+            "card.tags": ["tiny", "test"],
+        },
+    )
     env = {**cli_env(runs), **SECRETS}
     env.pop("MLFLOW_TRACKING_URI", None)
     env["WANDB_MODE"] = "disabled"  # what the launch environment used to force; the recipe's W&B runs offline
@@ -141,8 +168,15 @@ def test_tracked_run_interrupted_resumed_and_evaluated(tmp_path, tiny_model_dir)
     if has_wandb:
         ids, records = _wandb_offline(run)
         assert ids == {f"tiny-train-{run.name}"}  # both launches and the eval: one W&B run, resumed
-        for key in (b"train/loss", b"learning_rate", b"eval/tuned/val_loss", b"eval/general/kept", b"evaluation",
-                    b"eval.json", b"recipe.yaml"):
+        for key in (
+            b"train/loss",
+            b"learning_rate",
+            b"eval/tuned/val_loss",
+            b"eval/general/kept",
+            b"evaluation",
+            b"eval.json",
+            b"recipe.yaml",
+        ):
             assert key in records, key
         stores.append(run / "wandb")
     # no token or key from the environment reached any store

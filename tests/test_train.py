@@ -10,8 +10,18 @@ import time
 import pytest
 
 from tests.conftest_models import tiny_model_dir  # noqa: F401  (fixture)
-from tests.conftest_train import (REPO, cli_env, metrics, only_run, processes_in, read_json, run_cli, start_cli,
-                                  wait_for, write_recipe)
+from tests.conftest_train import (
+    REPO,
+    cli_env,
+    metrics,
+    only_run,
+    processes_in,
+    read_json,
+    run_cli,
+    start_cli,
+    wait_for,
+    write_recipe,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -65,8 +75,9 @@ def test_run_trains_merges_and_records(tmp_path, tiny_model_dir):  # noqa: F811
     im_end = tok.convert_tokens_to_ids("<|im_end|>")
     eos = model.generation_config.eos_token_id
     assert im_end in (eos if isinstance(eos, list) else [eos])
-    prompt = tok.apply_chat_template([{"role": "user", "content": "2 + 2?"}], add_generation_prompt=True,
-                                     return_tensors="pt", return_dict=True)
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": "2 + 2?"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     with torch.no_grad():
         out = model.generate(**prompt, max_new_tokens=5, do_sample=False)
     assert out.shape[1] > prompt["input_ids"].shape[1]
@@ -76,8 +87,9 @@ def test_run_trains_merges_and_records(tmp_path, tiny_model_dir):  # noqa: F811
 def test_two_processes_ddp_over_gloo(tmp_path, tiny_model_dir):  # noqa: F811
     runs = tmp_path / "runs"
     recipe = write_recipe(tmp_path, tiny_model_dir, **{"train.max_steps": 3, "train.save_steps": 3})
-    res = run_cli(["run", str(recipe), "--num-processes", "2", "--device", "cpu", "--until", "train"],
-                  cli_env(runs), tmp_path)
+    res = run_cli(
+        ["run", str(recipe), "--num-processes", "2", "--device", "cpu", "--until", "train"], cli_env(runs), tmp_path
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     run = only_run(runs, "tiny-train")
     begin = [r for r in metrics(run) if r.get("event") == "train_begin"]
@@ -95,12 +107,15 @@ def test_two_processes_ddp_over_gloo(tmp_path, tiny_model_dir):  # noqa: F811
 def test_kill_and_resume(tmp_path, tiny_model_dir):  # noqa: F811
     runs = tmp_path / "runs"
     # 40 steps with a checkpoint every 2 (saving takes most of the time): each kill lands mid-training
-    recipe = write_recipe(tmp_path, tiny_model_dir, **{"train.max_steps": 40, "train.save_steps": 2,
-                                                       "train.eval_steps": 4})
+    recipe = write_recipe(
+        tmp_path, tiny_model_dir, **{"train.max_steps": 40, "train.save_steps": 2, "train.eval_steps": 4}
+    )
     env = cli_env(runs)
 
     def saved(step):
-        return lambda: any(r.get("event") == "save" and r["step"] >= step for r in metrics(only_run(runs, "tiny-train")))
+        return lambda: any(
+            r.get("event") == "save" and r["step"] >= step for r in metrics(only_run(runs, "tiny-train"))
+        )
 
     def has_run():
         return (runs / "tiny-train").is_dir() and any((runs / "tiny-train").iterdir())

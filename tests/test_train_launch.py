@@ -38,10 +38,35 @@ def dry_run(capsys, *args: str) -> tuple[list[str], dict, dict | None]:
 GPU_SHAPES = {
     "1gpu": (["--gpus", "1"], ["accelerate", "launch", "--num_processes", "1", "--num_machines", "1"]),
     "8gpu": (["--gpus", "8"], ["accelerate", "launch", "--multi_gpu", "--num_processes", "8", "--num_machines", "1"]),
-    "2x8gpu": (["--gpus", "8", "--nnodes", "2", "--node-rank", "1", "--main-process-ip", "10.1.2.3",
-                "--main-process-port", "29400"],
-               ["accelerate", "launch", "--multi_gpu", "--num_processes", "16", "--num_machines", "2",
-                "--machine_rank", "1", "--main_process_ip", "10.1.2.3", "--main_process_port", "29400"]),
+    "2x8gpu": (
+        [
+            "--gpus",
+            "8",
+            "--nnodes",
+            "2",
+            "--node-rank",
+            "1",
+            "--main-process-ip",
+            "10.1.2.3",
+            "--main-process-port",
+            "29400",
+        ],
+        [
+            "accelerate",
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "16",
+            "--num_machines",
+            "2",
+            "--machine_rank",
+            "1",
+            "--main_process_ip",
+            "10.1.2.3",
+            "--main_process_port",
+            "29400",
+        ],
+    ),
 }
 STAGES = {"zero1": 1, "zero2": 2, "zero3": 3, "zero3-offload": 3}
 
@@ -57,9 +82,15 @@ def test_dry_run_gpu(capsys, tmp_path, shape, sharding):
     assert cfg["base_model"] == "unsloth/Llama-3.2-1B-Instruct"
     assert cfg["chat_template"] == "llama3" and cfg["eot_tokens"] == ["<|eot_id|>"]
     assert cfg["datasets"][0] == {
-        "path": "data/train.jsonl", "ds_type": "json", "split": "train", "type": "chat_template",
-        "field_messages": "messages", "message_property_mappings": {"role": "role", "content": "content"},
-        "roles_to_train": ["assistant"], "train_on_eos": "turn"}
+        "path": "data/train.jsonl",
+        "ds_type": "json",
+        "split": "train",
+        "type": "chat_template",
+        "field_messages": "messages",
+        "message_property_mappings": {"role": "role", "content": "content"},
+        "roles_to_train": ["assistant"],
+        "train_on_eos": "turn",
+    }
     assert cfg["test_datasets"][0]["path"] == "data/val.jsonl" and cfg["val_set_size"] == 0.0
     assert (cfg["adapter"], cfg["lora_r"], cfg["lora_alpha"], cfg["lora_target_linear"]) == ("lora", 16, 32, True)
     assert cfg["learning_rate"] == 1.0e-4 and cfg["micro_batch_size"] == 4 and cfg["gradient_accumulation_steps"] == 4
@@ -83,11 +114,37 @@ def test_dry_run_gpu(capsys, tmp_path, shape, sharding):
 
 
 def test_dry_run_torchrun_two_nodes(capsys):
-    command, cfg, _ = dry_run(capsys, "--gpus", "8", "--nnodes", "2", "--node-rank", "0",
-                              "--main-process-ip", "10.1.2.3", "--launcher", "torchrun", "--deepspeed", "zero2")
-    assert command == ["torchrun", "--nproc_per_node", "8", "--nnodes", "2", "--node_rank", "0",
-                       "--master_addr", "10.1.2.3", "--master_port", "29500", "-m", "axolotl.cli.train",
-                       "axolotl.yaml"]
+    command, cfg, _ = dry_run(
+        capsys,
+        "--gpus",
+        "8",
+        "--nnodes",
+        "2",
+        "--node-rank",
+        "0",
+        "--main-process-ip",
+        "10.1.2.3",
+        "--launcher",
+        "torchrun",
+        "--deepspeed",
+        "zero2",
+    )
+    assert command == [
+        "torchrun",
+        "--nproc_per_node",
+        "8",
+        "--nnodes",
+        "2",
+        "--node_rank",
+        "0",
+        "--master_addr",
+        "10.1.2.3",
+        "--master_port",
+        "29500",
+        "-m",
+        "axolotl.cli.train",
+        "axolotl.yaml",
+    ]
     assert cfg["deepspeed"] == "deepspeed.json"
 
 
@@ -98,7 +155,8 @@ def test_dry_run_cpu_processes(capsys, tmp_path, tiny_model_dir):  # noqa: F811
     threads = max(1, launch.cpu_count() // 2)
     assert out.splitlines()[1] == (
         f"OMP_NUM_THREADS={threads} accelerate launch --multi_gpu --num_processes 2 --num_machines 1 "
-        f"--num_cpu_threads_per_process {threads} " + " ".join(TAIL))
+        f"--num_cpu_threads_per_process {threads} " + " ".join(TAIL)
+    )
     cfg = yaml.safe_load(out.split("# axolotl.yaml\n", 1)[1])
     assert cfg["iris_cpu"] is True and cfg["bf16"] is False and cfg["fp16"] is False
     assert cfg["attn_implementation"] == "sdpa" and cfg["dataloader_pin_memory"] is False
@@ -115,10 +173,12 @@ def test_validator_runs_outside_the_supervising_process(tmp_path, tiny_model_dir
 
     good = write_recipe(tmp_path, tiny_model_dir)
     bad = write_recipe(tmp_path, tiny_model_dir, name="tiny-bad", axolotl={"lora_rrr": 4})
-    probe = ("import sys; from iris_recipes import cli; "
-             f"codes = [cli.main(['run', {str(good)!r}, '--dry-run', '--device', 'cpu']), "
-             f"cli.main(['run', {str(bad)!r}, '--dry-run', '--device', 'cpu'])]; "
-             "print('RESULT', codes, sorted(m for m in ('axolotl', 'pydantic') if m in sys.modules))")
+    probe = (
+        "import sys; from iris_recipes import cli; "
+        f"codes = [cli.main(['run', {str(good)!r}, '--dry-run', '--device', 'cpu']), "
+        f"cli.main(['run', {str(bad)!r}, '--dry-run', '--device', 'cpu'])]; "
+        "print('RESULT', codes, sorted(m for m in ('axolotl', 'pydantic') if m in sys.modules))"
+    )
     proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert "RESULT [0, 2] []" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "axolotl.lora_rrr" in proc.stderr and "did you mean lora_r" in proc.stderr
@@ -198,13 +258,16 @@ def test_output_dir_holding_another_run(capsys, tmp_path, tiny_model_dir):  # no
     assert "not empty" in _fails(capsys, ["run", str(recipe), "--output", str(other)])
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--nnodes", "2"], "--main-process-ip"),
-    (["--gpus", "2", "--num-processes", "3"], "disagree"),
-    (["--deepspeed", "zero2", "--fsdp"], "alternatives"),
-    (["--device", "cpu", "--deepspeed", "zero1"], "CUDA"),
-    (["--nnodes", "2", "--node-rank", "2", "--main-process-ip", "h"], "--node-rank"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--nnodes", "2"], "--main-process-ip"),
+        (["--gpus", "2", "--num-processes", "3"], "disagree"),
+        (["--deepspeed", "zero2", "--fsdp"], "alternatives"),
+        (["--device", "cpu", "--deepspeed", "zero1"], "CUDA"),
+        (["--nnodes", "2", "--node-rank", "2", "--main-process-ip", "h"], "--node-rank"),
+    ],
+)
 def test_bad_launch_flags(capsys, flags, message):
     assert message in _fails(capsys, ["run", str(RECIPE), "--dry-run", *flags])
 

@@ -36,8 +36,9 @@ def test_streaming_keeps_the_whole_log_and_reads_progress(tmp_path):
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=120)
     log = tmp_path / "train.log"
-    res = run_streaming([sys.executable, "-c", CHILD], env=dict(os.environ), cwd=tmp_path, log_path=log,
-                        console=console)
+    res = run_streaming(
+        [sys.executable, "-c", CHILD], env=dict(os.environ), cwd=tmp_path, log_path=log, console=console
+    )
     assert res.returncode == 0 and not res.interrupted
     text = log.read_text()
     assert "loading model..." in text and "done" in text and text.count(PROGRESS_PREFIX + "{") == 5
@@ -49,8 +50,13 @@ def test_streaming_keeps_the_whole_log_and_reads_progress(tmp_path):
 
 def test_plain_output_when_not_a_terminal(tmp_path):
     out = io.StringIO()
-    res = run_streaming([sys.executable, "-c", CHILD], env=dict(os.environ), cwd=tmp_path,
-                        log_path=tmp_path / "log", console=Console(file=out, force_terminal=False, width=200))
+    res = run_streaming(
+        [sys.executable, "-c", CHILD],
+        env=dict(os.environ),
+        cwd=tmp_path,
+        log_path=tmp_path / "log",
+        console=Console(file=out, force_terminal=False, width=200),
+    )
     assert res.returncode == 0
     lines = [ln for ln in out.getvalue().splitlines() if ln.startswith("train: step")]
     assert len(lines) == 4 and "loss 0.5000" in lines[-1]
@@ -58,14 +64,21 @@ def test_plain_output_when_not_a_terminal(tmp_path):
 
 def test_sigterm_stops_the_whole_process_group(tmp_path):
     # the launched command starts a grandchild (like accelerate starting a worker) that would outlive a plain kill
-    child = ("import subprocess, sys, time\n"
-             "p = subprocess.Popen([sys.executable, '-c', 'import time, os; open(\"pid\", \"w\").write(str(os.getpid())); time.sleep(60)'])\n"
-             "p.wait()\n")
+    child = (
+        "import subprocess, sys, time\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time, os; open(\"pid\", \"w\").write(str(os.getpid())); time.sleep(60)'])\n"
+        "p.wait()\n"
+    )
     timer = threading.Timer(3.0, lambda: os.kill(os.getpid(), signal.SIGTERM))
     timer.start()
     started = time.monotonic()
-    res = run_streaming([sys.executable, "-c", child], env=dict(os.environ), cwd=tmp_path, log_path=tmp_path / "log",
-                        console=Console(file=io.StringIO()))
+    res = run_streaming(
+        [sys.executable, "-c", child],
+        env=dict(os.environ),
+        cwd=tmp_path,
+        log_path=tmp_path / "log",
+        console=Console(file=io.StringIO()),
+    )
     assert res.interrupted and res.returncode != 0 and time.monotonic() - started < 30
     grandchild = int((tmp_path / "pid").read_text())
     for _ in range(50):
@@ -100,9 +113,12 @@ def test_metrics_truncated_to_the_checkpoint_on_resume(tmp_path):
     kept = read_metrics(path)
     assert [r["step"] for r in kept if r["event"] == "log"] == [1, 2, 3, 4]
     assert path.read_text().endswith("\n")  # the torn line is gone too
-    s = summarize(kept + [_rec("train_begin", 4, world_size=2, max_steps=6)]
-                  + [_rec("log", s, loss=0.1, tokens_total=50 * s, tokens_trainable=10 * s) for s in (5, 6)]
-                  + [_rec("train_end", 6, max_steps=6, world_size=2)])
+    s = summarize(
+        kept
+        + [_rec("train_begin", 4, world_size=2, max_steps=6)]
+        + [_rec("log", s, loss=0.1, tokens_total=50 * s, tokens_trainable=10 * s) for s in (5, 6)]
+        + [_rec("train_end", 6, max_steps=6, world_size=2)]
+    )
     assert s["steps"] == 6 and s["world_size"] == 2 and s["segments"] == 2 and s["logged_steps"] == 6
     assert s["final_loss"] == 0.1 and s["first_loss"] == 1.0 and s["tokens_per_second"] == 50.0
 
@@ -145,8 +161,10 @@ def test_launch_env_is_offline_quiet_and_threaded():
 def test_command_modules_stay_light():
     import subprocess
 
-    code = ("import sys; import iris_recipes.cli as c; c.build_parser();"
-            "import iris_recipes.commands.run, iris_recipes.pipeline;"
-            "bad = [m for m in ('torch', 'axolotl', 'transformers') if m in sys.modules]; print(bad)")
+    code = (
+        "import sys; import iris_recipes.cli as c; c.build_parser();"
+        "import iris_recipes.commands.run, iris_recipes.pipeline;"
+        "bad = [m for m in ('torch', 'axolotl', 'transformers') if m in sys.modules]; print(bad)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -51,7 +51,8 @@ def test_safe_axolotl_keys_pass_and_overrides_are_checked_too(tmp_path, capsys):
     assert main(["validate", "-q", str(path), "axolotl.output_dir=/tmp/elsewhere"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         f"<override 1: axolotl.output_dir=/tmp/elsewhere>: axolotl.output_dir: "
-        f"{advice(UNSAFE_AXOLOTL_KEYS['output_dir'])}"]
+        f"{advice(UNSAFE_AXOLOTL_KEYS['output_dir'])}"
+    ]
 
 
 def test_unsafe_keys_in_a_base_recipe_are_located_in_the_base(tmp_path):
@@ -60,8 +61,9 @@ def test_unsafe_keys_in_a_base_recipe_are_located_in_the_base(tmp_path):
     child.write_text("extends: base.yaml\n" + BASE)
     with pytest.raises(RecipeError) as info:
         load_recipe(child)
-    assert info.value.problems == [f"{tmp_path / 'base.yaml'}:2:3: axolotl.hub_model_id: "
-                                   f"{advice(UNSAFE_AXOLOTL_KEYS['hub_model_id'])}"]
+    assert info.value.problems == [
+        f"{tmp_path / 'base.yaml'}:2:3: axolotl.hub_model_id: {advice(UNSAFE_AXOLOTL_KEYS['hub_model_id'])}"
+    ]
     assert load_recipe(child, allow_unsafe_axolotl_keys=True).get("axolotl.hub_model_id") == "me/model"
 
 
@@ -75,9 +77,11 @@ def test_the_config_builder_refuses_them_too():
         build_config(data, base_model="m", spec=LaunchSpec(device="cpu"), has_val=False, recipe_file="r.yaml")
     assert str(info.value).splitlines() == [
         f"r.yaml: axolotl.plugins: {advice(UNSAFE_AXOLOTL_KEYS['plugins'])}",
-        f"r.yaml: axolotl.push_dataset_to_hub: {advice(UNSAFE_AXOLOTL_KEYS['push_dataset_to_hub'])}"]
-    cfg = build_config(data, base_model="m", spec=LaunchSpec(device="cpu"), has_val=False,
-                       allow_unsafe_axolotl_keys=True)
+        f"r.yaml: axolotl.push_dataset_to_hub: {advice(UNSAFE_AXOLOTL_KEYS['push_dataset_to_hub'])}",
+    ]
+    cfg = build_config(
+        data, base_model="m", spec=LaunchSpec(device="cpu"), has_val=False, allow_unsafe_axolotl_keys=True
+    )
     assert cfg["plugins"] == [PLUGIN, "my.Plugin"], "the recipe's plugins come beside iris-recipes' own"
 
 
@@ -124,8 +128,10 @@ REVIEWED_SAFE = {
     "chat_template_kwargs": "variables of the chat template",
     "axolotl_config_path": "set by Axolotl's own CLI to the config it was given",
 }
-NOT_AXOLOTL_FIELDS = {"push_to_hub": "a TrainingArguments name some users expect to work",
-                      "iris_metrics_file": "iris-recipes' own plugin key"}
+NOT_AXOLOTL_FIELDS = {
+    "push_to_hub": "a TrainingArguments name some users expect to work",
+    "iris_metrics_file": "iris-recipes' own plugin key",
+}
 
 
 def test_the_list_follows_axolotls_schema():
@@ -140,8 +146,7 @@ def test_the_list_follows_axolotls_schema():
         return out
 
     top = names(schema.AxolotlInputConfig)
-    nested = {key: names(schema.AxolotlInputConfig.model_fields[key].annotation.__args__[0])
-              for key in ("trl", "vllm")}
+    nested = {key: names(schema.AxolotlInputConfig.model_fields[key].annotation.__args__[0]) for key in ("trl", "vllm")}
     from iris_recipes.recipe.unsafe import _reason
 
     for key in UNSAFE_AXOLOTL_KEYS:
@@ -154,8 +159,10 @@ def test_the_list_follows_axolotls_schema():
             assert inner in nested[outer], key
         else:
             assert key in top, f"{key} is not an Axolotl 0.19 key"
-    risky = re.compile(r"path|_dir$|hub|url|uri|remote|plugin|module$|func|_cls$|host|server|push|api_key|kwargs|"
-                       r"token$|kernels$")
+    risky = re.compile(
+        r"path|_dir$|hub|url|uri|remote|plugin|module$|func|_cls$|host|server|push|api_key|kwargs|"
+        r"token$|kernels$"
+    )
     unreviewed = sorted(n for n in top if risky.search(n) and not _reason(n) and n not in REVIEWED_SAFE)
     assert not unreviewed, f"review these Axolotl keys for recipe/unsafe.py: {unreviewed}"
 
@@ -172,16 +179,30 @@ def test_dry_run_and_validate_never_import_a_recipes_plugin(tmp_path):
     demo["axolotl"] = {"plugins": ["evil_plugin.Plugin"]}
     recipe.write_text(yaml.safe_dump(demo, sort_keys=False))
     line = recipe.read_text().splitlines().index("axolotl:") + 2
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(pkg)]), "IRIS_TEST_MARKER": str(marker),
-           "IRIS_RUNS_DIR": str(runs)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(pkg)]),
+        "IRIS_TEST_MARKER": str(marker),
+        "IRIS_RUNS_DIR": str(runs),
+    }
     expected = f"{recipe}:{line}:3: axolotl.plugins: {advice(UNSAFE_AXOLOTL_KEYS['plugins'])}"
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "iris_recipes", *args], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "iris_recipes", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
-    for args in (["validate", "-q", str(recipe)], ["run", str(recipe), "--dry-run"],
-                 ["data", "prepare", str(recipe), "--out", str(tmp_path / "out")], ["show", str(recipe)]):
+    for args in (
+        ["validate", "-q", str(recipe)],
+        ["run", str(recipe), "--dry-run"],
+        ["data", "prepare", str(recipe), "--out", str(tmp_path / "out")],
+        ["show", str(recipe)],
+    ):
         res = cli(*args)
         shown = expected if args[0] == "validate" else f"error: {expected}"  # one problem: the CLI's error line
         assert res.returncode == 2 and res.stderr.splitlines() == [shown], (args, res.stderr)
@@ -201,10 +222,20 @@ def test_with_the_flag_the_dry_run_imports_the_plugin(tmp_path):
     demo["axolotl"] = {"plugins": ["evil_plugin.Plugin"]}
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(demo, sort_keys=False))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(pkg)]), "IRIS_TEST_MARKER": str(marker),
-           "IRIS_RUNS_DIR": str(tmp_path / "runs")}
-    res = subprocess.run([sys.executable, "-m", "iris_recipes", "run", str(recipe), "--dry-run", FLAG], env=env,
-                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(pkg)]),
+        "IRIS_TEST_MARKER": str(marker),
+        "IRIS_RUNS_DIR": str(tmp_path / "runs"),
+    }
+    res = subprocess.run(
+        [sys.executable, "-m", "iris_recipes", "run", str(recipe), "--dry-run", FLAG],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert marker.exists(), res.stderr
     assert "evil_plugin.Plugin" in res.stdout and res.returncode == 0, res.stderr
     assert not (tmp_path / "runs").exists(), "a dry run creates no run directory"

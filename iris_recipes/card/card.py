@@ -28,8 +28,9 @@ def write_card(run: RunDir, repo_id: str | None = None) -> Path:
         run.file(PLOT_FILE).unlink(missing_ok=True)  # a stale curve from an earlier card would mislead
     text = str(build_card(facts, has_plot=plot is not None))
     dest = fsutil.write_text(run.file(CARD_FILE), text)
-    run.set_artifact("card", {"file": CARD_FILE, "plot": PLOT_FILE if plot else None,
-                              "sha256": fsutil.sha256_file(dest)})
+    run.set_artifact(
+        "card", {"file": CARD_FILE, "plot": PLOT_FILE if plot else None, "sha256": fsutil.sha256_file(dest)}
+    )
     return dest
 
 
@@ -46,8 +47,11 @@ def card_data(facts: CardFacts):
     from huggingface_hub import ModelCardData
 
     method = facts.get("method", "lora")
-    tags = list(dict.fromkeys([*facts.get("card.tags", []), "gguf", *(["lora"] if method in ("lora", "qlora") else []),
-                               "iris-recipes"]))
+    tags = list(
+        dict.fromkeys(
+            [*facts.get("card.tags", []), "gguf", *(["lora"] if method in ("lora", "qlora") else []), "iris-recipes"]
+        )
+    )
     datasets = list(dict.fromkeys(s.hub for s in facts.sources if s.hub))
     fields: dict[str, Any] = dict(
         model_name=facts.name,
@@ -72,23 +76,42 @@ def eval_results(facts: CardFacts) -> list:
 
     tuned = (facts.eval or {}).get("tuned") or {}
     main = facts.sources[0] if facts.sources else None
-    dataset = dict(dataset_type=(main.hub or main.name) if main else facts.name,
-                   dataset_name=main.name if main else facts.name, dataset_split="validation")
+    dataset = dict(
+        dataset_type=(main.hub or main.name) if main else facts.name,
+        dataset_name=main.name if main else facts.name,
+        dataset_split="validation",
+    )
     scores = [("loss", "validation loss", tuned.get("val_loss")), ("perplexity", "perplexity", tuned.get("perplexity"))]
     scores += [(name, name.replace("_", " "), value) for name, value in (tuned.get("metrics") or {}).items()]
     out = []
     for metric_type, metric_name, value in scores:
         number = _number(value)
         if number is not None:
-            out.append(EvalResult(task_type="text-generation", metric_type=metric_type, metric_name=metric_name,
-                                  metric_value=round(number, 4), **dataset))
+            out.append(
+                EvalResult(
+                    task_type="text-generation",
+                    metric_type=metric_type,
+                    metric_name=metric_name,
+                    metric_value=round(number, 4),
+                    **dataset,
+                )
+            )
     return out
 
 
 # -- body ---------------------------------------------------------------------------------------------------------
 def body(f: CardFacts, has_plot: bool) -> str:
-    sections = [_title(f), _uses(f), _data(f), _training(f, has_plot), _files(f), _evaluation(f),
-                _usage(f), _recipe(f), _footer(f)]
+    sections = [
+        _title(f),
+        _uses(f),
+        _data(f),
+        _training(f, has_plot),
+        _files(f),
+        _evaluation(f),
+        _usage(f),
+        _recipe(f),
+        _footer(f),
+    ]
     return "\n\n".join(s.strip("\n") for s in sections if s) + "\n"
 
 
@@ -101,8 +124,10 @@ def _title(f: CardFacts) -> str:
         lines += [_banner(f), ""]
     if f.get("description"):
         lines += [f.get("description"), ""]
-    lines.append(f"A fine-tune of {base} trained with {method} on {data}, merged and exported to GGUF for llama.cpp "
-                 "(CPU inference). Made with [iris-recipes](#reproduce) from the recipe embedded below.")
+    lines.append(
+        f"A fine-tune of {base} trained with {method} on {data}, merged and exported to GGUF for llama.cpp "
+        "(CPU inference). Made with [iris-recipes](#reproduce) from the recipe embedded below."
+    )
     return "\n".join(lines)
 
 
@@ -117,24 +142,39 @@ def _banner(f: CardFacts) -> str:
 def _uses(f: CardFacts) -> str:
     intended = f.get("card.intended_use") or f.get("description") or "Not stated by the recipe (card.intended_use)."
     scope = f.get("card.out_of_scope") or "Not stated by the recipe (card.out_of_scope)."
-    return (f"## Intended use\n\n{intended}\n\n## Out of scope\n\n{scope}\n\n"
-            "Like any small language model it can state false things fluently; check what matters.")
+    return (
+        f"## Intended use\n\n{intended}\n\n## Out of scope\n\n{scope}\n\n"
+        "Like any small language model it can state false things fluently; check what matters."
+    )
 
 
 def _data(f: CardFacts) -> str:
     rows = []
     for s in f.sources:
         c = s.counts
-        rows.append([_source_ref(s) + (" (mix)" if s.key != "dataset" else ""), s.license or "unknown",
-                     _int(c.get("read")), _int(c.get("train")), _int(c.get("val"))])
+        rows.append(
+            [
+                _source_ref(s) + (" (mix)" if s.key != "dataset" else ""),
+                s.license or "unknown",
+                _int(c.get("read")),
+                _int(c.get("train")),
+                _int(c.get("val")),
+            ]
+        )
     lines = ["## Training data", "", _table(["dataset", "license", "rows read", "train rows", "validation rows"], rows)]
     report = f.data_report
     if report:
-        dropped = {k: sum(s.counts.get(k, 0) for s in f.sources) for k in ("bad", "duplicates", "too_short", "too_long")}
+        dropped = {
+            k: sum(s.counts.get(k, 0) for s in f.sources) for k in ("bad", "duplicates", "too_short", "too_long")
+        }
         dropped_text = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in dropped.items() if v)
-        lines += ["", f"{_int(report.get('train'))} training and {_int(report.get('val'))} validation conversations "
-                  f"(held out by seed {report.get('seed')}, val_size {report.get('val_size')})"
-                  + (f"; dropped: {dropped_text}" if dropped_text else "") + "."]
+        lines += [
+            "",
+            f"{_int(report.get('train'))} training and {_int(report.get('val'))} validation conversations "
+            f"(held out by seed {report.get('seed')}, val_size {report.get('val_size')})"
+            + (f"; dropped: {dropped_text}" if dropped_text else "")
+            + ".",
+        ]
     else:
         lines += ["", "Row counts appear once the data stage has run (`data/report.json`)."]
     if f.get("dataset.system_prompt"):
@@ -148,34 +188,55 @@ def _data(f: CardFacts) -> str:
 
 def _training(f: CardFacts, has_plot: bool) -> str:
     train, lora = f.get("train", {}) or {}, f.get("lora", {}) or {}
-    rows: list[list[str]] = [["method", f.get("method", "lora")], ["base model", f"`{f.base_model_spec}`"],
-                             ["chat template", f.get("chat_template")]]
+    rows: list[list[str]] = [
+        ["method", f.get("method", "lora")],
+        ["base model", f"`{f.base_model_spec}`"],
+        ["chat template", f.get("chat_template")],
+    ]
     if f.get("method", "lora") in ("lora", "qlora"):
         target = lora.get("target")
-        rows += [["LoRA rank r / alpha", f"{lora.get('r')} / {lora.get('alpha')}"],
-                 ["LoRA dropout", lora.get("dropout")],
-                 ["LoRA target modules", target if isinstance(target, str) else ", ".join(target or [])],
-                 ["rsLoRA", lora.get("rslora")]]
+        rows += [
+            ["LoRA rank r / alpha", f"{lora.get('r')} / {lora.get('alpha')}"],
+            ["LoRA dropout", lora.get("dropout")],
+            ["LoRA target modules", target if isinstance(target, str) else ", ".join(target or [])],
+            ["rsLoRA", lora.get("rslora")],
+        ]
     if train.get("max_steps"):
         rows.append(["max steps", train["max_steps"]])
     elif train.get("epochs"):
         rows.append(["epochs", train["epochs"]])
-    warmup = (f"{train['warmup_steps']} steps" if train.get("warmup_steps") is not None
-              else f"{train['warmup_ratio']:g} of the steps" if train.get("warmup_ratio") is not None else "none")
+    warmup = (
+        f"{train['warmup_steps']} steps"
+        if train.get("warmup_steps") is not None
+        else f"{train['warmup_ratio']:g} of the steps"
+        if train.get("warmup_ratio") is not None
+        else "none"
+    )
     mb, ga = train.get("micro_batch_size"), train.get("gradient_accumulation")
-    rows += [["learning rate", f"{train.get('learning_rate'):g}"], ["scheduler", train.get("scheduler")],
-             ["warmup", warmup], ["micro batch size", mb], ["gradient accumulation", ga],
-             ["sequences per step, per process", mb * ga if isinstance(mb, int) and isinstance(ga, int) else None],
-             ["sequence length", train.get("sequence_len")], ["sample packing", train.get("sample_packing")],
-             ["optimizer", train.get("optimizer")], ["weight decay", train.get("weight_decay")],
-             ["max grad norm", train.get("max_grad_norm")],
-             ["gradient checkpointing", train.get("gradient_checkpointing")],
-             ["precision", train.get("precision")], ["seed", train.get("seed")]]
+    rows += [
+        ["learning rate", f"{train.get('learning_rate'):g}"],
+        ["scheduler", train.get("scheduler")],
+        ["warmup", warmup],
+        ["micro batch size", mb],
+        ["gradient accumulation", ga],
+        ["sequences per step, per process", mb * ga if isinstance(mb, int) and isinstance(ga, int) else None],
+        ["sequence length", train.get("sequence_len")],
+        ["sample packing", train.get("sample_packing")],
+        ["optimizer", train.get("optimizer")],
+        ["weight decay", train.get("weight_decay")],
+        ["max grad norm", train.get("max_grad_norm")],
+        ["gradient checkpointing", train.get("gradient_checkpointing")],
+        ["precision", train.get("precision")],
+        ["seed", train.get("seed")],
+    ]
     lines = ["## Training", "", _table(["hyperparameter", "value"], [[k, _cell(v)] for k, v in rows if v is not None])]
 
-    stages = (f.meta.get("stages") or {})
-    timed = [[name, info.get("status", ""), _seconds(info.get("seconds"))] for name, info in stages.items()
-             if isinstance(info, dict) and name != "card"]
+    stages = f.meta.get("stages") or {}
+    timed = [
+        [name, info.get("status", ""), _seconds(info.get("seconds"))]
+        for name, info in stages.items()
+        if isinstance(info, dict) and name != "card"
+    ]
     if timed:
         lines += ["", "Pipeline stages of this run:", "", _table(["stage", "status", "time"], timed)]
 
@@ -184,12 +245,16 @@ def _training(f: CardFacts, has_plot: bool) -> str:
     if has_plot:
         lines += [f"![Training and validation loss per optimizer step]({PLOT_FILE})", ""]
     if train_pts:
-        lines.append(f"Training loss: {train_pts[0][1]:.4f} at step {train_pts[0][0]:g}, "
-                     f"{train_pts[-1][1]:.4f} at step {train_pts[-1][0]:g}.")
+        lines.append(
+            f"Training loss: {train_pts[0][1]:.4f} at step {train_pts[0][0]:g}, "
+            f"{train_pts[-1][1]:.4f} at step {train_pts[-1][0]:g}."
+        )
     if val_pts:
         best = min(val_pts, key=lambda p: p[1])
-        lines.append(f"Validation loss: {val_pts[0][1]:.4f} at step {val_pts[0][0]:g}, {val_pts[-1][1]:.4f} at step "
-                     f"{val_pts[-1][0]:g} (best {best[1]:.4f} at step {best[0]:g}).")
+        lines.append(
+            f"Validation loss: {val_pts[0][1]:.4f} at step {val_pts[0][0]:g}, {val_pts[-1][1]:.4f} at step "
+            f"{val_pts[-1][0]:g} (best {best[1]:.4f} at step {best[0]:g})."
+        )
     if not train_pts and not val_pts:
         lines.append("No losses were logged for this run (`metrics.jsonl` is missing or has no `loss` values).")
     return "\n".join(lines)
@@ -197,42 +262,58 @@ def _training(f: CardFacts, has_plot: bool) -> str:
 
 def _files(f: CardFacts) -> str:
     if not f.gguf:
-        return ("## Files\n\nNo GGUF files yet: run `iris-recipes export RUN` to write them, then "
-                "`iris-recipes card RUN` to update this card.")
-    measured = ((f.eval or {}).get("gguf") or {})
+        return (
+            "## Files\n\nNo GGUF files yet: run `iris-recipes export RUN` to write them, then "
+            "`iris-recipes card RUN` to update this card."
+        )
+    measured = (f.eval or {}).get("gguf") or {}
     rows = []
     for quant, art in _ordered(f.gguf):
         decode = art.get("decode_tok_s", (measured.get(quant) or {}).get("decode_tok_s"))
         top1, kl = art.get("top1_agreement"), art.get("kl_divergence")
-        rows.append([f"`{Path(art.get('file', '')).name}`", quant.upper(), _size(art.get("bytes")),
-                     f"`{art['sha256']}`" if art.get("sha256") else "",
-                     f"{top1 * 100:.1f}%" if _number(top1) is not None else "",
-                     f"{kl:.2e}" if _number(kl) is not None else "",
-                     f"{decode:.1f}" if _number(decode) is not None else ""])
+        rows.append(
+            [
+                f"`{Path(art.get('file', '')).name}`",
+                quant.upper(),
+                _size(art.get("bytes")),
+                f"`{art['sha256']}`" if art.get("sha256") else "",
+                f"{top1 * 100:.1f}%" if _number(top1) is not None else "",
+                f"{kl:.2e}" if _number(kl) is not None else "",
+                f"{decode:.1f}" if _number(decode) is not None else "",
+            ]
+        )
     export = (f.meta.get("stages") or {}).get("export") or {}
-    lines = ["## Files", "",
-             _table(["file", "type", "size", "sha256", "top-1 agreement", "KL divergence", "decode tok/s"], rows), "",
-             "Top-1 agreement: how often the file's most likely next token equals the merged model's (transformers) "
-             "on a fixed set of prompts (at a near-tie, a token the merged model scores within 1 nat of its own "
-             "top token also counts); KL divergence: mean KL(merged model || file) in nats over every position. "
-             "F16 must reach "
-             f"{f.get('export.min_top1_agreement', 0.99) * 100:.0f}% for the export to pass. "
-             f"Decode tokens/s: llama-cpp-python on the CPU that ran the export ({_cpu(export)})."]
+    lines = [
+        "## Files",
+        "",
+        _table(["file", "type", "size", "sha256", "top-1 agreement", "KL divergence", "decode tok/s"], rows),
+        "",
+        "Top-1 agreement: how often the file's most likely next token equals the merged model's (transformers) "
+        "on a fixed set of prompts (at a near-tie, a token the merged model scores within 1 nat of its own "
+        "top token also counts); KL divergence: mean KL(merged model || file) in nats over every position. "
+        "F16 must reach "
+        f"{f.get('export.min_top1_agreement', 0.99) * 100:.0f}% for the export to pass. "
+        f"Decode tokens/s: llama-cpp-python on the CPU that ran the export ({_cpu(export)}).",
+    ]
     return "\n".join(lines)
 
 
 def _evaluation(f: CardFacts) -> str:
     ev = f.eval
     if not ev:
-        return ("## Evaluation\n\nNot evaluated yet: `iris-recipes eval RUN` compares the base and the fine-tuned "
-                "model (validation loss, perplexity, task metrics and answers to the same prompts); then "
-                "`iris-recipes card RUN` adds the results here.")
+        return (
+            "## Evaluation\n\nNot evaluated yet: `iris-recipes eval RUN` compares the base and the fine-tuned "
+            "model (validation loss, perplexity, task metrics and answers to the same prompts); then "
+            "`iris-recipes card RUN` adds the results here."
+        )
     base, tuned, noise = ev.get("base") or {}, ev.get("tuned") or {}, ev.get("noise") or {}
     engine = f" Answers are generated with {ev['engine']}." if ev.get("engine") else ""
     lines = ["## Evaluation", "", f"Base model versus this fine-tune, on held-out rows the training never saw.{engine}"]
-    rows = [[label, _fmt(base.get(key)), _fmt(tuned.get(key)), _delta(base.get(key), tuned.get(key)), ""]
-            for key, label in (("val_loss", "validation loss"), ("perplexity", "perplexity"))
-            if _number(base.get(key)) is not None or _number(tuned.get(key)) is not None]
+    rows = [
+        [label, _fmt(base.get(key)), _fmt(tuned.get(key)), _delta(base.get(key), tuned.get(key)), ""]
+        for key, label in (("val_loss", "validation loss"), ("perplexity", "perplexity"))
+        if _number(base.get(key)) is not None or _number(tuned.get(key)) is not None
+    ]
     names = list(dict.fromkeys([*(base.get("metrics") or {}), *(tuned.get("metrics") or {})]))
     for name in names:
         b, t = (base.get("metrics") or {}).get(name), (tuned.get("metrics") or {}).get(name)
@@ -250,37 +331,81 @@ def _evaluation(f: CardFacts) -> str:
     samples = ev.get("samples") if isinstance(ev.get("samples"), int) else f.get("eval.samples")
     if names and samples:
         seeds = ev.get("seeds") or []
-        lines += ["", f"Task metrics: greedy answers to {samples} held-out rows"
-                  + (f"; the noise column is the largest spread of the same metric over sampled answers with seeds "
-                     f"{', '.join(map(str, seeds))}: a change smaller than it is not evidence." if seeds else ".")]
+        lines += [
+            "",
+            f"Task metrics: greedy answers to {samples} held-out rows"
+            + (
+                f"; the noise column is the largest spread of the same metric over sampled answers with seeds "
+                f"{', '.join(map(str, seeds))}: a change smaller than it is not evidence."
+                if seeds
+                else "."
+            ),
+        ]
     replies = [r for r in (general or {}).get("replies") or [] if isinstance(r, dict)]
     if replies:
-        lines += ["", "<details><summary>General prompts answered by both models (greedy)</summary>", "",
-                  _table(["prompt", "base", "fine-tuned"],
-                         [[_answer(r.get("prompt")), _answer(r.get("base")) + _mark(r, "base"),
-                           _answer(r.get("tuned")) + _mark(r, "tuned")] for r in replies]), "",
-                  "</details>"]
+        lines += [
+            "",
+            "<details><summary>General prompts answered by both models (greedy)</summary>",
+            "",
+            _table(
+                ["prompt", "base", "fine-tuned"],
+                [
+                    [
+                        _answer(r.get("prompt")),
+                        _answer(r.get("base")) + _mark(r, "base"),
+                        _answer(r.get("tuned")) + _mark(r, "tuned"),
+                    ]
+                    for r in replies
+                ],
+            ),
+            "",
+            "</details>",
+        ]
     gens = [g for g in ev.get("generations") or [] if isinstance(g, dict) and g.get("prompt")]
     greedy = [g for g in gens if "seed" not in g] or gens
     if greedy:
-        lines += ["", "### Answers side by side", "",
-                  "The same prompts, answered by the base model and by this fine-tune (greedy decoding):", "",
-                  _table(["prompt", "base", "fine-tuned"],
-                         [[_answer(g["prompt"]), _answer(g.get("base")), _answer(g.get("tuned"))] for g in greedy])]
+        lines += [
+            "",
+            "### Answers side by side",
+            "",
+            "The same prompts, answered by the base model and by this fine-tune (greedy decoding):",
+            "",
+            _table(
+                ["prompt", "base", "fine-tuned"],
+                [[_answer(g["prompt"]), _answer(g.get("base")), _answer(g.get("tuned"))] for g in greedy],
+            ),
+        ]
     sampled = [g for g in gens if "seed" in g and g not in greedy]
     if sampled:
-        lines += ["", "<details><summary>Sampled answers (one per seed)</summary>", "",
-                  _table(["seed", "prompt", "base", "fine-tuned"],
-                         [[g["seed"], _answer(g["prompt"]), _answer(g.get("base")), _answer(g.get("tuned"))]
-                          for g in sampled]), "", "</details>"]
-    speed = [[q.upper(), _fmt(v.get("decode_tok_s"), 1), _fmt(v.get("ttft_s"), 3), _fmt(v.get("latency_s"), 2)]
-             for q, v in _ordered(ev.get("gguf") or {}) if isinstance(v, dict)]
+        lines += [
+            "",
+            "<details><summary>Sampled answers (one per seed)</summary>",
+            "",
+            _table(
+                ["seed", "prompt", "base", "fine-tuned"],
+                [[g["seed"], _answer(g["prompt"]), _answer(g.get("base")), _answer(g.get("tuned"))] for g in sampled],
+            ),
+            "",
+            "</details>",
+        ]
+    speed = [
+        [q.upper(), _fmt(v.get("decode_tok_s"), 1), _fmt(v.get("ttft_s"), 3), _fmt(v.get("latency_s"), 2)]
+        for q, v in _ordered(ev.get("gguf") or {})
+        if isinstance(v, dict)
+    ]
     if speed:
         any_v = next(v for _, v in _ordered(ev.get("gguf") or {}) if isinstance(v, dict))
-        setup = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in any_v.items()
-                          if k in ("prompt_tokens", "new_tokens", "threads") and v is not None)
-        lines += ["", "### Speed on CPU", "",
-                  _table(["GGUF", "decode tok/s", "time to first token (s)", "latency (s)"], speed)]
+        setup = ", ".join(
+            f"{v} {k.replace('_', ' ')}"
+            for k, v in any_v.items()
+            if k in ("prompt_tokens", "new_tokens", "threads") and v is not None
+        )
+        lines += [
+            "",
+            "### Speed on CPU",
+            "",
+            _table(["GGUF", "decode tok/s", "time to first token (s)", "latency (s)"], speed),
+        ]
         if setup:
             lines += ["", f"llama-cpp-python, median of repeats ({setup})."]
     return "\n".join(lines)
@@ -291,23 +416,31 @@ def _general_rows(g: dict) -> list[list[str]]:
     base, tuned, n = g.get("base") or {}, g.get("tuned") or {}, g.get("prompts")
     share = lambda side, k: f"{side.get(k)} of {n}" if side.get(k) is not None else ""  # noqa: E731
     count = lambda k: _int_delta(base.get(k), tuned.get(k))  # noqa: E731
-    return [["general prompts: stop on their own", share(base, "stopped"), share(tuned, "stopped"), count("stopped"),
-             ""],
-            ["general prompts: replies that loop", share(base, "loops"), share(tuned, "loops"), count("loops"), ""],
-            ["general prompts: median length (tokens)", _fmt(base.get("median_tokens"), 0),
-             _fmt(tuned.get("median_tokens"), 0), count("median_tokens"), ""],
-            ["general prompts: agreement with the base reply", "", _fmt(tuned.get("agreement")), "", ""]]
+    return [
+        ["general prompts: stop on their own", share(base, "stopped"), share(tuned, "stopped"), count("stopped"), ""],
+        ["general prompts: replies that loop", share(base, "loops"), share(tuned, "loops"), count("loops"), ""],
+        [
+            "general prompts: median length (tokens)",
+            _fmt(base.get("median_tokens"), 0),
+            _fmt(tuned.get("median_tokens"), 0),
+            count("median_tokens"),
+            "",
+        ],
+        ["general prompts: agreement with the base reply", "", _fmt(tuned.get("agreement")), "", ""],
+    ]
 
 
 def _general_note(g: dict) -> str:
     t = g.get("thresholds") or {}
-    return (f"Both models answered {g.get('prompts')} general prompts outside the task (everyday questions, "
-            f"instructions, short explanations) greedily, up to {g.get('max_new_tokens')} tokens. A reply loops when "
-            f"at least {_fmt(t.get('loop_threshold'), 2)} of its token 4-grams repeat an earlier one; agreement is the "
-            "content-word F1 overlap with the base model's reply where the base stopped without looping (a different "
-            "style is not counted as broken). Kept means: stop rate at most "
-            f"{_fmt(t.get('max_stop_drop'), 2)} below the base's, and no more than {t.get('max_extra_loops')} extra "
-            "looping replies.")
+    return (
+        f"Both models answered {g.get('prompts')} general prompts outside the task (everyday questions, "
+        f"instructions, short explanations) greedily, up to {g.get('max_new_tokens')} tokens. A reply loops when "
+        f"at least {_fmt(t.get('loop_threshold'), 2)} of its token 4-grams repeat an earlier one; agreement is the "
+        "content-word F1 overlap with the base model's reply where the base stopped without looping (a different "
+        "style is not counted as broken). Kept means: stop rate at most "
+        f"{_fmt(t.get('max_stop_drop'), 2)} below the base's, and no more than {t.get('max_extra_loops')} extra "
+        "looping replies."
+    )
 
 
 def _mark(reply: dict, side: str) -> str:
@@ -325,35 +458,65 @@ def _usage(f: CardFacts) -> str:
     filename = Path(art["file"]).name if art else f"{f.name}-{quant}.gguf"
     system = f.get("space.system_prompt")
     examples = f.get("space.examples") or f.get("eval.prompts") or ["Hello! What can you do?"]
-    messages = ([f'        {{"role": "system", "content": {_py(system)}}},'] if system else []) + \
-               [f'        {{"role": "user", "content": {_py(examples[0])}}},']
+    messages = ([f'        {{"role": "system", "content": {_py(system)}}},'] if system else []) + [
+        f'        {{"role": "user", "content": {_py(examples[0])}}},'
+    ]
     if f.repo_id:
-        load = (f'llm = Llama.from_pretrained(repo_id="{f.repo_id}", filename="{filename}", n_ctx=2048)')
+        load = f'llm = Llama.from_pretrained(repo_id="{f.repo_id}", filename="{filename}", n_ctx=2048)'
         where = f"from [{f.repo_id}](https://huggingface.co/{f.repo_id})"
     else:
         load = f'llm = Llama(model_path="gguf/{filename}", n_ctx=2048)  # in the run directory'
         where = "from the run directory"
     temp = f.get("space.temperature", 0.7)
-    lines = ["## Usage", "",
-             f"With [llama-cpp-python](https://github.com/abetlen/llama-cpp-python) (`pip install llama-cpp-python`), "
-             f"the {quant.upper()} file {where}; the GGUF carries its chat template:", "",
-             "```python", "from llama_cpp import Llama", "", load,
-             "reply = llm.create_chat_completion(", "    messages=[", *messages, "    ],",
-             f"    temperature={temp},", ")", 'print(reply["choices"][0]["message"]["content"])', "```", "",
-             "In the chat Space (a Gradio app that serves every variant built or published with iris-recipes):", "",
-             "```bash", "iris-recipes space          # then open http://127.0.0.1:7860 and pick "
-             f"\"{f.get('space.label') or f.name}\"", "```"]
+    lines = [
+        "## Usage",
+        "",
+        f"With [llama-cpp-python](https://github.com/abetlen/llama-cpp-python) (`pip install llama-cpp-python`), "
+        f"the {quant.upper()} file {where}; the GGUF carries its chat template:",
+        "",
+        "```python",
+        "from llama_cpp import Llama",
+        "",
+        load,
+        "reply = llm.create_chat_completion(",
+        "    messages=[",
+        *messages,
+        "    ],",
+        f"    temperature={temp},",
+        ")",
+        'print(reply["choices"][0]["message"]["content"])',
+        "```",
+        "",
+        "In the chat Space (a Gradio app that serves every variant built or published with iris-recipes):",
+        "",
+        "```bash",
+        f'iris-recipes space          # then open http://127.0.0.1:7860 and pick "{f.get("space.label") or f.name}"',
+        "```",
+    ]
     return "\n".join(lines)
 
 
 def _recipe(f: CardFacts) -> str:
-    return "\n".join([
-        "## Reproduce", "",
-        "```bash", f"iris-recipes run recipes/{f.name}.yaml", "```", "",
-        f"Recipe sha256 `{f.recipe_hash}` (of the resolved recipe below; `iris-recipes show {f.name}` prints the "
-        "same resolution of your checkout's recipe). To reproduce exactly, save the block as a file and run it.", "",
-        "<details><summary>Full resolved recipe (extends, overrides and defaults applied)</summary>", "",
-        "```yaml", f.recipe_yaml.rstrip("\n"), "```", "", "</details>"])
+    return "\n".join(
+        [
+            "## Reproduce",
+            "",
+            "```bash",
+            f"iris-recipes run recipes/{f.name}.yaml",
+            "```",
+            "",
+            f"Recipe sha256 `{f.recipe_hash}` (of the resolved recipe below; `iris-recipes show {f.name}` prints the "
+            "same resolution of your checkout's recipe). To reproduce exactly, save the block as a file and run it.",
+            "",
+            "<details><summary>Full resolved recipe (extends, overrides and defaults applied)</summary>",
+            "",
+            "```yaml",
+            f.recipe_yaml.rstrip("\n"),
+            "```",
+            "",
+            "</details>",
+        ]
+    )
 
 
 def _footer(f: CardFacts) -> str:
@@ -417,7 +580,7 @@ def _answer(text: Any) -> str:
 
 
 def _quote(text: str) -> str:
-    return "\"" + " ".join(str(text).split()) + "\""
+    return '"' + " ".join(str(text).split()) + '"'
 
 
 def _py(text: str) -> str:

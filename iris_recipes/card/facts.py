@@ -15,7 +15,6 @@ from iris_recipes.errors import IrisError
 from iris_recipes.rundir import RunDir
 
 
-
 @dataclass
 class DataSource:
     key: str  # recipe key: dataset or dataset.mix.N
@@ -62,17 +61,21 @@ def gather(run: RunDir, repo_id: str | None = None) -> CardFacts:
     """Read a run's recipe, data report, metrics, GGUF artifacts and eval; IrisError if the card cannot be made."""
     recipe_file = run.file("recipe.yaml")
     if not recipe_file.is_file():
-        raise IrisError(f"{recipe_file}: missing; the card is built from a run's resolved recipe. "
-                        "Is this a run directory (runs/<recipe>/<run-id>/)?")
+        raise IrisError(
+            f"{recipe_file}: missing; the card is built from a run's resolved recipe. "
+            "Is this a run directory (runs/<recipe>/<run-id>/)?"
+        )
     # check_data=False: the card describes the data the run used, even if the registry has moved on since.
     recipe = run.recipe(check_data=False)
     data = recipe.data
     license_id = (data.get("card") or {}).get("license")
     if not license_id:
-        raise IrisError(f"{recipe_file}: card.license is not set. The model card must state the base model's "
-                        "license: set card.license in the recipe (or its model base, e.g. recipes/base/*.yaml) "
-                        "to the base model's license id (llama3.2, mit, apache-2.0, ...) and run it again, or add it "
-                        "to this run's recipe.yaml and run `iris-recipes card RUN`.")
+        raise IrisError(
+            f"{recipe_file}: card.license is not set. The model card must state the base model's "
+            "license: set card.license in the recipe (or its model base, e.g. recipes/base/*.yaml) "
+            "to the base model's license id (llama3.2, mit, apache-2.0, ...) and run it again, or add it "
+            "to this run's recipe.yaml and run `iris-recipes card RUN`."
+        )
     meta = run.read()
     report = _read_json(run.file("data", "report.json"))
     return CardFacts(
@@ -115,18 +118,23 @@ def data_sources(recipe: dict, report: dict | None) -> list[DataSource]:
     for key, block in blocks:
         entry = _entry(block.get("name")) if block.get("name") else None
         rep = reported.get(key, {})
-        counts = {k: rep[k] for k in ("read", "bad", "duplicates", "too_short", "too_long", "train", "val")
-                  if isinstance(rep.get(k), int)}
-        out.append(DataSource(
-            key=key,
-            name=block.get("name") or Path(block.get("path", "?")).name,
-            hub=rep.get("hub") or (entry.hub if entry else None),
-            license=rep.get("license") or (entry.license if entry else None),
-            description=" ".join(entry.description.split()) if entry else None,
-            homepage=entry.homepage if entry else None,
-            registered=bool(block.get("name")),
-            counts=counts,
-        ))
+        counts = {
+            k: rep[k]
+            for k in ("read", "bad", "duplicates", "too_short", "too_long", "train", "val")
+            if isinstance(rep.get(k), int)
+        }
+        out.append(
+            DataSource(
+                key=key,
+                name=block.get("name") or Path(block.get("path", "?")).name,
+                hub=rep.get("hub") or (entry.hub if entry else None),
+                license=rep.get("license") or (entry.license if entry else None),
+                description=" ".join(entry.description.split()) if entry else None,
+                homepage=entry.homepage if entry else None,
+                registered=bool(block.get("name")),
+                counts=counts,
+            )
+        )
     return out
 
 
@@ -150,8 +158,10 @@ def read_metrics(path: Path) -> list[dict]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise IrisError(f"{path}:{number}: not valid JSON ({exc.msg}); each line must be one JSON object "
-                            "such as {\"step\": 1, \"loss\": 2.3}. Fix or delete the line.") from None
+            raise IrisError(
+                f"{path}:{number}: not valid JSON ({exc.msg}); each line must be one JSON object "
+                'such as {"step": 1, "loss": 2.3}. Fix or delete the line.'
+            ) from None
         if isinstance(row, dict) and isinstance(row.get("step"), (int, float)):
             rows.append(row)
     return rows
@@ -163,6 +173,7 @@ def _read_json(path: Path) -> dict | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise IrisError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}); "
-                        "re-run the stage that writes it.") from None
+        raise IrisError(
+            f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}); re-run the stage that writes it."
+        ) from None
     return data if isinstance(data, dict) else None

@@ -10,6 +10,7 @@ from iris_recipes import fsutil
 
 def loss_series(metrics: list[dict]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     """(train, validation) as (step, loss) points, in step order; non-finite values are dropped."""
+
     def points(key: str) -> list[tuple[float, float]]:
         pts = {}
         for row in metrics:
@@ -34,8 +35,14 @@ def plot_loss(metrics: list[dict], dest: str | Path, title: str = "") -> Path | 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     try:
         if train:
-            ax.plot(*zip(*train), label="training loss", color="#1f77b4", linewidth=1.4,
-                    marker="o" if len(train) < 20 else None, markersize=3)
+            ax.plot(
+                *zip(*train),
+                label="training loss",
+                color="#1f77b4",
+                linewidth=1.4,
+                marker="o" if len(train) < 20 else None,
+                markersize=3,
+            )
         if val:
             ax.plot(*zip(*val), label="validation loss", color="#d62728", linewidth=1.8, marker="o", markersize=4)
         ax.set_xlabel("optimizer step")

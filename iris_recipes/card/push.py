@@ -41,24 +41,31 @@ def upload_plan(run: RunDir, repo_id: str | None = None, private: bool | None = 
     publish = recipe.get("publish") or {}
     repo = repo_id or publish.get("repo_id")
     if not repo:
-        raise IrisError(f"{run.file('recipe.yaml')}: publish.repo_id is not set, so there is nowhere to push. "
-                        f"Add `publish: {{repo_id: YOUR-USER/{recipe.name}-GGUF}}` to recipes/{recipe.name}.yaml, "
-                        "or pass --repo YOUR-USER/NAME.")
+        raise IrisError(
+            f"{run.file('recipe.yaml')}: publish.repo_id is not set, so there is nowhere to push. "
+            f"Add `publish: {{repo_id: YOUR-USER/{recipe.name}-GGUF}}` to recipes/{recipe.name}.yaml, "
+            "or pass --repo YOUR-USER/NAME."
+        )
     from iris_recipes.models import HUB_ID
 
     if not HUB_ID.match(repo):
-        raise IrisError(f"--repo {repo!r}: not a Hugging Face repo id; give OWNER/NAME (letters, digits, '.', '_', '-').")
+        raise IrisError(
+            f"--repo {repo!r}: not a Hugging Face repo id; give OWNER/NAME (letters, digits, '.', '_', '-')."
+        )
 
     ggufs = run.artifact("gguf") or {}
     if not ggufs:
-        raise IrisError(f"{run.meta_path}: no GGUF files recorded (artifacts.gguf); run `iris-recipes export "
-                        f"{run.path}` first.")
+        raise IrisError(
+            f"{run.meta_path}: no GGUF files recorded (artifacts.gguf); run `iris-recipes export {run.path}` first."
+        )
     files: list[tuple[Path, str]] = []
     for quant, art in _ordered(ggufs):
         src = run.file(art.get("file", ""))
         if not art.get("file") or not src.is_file():
-            raise IrisError(f"{run.meta_path}: artifacts.gguf.{quant}: file {src} is missing; re-run "
-                            f"`iris-recipes export {run.path}`.")
+            raise IrisError(
+                f"{run.meta_path}: artifacts.gguf.{quant}: file {src} is missing; re-run "
+                f"`iris-recipes export {run.path}`."
+            )
         files.append((src, src.name))
     from iris_recipes.registry import BASE_GGUF_FILE, base_gguf_of
 
@@ -72,21 +79,29 @@ def upload_plan(run: RunDir, repo_id: str | None = None, private: bool | None = 
     if run.file(PLOT_FILE).is_file():
         files.append((run.file(PLOT_FILE), PLOT_FILE))
     run_id = run.read().get("run_id") or run.path.name
-    return UploadPlan(repo_id=repo, private=bool(publish.get("private", False) if private is None else private),
-                      files=files, commit_message=f"{recipe.name}: GGUF files and model card of run {run_id}")
+    return UploadPlan(
+        repo_id=repo,
+        private=bool(publish.get("private", False) if private is None else private),
+        files=files,
+        commit_message=f"{recipe.name}: GGUF files and model card of run {run_id}",
+    )
 
 
 def hub_token() -> str:
     """The user's Hugging Face token (HF_TOKEN or the login cache); IrisError when offline or there is none."""
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        raise IrisError("HF_HUB_OFFLINE is set: pushing needs the Hugging Face Hub. Unset HF_HUB_OFFLINE and "
-                        "push again (nothing was uploaded).")
+        raise IrisError(
+            "HF_HUB_OFFLINE is set: pushing needs the Hugging Face Hub. Unset HF_HUB_OFFLINE and "
+            "push again (nothing was uploaded)."
+        )
     from huggingface_hub import get_token
 
     token = get_token()
     if not token:
-        raise IrisError("no Hugging Face token: set HF_TOKEN in the environment (a write token from "
-                        "https://huggingface.co/settings/tokens) or run `hf auth login`, then push again.")
+        raise IrisError(
+            "no Hugging Face token: set HF_TOKEN in the environment (a write token from "
+            "https://huggingface.co/settings/tokens) or run `hf auth login`, then push again."
+        )
     return token
 
 
@@ -98,12 +113,17 @@ def push(plan: UploadPlan, token: str | None = None) -> str:
     api = HfApi(token=token)
     try:
         url = api.create_repo(plan.repo_id, repo_type="model", private=plan.private, exist_ok=True)
-        api.create_commit(plan.repo_id, repo_type="model", commit_message=plan.commit_message,
-                          operations=[CommitOperationAdd(path_in_repo=dest, path_or_fileobj=str(src))
-                                      for src, dest in plan.files])
+        api.create_commit(
+            plan.repo_id,
+            repo_type="model",
+            commit_message=plan.commit_message,
+            operations=[CommitOperationAdd(path_in_repo=dest, path_or_fileobj=str(src)) for src, dest in plan.files],
+        )
     except Exception as exc:  # any transport/HTTP failure becomes one clear line (token scrubbed)
         detail = (str(exc).splitlines() or [""])[0].replace(token, "***")[:300]
-        raise IrisError(f"push to https://huggingface.co/{plan.repo_id} failed ({type(exc).__name__}: {detail}). "
-                        "Check the network and that the token may write to this repo, then push again; the files go up "
-                        "in one commit, so the repo holds all of them or none.") from None
+        raise IrisError(
+            f"push to https://huggingface.co/{plan.repo_id} failed ({type(exc).__name__}: {detail}). "
+            "Check the network and that the token may write to this repo, then push again; the files go up "
+            "in one commit, so the repo holds all of them or none."
+        ) from None
     return str(url)

@@ -6,8 +6,12 @@ from iris_recipes.cli import add_command
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "card", help="write a run's model card (RUN/README.md) and loss curve (RUN/loss.png)",
-                    example="iris-recipes card runs/smollm2-demo/20250101-120000")
+    p = add_command(
+        sub,
+        "card",
+        help="write a run's model card (RUN/README.md) and loss curve (RUN/loss.png)",
+        example="iris-recipes card runs/smollm2-demo/20250101-120000",
+    )
     p.add_argument("run", metavar="RUN", help="run directory (runs/<recipe>/<run-id>)")
     p.set_defaults(func=run)
 

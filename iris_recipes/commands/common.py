@@ -10,15 +10,22 @@ from iris_recipes.paths import recipes_dir
 
 
 def add_overrides(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="override a key (train.learning_rate=5e-5, YAML-typed) or delete one (~card.tags)")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override a key (train.learning_rate=5e-5, YAML-typed) or delete one (~card.tags)",
+    )
 
 
 def add_unsafe_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--allow-unsafe-axolotl-keys", action="store_true",
-                        help="accept axolotl: keys that load code, use the network with your credentials or touch "
-                             "files outside the run directory (plugins, trust_remote_code, hub_model_id, "
-                             "output_dir, ...; see README). Only for recipes you trust")
+    parser.add_argument(
+        "--allow-unsafe-axolotl-keys",
+        action="store_true",
+        help="accept axolotl: keys that load code, use the network with your credentials or touch "
+        "files outside the run directory (plugins, trust_remote_code, hub_model_id, "
+        "output_dir, ...; see README). Only for recipes you trust",
+    )
 
 
 def recipe_path(arg: str) -> Path:

@@ -6,12 +6,24 @@ from iris_recipes.cli import add_command
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "compare", help="compare the eval metrics of several runs (table + Markdown)",
-                    example="iris-recipes compare smollm2-demo runs/smollm2-demo/20250101-120000")
-    p.add_argument("runs", nargs="+", metavar="RUN_OR_RECIPE",
-                   help="a run directory, or a recipe name/file meaning its newest finished run")
-    p.add_argument("--output", "-o", metavar="FILE.md",
-                   help="where to write the Markdown (default: RUNS/comparisons/compare-<time>.md)")
+    p = add_command(
+        sub,
+        "compare",
+        help="compare the eval metrics of several runs (table + Markdown)",
+        example="iris-recipes compare smollm2-demo runs/smollm2-demo/20250101-120000",
+    )
+    p.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN_OR_RECIPE",
+        help="a run directory, or a recipe name/file meaning its newest finished run",
+    )
+    p.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE.md",
+        help="where to write the Markdown (default: RUNS/comparisons/compare-<time>.md)",
+    )
     p.set_defaults(func=run)
 
 

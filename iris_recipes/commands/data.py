@@ -9,11 +9,15 @@ from iris_recipes.commands.common import add_overrides, add_unsafe_flag, recipe_
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "data", help="list dataset entries, or prepare a recipe's data alone (train/val JSONL + report)",
-                    example="iris-recipes data prepare recipes/llama1b-liar.yaml dataset.source=sample --out /tmp/liar",
-                    description="`data list` shows the registry (datasets/NAME/dataset.yaml). `data prepare RECIPE` "
-                                "runs only the data stage: bad rows, duplicates and the split, without training. "
-                                "Rows are not length-filtered here (training does that with the real tokenizer).")
+    p = add_command(
+        sub,
+        "data",
+        help="list dataset entries, or prepare a recipe's data alone (train/val JSONL + report)",
+        example="iris-recipes data prepare recipes/llama1b-liar.yaml dataset.source=sample --out /tmp/liar",
+        description="`data list` shows the registry (datasets/NAME/dataset.yaml). `data prepare RECIPE` "
+        "runs only the data stage: bad rows, duplicates and the split, without training. "
+        "Rows are not length-filtered here (training does that with the real tokenizer).",
+    )
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("list", help="the registered datasets").set_defaults(func=run_list)
     prep = actions.add_parser("prepare", help="write OUT/train.jsonl, val.jsonl and report.json")
@@ -53,8 +57,9 @@ def run_prepare(args) -> int:
     from iris_recipes.data import prepare
     from iris_recipes.recipe import load_recipe
 
-    recipe = load_recipe(recipe_path(args.recipe), args.overrides,
-                         allow_unsafe_axolotl_keys=args.allow_unsafe_axolotl_keys)
+    recipe = load_recipe(
+        recipe_path(args.recipe), args.overrides, allow_unsafe_axolotl_keys=args.allow_unsafe_axolotl_keys
+    )
     report = prepare(recipe, args.out)
     for s in report["sources"]:
         counts = ", ".join(f"{k} {s[k]}" for k in ("read", "bad", "duplicates", "too_short", "train", "val"))

@@ -8,11 +8,15 @@ from iris_recipes.cli import add_command
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "eval", help="measure a run's fine-tuned model against its base (writes RUN/eval.json)",
-                    example="iris-recipes eval runs/smollm2-demo/20250101-120000 --samples 10",
-                    description="Validation loss and perplexity (assistant tokens), the recipe's task metrics "
-                                "(eval.metrics) on held-out rows with greedy and seeded answers, the eval prompts "
-                                "answered side by side, and latency / time to first token / tokens/s of each GGUF.")
+    p = add_command(
+        sub,
+        "eval",
+        help="measure a run's fine-tuned model against its base (writes RUN/eval.json)",
+        example="iris-recipes eval runs/smollm2-demo/20250101-120000 --samples 10",
+        description="Validation loss and perplexity (assistant tokens), the recipe's task metrics "
+        "(eval.metrics) on held-out rows with greedy and seeded answers, the eval prompts "
+        "answered side by side, and latency / time to first token / tokens/s of each GGUF.",
+    )
     p.add_argument("run", metavar="RUN", help="a run directory (runs/<recipe>/<run-id>)")
     p.add_argument("--samples", type=int, default=None, help="held-out rows per metric (default: eval.samples)")
     p.set_defaults(func=run)

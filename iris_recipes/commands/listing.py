@@ -4,8 +4,9 @@ from iris_recipes.cli import add_command
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "list", help="table of the recipes: base model, dataset, method, built or not",
-                    example="iris-recipes list")
+    p = add_command(
+        sub, "list", help="table of the recipes: base model, dataset, method, built or not", example="iris-recipes list"
+    )
     p.set_defaults(func=run)
 
 

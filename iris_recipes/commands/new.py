@@ -10,11 +10,15 @@ SCHEMA_LINE = "# yaml-language-server: $schema=../iris_recipes/schema/recipe.sch
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "new", help="copy a recipe to recipes/NAME.yaml for editing",
-                    example="iris-recipes new my-math --from llama1b-math",
-                    description="Create recipes/NAME.yaml from an existing recipe: by default a short file that "
-                                "extends it; --flat writes the whole resolved recipe. Never overwrites; a copy that "
-                                "would not validate is not written.")
+    p = add_command(
+        sub,
+        "new",
+        help="copy a recipe to recipes/NAME.yaml for editing",
+        example="iris-recipes new my-math --from llama1b-math",
+        description="Create recipes/NAME.yaml from an existing recipe: by default a short file that "
+        "extends it; --flat writes the whole resolved recipe. Never overwrites; a copy that "
+        "would not validate is not written.",
+    )
     p.add_argument("name", metavar="NAME", help="the new variant's name (lower-case, digits, . _ -)")
     p.add_argument("--from", dest="source", required=True, metavar="RECIPE", help="recipe to start from")
     p.add_argument("--flat", action="store_true", help="copy every setting instead of extending the source")
@@ -54,7 +58,9 @@ def run(args) -> int:
 
     pattern = load_schema()["properties"]["name"]["pattern"]
     if not re.fullmatch(pattern, args.name):
-        raise IrisError(f"name '{args.name}' is not a valid recipe name: use lower-case letters, digits, '.', '_' or '-'")
+        raise IrisError(
+            f"name '{args.name}' is not a valid recipe name: use lower-case letters, digits, '.', '_' or '-'"
+        )
     unsafe = {"allow_unsafe_axolotl_keys": args.allow_unsafe_axolotl_keys}
     source = load_recipe(recipe_path(args.source), **unsafe)
     dest = recipes_dir() / f"{args.name}.yaml"

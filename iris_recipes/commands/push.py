@@ -6,12 +6,20 @@ from iris_recipes.cli import add_command
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "push", help="upload a run's GGUFs, README.md and loss.png to its publish.repo_id",
-                    example="HF_TOKEN=hf_... iris-recipes push runs/smollm2-demo/20250101-120000 --repo me/smollm2-demo-GGUF")
+    p = add_command(
+        sub,
+        "push",
+        help="upload a run's GGUFs, README.md and loss.png to its publish.repo_id",
+        example="HF_TOKEN=hf_... iris-recipes push runs/smollm2-demo/20250101-120000 --repo me/smollm2-demo-GGUF",
+    )
     p.add_argument("run", metavar="RUN", help="run directory (runs/<recipe>/<run-id>)")
     p.add_argument("--repo", metavar="OWNER/NAME", help="target model repo (default: the recipe's publish.repo_id)")
-    p.add_argument("--private", action="store_true", default=None,
-                   help="create the repo private (default: the recipe's publish.private)")
+    p.add_argument(
+        "--private",
+        action="store_true",
+        default=None,
+        help="create the repo private (default: the recipe's publish.private)",
+    )
     p.add_argument("--dry-run", action="store_true", help="list what would be uploaded, and where; upload nothing")
     p.set_defaults(func=run)
 
@@ -23,8 +31,10 @@ def run(args) -> int:
 
     rundir = RunDir.open(args.run)
     plan = upload_plan(rundir, repo_id=args.repo, private=args.private)
-    print(f"{'would upload' if args.dry_run else 'uploading'} to https://huggingface.co/{plan.repo_id}"
-          f" ({'private' if plan.private else 'public'}), {plan.total_bytes / 1e6:,.1f} MB:")
+    print(
+        f"{'would upload' if args.dry_run else 'uploading'} to https://huggingface.co/{plan.repo_id}"
+        f" ({'private' if plan.private else 'public'}), {plan.total_bytes / 1e6:,.1f} MB:"
+    )
     for src, dest in plan.files:
         print(f"  {dest:<40} {src.stat().st_size / 1e6:>10,.1f} MB  {src}")
     if args.dry_run:

@@ -4,8 +4,12 @@ from iris_recipes.cli import add_command
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "schema", help="print the recipe JSON Schema (draft 2020-12)",
-                    example="iris-recipes schema > recipe.schema.json")
+    p = add_command(
+        sub,
+        "schema",
+        help="print the recipe JSON Schema (draft 2020-12)",
+        example="iris-recipes schema > recipe.schema.json",
+    )
     p.set_defaults(func=run)
 
 

@@ -5,8 +5,12 @@ from iris_recipes.commands.common import add_overrides, add_unsafe_flag, recipe_
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "show", help="print a recipe fully resolved (extends, overrides, defaults)",
-                    example="iris-recipes show llama1b-math train.learning_rate=5e-5")
+    p = add_command(
+        sub,
+        "show",
+        help="print a recipe fully resolved (extends, overrides, defaults)",
+        example="iris-recipes show llama1b-math train.learning_rate=5e-5",
+    )
     p.add_argument("recipe", metavar="RECIPE", help="recipe file or name")
     add_overrides(p)
     p.add_argument("--no-defaults", action="store_true", help="show only what the recipe and its bases set")
@@ -17,8 +21,9 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from iris_recipes.recipe import load_recipe
 
-    recipe = load_recipe(recipe_path(args.recipe), args.overrides,
-                         allow_unsafe_axolotl_keys=args.allow_unsafe_axolotl_keys)
+    recipe = load_recipe(
+        recipe_path(args.recipe), args.overrides, allow_unsafe_axolotl_keys=args.allow_unsafe_axolotl_keys
+    )
     print(f"# {recipe.path}  sha256:{recipe.hash()[:12]}")
     print(recipe.to_yaml(defaults=not args.no_defaults), end="")
     return 0

@@ -18,17 +18,25 @@ SPACE_PACKAGE = "iris_space"
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "space", help="serve the chat Space locally, or write a deployable Space folder (build OUT)",
-                    example="iris-recipes space --port 7860\n  iris-recipes space build dist/space")
+    p = add_command(
+        sub,
+        "space",
+        help="serve the chat Space locally, or write a deployable Space folder (build OUT)",
+        example="iris-recipes space --port 7860\n  iris-recipes space build dist/space",
+    )
     p.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--manifest", metavar="FILE",
-                   help="where to write the variants manifest (default: RUNS_DIR/variants.json)")
+    p.add_argument(
+        "--manifest", metavar="FILE", help="where to write the variants manifest (default: RUNS_DIR/variants.json)"
+    )
     p.set_defaults(func=run_serve)
     ssub = p.add_subparsers(dest="space_command", metavar="build")
-    b = ssub.add_parser("build", help="write a Hugging Face Space folder serving the published variants",
-                        description="Write app.py, its iris_space/ engine, requirements.txt, README.md and variants.json (the variants "
-                                    "whose recipes set publish.repo_id) into OUT, which must not exist or be empty.")
+    b = ssub.add_parser(
+        "build",
+        help="write a Hugging Face Space folder serving the published variants",
+        description="Write app.py, its iris_space/ engine, requirements.txt, README.md and variants.json (the variants "
+        "whose recipes set publish.repo_id) into OUT, which must not exist or be empty.",
+    )
     b.add_argument("out", metavar="OUT", help="the folder to write")
     b.set_defaults(func=run_build)
 
@@ -41,8 +49,10 @@ def space_dir() -> Path:
     if not (path / SPACE_PACKAGE / "__init__.py").is_file():
         missing.append(f"{SPACE_PACKAGE}/")
     if missing:
-        raise IrisError(f"{path}: missing {', '.join(missing)}. Run iris-recipes from the project checkout "
-                        "(or set IRIS_HOME to it).")
+        raise IrisError(
+            f"{path}: missing {', '.join(missing)}. Run iris-recipes from the project checkout "
+            "(or set IRIS_HOME to it)."
+        )
     return path
 
 
@@ -103,8 +113,10 @@ def run_build(args) -> int:
         raise IrisError(f"{out}: exists and is not an empty folder; nothing was written. Choose a new OUT.")
     variants = hosted(_variants())
     if not variants:
-        raise IrisError("no recipe sets publish.repo_id, so a hosted Space would have nothing to serve. Add "
-                        "`publish: {repo_id: USER/NAME}` to a recipe and push its GGUFs (iris-recipes push RUN).")
+        raise IrisError(
+            "no recipe sets publish.repo_id, so a hosted Space would have nothing to serve. Add "
+            "`publish: {repo_id: USER/NAME}` to a recipe and push its GGUFs (iris-recipes push RUN)."
+        )
     src = space_dir()
     out.parent.mkdir(parents=True, exist_ok=True)
     # Built in a temporary folder beside OUT and renamed into place: OUT is complete or absent.

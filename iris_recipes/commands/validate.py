@@ -10,12 +10,22 @@ from iris_recipes.errors import IrisError, RecipeError
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "validate", help="check recipes against the schema, all errors at once",
-                    example="iris-recipes validate recipes/llama1b-math.yaml train.learning_rate=5e-5",
-                    description="Validate recipes (default: every recipes/*.yaml). Exit 2 if any has a problem.")
+    p = add_command(
+        sub,
+        "validate",
+        help="check recipes against the schema, all errors at once",
+        example="iris-recipes validate recipes/llama1b-math.yaml train.learning_rate=5e-5",
+        description="Validate recipes (default: every recipes/*.yaml). Exit 2 if any has a problem.",
+    )
     p.add_argument("recipes", nargs="*", metavar="RECIPE", help="recipe files (default: recipes/*.yaml)")
-    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="apply an override to every recipe before validating (repeatable)")
+    p.add_argument(
+        "-o",
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="apply an override to every recipe before validating (repeatable)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print problems only")
     add_unsafe_flag(p)
     p.set_defaults(func=run)

@@ -12,5 +12,14 @@ from iris_recipes.data.formats import Mapping, RowProblem
 from iris_recipes.data.prepare import load_split, prepare
 from iris_recipes.data.registry import Entry, entry_names, load_entry
 
-__all__ = ["METRIC_NEEDS", "Entry", "Mapping", "RowProblem", "check_dataset_config", "entry_names", "load_entry",
-           "load_split", "prepare"]
+__all__ = [
+    "METRIC_NEEDS",
+    "Entry",
+    "Mapping",
+    "RowProblem",
+    "check_dataset_config",
+    "entry_names",
+    "load_entry",
+    "load_split",
+    "prepare",
+]

@@ -42,8 +42,10 @@ def conversation_problem(messages: list[dict]) -> str | None:
     for j, role in enumerate(body):
         expected = "user" if j % 2 == 0 else "assistant"
         if role != expected:
-            return (f"turn {j + offset + 1} ({role}): expected {expected} "
-                    "(after an optional system turn, user and assistant turns alternate, starting with user)")
+            return (
+                f"turn {j + offset + 1} ({role}): expected {expected} "
+                "(after an optional system turn, user and assistant turns alternate, starting with user)"
+            )
     if body[-1] != "assistant":
         return f"turn {len(roles)} (user): the last turn must be the assistant's"
     return None

@@ -44,9 +44,14 @@ def check_dataset_config(recipe_data, recipe_path: str | Path | None = None) -> 
             lacking = [k for k in METRIC_NEEDS.get(metric, ()) if k not in provided]
             if lacking:
                 has = ", ".join(sorted(provided)) or "none"
-                out.append(("eval.metrics", f"{metric} needs reference {' and '.join(lacking)} on held-out rows, but "
-                            f"the dataset provides reference keys: {has}. Map them in columns.reference "
-                            f"(e.g. {lacking[0]}: COLUMN) or drop the metric"))
+                out.append(
+                    (
+                        "eval.metrics",
+                        f"{metric} needs reference {' and '.join(lacking)} on held-out rows, but "
+                        f"the dataset provides reference keys: {has}. Map them in columns.reference "
+                        f"(e.g. {lacking[0]}: COLUMN) or drop the metric",
+                    )
+                )
     return out
 
 
@@ -75,8 +80,12 @@ def _check_source(block: dict, key: str, base_dir: Path, out: list) -> Mapping |
         return None
     if not (datasets_dir() / name / ENTRY_FILE).is_file():
         names = entry_names()
-        out.append((f"{key}.name", f"unknown dataset '{name}': {did_you_mean(name, names)}"
-                    f"registered: {', '.join(names) or '(none)'}"))
+        out.append(
+            (
+                f"{key}.name",
+                f"unknown dataset '{name}': {did_you_mean(name, names)}registered: {', '.join(names) or '(none)'}",
+            )
+        )
         return None
     try:
         entry = load_entry(name)
@@ -90,8 +99,13 @@ def _check_source(block: dict, key: str, base_dir: Path, out: list) -> Mapping |
         elif not sample.is_file():
             out.append((f"{key}.source", f"the sample of '{name}' is missing: {sample}"))
     elif entry.full_path() is not None and not entry.full_path().is_file():
-        out.append((f"{key}.name", f"the data of '{name}' is missing: {entry.full_path()} "
-                    "(see datasets/README.md to build it, or use source: sample)"))
+        out.append(
+            (
+                f"{key}.name",
+                f"the data of '{name}' is missing: {entry.full_path()} "
+                "(see datasets/README.md to build it, or use source: sample)",
+            )
+        )
     fmt = block.get("format", entry.format)
     if "columns" in block:
         columns = {**entry.columns, **(block["columns"] or {})} if fmt == entry.format else block["columns"]

@@ -112,7 +112,9 @@ class Mapping:
         out = []
         for i, turn in enumerate(turns, 1):
             if not isinstance(turn, dict):
-                raise RowProblem(f"turn {i} is a {type(turn).__name__}, not an object with '{role_key}' and '{content_key}'")
+                raise RowProblem(
+                    f"turn {i} is a {type(turn).__name__}, not an object with '{role_key}' and '{content_key}'"
+                )
             raw_role = turn.get(role_key)
             if not isinstance(raw_role, (str, int, float, bool, type(None))) or raw_role not in roles:
                 known = ", ".join(sorted(map(str, roles)))
@@ -148,7 +150,7 @@ class Mapping:
         ref = {}
         for key, spec in self.reference.items():
             if isinstance(spec, dict):
-                (kind, col), = spec.items()
+                ((kind, col),) = spec.items()
                 text = _scalar_text(row.get(col))
                 value = content_words(text) if kind == "words" else last_number(text)
             elif spec in self.lists:
@@ -264,14 +266,16 @@ def mapping_problems(fmt: str | None, columns: Any) -> list[tuple[str, str]]:
                         out.append((f"columns.roles.{raw}", f"maps to {role!r}; use system, user or assistant"))
         elif key == "lists":
             if not isinstance(value, dict) or not all(isinstance(s, str) and s for s in value.values()):
-                out.append(("columns.lists", "must map column names to a non-empty separator, e.g. {Incorrect Answers: ';'}"))
+                out.append(
+                    ("columns.lists", "must map column names to a non-empty separator, e.g. {Incorrect Answers: ';'}")
+                )
         elif key == "reference":
             out += _reference_problems(value)
         elif not isinstance(value, str) or not value:
             out.append((f"columns.{key}", "must be a non-empty string"))
     for key in REQUIRED.get(fmt, ()):
         if key not in columns:
-            out.append((f"columns.{key}", f"format {fmt} needs a `{key}:` template, e.g. {key}: \"{{Question}}\""))
+            out.append((f"columns.{key}", f'format {fmt} needs a `{key}:` template, e.g. {key}: "{{Question}}"'))
     if fmt == "template":
         lists = columns.get("lists") if isinstance(columns.get("lists"), dict) else {}
         for key in ("system", "user", "assistant"):
@@ -283,7 +287,12 @@ def mapping_problems(fmt: str | None, columns: Any) -> list[tuple[str, str]]:
                 out.append((f"columns.{key}", "has no {Column} placeholder, so every row would get the same text"))
             for col, index in fields:
                 if index is not None and col not in lists:
-                    out.append((f"columns.{key}", f"picks {{{col}[{index}]}} but '{col}' is not declared in columns.lists (its separator)"))
+                    out.append(
+                        (
+                            f"columns.{key}",
+                            f"picks {{{col}[{index}]}} but '{col}' is not declared in columns.lists (its separator)",
+                        )
+                    )
     return out
 
 
@@ -293,11 +302,19 @@ def _reference_problems(value: Any) -> list[tuple[str, str]]:
     out = []
     for key, spec in value.items():
         ok = (isinstance(spec, str) and spec) or (
-            isinstance(spec, dict) and len(spec) == 1 and set(spec) <= {"words", "last_number"}
-            and all(isinstance(v, str) and v for v in spec.values()))
+            isinstance(spec, dict)
+            and len(spec) == 1
+            and set(spec) <= {"words", "last_number"}
+            and all(isinstance(v, str) and v for v in spec.values())
+        )
         if not ok:
-            out.append((f"columns.reference.{key}", "must be a column name, {words: COLUMN} (its content words) "
-                        "or {last_number: COLUMN} (the last number in it)"))
+            out.append(
+                (
+                    f"columns.reference.{key}",
+                    "must be a column name, {words: COLUMN} (its content words) "
+                    "or {last_number: COLUMN} (the last number in it)",
+                )
+            )
     return out
 
 

@@ -52,8 +52,10 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
     if bad_rows and ds.get("on_bad_rows", "fail") == "fail":
         listed = "\n".join(f"  {line}" for line in bad_rows[:MAX_LISTED])
         more = f"\n  ... and {len(bad_rows) - MAX_LISTED} more" if len(bad_rows) > MAX_LISTED else ""
-        raise IrisError(f"dataset: {len(bad_rows)} bad row(s):\n{listed}{more}\n"
-                        "Fix them in the data (or its column mapping), or set dataset.on_bad_rows=skip to drop them.")
+        raise IrisError(
+            f"dataset: {len(bad_rows)} bad row(s):\n{listed}{more}\n"
+            "Fix them in the data (or its column mapping), or set dataset.on_bad_rows=skip to drop them."
+        )
 
     seq_len = data.get("train", {}).get("sequence_len", 2048)
     chosen: list[tuple[int, dict]] = []
@@ -79,10 +81,14 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
             tokens[id(row)] = n_tokens or 0
 
     if not chosen:
-        summary = "; ".join(f"{s.label}: " + ", ".join(f"{k} {v}" for k, v in st.items() if k not in ("train", "val"))
-                            for s, st in zip(sources, stats))
-        raise IrisError(f"dataset: no rows left to train on ({summary}). Check the data, dataset.min_assistant_chars "
-                        "and train.sequence_len.")
+        summary = "; ".join(
+            f"{s.label}: " + ", ".join(f"{k} {v}" for k, v in st.items() if k not in ("train", "val"))
+            for s, st in zip(sources, stats)
+        )
+        raise IrisError(
+            f"dataset: no rows left to train on ({summary}). Check the data, dataset.min_assistant_chars "
+            "and train.sequence_len."
+        )
 
     random.Random(f"{seed}:split").shuffle(chosen)
     val_size = ds.get("val_size", 0.05)
@@ -109,8 +115,10 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
         "val_size": val_size,
         "sequence_len": seq_len if count_tokens is not None else None,
         "system_prompt": ds.get("system_prompt"),
-        "sources": [_source_info(s, ds if s.key == "dataset" else s_block, st)
-                    for s, st, (_, s_block) in zip(sources, stats, blocks)],
+        "sources": [
+            _source_info(s, ds if s.key == "dataset" else s_block, st)
+            for s, st, (_, s_block) in zip(sources, stats, blocks)
+        ],
         "bad_rows": bad_rows[:MAX_LISTED],
         "files": files,
     }
@@ -123,8 +131,10 @@ def _load_clean(src: Source, ds: dict, st: dict, bad_rows: list[str], seen: set[
     missing = sorted(src.mapping.required_columns() - set(columns))
     if columns and missing:
         where = src.entry.file if src.entry else f"the recipe's {src.key}.columns"
-        raise IrisError(f"{src.key}: {src.label} has no column(s) {', '.join(map(repr, missing))} "
-                        f"(its columns: {', '.join(columns)}); fix the mapping in {where}")
+        raise IrisError(
+            f"{src.key}: {src.label} has no column(s) {', '.join(map(repr, missing))} "
+            f"(its columns: {', '.join(columns)}); fix the mapping in {where}"
+        )
     system_prompt = ds.get("system_prompt")
     dedup = ds.get("dedup", True)
     min_chars = ds.get("min_assistant_chars", 1)
@@ -158,10 +168,15 @@ def _load_clean(src: Source, ds: dict, st: dict, bad_rows: list[str], seen: set[
 
 
 def _source_info(src: Source, block: dict, st: dict) -> dict:
-    info = {"key": src.key, "name": src.name, "origin": src.label,
-            "source": block.get("source", "full") if src.entry else "file",
-            "hub": src.entry.hub if src.entry else None, "license": src.license,
-            "format": src.mapping.format}
+    info = {
+        "key": src.key,
+        "name": src.name,
+        "origin": src.label,
+        "source": block.get("source", "full") if src.entry else "file",
+        "hub": src.entry.hub if src.entry else None,
+        "license": src.license,
+        "format": src.mapping.format,
+    }
     if src.weight is not None:
         info["weight"] = src.weight
     return {**info, **st}
@@ -182,6 +197,6 @@ def load_split(path: str | Path) -> list[dict]:
             except json.JSONDecodeError as exc:
                 raise IrisError(f"{path}:{lineno}: not valid JSON ({exc.msg}); re-run the data stage") from None
             if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
-                raise IrisError(f"{path}:{lineno}: not a {{\"messages\": [...]}} row; re-run the data stage")
+                raise IrisError(f'{path}:{lineno}: not a {{"messages": [...]}} row; re-run the data stage')
             rows.append(row)
     return rows

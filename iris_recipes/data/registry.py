@@ -63,8 +63,10 @@ def load_entry(name: str) -> Entry:
     path = datasets_dir() / name / ENTRY_FILE
     if not path.is_file():
         names = entry_names()
-        raise IrisError(f"unknown dataset '{name}': {did_you_mean(name, names)}"
-                        f"registered: {', '.join(names) or '(none)'} (each is {datasets_dir()}/NAME/{ENTRY_FILE})")
+        raise IrisError(
+            f"unknown dataset '{name}': {did_you_mean(name, names)}"
+            f"registered: {', '.join(names) or '(none)'} (each is {datasets_dir()}/NAME/{ENTRY_FILE})"
+        )
     try:
         raw, _ = load_with_positions(read_text_bounded(path, "dataset entry"), str(path))
     except YamlProblem as exc:
@@ -73,8 +75,14 @@ def load_entry(name: str) -> Entry:
     if problems:
         raise IrisError(f"{path}: invalid dataset entry:\n" + "\n".join(f"  {k}: {m}" for k, m in problems))
     return Entry(
-        name=raw["name"], dir=path.parent, description=raw["description"], license=str(raw["license"]),
-        source=raw["source"], format=raw["format"], columns=raw.get("columns") or {}, sample=raw.get("sample"),
+        name=raw["name"],
+        dir=path.parent,
+        description=raw["description"],
+        license=str(raw["license"]),
+        source=raw["source"],
+        format=raw["format"],
+        columns=raw.get("columns") or {},
+        sample=raw.get("sample"),
         homepage=raw.get("homepage"),
     )
 

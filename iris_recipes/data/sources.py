@@ -26,11 +26,11 @@ SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 @dataclass
 class Source:
-    key: str                  # recipe key path: "dataset" or "dataset.mix.0"
-    name: str                 # entry name, or the file name for an inline path
+    key: str  # recipe key path: "dataset" or "dataset.mix.0"
+    name: str  # entry name, or the file name for an inline path
     mapping: Mapping
     file: Path | None = None  # a local file, or
-    hub: dict | None = None   # {hub, split, config?, revision?, data_files?}
+    hub: dict | None = None  # {hub, split, config?, revision?, data_files?}
     license: str | None = None
     limit: int | None = None
     weight: float | None = None
@@ -64,12 +64,21 @@ def resolve_source(block: dict, key: str, base_dir: Path) -> Source:
         columns = {**entry.columns, **block["columns"]} if fmt == entry.format else dict(block["columns"])
     else:
         columns = dict(entry.columns) if fmt == entry.format else {}
-    src = Source(key, entry.name, Mapping(fmt, columns), license=entry.license, limit=block.get("limit"),
-                 weight=block.get("weight"), entry=entry)
+    src = Source(
+        key,
+        entry.name,
+        Mapping(fmt, columns),
+        license=entry.license,
+        limit=block.get("limit"),
+        weight=block.get("weight"),
+        entry=entry,
+    )
     if which == "sample":
         if not entry.sample:
-            raise IrisError(f"{key}.source: dataset '{entry.name}' ships no sample ({entry.file} has no `sample:`); "
-                            "use source: full")
+            raise IrisError(
+                f"{key}.source: dataset '{entry.name}' ships no sample ({entry.file} has no `sample:`); "
+                "use source: full"
+            )
         src.file = entry.sample_path()
     elif "path" in entry.source:
         src.file = entry.full_path()
@@ -173,8 +182,9 @@ def _decode(path: Path, key: str) -> str:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise IrisError(f"{key}: {path}:{line}:{col}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file "
-                        "as UTF-8") from None
+        raise IrisError(
+            f"{key}: {path}:{line}:{col}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
+        ) from None
 
 
 def _json(path: Path, key: str):
@@ -220,12 +230,14 @@ def _csv_rows(text: str, path: Path, key: str):
             where = f"{key}: {path}:{start}: " + (f"row {number + 1}: " if header is not None else "header: ")
             reason = str(exc)
             if "field larger than field limit" in reason:
-                reason = (f"a cell is longer than {MAX_CSV_CELL // 1024} KiB, usually a quote (\") that is never "
-                          "closed, so the cell swallows the rows after it")
+                reason = (
+                    f'a cell is longer than {MAX_CSV_CELL // 1024} KiB, usually a quote (") that is never '
+                    "closed, so the cell swallows the rows after it"
+                )
             elif "unexpected end of data" in reason:
-                reason = "a quote (\") opened in this row is never closed, so it swallows the rows after it"
+                reason = 'a quote (") opened in this row is never closed, so it swallows the rows after it'
             elif "expected after" in reason:
-                reason = f"{reason}: a quote inside a quoted cell must be doubled (\"\")"
+                reason = f'{reason}: a quote inside a quoted cell must be doubled ("")'
             raise IrisError(f"{where}{reason}. Fix the quoting (or use .jsonl).") from None
         if not cells:  # a blank line
             continue
@@ -251,34 +263,45 @@ def _parquet(path: Path, key: str):
         table = pq.read_table(path)
     except (pyarrow.ArrowException, OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise IrisError(f"{key}: {path}: not a readable Parquet file ({reason}); write it again or use .jsonl") \
-            from None
+        raise IrisError(
+            f"{key}: {path}: not a readable Parquet file ({reason}); write it again or use .jsonl"
+        ) from None
     return list(enumerate(table.to_pylist(), 1))
 
 
 def hub_offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
 
 
 def _read_hub(src: Source):
     spec = src.hub
     what = f"dataset '{src.name}' ({spec['hub']}, split {spec['split']})"
-    advice = (f"use the shipped sample (dataset.source=sample), or download it where there is network and point "
-              f"dataset.path at a local .jsonl/.csv/.parquet copy (with format: {src.mapping.format} and its columns)")
+    advice = (
+        f"use the shipped sample (dataset.source=sample), or download it where there is network and point "
+        f"dataset.path at a local .jsonl/.csv/.parquet copy (with format: {src.mapping.format} and its columns)"
+    )
     try:
         import datasets
     except ImportError:
-        raise IrisError(f"{src.key}: loading {what} needs the `datasets` library: pip install 'iris-recipes[train]'; "
-                        f"or {advice}") from None
+        raise IrisError(
+            f"{src.key}: loading {what} needs the `datasets` library: pip install 'iris-recipes[train]'; or {advice}"
+        ) from None
     kwargs = {k: spec[k] for k in ("revision", "data_files") if spec.get(k)}
     try:
         ds = datasets.load_dataset(spec["hub"], spec.get("config"), split=spec["split"], **kwargs)
     except Exception as exc:  # offline, missing, gated, renamed: all mean "not available here"
-        offline = " Hugging Face offline mode is on (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE) and it is not cached." \
-            if hub_offline() else ""
+        offline = (
+            " Hugging Face offline mode is on (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE) and it is not cached."
+            if hub_offline()
+            else ""
+        )
         reason = str(exc).strip().splitlines()[0][:300].rstrip(".") if str(exc).strip() else ""
         reason = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
-        raise IrisError(f"{src.key}: cannot load {what} from the Hugging Face Hub ({reason}).{offline}\n"
-                        f"To train without it: {advice}.") from None
+        raise IrisError(
+            f"{src.key}: cannot load {what} from the Hugging Face Hub ({reason}).{offline}\n"
+            f"To train without it: {advice}."
+        ) from None
     return ((i, row) for i, row in enumerate(ds, 1)), list(ds.column_names)

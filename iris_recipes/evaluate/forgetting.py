@@ -29,8 +29,10 @@ from iris_recipes.errors import IrisError
 PROMPTS_FILE = Path(__file__).resolve().parent / "general_prompts.txt"
 NGRAM = 4
 MIN_LOOP_TOKENS = 2 * NGRAM
-RULE = (f"a reply loops when rep-{NGRAM} (the share of its token {NGRAM}-grams repeating an earlier one) is at "
-        "least loop_threshold")
+RULE = (
+    f"a reply loops when rep-{NGRAM} (the share of its token {NGRAM}-grams repeating an earlier one) is at "
+    "least loop_threshold"
+)
 
 
 @dataclass
@@ -53,7 +55,7 @@ def prompts_for(settings: dict) -> list[str]:
 
 def rep_n(tokens: list[int], n: int = NGRAM) -> float:
     """Share of the n-grams of `tokens` that repeat an earlier n-gram (0 when there are none)."""
-    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
     if not grams:
         return 0.0
     return 1.0 - len(set(grams)) / len(grams)
@@ -66,10 +68,14 @@ def loops(reply: Reply, threshold: float) -> bool:
 def summarize(replies: list[Reply], threshold: float) -> dict:
     n = len(replies)
     looping = sum(loops(r, threshold) for r in replies)
-    return {"replies": n, "stop_rate": round(sum(r.stopped for r in replies) / n, 4) if n else None,
-            "stopped": sum(r.stopped for r in replies), "loops": looping,
-            "loop_rate": round(looping / n, 4) if n else None,
-            "median_tokens": statistics.median(len(r.tokens) for r in replies) if n else None}
+    return {
+        "replies": n,
+        "stop_rate": round(sum(r.stopped for r in replies) / n, 4) if n else None,
+        "stopped": sum(r.stopped for r in replies),
+        "loops": looping,
+        "loop_rate": round(looping / n, 4) if n else None,
+        "median_tokens": statistics.median(len(r.tokens) for r in replies) if n else None,
+    }
 
 
 def agreement(base: list[Reply], tuned: list[Reply], threshold: float) -> tuple[float | None, int]:
@@ -103,12 +109,27 @@ def check(base: list[Reply], tuned: list[Reply], prompts: list[str], settings: d
     t["agreement"], compared = agreement(base, tuned, threshold)
     kept, text = verdict(b, t, settings)
     return {
-        "prompts": len(prompts), "max_new_tokens": settings["max_new_tokens"], "rule": RULE,
+        "prompts": len(prompts),
+        "max_new_tokens": settings["max_new_tokens"],
+        "rule": RULE,
         "thresholds": {k: settings[k] for k in ("loop_threshold", "max_stop_drop", "max_extra_loops")},
-        "base": b, "tuned": t, "agreement_prompts": compared, "kept": kept, "verdict": text,
-        "replies": [{"prompt": p, "base": rb.text, "tuned": rt.text, "base_stopped": rb.stopped,
-                     "tuned_stopped": rt.stopped, "base_loops": loops(rb, threshold),
-                     "tuned_loops": loops(rt, threshold), "base_rep4": round(rep_n(rb.tokens), 3),
-                     "tuned_rep4": round(rep_n(rt.tokens), 3)}
-                    for p, rb, rt in zip(prompts, base, tuned)],
+        "base": b,
+        "tuned": t,
+        "agreement_prompts": compared,
+        "kept": kept,
+        "verdict": text,
+        "replies": [
+            {
+                "prompt": p,
+                "base": rb.text,
+                "tuned": rt.text,
+                "base_stopped": rb.stopped,
+                "tuned_stopped": rt.stopped,
+                "base_loops": loops(rb, threshold),
+                "tuned_loops": loops(rt, threshold),
+                "base_rep4": round(rep_n(rb.tokens), 3),
+                "tuned_rep4": round(rep_n(rt.tokens), 3),
+            }
+            for p, rb, rt in zip(prompts, base, tuned)
+        ],
     }

@@ -131,8 +131,9 @@ class Generator:
             raise IrisError(f"{self.path}: llama.cpp decode failed (code {rc})")
         self.batch.n_tokens = 0
 
-    def batch_generate(self, prompts: list[list[int]], max_tokens: int | list[int],
-                       seeds: list[int | None] | None = None) -> list:
+    def batch_generate(
+        self, prompts: list[list[int]], max_tokens: int | list[int], seeds: list[int | None] | None = None
+    ) -> list:
         """One Reply per prompt, in order; `max_tokens` and `seeds` (None: greedy) for all or per prompt."""
         from iris_recipes.evaluate.forgetting import Reply
 
@@ -153,13 +154,18 @@ class Generator:
                     st["pos"] += 1
                 while queue and free and self.batch.n_tokens + len(prompts[queue[0]]) <= self.n_batch:
                     i, slot = queue.pop(0), free.pop(0)
-                    ids = prompts[i][-(self.n_ctx - 2):] or [L.llama_vocab_bos(self.vocab)]
+                    ids = prompts[i][-(self.n_ctx - 2) :] or [L.llama_vocab_bos(self.vocab)]
                     L.llama_memory_seq_rm(mem, slot, -1, -1)
                     for pos, tok in enumerate(ids):
                         at = self._add(tok, pos, slot, pos == len(ids) - 1)
-                    active[slot] = {"i": i, "pos": len(ids), "tokens": [], "at": at,
-                                    "sampler": self._sampler(seeds[i]),
-                                    "budget": max(1, min(limits[i], self.n_ctx - len(ids) - 1))}
+                    active[slot] = {
+                        "i": i,
+                        "pos": len(ids),
+                        "tokens": [],
+                        "at": at,
+                        "sampler": self._sampler(seeds[i]),
+                        "budget": max(1, min(limits[i], self.n_ctx - len(ids) - 1)),
+                    }
                 self._decode()
                 for slot in list(active):
                     st = active[slot]
@@ -195,8 +201,15 @@ def generator(gguf: str | Path, **kwargs) -> Iterator[Generator]:
         gen.close()
 
 
-def benchmark(gguf: str | Path, prompt_ids: list[int], banned: list[int], *, new_tokens: int = 64,
-              repeats: int = 3, threads: int | None = None) -> dict:
+def benchmark(
+    gguf: str | Path,
+    prompt_ids: list[int],
+    banned: list[int],
+    *,
+    new_tokens: int = 64,
+    repeats: int = 3,
+    threads: int | None = None,
+) -> dict:
     """Latency, time to first token and decode tokens/s of one GGUF on this CPU (median of `repeats`).
 
     End-of-turn and other special tokens are banned so every repeat decodes exactly `new_tokens` tokens; the KV
@@ -206,8 +219,13 @@ def benchmark(gguf: str | Path, prompt_ids: list[int], banned: list[int], *, new
 
     threads = threads or cpu_count()
     t0 = time.perf_counter()
-    llm = Llama(model_path=str(gguf), n_ctx=len(prompt_ids) + new_tokens + 8, n_threads=threads,
-                n_threads_batch=threads, verbose=False)
+    llm = Llama(
+        model_path=str(gguf),
+        n_ctx=len(prompt_ids) + new_tokens + 8,
+        n_threads=threads,
+        n_threads_batch=threads,
+        verbose=False,
+    )
     load_s = time.perf_counter() - t0
     bias = {int(t): -1e9 for t in banned}
     ttfts, latencies, speeds = [], [], []
@@ -216,8 +234,9 @@ def benchmark(gguf: str | Path, prompt_ids: list[int], banned: list[int], *, new
             llm.reset()
             n, first = 0, None
             start = time.perf_counter()
-            for _chunk in llm.create_completion(prompt_ids, max_tokens=new_tokens, temperature=0.0,
-                                                logit_bias=bias, stream=True):
+            for _chunk in llm.create_completion(
+                prompt_ids, max_tokens=new_tokens, temperature=0.0, logit_bias=bias, stream=True
+            ):
                 n += 1
                 if first is None:
                     first = time.perf_counter()
@@ -228,9 +247,16 @@ def benchmark(gguf: str | Path, prompt_ids: list[int], banned: list[int], *, new
                 speeds.append((n - 1) / max(end - first, 1e-9))
     finally:
         llm.close()
-    return {"decode_tok_s": round(statistics.median(speeds), 2) if speeds else None,
-            "ttft_s": round(statistics.median(ttfts), 4), "latency_s": round(statistics.median(latencies), 4),
-            "new_tokens": new_tokens, "prompt_tokens": len(prompt_ids), "load_s": round(load_s, 3),
-            "threads": threads, "repeats": repeats,
-            # other work on the CPU slows llama.cpp's threads a lot: the load says how far to trust the figures
-            "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
+    return {
+        "decode_tok_s": round(statistics.median(speeds), 2) if speeds else None,
+        "ttft_s": round(statistics.median(ttfts), 4),
+        "latency_s": round(statistics.median(latencies), 4),
+        "new_tokens": new_tokens,
+        "prompt_tokens": len(prompt_ids),
+        "load_s": round(load_s, 3),
+        "threads": threads,
+        "repeats": repeats,
+        # other work on the CPU slows llama.cpp's threads a lot: the load says how far to trust the figures
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
+    }

@@ -28,12 +28,12 @@ def masked_example(tok, messages: list[dict]) -> tuple[list[int], list[int]]:
         upto = _render(tok, messages[: i + 1])
         if not upto.startswith(done):  # a template that rewrites earlier turns: fall back to the whole diff
             done = ""
-        piece = upto[len(done):]
+        piece = upto[len(done) :]
         if msg.get("role") == "assistant":
-            header = _render(tok, messages[:i], generation_prompt=True)[len(done):] if i else ""
+            header = _render(tok, messages[:i], generation_prompt=True)[len(done) :] if i else ""
             if not piece.startswith(header):
                 header = ""
-            body = piece[len(header):]
+            body = piece[len(header) :]
             # trained: the content and the end-of-turn token; not the whitespace the template adds after it
             cut = body.find(eot) + len(eot) if eot and eot in body else len(body)
             for text, train in ((header, False), (body[:cut], True), (body[cut:], False)):
@@ -48,8 +48,9 @@ def masked_example(tok, messages: list[dict]) -> tuple[list[int], list[int]]:
     return ids, labels
 
 
-def validation_loss(model_dir: str | Path, tok, conversations: list[list[dict]], *, max_len: int = 2048,
-                    threads: int | None = None) -> dict:
+def validation_loss(
+    model_dir: str | Path, tok, conversations: list[list[dict]], *, max_len: int = 2048, threads: int | None = None
+) -> dict:
     """Mean assistant-token cross-entropy over the conversations (token-weighted) and its perplexity."""
     import torch
     from transformers import AutoModelForCausalLM

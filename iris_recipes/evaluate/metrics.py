@@ -64,8 +64,7 @@ def format_scorer(pattern: str) -> Callable[[str, dict], float]:
 
 def scorers(recipe_eval: dict) -> dict[str, Callable[[str, dict], float]]:
     """name -> score(answer, reference) for the recipe's eval.metrics (eval.format_regex already checked)."""
-    table = {"exact_match_number": exact_match_number, "truthfulness": truthfulness,
-             "keyword_overlap": keyword_overlap}
+    table = {"exact_match_number": exact_match_number, "truthfulness": truthfulness, "keyword_overlap": keyword_overlap}
     out = {}
     for name in recipe_eval.get("metrics") or []:
         out[name] = format_scorer(recipe_eval["format_regex"]) if name == "format_regex" else table[name]
@@ -92,13 +91,14 @@ def check_metrics(recipe_eval: dict, rows: list[dict], where: str) -> None:
         needs = METRIC_NEEDS.get(name, ())
         if not needs:
             continue
-        lacking = [i for i, row in enumerate(rows, 1)
-                   if any(not (row.get("reference") or {}).get(k) for k in needs)]
+        lacking = [i for i, row in enumerate(rows, 1) if any(not (row.get("reference") or {}).get(k) for k in needs)]
         if lacking:
             shown = ", ".join(map(str, lacking[:5])) + (" ..." if len(lacking) > 5 else "")
-            problems.append(f"eval.metrics: {name} needs reference {' and '.join(needs)} on every held-out row, "
-                            f"but {len(lacking)} of {len(rows)} rows of {where} lack it (rows {shown}). Map the "
-                            "reference columns in the dataset (columns.reference) or drop the metric from the recipe")
+            problems.append(
+                f"eval.metrics: {name} needs reference {' and '.join(needs)} on every held-out row, "
+                f"but {len(lacking)} of {len(rows)} rows of {where} lack it (rows {shown}). Map the "
+                "reference columns in the dataset (columns.reference) or drop the metric from the recipe"
+            )
     if problems:
         raise IrisError("\n".join(problems))
 

@@ -25,13 +25,16 @@ def print_eval(result: dict, path: Path | None = None) -> None:
     for key in ("val_loss", "perplexity"):
         table.add_row(key, fmt(base.get(key)), fmt(tuned.get(key)), "")
     for name, value in (tuned.get("metrics") or {}).items():
-        table.add_row(name, fmt((base.get("metrics") or {}).get(name)), fmt(value),
-                      fmt((result.get("noise") or {}).get(name)))
+        table.add_row(
+            name, fmt((base.get("metrics") or {}).get(name)), fmt(value), fmt((result.get("noise") or {}).get(name))
+        )
     console.print(table)
     general = result.get("forgetting")
     if general:
-        g = Table(title=f"general prompts outside the task ({general['prompts']}, greedy, up to "
-                        f"{general['max_new_tokens']} tokens)")
+        g = Table(
+            title=f"general prompts outside the task ({general['prompts']}, greedy, up to "
+            f"{general['max_new_tokens']} tokens)"
+        )
         for col in ("measure", "base", "fine-tuned"):
             g.add_column(col)
         b, t = general["base"], general["tuned"]

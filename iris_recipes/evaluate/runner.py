@@ -58,41 +58,67 @@ def plan(run_path: str | Path, samples: int | None = None) -> Plan:
 
     merged = run.file("merged")
     if not (merged / "config.json").is_file():
-        raise IrisError(f"{run.path}: no merged model ({merged}/config.json is missing). Finish the run first: "
-                        f"`iris-recipes run {recipe.name} --resume` (or its merge stage) writes merged/.")
+        raise IrisError(
+            f"{run.path}: no merged model ({merged}/config.json is missing). Finish the run first: "
+            f"`iris-recipes run {recipe.name} --resume` (or its merge stage) writes merged/."
+        )
     gguf_art = run.artifact("gguf") or {}
     ggufs = {q: run.file(a["file"]) for q, a in gguf_art.items() if isinstance(a, dict) and a.get("file")}
     missing = [str(p) for p in ggufs.values() if not p.is_file()]
     if not ggufs or missing:
-        what = f"GGUF files listed in run.json are missing: {', '.join(missing)}" if missing else \
-            "no GGUF export recorded in run.json (artifacts.gguf)"
+        what = (
+            f"GGUF files listed in run.json are missing: {', '.join(missing)}"
+            if missing
+            else "no GGUF export recorded in run.json (artifacts.gguf)"
+        )
         raise IrisError(f"{run.path}: {what}. Export first: `iris-recipes export {run.path}`.")
     if "f16" not in ggufs:
-        raise IrisError(f"{run.path}: no F16 GGUF among the exports ({', '.join(ggufs)}); the answers are "
-                        f"generated from F16. Re-export: `iris-recipes export {run.path}`.")
+        raise IrisError(
+            f"{run.path}: no F16 GGUF among the exports ({', '.join(ggufs)}); the answers are "
+            f"generated from F16. Re-export: `iris-recipes export {run.path}`."
+        )
 
     val_path = run.file("data", "val.jsonl")
     if not val_path.is_file():
-        raise IrisError(f"{val_path}: no held-out data. Give the recipe a validation split (dataset.val_size) "
-                        "and re-run the data stage.")
+        raise IrisError(
+            f"{val_path}: no held-out data. Give the recipe a validation split (dataset.val_size) "
+            "and re-run the data stage."
+        )
     val = load_split(val_path)
     if not val:
         raise IrisError(f"{val_path}: empty; the evaluation needs held-out rows (raise dataset.val_size).")
     rows = [r for r in val if MIX_KEY not in r][: settings["samples"]]  # task rows: the main dataset's
     if not rows:
-        raise IrisError(f"{val_path}: no held-out row of the main dataset (only dataset.mix rows); raise "
-                        "dataset.val_size and re-run the data stage.")
-    no_answer = [i for i, r in enumerate(rows, 1) if not _prompt_messages(r) or
-                 not any(m.get("role") == "assistant" for m in r["messages"])]
+        raise IrisError(
+            f"{val_path}: no held-out row of the main dataset (only dataset.mix rows); raise "
+            "dataset.val_size and re-run the data stage."
+        )
+    no_answer = [
+        i
+        for i, r in enumerate(rows, 1)
+        if not _prompt_messages(r) or not any(m.get("role") == "assistant" for m in r["messages"])
+    ]
     if no_answer:
-        raise IrisError(f"{val_path}: rows {', '.join(map(str, no_answer[:5]))} have no assistant turn to "
-                        "compare with; re-run the data stage.")
+        raise IrisError(
+            f"{val_path}: rows {', '.join(map(str, no_answer[:5]))} have no assistant turn to "
+            "compare with; re-run the data stage."
+        )
     M.check_metrics(settings, rows, str(val_path))
     # The model the run trained from (as `run` resolved it), through the same resolver as every stage.
-    base_model = resolve_base_model(str(recipe.data["base_model"]), base_dir=run.path,
-                                    prefer=run.read().get("base_model_path"))
-    return Plan(run, recipe, settings, rows, val[:LOSS_ROWS], merged, base_model.path, ggufs,
-                base_model.hub_id.rsplit("/", 1)[-1] if base_model.hub_id else None)
+    base_model = resolve_base_model(
+        str(recipe.data["base_model"]), base_dir=run.path, prefer=run.read().get("base_model_path")
+    )
+    return Plan(
+        run,
+        recipe,
+        settings,
+        rows,
+        val[:LOSS_ROWS],
+        merged,
+        base_model.path,
+        ggufs,
+        base_model.hub_id.rsplit("/", 1)[-1] if base_model.hub_id else None,
+    )
 
 
 def evaluate(p: Plan, log: Callable[[str], None] = print) -> dict:
@@ -176,11 +202,21 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
     base_gguf = base_f16_gguf(p.base, p.base_name)
     timings["base_gguf"] = round(time.perf_counter() - t0, 2)
 
-    result: dict = {"base": {}, "tuned": {}, "generations": [], "gguf": {}, "samples": len(p.rows),
-                    "noise": {}, "seeds": seeds, "sampled": {"base": {}, "tuned": {}},
-                    "max_new_tokens": max_new, "models": {"base": str(p.base), "tuned": str(p.merged)},
-                    "base_gguf": str(base_gguf),  # the Space's "compare with base model" serves this file
-                    "engine": "llama-cpp-python (F16 GGUF)", "sampling": dict(SAMPLING)}
+    result: dict = {
+        "base": {},
+        "tuned": {},
+        "generations": [],
+        "gguf": {},
+        "samples": len(p.rows),
+        "noise": {},
+        "seeds": seeds,
+        "sampled": {"base": {}, "tuned": {}},
+        "max_new_tokens": max_new,
+        "models": {"base": str(p.base), "tuned": str(p.merged)},
+        "base_gguf": str(base_gguf),  # the Space's "compare with base model" serves this file
+        "engine": "llama-cpp-python (F16 GGUF)",
+        "sampling": dict(SAMPLING),
+    }
     replies: dict[str, list] = {}
     by_seed: dict[str, dict] = {}  # side -> seed (None: greedy) -> replies to the rows and eval prompts
     refs = [r.get("reference") or {} for r in p.rows]
@@ -191,29 +227,42 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
         loss = validation_loss(model_dir, tok, [r["messages"] for r in p.loss_rows], threads=threads)
         timings[f"{side}_loss"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
-        log(f"{side}: {n_rows} held-out answers (greedy + {len(seeds)} seeds), {n_side} prompts and "
-            f"{len(general)} general prompts")
+        log(
+            f"{side}: {n_rows} held-out answers (greedy + {len(seeds)} seeds), {n_side} prompts and "
+            f"{len(general)} general prompts"
+        )
         with generator(gguf, n_ctx=n_ctx, threads=threads, slots=SLOTS) as gen:
             out = gen.batch_generate([j[0] for j in jobs], [j[1] for j in jobs], [j[2] for j in jobs])
         timings[f"{side}_generate"] = round(time.perf_counter() - t0, 2)
         replies[side] = out
-        per_seed = by_seed[side] = {seed: out[k * (n_rows + n_side):(k + 1) * (n_rows + n_side)]
-                                    for k, seed in enumerate([None, *seeds])}
+        per_seed = by_seed[side] = {
+            seed: out[k * (n_rows + n_side) : (k + 1) * (n_rows + n_side)] for k, seed in enumerate([None, *seeds])
+        }
         greedy = [r.text for r in per_seed[None][:n_rows]]
         scores = {name: M.mean([f(a, ref) for a, ref in zip(greedy, refs)]) for name, f in scorers.items()}
-        result[side] = {**loss, "metrics": scores,
-                        "answers": [{"prompt": m[-1]["content"] if m else "", "answer": a}
-                                    for m, a in zip((_prompt_messages(r) for r in p.rows), greedy)]}
-        result["sampled"][side] = {name: [M.mean([f(r.text, ref) for r, ref in zip(per_seed[seed][:n_rows], refs)])
-                                          for seed in seeds] for name, f in scorers.items()}
+        result[side] = {
+            **loss,
+            "metrics": scores,
+            "answers": [
+                {"prompt": m[-1]["content"] if m else "", "answer": a}
+                for m, a in zip((_prompt_messages(r) for r in p.rows), greedy)
+            ],
+        }
+        result["sampled"][side] = {
+            name: [M.mean([f(r.text, ref) for r, ref in zip(per_seed[seed][:n_rows], refs)]) for seed in seeds]
+            for name, f in scorers.items()
+        }
 
     for name in scorers:
         spreads = [max(v) - min(v) for v in (result["sampled"][side][name] for side in ("base", "tuned")) if v]
         result["noise"][name] = round(max(spreads), 4) if spreads else None
     for seed in [None, *seeds]:
         for i, prompt in enumerate(eval_prompts):
-            entry = {"prompt": prompt, "base": by_seed["base"][seed][n_rows + i].text,
-                     "tuned": by_seed["tuned"][seed][n_rows + i].text}
+            entry = {
+                "prompt": prompt,
+                "base": by_seed["base"][seed][n_rows + i].text,
+                "tuned": by_seed["tuned"][seed][n_rows + i].text,
+            }
             if seed is not None:
                 entry["seed"] = seed
             result["generations"].append(entry)
@@ -241,4 +290,3 @@ def _refresh_card(run: RunDir, log: Callable[[str], None]) -> None:
         write_card(run)
     except IrisError as exc:
         log(f"the model card was not refreshed: {exc}")
-

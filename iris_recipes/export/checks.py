@@ -22,11 +22,15 @@ from iris_recipes.hostinfo import cpu_count
 CHECK_CONVERSATIONS: list[list[dict[str, str]]] = [
     [{"role": "user", "content": "What is the capital of France?"}],
     [{"role": "user", "content": "Write a haiku about autumn leaves."}],
-    [{"role": "system", "content": "You are a concise assistant."},
-     {"role": "user", "content": "Explain photosynthesis in one sentence."}],
-    [{"role": "user", "content": "Sam has 7 apples and buys 5 more. How many apples does Sam have?"},
-     {"role": "assistant", "content": "7 + 5 = 12. Answer: 12"},
-     {"role": "user", "content": "And if he eats 3?"}],
+    [
+        {"role": "system", "content": "You are a concise assistant."},
+        {"role": "user", "content": "Explain photosynthesis in one sentence."},
+    ],
+    [
+        {"role": "user", "content": "Sam has 7 apples and buys 5 more. How many apples does Sam have?"},
+        {"role": "assistant", "content": "7 + 5 = 12. Answer: 12"},
+        {"role": "user", "content": "And if he eats 3?"},
+    ],
     [{"role": "user", "content": "List three primary colors."}],
     [{"role": "user", "content": "Translate 'good morning' into Spanish."}],
     [{"role": "user", "content": "def add(a, b):\n    return a + b\n\nWhat does this Python function do?"}],
@@ -60,9 +64,10 @@ def prompt_token_ids(tok) -> list[list[int]]:
 def end_of_turn_token(tok) -> str | None:
     """The special token the chat template puts right after an assistant message (e.g. <|im_end|>, <|eot_id|>)."""
     marker = "IRISCHECKREPLY"
-    text = tok.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}],
-                                   tokenize=False)
-    tail = text[text.rindex(marker) + len(marker):]
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}], tokenize=False
+    )
+    tail = text[text.rindex(marker) + len(marker) :]
     specials = set(tok.all_special_tokens) | {t for t, a in tok.get_added_vocab().items()}
     ids = tok(tail, add_special_tokens=False)["input_ids"]
     for token in tok.convert_ids_to_tokens(ids):
@@ -96,21 +101,27 @@ def check_tokens(gguf: Path, tok, prompts: list[list[int]]) -> dict[str, Any]:
 
     template = meta.get("tokenizer.chat_template")
     if template != tok.chat_template:
-        problems.append("chat template differs from the training tokenizer's" if template
-                        else "the GGUF has no chat template")
+        problems.append(
+            "chat template differs from the training tokenizer's" if template else "the GGUF has no chat template"
+        )
     bos, eos = llm.token_bos(), llm.token_eos()
     if tok.bos_token is not None and (bos != tok.bos_token_id or gguf_text(bos) != tok.bos_token):
-        problems.append(f"BOS is {gguf_text(bos)!r} (id {bos}), training used {tok.bos_token!r} (id {tok.bos_token_id})")
+        problems.append(
+            f"BOS is {gguf_text(bos)!r} (id {bos}), training used {tok.bos_token!r} (id {tok.bos_token_id})"
+        )
     if eos != tok.eos_token_id or gguf_text(eos) != tok.eos_token:
-        problems.append(f"EOS is {gguf_text(eos)!r} (id {eos}), training used {tok.eos_token!r} (id {tok.eos_token_id})")
+        problems.append(
+            f"EOS is {gguf_text(eos)!r} (id {eos}), training used {tok.eos_token!r} (id {tok.eos_token_id})"
+        )
     eot = end_of_turn_token(tok)
     eot_id = tok.convert_tokens_to_ids(eot) if eot else None
     eot_is_eog = bool(eot_id is not None and llama_cpp.llama_vocab_is_eog(vocab, eot_id))
     if eot_id is not None and gguf_text(eot_id) != eot:
         problems.append(f"end-of-turn token {eot!r} has id {eot_id} in training but {gguf_text(eot_id)!r} in the GGUF")
     if not eot_is_eog:
-        problems.append(f"llama.cpp does not treat the end-of-turn token {eot!r} as end of generation: "
-                        "chats would not stop")
+        problems.append(
+            f"llama.cpp does not treat the end-of-turn token {eot!r} as end of generation: chats would not stop"
+        )
     mismatched = 0
     for ids in prompts:
         text = tok.decode(ids)
@@ -119,8 +130,13 @@ def check_tokens(gguf: Path, tok, prompts: list[list[int]]) -> dict[str, Any]:
     if mismatched:
         problems.append(f"{mismatched} of {len(prompts)} check prompts tokenize differently in llama.cpp")
     return {
-        "passed": not problems, "problems": problems, "bos": gguf_text(bos), "eos": gguf_text(eos),
-        "end_of_turn": eot, "end_of_turn_is_eog": eot_is_eog, "chat_template_matches": template == tok.chat_template,
+        "passed": not problems,
+        "problems": problems,
+        "bos": gguf_text(bos),
+        "eos": gguf_text(eos),
+        "end_of_turn": eot,
+        "end_of_turn_is_eog": eot_is_eog,
+        "chat_template_matches": template == tok.chat_template,
         "prompts_tokenized_alike": len(prompts) - mismatched,
     }
 
@@ -186,13 +202,17 @@ def agreement(reference: list, logits: list) -> dict[str, Any]:
         kl += float((np.exp(ref) * (ref - _log_softmax(got))).sum())
     if not total:
         return {"top1_agreement": 0.0, "top1_agreement_exact": 0.0, "kl_divergence": 0.0}
-    return {"top1_agreement": round(agree / total, 4), "top1_agreement_exact": round(exact / total, 4),
-            "kl_divergence": round(kl / total, 6)}
+    return {
+        "top1_agreement": round(agree / total, 4),
+        "top1_agreement_exact": round(exact / total, 4),
+        "kl_divergence": round(kl / total, 6),
+    }
 
 
 # -- 3. chat ------------------------------------------------------------------------------------------------------
-def check_chat(gguf: Path, tok, *, require_stop: bool, messages: list[dict[str, str]] | None = None,
-               max_tokens: int = 128) -> dict[str, Any]:
+def check_chat(
+    gguf: Path, tok, *, require_stop: bool, messages: list[dict[str, str]] | None = None, max_tokens: int = 128
+) -> dict[str, Any]:
     """A greedy chat with the GGUF's own template.
 
     Real models must stop on their own (end-of-generation token). A random-weight test model cannot be expected to,
@@ -223,9 +243,17 @@ def check_chat(gguf: Path, tok, *, require_stop: bool, messages: list[dict[str, 
     forced = None if require_stop else forced_stop(gguf, tok, messages, specials)
     if forced is not None:
         problems += forced["problems"]
-    return {"passed": not problems, "problems": problems, "finish_reason": finish, "stopped_on_its_own": stopped,
-            "stop_required": require_stop, "completion_tokens": result["usage"]["completion_tokens"],
-            "prompt": user, "reply": text[:300], "forced_stop": forced}
+    return {
+        "passed": not problems,
+        "problems": problems,
+        "finish_reason": finish,
+        "stopped_on_its_own": stopped,
+        "stop_required": require_stop,
+        "completion_tokens": result["usage"]["completion_tokens"],
+        "prompt": user,
+        "reply": text[:300],
+        "forced_stop": forced,
+    }
 
 
 FORCE_AFTER = 4  # tokens generated before the end-of-turn token is forced
@@ -250,8 +278,9 @@ def forced_stop(gguf: Path, tok, messages: list[dict[str, str]], specials: list[
 
     llm = _llama(gguf, n_ctx=1024, seed=0)
     try:
-        result = llm.create_chat_completion(messages=messages, max_tokens=FORCE_AFTER + 8, temperature=0.0,
-                                            logits_processor=[force])
+        result = llm.create_chat_completion(
+            messages=messages, max_tokens=FORCE_AFTER + 8, temperature=0.0, logits_processor=[force]
+        )
     finally:
         llm.close()
     choice = result["choices"][0]
@@ -259,13 +288,14 @@ def forced_stop(gguf: Path, tok, messages: list[dict[str, str]], specials: list[
     n = result["usage"]["completion_tokens"]
     problems = []
     if choice["finish_reason"] != "stop" or n > FORCE_AFTER + 1:
-        problems.append(f"llama.cpp did not end the reply at the forced end-of-turn token {eot!r} "
-                        f"(finish {choice['finish_reason']!r} after {n} tokens)")
+        problems.append(
+            f"llama.cpp did not end the reply at the forced end-of-turn token {eot!r} "
+            f"(finish {choice['finish_reason']!r} after {n} tokens)"
+        )
     leaked = [s for s in specials if s and s in text]
     if leaked:
         problems.append(f"the reply ended by {eot!r} contains template tokens {leaked[:5]}")
-    return {"end_of_turn": eot, "finish_reason": choice["finish_reason"], "completion_tokens": n,
-            "problems": problems}
+    return {"end_of_turn": eot, "finish_reason": choice["finish_reason"], "completion_tokens": n, "problems": problems}
 
 
 # -- decode speed -------------------------------------------------------------------------------------------------
@@ -286,8 +316,14 @@ def decode_speed(gguf: Path, prompt: list[int], new_tokens: int = 64, threads: i
 
 
 # -- all checks, in a child process -------------------------------------------------------------------------------
-def run_all(merged: Path, files: dict[str, Path], *, require_stop: bool, threads: int | None,
-            probe: list[dict[str, str]] | None = None) -> dict[str, Any]:
+def run_all(
+    merged: Path,
+    files: dict[str, Path],
+    *,
+    require_stop: bool,
+    threads: int | None,
+    probe: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
     """Every check on every file; {"positions": N, "results": {quant: {...}}}."""
     tok = load_tokenizer(merged)
     prompts = prompt_token_ids(tok)
@@ -303,8 +339,15 @@ def run_all(merged: Path, files: dict[str, Path], *, require_stop: bool, threads
     return {"positions": sum(len(p) for p in prompts), "results": results}
 
 
-def run_isolated(merged: Path, files: dict[str, Path], *, require_stop: bool, threads: int | None,
-                 probe: list[dict[str, str]] | None = None, log: Path | None = None) -> dict[str, Any]:
+def run_isolated(
+    merged: Path,
+    files: dict[str, Path],
+    *,
+    require_stop: bool,
+    threads: int | None,
+    probe: list[dict[str, str]] | None = None,
+    log: Path | None = None,
+) -> dict[str, Any]:
     """run_all in a child process: a GGUF that makes llama.cpp abort (a broken vocabulary does) fails the export
     with a clear error instead of killing the pipeline mid-stage."""
     import json
@@ -314,10 +357,18 @@ def run_isolated(merged: Path, files: dict[str, Path], *, require_stop: bool, th
 
     with tempfile.TemporaryDirectory(prefix="iris-checks-") as tmp:
         out = Path(tmp) / "checks.json"
-        cmd = [sys.executable, "-m", "iris_recipes.export.checks", str(merged), str(out),
-               "--threads", str(threads or cpu_count()), *(["--require-stop"] if require_stop else []),
-               *(["--probe", json.dumps(probe)] if probe else []),
-               *(f"{quant}={path}" for quant, path in files.items())]
+        cmd = [
+            sys.executable,
+            "-m",
+            "iris_recipes.export.checks",
+            str(merged),
+            str(out),
+            "--threads",
+            str(threads or cpu_count()),
+            *(["--require-stop"] if require_stop else []),
+            *(["--probe", json.dumps(probe)] if probe else []),
+            *(f"{quant}={path}" for quant, path in files.items()),
+        ]
         env = dict(os.environ)  # the child must import this same package, installed or not
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
@@ -329,10 +380,16 @@ def run_isolated(merged: Path, files: dict[str, Path], *, require_stop: bool, th
         if proc.returncode != 0 or not out.is_file():
             from iris_recipes.errors import IrisError
 
-            how = f"was killed by signal {-proc.returncode}" if proc.returncode < 0 else f"failed (exit {proc.returncode})"
+            how = (
+                f"was killed by signal {-proc.returncode}"
+                if proc.returncode < 0
+                else f"failed (exit {proc.returncode})"
+            )
             last = next((ln for ln in reversed(proc.stderr.strip().splitlines()) if ln.strip()), "no output")
-            raise IrisError(f"{merged}: checking the GGUF files {how}: {last[:300]}. The files are unusable; "
-                            + (f"details in {log}." if log else "re-run to see the details."))
+            raise IrisError(
+                f"{merged}: checking the GGUF files {how}: {last[:300]}. The files are unusable; "
+                + (f"details in {log}." if log else "re-run to see the details.")
+            )
         return json.loads(out.read_text())
 
 

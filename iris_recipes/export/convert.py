@@ -46,8 +46,10 @@ def check_quants(quants: list[str], where: str = "export.quantize") -> list[str]
         if name == "f16":
             continue  # always written
         if name not in QUANT_TYPES:
-            raise IrisError(f"{where}: unknown quantization type {q!r}. Valid types: f16 (always written), "
-                            f"{', '.join(QUANT_TYPES)}.")
+            raise IrisError(
+                f"{where}: unknown quantization type {q!r}. Valid types: f16 (always written), "
+                f"{', '.join(QUANT_TYPES)}."
+            )
         if name not in out:
             out.append(name)
     return out
@@ -78,22 +80,30 @@ def safetensors_params(path: Path) -> int:
                 raise ValueError(f"tensor {name} has {stop - begin} bytes for shape {info['shape']}")
             end, count = max(end, stop), count + elems
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, struct.error) as exc:
-        raise IrisError(f"{path}: corrupt safetensors file ({exc}). Re-run the merge stage "
-                        "(`iris-recipes run RECIPE --resume`) to write the merged model again.") from None
+        raise IrisError(
+            f"{path}: corrupt safetensors file ({exc}). Re-run the merge stage "
+            "(`iris-recipes run RECIPE --resume`) to write the merged model again."
+        ) from None
     if 8 + n + end != size:
-        raise IrisError(f"{path}: truncated or padded safetensors file: {size} bytes, the header describes "
-                        f"{8 + n + end}. Re-run the merge stage (`iris-recipes run RECIPE --resume`) to write it again.")
+        raise IrisError(
+            f"{path}: truncated or padded safetensors file: {size} bytes, the header describes "
+            f"{8 + n + end}. Re-run the merge stage (`iris-recipes run RECIPE --resume`) to write it again."
+        )
     return count
 
 
 def check_merged(merged: Path) -> int:
     """Check a merged model directory; returns its number of weights."""
     if not (merged / "config.json").is_file():
-        raise IrisError(f"{merged}: no merged model (config.json missing). Train and merge first: "
-                        "`iris-recipes run RECIPE` (or `--resume` to finish an interrupted run).")
+        raise IrisError(
+            f"{merged}: no merged model (config.json missing). Train and merge first: "
+            "`iris-recipes run RECIPE` (or `--resume` to finish an interrupted run)."
+        )
     files = sorted(merged.glob("*.safetensors"))
     if not files:
-        raise IrisError(f"{merged}: no *.safetensors weights. Re-run the merge stage (`iris-recipes run RECIPE --resume`).")
+        raise IrisError(
+            f"{merged}: no *.safetensors weights. Re-run the merge stage (`iris-recipes run RECIPE --resume`)."
+        )
     if not any((merged / name).is_file() for name in ("tokenizer.json", "tokenizer.model")):
         raise IrisError(f"{merged}: no tokenizer (tokenizer.json); the merge stage must save the training tokenizer.")
     return sum(safetensors_params(f) for f in files)
@@ -116,8 +126,10 @@ def ensure_space(out_dir: Path, needed: int, what: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     free = free_bytes(out_dir)
     if free < needed:
-        raise IrisError(f"{out_dir}: not enough disk space for {what}: about {needed / 2**20:.0f} MiB needed, "
-                        f"{free / 2**20:.0f} MiB free. Free some space or export fewer types (--quantize).")
+        raise IrisError(
+            f"{out_dir}: not enough disk space for {what}: about {needed / 2**20:.0f} MiB needed, "
+            f"{free / 2**20:.0f} MiB free. Free some space or export fewer types (--quantize)."
+        )
 
 
 # -- conversion and quantization ----------------------------------------------------------------------------------
@@ -130,17 +142,26 @@ def convert_f16(merged: Path, dest: Path, log: Path | None = None, model_name: s
     """
     script = find_converter()
     with atomic_path(dest) as tmp:
-        cmd = [sys.executable, str(script), str(merged), "--outtype", "f16", "--outfile", str(tmp),
-               *(["--model-name", model_name] if model_name else [])]
+        cmd = [
+            sys.executable,
+            str(script),
+            str(merged),
+            "--outtype",
+            "f16",
+            "--outfile",
+            str(tmp),
+            *(["--model-name", model_name] if model_name else []),
+        ]
         proc = subprocess.run(cmd, env=converter_env(script), capture_output=True, text=True)
         if log is not None:
             log.write_text(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}", encoding="utf-8")
         if proc.returncode != 0:
             lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
             errors = [ln for ln in lines if "Error" in ln or "error" in ln] or lines
-            raise IrisError(f"{merged}: llama.cpp's converter failed (exit {proc.returncode}): "
-                            f"{errors[-1] if errors else 'no output'}"
-                            + (f"\nFull log: {log}" if log else ""))
+            raise IrisError(
+                f"{merged}: llama.cpp's converter failed (exit {proc.returncode}): "
+                f"{errors[-1] if errors else 'no output'}" + (f"\nFull log: {log}" if log else "")
+            )
         if tmp.stat().st_size == 0:
             raise IrisError(f"{merged}: llama.cpp's converter wrote nothing" + (f"; see {log}" if log else ""))
     return dest
@@ -198,8 +219,10 @@ def quantize(src: Path, dest: Path, quant: str, threads: int | None = None, log:
                 rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
             if rc != 0 or tmp.stat().st_size == 0:
                 free = free_bytes(dest.parent) / 2**20
-                raise IrisError(f"{src}: llama.cpp could not quantize to {quant} (code {rc}; {free:.0f} MiB free "
-                                f"in {dest.parent}). Free some disk space or check the F16 file.")
+                raise IrisError(
+                    f"{src}: llama.cpp could not quantize to {quant} (code {rc}; {free:.0f} MiB free "
+                    f"in {dest.parent}). Free some disk space or check the F16 file."
+                )
     finally:
         llama_logger.setLevel(level)
     return dest

@@ -42,9 +42,11 @@ def find_converter(version: str = LLAMA_CPP_PYTHON_VERSION) -> Path:
     root = converter_dir(version)
     script = root / _SCRIPT
     if not ((root / _MARKER).is_file() and script.is_file()):
-        raise IrisError(f"llama.cpp's GGUF converter is not installed (looked in {root}). Fetch it once with "
-                        f"`{FETCH_COMMAND}` (downloads llama-cpp-python=={version}'s sdist from PyPI), or "
-                        f"`{FETCH_COMMAND} --sdist PATH` with a local llama_cpp_python-{version}.tar.gz.")
+        raise IrisError(
+            f"llama.cpp's GGUF converter is not installed (looked in {root}). Fetch it once with "
+            f"`{FETCH_COMMAND}` (downloads llama-cpp-python=={version}'s sdist from PyPI), or "
+            f"`{FETCH_COMMAND} --sdist PATH` with a local llama_cpp_python-{version}.tar.gz."
+        )
     return script
 
 
@@ -60,14 +62,26 @@ def converter_env(script: Path) -> dict[str, str]:
 
 def download_sdist(dest_dir: Path, version: str = LLAMA_CPP_PYTHON_VERSION) -> Path:
     """`pip download` the sdist (source only, no dependencies) into dest_dir."""
-    cmd = [sys.executable, "-m", "pip", "download", f"llama-cpp-python=={version}", "--no-binary=:all:",
-           "--no-deps", "-q", "-d", str(dest_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        f"llama-cpp-python=={version}",
+        "--no-binary=:all:",
+        "--no-deps",
+        "-q",
+        "-d",
+        str(dest_dir),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     found = sorted(dest_dir.glob(f"llama_cpp_python-{version}.tar.gz"))
     if proc.returncode != 0 or not found:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-        raise IrisError(f"could not download llama-cpp-python=={version}'s sdist with `{' '.join(cmd[1:])}`:\n{tail}\n"
-                        f"Download llama_cpp_python-{version}.tar.gz elsewhere and run `{FETCH_COMMAND} --sdist PATH`.")
+        raise IrisError(
+            f"could not download llama-cpp-python=={version}'s sdist with `{' '.join(cmd[1:])}`:\n{tail}\n"
+            f"Download llama_cpp_python-{version}.tar.gz elsewhere and run `{FETCH_COMMAND} --sdist PATH`."
+        )
     return found[0]
 
 
@@ -85,7 +99,7 @@ def extract_converter(sdist: Path, version: str = LLAMA_CPP_PYTHON_VERSION) -> P
             with tarfile.open(sdist, "r:gz") as tar:
                 members = []
                 for m in tar.getmembers():
-                    rel = m.name[len(prefix):] if m.name.startswith(prefix) else None
+                    rel = m.name[len(prefix) :] if m.name.startswith(prefix) else None
                     if rel and (m.isfile() or m.isdir()) and any(rel == k or rel.startswith(k) for k in _KEEP):
                         m.name = rel
                         members.append(m)
@@ -94,8 +108,10 @@ def extract_converter(sdist: Path, version: str = LLAMA_CPP_PYTHON_VERSION) -> P
                 tar.extractall(tmp, members=members, filter="data")
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise IrisError(f"{sdist}: not a readable .tar.gz ({exc}); download it again.") from None
-        (tmp / _MARKER).write_text(json.dumps({"llama_cpp_python": version, "sdist": sdist.name,
-                                               "sdist_sha256": sha256_file(sdist)}, indent=2) + "\n")
+        (tmp / _MARKER).write_text(
+            json.dumps({"llama_cpp_python": version, "sdist": sdist.name, "sdist_sha256": sha256_file(sdist)}, indent=2)
+            + "\n"
+        )
         tmp.chmod(0o755)
         if dest.exists():
             shutil.rmtree(dest)
@@ -105,8 +121,9 @@ def extract_converter(sdist: Path, version: str = LLAMA_CPP_PYTHON_VERSION) -> P
     return dest / _SCRIPT
 
 
-def fetch_converter(sdist: str | Path | None = None, version: str = LLAMA_CPP_PYTHON_VERSION,
-                    force: bool = False) -> Path:
+def fetch_converter(
+    sdist: str | Path | None = None, version: str = LLAMA_CPP_PYTHON_VERSION, force: bool = False
+) -> Path:
     """Install the converter into the cache (from a local sdist, or pip-downloaded); returns the script path."""
     if not force and sdist is None:
         try:
@@ -120,8 +137,10 @@ def fetch_converter(sdist: str | Path | None = None, version: str = LLAMA_CPP_PY
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iris_recipes.export.converter",
-                                     description="Install or locate llama.cpp's HF -> GGUF converter.")
+    parser = argparse.ArgumentParser(
+        prog="python -m iris_recipes.export.converter",
+        description="Install or locate llama.cpp's HF -> GGUF converter.",
+    )
     sub = parser.add_subparsers(dest="action", required=True)
     fetch = sub.add_parser("fetch", help="install the converter into the cache")
     fetch.add_argument("--sdist", type=Path, help=f"a local llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz")

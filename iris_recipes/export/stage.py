@@ -17,8 +17,15 @@ from typing import Any, Callable
 
 from iris_recipes.errors import IrisError
 from iris_recipes.export import checks
-from iris_recipes.export.convert import (check_merged, check_quants, convert_f16, ensure_space, estimate_bytes,
-                                         fallbacks, quantize)
+from iris_recipes.export.convert import (
+    check_merged,
+    check_quants,
+    convert_f16,
+    ensure_space,
+    estimate_bytes,
+    fallbacks,
+    quantize,
+)
 from iris_recipes.export.converter import LLAMA_CPP_PYTHON_VERSION, find_converter
 from iris_recipes.fsutil import sha256_file
 from iris_recipes.hostinfo import cpu_count
@@ -34,8 +41,11 @@ def gguf_name(recipe: str, quant: str) -> str:
 
 def _recipe_settings(run: RunDir) -> tuple[str, list[str], float]:
     recipe = run.recipe()
-    return (recipe.name, list(recipe.get("export.quantize", DEFAULT_QUANTS)),
-            float(recipe.get("export.min_top1_agreement", DEFAULT_MIN_TOP1)))
+    return (
+        recipe.name,
+        list(recipe.get("export.quantize", DEFAULT_QUANTS)),
+        float(recipe.get("export.min_top1_agreement", DEFAULT_MIN_TOP1)),
+    )
 
 
 def model_name(run: RunDir, recipe_name: str) -> str:
@@ -70,8 +80,14 @@ def _say(message: str) -> None:
     print(f"export: {message}", file=sys.stderr)
 
 
-def export_run(run: RunDir, quants: list[str] | None = None, *, require_chat_stop: bool | None = None,
-               threads: int | None = None, log: Callable[[str], None] = _say) -> dict[str, Any]:
+def export_run(
+    run: RunDir,
+    quants: list[str] | None = None,
+    *,
+    require_chat_stop: bool | None = None,
+    threads: int | None = None,
+    log: Callable[[str], None] = _say,
+) -> dict[str, Any]:
     """Export, check and record a run's GGUFs; returns `artifacts["gguf"]`.
 
     quants: quantized types beside F16 (default: the recipe's export.quantize). require_chat_stop: whether the
@@ -79,8 +95,9 @@ def export_run(run: RunDir, quants: list[str] | None = None, *, require_chat_sto
     the stage's own lines go (llama.cpp's output goes to RUN/export.log).
     """
     name, recipe_quants, min_top1 = _recipe_settings(run)
-    quants = check_quants(recipe_quants if quants is None else quants,
-                          where="export.quantize" if quants is None else "--quantize")
+    quants = check_quants(
+        recipe_quants if quants is None else quants, where="export.quantize" if quants is None else "--quantize"
+    )
     find_converter()  # before the stage starts: a missing converter is a setup problem, not a failed run
 
     with run.stage("export") as info:
@@ -91,13 +108,15 @@ def export_run(run: RunDir, quants: list[str] | None = None, *, require_chat_sto
         ensure_space(out_dir, sum(estimate.values()), f"F16 + {', '.join(quants) or 'no quantized types'}")
         if require_chat_stop is None:
             require_chat_stop = not _random_weights(merged)
-        info.update(llama_cpp_python=LLAMA_CPP_PYTHON_VERSION, quantize=quants, min_top1_agreement=min_top1,
-                    params=n_params)
+        info.update(
+            llama_cpp_python=LLAMA_CPP_PYTHON_VERSION, quantize=quants, min_top1_agreement=min_top1, params=n_params
+        )
 
         stage_dir = Path(tempfile.mkdtemp(prefix=".export-", suffix=".partial", dir=out_dir))
         try:
-            entries = _build_and_check(run, merged, stage_dir, name, quants, min_top1, require_chat_stop,
-                                       threads, info, log)
+            entries = _build_and_check(
+                run, merged, stage_dir, name, quants, min_top1, require_chat_stop, threads, info, log
+            )
             for quant, entry in entries.items():  # all checks passed: publish under the final names
                 final = out_dir / entry["file"]
                 (stage_dir / entry["file"]).replace(final)
@@ -115,30 +134,44 @@ def export_run(run: RunDir, quants: list[str] | None = None, *, require_chat_sto
     return entries
 
 
-def _build_and_check(run: RunDir, merged: Path, stage_dir: Path, name: str, quants: list[str], min_top1: float,
-                     require_stop: bool, threads: int | None, info: dict[str, Any],
-                     log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+def _build_and_check(
+    run: RunDir,
+    merged: Path,
+    stage_dir: Path,
+    name: str,
+    quants: list[str],
+    min_top1: float,
+    require_stop: bool,
+    threads: int | None,
+    info: dict[str, Any],
+    log: Callable[[str], None],
+) -> dict[str, dict[str, Any]]:
     timings: dict[str, float] = {}
     export_log = run.file("export.log")
     t0 = time.perf_counter()
-    files = {"f16": convert_f16(merged, stage_dir / gguf_name(name, "f16"), log=export_log,
-                                model_name=model_name(run, name))}
+    files = {
+        "f16": convert_f16(merged, stage_dir / gguf_name(name, "f16"), log=export_log, model_name=model_name(run, name))
+    }
     timings["convert_f16"] = round(time.perf_counter() - t0, 2)
     start = export_log.stat().st_size
     for quant in quants:
         t0 = time.perf_counter()
-        files[quant] = quantize(files["f16"], stage_dir / gguf_name(name, quant), quant, threads=threads,
-                                log=export_log)
+        files[quant] = quantize(
+            files["f16"], stage_dir / gguf_name(name, quant), quant, threads=threads, log=export_log
+        )
         timings[f"quantize_{quant}"] = round(time.perf_counter() - t0, 2)
     info["timings"] = timings
     info["quantize_fallbacks"] = kept = fallbacks(export_log, start)
     if kept:  # llama.cpp warns once per tensor; small models have many (rows shorter than a 256-value block)
-        log(f"{', '.join(quants)}: {kept} tensor(s) kept a wider type than asked (row length not a multiple of the "
-            f"quantization block, common in small models); llama.cpp's warnings are in {export_log}")
+        log(
+            f"{', '.join(quants)}: {kept} tensor(s) kept a wider type than asked (row length not a multiple of the "
+            f"quantization block, common in small models); llama.cpp's warnings are in {export_log}"
+        )
 
     t0 = time.perf_counter()
-    checked = checks.run_isolated(merged, files, require_stop=require_stop, threads=threads,
-                                  probe=_chat_probe(run), log=run.file("export.log"))
+    checked = checks.run_isolated(
+        merged, files, require_stop=require_stop, threads=threads, probe=_chat_probe(run), log=run.file("export.log")
+    )
     results: dict[str, dict[str, Any]] = checked["results"]
     info["checks"] = results
     timings["checks"] = round(time.perf_counter() - t0, 2)
@@ -150,16 +183,26 @@ def _build_and_check(run: RunDir, merged: Path, stage_dir: Path, name: str, quan
         failures += [f"{quant}: {p}" for p in res["tokens"]["problems"] + res["chat"]["problems"]]
     if results["f16"]["top1_agreement"] < min_top1:
         f16 = results["f16"]
-        failures.append(f"f16: top-1 agreement with the merged model is {f16['top1_agreement']:.4f} (exact "
-                        f"{f16['top1_agreement_exact']:.4f}, mean KL divergence {f16['kl_divergence']:.2e}), below "
-                        f"export.min_top1_agreement {min_top1}: the conversion changed what the model predicts")
+        failures.append(
+            f"f16: top-1 agreement with the merged model is {f16['top1_agreement']:.4f} (exact "
+            f"{f16['top1_agreement_exact']:.4f}, mean KL divergence {f16['kl_divergence']:.2e}), below "
+            f"export.min_top1_agreement {min_top1}: the conversion changed what the model predicts"
+        )
     if failures:
-        raise IrisError(f"{run.path}: export checks failed (no GGUF was published; details in run.json "
-                        "stages.export.checks):\n  " + "\n  ".join(failures))
+        raise IrisError(
+            f"{run.path}: export checks failed (no GGUF was published; details in run.json "
+            "stages.export.checks):\n  " + "\n  ".join(failures)
+        )
 
     f16_sha = sha256_file(files["f16"])
-    return {quant: {"file": path.name, "bytes": path.stat().st_size,
-                    "sha256": f16_sha if quant == "f16" else sha256_file(path),
-                    **{key: results[quant][key] for key in ("top1_agreement", "top1_agreement_exact", "kl_divergence")},
-                    "decode_tok_s": results[quant]["decode_tok_s"], "f16_sha256": f16_sha}
-            for quant, path in files.items()}
+    return {
+        quant: {
+            "file": path.name,
+            "bytes": path.stat().st_size,
+            "sha256": f16_sha if quant == "f16" else sha256_file(path),
+            **{key: results[quant][key] for key in ("top1_agreement", "top1_agreement_exact", "kl_divergence")},
+            "decode_tok_s": results[quant]["decode_tok_s"],
+            "f16_sha256": f16_sha,
+        }
+        for quant, path in files.items()
+    }

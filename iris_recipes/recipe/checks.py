@@ -35,13 +35,20 @@ def cross_field_problems(r: dict) -> list[Problem]:
     if problem:  # it may name a local directory: the file system would raise instead of answering
         out.append((("base_model",), f"{problem}; give a hub id (org/name), a local directory or builtin:NAME"))
     if "weight" in dataset:
-        out.append((("dataset", "weight"), "weight belongs to the sources in dataset.mix; the main dataset is the reference (1.0)"))
+        out.append(
+            (
+                ("dataset", "weight"),
+                "weight belongs to the sources in dataset.mix; the main dataset is the reference (1.0)",
+            )
+        )
     if "epochs" not in train and "max_steps" not in train:
         out.append((("train",), "give train.epochs or train.max_steps"))
     if "warmup_ratio" in train and "warmup_steps" in train:
         out.append((("train", "warmup_steps"), "give warmup_ratio or warmup_steps, not both"))
     if method == "full" and "lora" in r:
-        out.append((("lora",), "method is full, so lora settings would be ignored: delete them (~lora) or use method: lora"))
+        out.append(
+            (("lora",), "method is full, so lora settings would be ignored: delete them (~lora) or use method: lora")
+        )
     if train.get("precision") == "fp16" and method == "qlora":
         pass  # fp16 compute with a 4-bit base is valid
     no_val = dataset.get("val_size", 0.05) == 0
@@ -49,7 +56,9 @@ def cross_field_problems(r: dict) -> list[Problem]:
         if key in train and no_val:
             out.append((("train", key), f"needs a validation split, but dataset.val_size is 0"))
     if "early_stopping_patience" in train and "eval_steps" not in train:
-        out.append((("train", "early_stopping_patience"), "needs train.eval_steps (how often validation loss is measured)"))
+        out.append(
+            (("train", "early_stopping_patience"), "needs train.eval_steps (how often validation loss is measured)")
+        )
     if train.get("sample_packing") and train.get("micro_batch_size", 2) > 1 and train.get("sequence_len", 2048) < 128:
         out.append((("train", "sample_packing"), "packing needs sequence_len >= 128"))
 

@@ -69,8 +69,14 @@ def resolve(path: str | Path, overrides: Sequence[str] = ()) -> tuple[dict, dict
     return data, positions
 
 
-def problems_of(data: dict, positions: dict[KeyPath, Pos], path: Path, *, check_data: bool = True,
-                allow_unsafe_axolotl_keys: bool = False) -> list[str]:
+def problems_of(
+    data: dict,
+    positions: dict[KeyPath, Pos],
+    path: Path,
+    *,
+    check_data: bool = True,
+    allow_unsafe_axolotl_keys: bool = False,
+) -> list[str]:
     """Every problem of a resolved recipe, as sorted `FILE:LINE:COL: key.path: message` lines."""
     found: list[Problem] = non_finite_problems(data)
     flagged = {p for p, _ in found}
@@ -93,14 +99,18 @@ def _dataset_problems(data: dict, path: Path) -> list[Problem]:
         from iris_recipes.data import check_dataset_config
     except ImportError:  # the data layer is optional for pure recipe tooling
         return []
+
     def key_path(dotted: str) -> tuple:
         return tuple(int(k) if k.isdigit() else k for k in dotted.split("."))
 
-    return [(key_path(k) if isinstance(k, str) else tuple(k), m) for k, m in check_dataset_config(data, recipe_path=path)]
+    return [
+        (key_path(k) if isinstance(k, str) else tuple(k), m) for k, m in check_dataset_config(data, recipe_path=path)
+    ]
 
 
-def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, check_data: bool = True,
-                allow_unsafe_axolotl_keys: bool = False) -> Recipe:
+def load_recipe(
+    path: str | Path, overrides: Sequence[str] = (), *, check_data: bool = True, allow_unsafe_axolotl_keys: bool = False
+) -> Recipe:
     """Load and validate a recipe; raise RecipeError listing every problem at once.
 
     allow_unsafe_axolotl_keys: accept the `axolotl:` keys that load code, use the network or touch files outside
@@ -108,9 +118,15 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, check_data: 
     """
     path = Path(path)
     data, positions = resolve(path, overrides)
-    problems = problems_of(data, positions, path, check_data=check_data,
-                           allow_unsafe_axolotl_keys=allow_unsafe_axolotl_keys)
+    problems = problems_of(
+        data, positions, path, check_data=check_data, allow_unsafe_axolotl_keys=allow_unsafe_axolotl_keys
+    )
     if problems:
         raise RecipeError(problems)
-    return Recipe(name=data["name"], path=path.resolve(), data=apply_defaults(data), raw=data,
-                  allow_unsafe_axolotl_keys=allow_unsafe_axolotl_keys)
+    return Recipe(
+        name=data["name"],
+        path=path.resolve(),
+        data=apply_defaults(data),
+        raw=data,
+        allow_unsafe_axolotl_keys=allow_unsafe_axolotl_keys,
+    )

@@ -9,8 +9,7 @@ from typing import Any
 import yaml
 
 from iris_recipes.fsutil import path_text_problem, resolve
-from iris_recipes.recipe.yamlpos import (MAX_DEPTH, KeyPath, Pos, YamlProblem, parse_value, read_yaml,
-                                         yaml_error_text)
+from iris_recipes.recipe.yamlpos import MAX_DEPTH, KeyPath, Pos, YamlProblem, parse_value, read_yaml, yaml_error_text
 
 MAX_EXTENDS = 16  # files in one extends chain; the shipped recipes use at most 3
 
@@ -36,7 +35,9 @@ def load_chain(path: Path, _stack: tuple[Path, ...] = ()) -> tuple[dict, dict[Ke
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise YamlProblem(positions.get((), Pos(str(path), 1, 1)), "a recipe is a mapping of keys (name:, base_model:, ...)")
+        raise YamlProblem(
+            positions.get((), Pos(str(path), 1, 1)), "a recipe is a mapping of keys (name:, base_model:, ...)"
+        )
     parent = data.pop("extends", None)
     if parent is None:
         return data, positions
@@ -47,8 +48,9 @@ def load_chain(path: Path, _stack: tuple[Path, ...] = ()) -> tuple[dict, dict[Ke
     if problem:
         raise YamlProblem(where, f"extends: the path {problem}; give the relative path of a base recipe")
     if len(_stack) + 1 >= MAX_EXTENDS:
-        raise YamlProblem(where, f"extends: the chain is longer than {MAX_EXTENDS} files; extend a recipe nearer "
-                          "the base")
+        raise YamlProblem(
+            where, f"extends: the chain is longer than {MAX_EXTENDS} files; extend a recipe nearer the base"
+        )
     parent_path = path.parent / parent
     if not parent_path.is_file():
         raise YamlProblem(where, f"extends: {parent_path} does not exist; the path is relative to {path.parent}")
@@ -95,8 +97,8 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...], position
                 nxt = node[key] = {}
             if not isinstance(nxt, dict):
                 if delete and nxt is None:
-                    raise YamlProblem(where, f"cannot delete {dotted}: {'.'.join(keys[:depth + 1])} is not set")
-                raise YamlProblem(where, f"{'.'.join(keys[:depth + 1])} is not a mapping, so {dotted} cannot be set")
+                    raise YamlProblem(where, f"cannot delete {dotted}: {'.'.join(keys[: depth + 1])} is not set")
+                raise YamlProblem(where, f"{'.'.join(keys[: depth + 1])} is not a mapping, so {dotted} cannot be set")
             node = nxt
         last = keys[-1]
         if delete:

@@ -24,7 +24,9 @@ def _type(s: dict) -> str:
     t = s.get("type", "object" if "properties" in s or "allOf" in s else "any")
     if t == "array" and isinstance(s.get("items"), dict):
         return f"list of {_type(_resolve(s['items']))}"
-    return {"object": "mapping", "number": "number", "integer": "integer", "string": "string", "boolean": "bool"}.get(t, t)
+    return {"object": "mapping", "number": "number", "integer": "integer", "string": "string", "boolean": "bool"}.get(
+        t, t
+    )
 
 
 def _rows(props: dict, prefix: str, required: list[str], out: list[str]) -> None:

@@ -79,8 +79,15 @@ def did_you_mean(word: str, choices: list[str]) -> str:
 
 
 def _type_name(value: Any) -> str:
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping",
-            type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "list",
+        dict: "mapping",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 def _describe(value: Any) -> str:
@@ -117,7 +124,11 @@ def _translate(error) -> Iterator[Problem]:
         yield path, f"expected {wanted}, got {_type_name(instance)} {_describe(instance)}"
     elif kind == "oneOf" and path and path[-1] == "target":
         yield path, "must be all-linear or a list of module names (q_proj, v_proj, ...)"
-    elif kind == "oneOf" and isinstance(instance, dict) and ("name" in instance or "path" in instance or "format" in instance or not instance.keys() & {"name", "path"}):
+    elif (
+        kind == "oneOf"
+        and isinstance(instance, dict)
+        and ("name" in instance or "path" in instance or "format" in instance or not instance.keys() & {"name", "path"})
+    ):
         if "name" in instance and "path" in instance:
             yield path, "give either name (an entry of datasets/) or path (a local file), not both"
         elif "path" in instance and "format" not in instance:

@@ -99,8 +99,7 @@ def unsafe_axolotl_keys(block: Any) -> list[tuple[tuple, str]]:
 
 def advice(reason: str) -> str:
     """The message for one unsafe key."""
-    return (f"{reason}; a recipe may not do that by itself. Remove the key, or pass {FLAG} if you trust this "
-            "recipe")
+    return f"{reason}; a recipe may not do that by itself. Remove the key, or pass {FLAG} if you trust this recipe"
 
 
 BEGIN, END = "<!-- unsafe-axolotl-keys:begin -->", "<!-- unsafe-axolotl-keys:end -->"

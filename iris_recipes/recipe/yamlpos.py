@@ -47,20 +47,31 @@ class RecipeLoader(Composer, _Loader):
     def _count(self, n: int, mark) -> None:
         self._values += n
         if self._values > MAX_VALUES:
-            raise LimitError(None, None, f"the document holds more than {MAX_VALUES} values once its aliases "
-                             "(*name) are expanded; a recipe holds a few hundred", mark)
+            raise LimitError(
+                None,
+                None,
+                f"the document holds more than {MAX_VALUES} values once its aliases "
+                "(*name) are expanded; a recipe holds a few hundred",
+                mark,
+            )
 
     def compose_node(self, parent, index):
         event = self.peek_event()
         if isinstance(event, AliasEvent):
             if event.anchor in self._open:
-                raise LimitError(None, None, f"alias *{event.anchor} refers to a node that contains it "
-                                 "(a structure that never ends); write the value out instead", event.start_mark)
+                raise LimitError(
+                    None,
+                    None,
+                    f"alias *{event.anchor} refers to a node that contains it "
+                    "(a structure that never ends); write the value out instead",
+                    event.start_mark,
+                )
             self._count(self._expands_to.get(event.anchor, 0), event.start_mark)
             return super().compose_node(parent, index)
         if self._depth >= MAX_DEPTH:
-            raise LimitError(None, None, f"nested deeper than {MAX_DEPTH} levels; a recipe is a few levels deep",
-                             event.start_mark)
+            raise LimitError(
+                None, None, f"nested deeper than {MAX_DEPTH} levels; a recipe is a few levels deep", event.start_mark
+            )
         anchor = event.anchor
         start = self._values
         self._count(1, event.start_mark)
@@ -92,12 +103,15 @@ class RecipeLoader(Composer, _Loader):
     def construct_yaml_int(self, node):
         text = str(node.value)
         if len(text.lstrip("+-").replace("_", "")) > 40:  # Python refuses ints of 4,300+ digits; far past 64 bits
-            raise LimitError(None, None, f"integer of {len(text)} characters is out of range (at most "
-                             f"{INT_BITS} bits)", node.start_mark)
+            raise LimitError(
+                None,
+                None,
+                f"integer of {len(text)} characters is out of range (at most {INT_BITS} bits)",
+                node.start_mark,
+            )
         value = super().construct_yaml_int(node)
         if not -(1 << (INT_BITS - 1)) <= value < 1 << INT_BITS:
-            raise LimitError(None, None, f"integer {value} is out of range (at most {INT_BITS} bits)",
-                             node.start_mark)
+            raise LimitError(None, None, f"integer {value} is out of range (at most {INT_BITS} bits)", node.start_mark)
         return value
 
 
@@ -197,7 +211,10 @@ def _walk(node: yaml.Node, path: KeyPath, file: str, out: dict[KeyPath, Pos]) ->
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
             pos = Pos(file, key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             if key in seen:
-                raise YamlProblem(pos, f"{'.'.join(map(str, path + (key,)))}: duplicate key (first at line {seen[key].line}); keep one")
+                raise YamlProblem(
+                    pos,
+                    f"{'.'.join(map(str, path + (key,)))}: duplicate key (first at line {seen[key].line}); keep one",
+                )
             seen[key] = pos
             out[path + (key,)] = pos
             _walk(value_node, path + (key,), file, out)
@@ -225,8 +242,9 @@ def read_text_bounded(path: Path, what: str = "recipe") -> str:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise YamlProblem(Pos(str(path), line, col),
-                          f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8") from None
+        raise YamlProblem(
+            Pos(str(path), line, col), f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
+        ) from None
 
 
 def read_yaml(path: Path) -> tuple[Any, dict[KeyPath, Pos]]:

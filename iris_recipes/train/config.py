@@ -85,20 +85,37 @@ def tracking_keys(recipe_data: dict, run_name: str) -> dict:
     names = track.trackers(recipe_data)
     keys: dict[str, Any] = {}
     if "mlflow" in names:
-        keys.update(mlflow_tracking_uri=track.mlflow_uri(), mlflow_experiment_name=track.experiment(recipe_data),
-                    mlflow_run_name=run_name, hf_mlflow_log_artifacts=False)  # checkpoints stay in the run dir
+        keys.update(
+            mlflow_tracking_uri=track.mlflow_uri(),
+            mlflow_experiment_name=track.experiment(recipe_data),
+            mlflow_run_name=run_name,
+            hf_mlflow_log_artifacts=False,
+        )  # checkpoints stay in the run dir
     if "wandb" in names:
         w = recipe_data["track"]["wandb"] or {}
-        keys.update(wandb_project=track.wandb_project(recipe_data), wandb_name=run_name,
-                    wandb_run_id=track.wandb_id(recipe_data["name"], run_name), wandb_mode=track.wandb_mode())
+        keys.update(
+            wandb_project=track.wandb_project(recipe_data),
+            wandb_name=run_name,
+            wandb_run_id=track.wandb_id(recipe_data["name"], run_name),
+            wandb_mode=track.wandb_mode(),
+        )
         if w.get("entity"):
             keys["wandb_entity"] = w["entity"]
     return keys
 
 
-def build_config(recipe_data: dict, *, base_model: str, spec: LaunchSpec, has_val: bool,
-                 resume_from: str | None = None, recipe_file: str = "the recipe", gpu: gpus.GPU | None = None,
-                 run_name: str = "dry-run", allow_unsafe_axolotl_keys: bool = False) -> dict:
+def build_config(
+    recipe_data: dict,
+    *,
+    base_model: str,
+    spec: LaunchSpec,
+    has_val: bool,
+    resume_from: str | None = None,
+    recipe_file: str = "the recipe",
+    gpu: gpus.GPU | None = None,
+    run_name: str = "dry-run",
+    allow_unsafe_axolotl_keys: bool = False,
+) -> dict:
     """The Axolotl config (a plain dict) for a resolved recipe launched as `spec` on `gpu` (GPU launches: the GPU
     it will run on, None when not known here); `run_name` is the run id (experiment trackers).
 
@@ -110,8 +127,10 @@ def build_config(recipe_data: dict, *, base_model: str, spec: LaunchSpec, has_va
     cpu = spec.device == "cpu"
     problems = []
     if not allow_unsafe_axolotl_keys:
-        problems += [f"axolotl.{'.'.join(map(str, key))}: {advice(reason)}"
-                     for key, reason in unsafe_axolotl_keys(recipe_data.get("axolotl"))]
+        problems += [
+            f"axolotl.{'.'.join(map(str, key))}: {advice(reason)}"
+            for key, reason in unsafe_axolotl_keys(recipe_data.get("axolotl"))
+        ]
     if cpu and method == "qlora":
         problems.append("method: qlora needs a CUDA GPU (4-bit bitsandbytes); use method: lora on CPU")
     if cpu and train.get("optimizer") in CUDA_ONLY_OPTIMIZERS:
@@ -119,8 +138,10 @@ def build_config(recipe_data: dict, *, base_model: str, spec: LaunchSpec, has_va
     if cpu and (spec.deepspeed or spec.fsdp):
         problems.append("--deepspeed/--fsdp need CUDA GPUs (Axolotl runs them over NCCL); pass --gpus N")
     if gpu is not None and not gpu.bf16 and train.get("precision") == "bf16":
-        problems.append(f"train.precision: bf16 needs a GPU with bf16 (Ampere or newer: A10G, L4, A100, H100); "
-                        f"{gpu.name} ({gpu.sm}) has none. Use precision: auto (fp16 there) or fp16")
+        problems.append(
+            f"train.precision: bf16 needs a GPU with bf16 (Ampere or newer: A10G, L4, A100, H100); "
+            f"{gpu.name} ({gpu.sm}) has none. Use precision: auto (fp16 there) or fp16"
+        )
     if problems:
         raise IrisError("\n".join(f"{recipe_file}: {p}" for p in problems))
 
@@ -183,9 +204,19 @@ def build_config(recipe_data: dict, *, base_model: str, spec: LaunchSpec, has_va
     precision = train.get("precision", "auto")
     if cpu:
         # bf16: auto becomes fp16 on CPU; Triton LoRA kernels need CUDA; pinned memory needs a GPU.
-        cfg.update({"bf16": False, "fp16": False, "tf32": False, "attn_implementation": "sdpa",
-                    "lora_mlp_kernel": False, "lora_qkv_kernel": False, "lora_o_kernel": False,
-                    "dataloader_pin_memory": False, "dataset_num_proc": max(1, spec.cpu_threads)})
+        cfg.update(
+            {
+                "bf16": False,
+                "fp16": False,
+                "tf32": False,
+                "attn_implementation": "sdpa",
+                "lora_mlp_kernel": False,
+                "lora_qkv_kernel": False,
+                "lora_o_kernel": False,
+                "dataloader_pin_memory": False,
+                "dataset_num_proc": max(1, spec.cpu_threads),
+            }
+        )
     else:
         cfg.update(gpus.precision_flags(precision, gpu))
         cfg["attn_implementation"] = gpus.attention(gpu)
@@ -219,10 +250,20 @@ def build_config(recipe_data: dict, *, base_model: str, spec: LaunchSpec, has_va
 def config_origins(recipe_data: dict) -> dict[str, str]:
     """Axolotl key -> the recipe key it came from (for error messages)."""
     origins = {ax: f"train.{key}" for key, ax in TRAIN_KEYS.items()}
-    origins.update({"lora_r": "lora.r", "lora_alpha": "lora.alpha", "lora_dropout": "lora.dropout",
-                    "lora_target_linear": "lora.target", "lora_target_modules": "lora.target",
-                    "peft_use_rslora": "lora.rslora", "adapter": "method", "load_in_4bit": "method",
-                    "base_model": "base_model", "chat_template": "chat_template"})
+    origins.update(
+        {
+            "lora_r": "lora.r",
+            "lora_alpha": "lora.alpha",
+            "lora_dropout": "lora.dropout",
+            "lora_target_linear": "lora.target",
+            "lora_target_modules": "lora.target",
+            "peft_use_rslora": "lora.rslora",
+            "adapter": "method",
+            "load_in_4bit": "method",
+            "base_model": "base_model",
+            "chat_template": "chat_template",
+        }
+    )
     for key in recipe_data.get("axolotl") or {}:
         origins[key] = f"axolotl.{key}"
     return origins
@@ -292,8 +333,10 @@ def _validate(cfg: dict, *, recipe_data: dict, recipe_file: str | Path, gpu: dic
             for key in unknown:
                 close = difflib.get_close_matches(key, sorted(known), n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
-                lines.append(f"{recipe_file}: axolotl.{key}: not an Axolotl 0.19 config key{hint}; "
-                             "Axolotl would silently ignore it. Fix or remove it.")
+                lines.append(
+                    f"{recipe_file}: axolotl.{key}: not an Axolotl 0.19 config key{hint}; "
+                    "Axolotl would silently ignore it. Fix or remove it."
+                )
             raise IrisError("\n".join(lines))
         capabilities = env_capabilities = None
         if gpu and gpu.get("probe"):
@@ -318,8 +361,10 @@ def _validate(cfg: dict, *, recipe_data: dict, recipe_file: str | Path, gpu: dic
                 lines.append(f"{recipe_file}: {where}: Axolotl rejects {'.'.join(loc) or 'the config'}: {msg}")
             raise IrisError("\n".join(lines)) from None
         except (ValueError, TypeError) as exc:
-            raise IrisError(f"{recipe_file}: Axolotl rejects the generated config: {exc}. Check the train/lora "
-                            "keys and the axolotl: block.") from None
+            raise IrisError(
+                f"{recipe_file}: Axolotl rejects the generated config: {exc}. Check the train/lora "
+                "keys and the axolotl: block."
+            ) from None
     finally:
         ax_log.setLevel(saved_level)
         os.environ.clear()

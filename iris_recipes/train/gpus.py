@@ -19,7 +19,7 @@ SOURCES = {
     "t4": "NVIDIA T4 datasheet: mixed precision (FP16/FP32) 65 TFLOPS; 16 GB GDDR6",
     "l4": "NVIDIA L4 datasheet: FP16/BF16 tensor 242 TFLOPS with sparsity, 121 dense; 24 GB GDDR6",
     "a10g": "NVIDIA A10 datasheet (the A10G is AWS's A10 variant, no datasheet of its own): BF16 tensor 125 TFLOPS "
-            "dense; 24 GB GDDR6",
+    "dense; 24 GB GDDR6",
     "a100-40": "NVIDIA A100 datasheet: BF16 tensor 312 TFLOPS dense; 40 GB HBM2",
     "a100-80": "NVIDIA A100 datasheet: BF16 tensor 312 TFLOPS dense; 80 GB HBM2e",
     "h100": "NVIDIA H100 datasheet (SXM5): BF16 tensor 1,979 TFLOPS with sparsity, 989 dense; 80 GB HBM3",
@@ -53,8 +53,14 @@ class GPU:
 
     def axolotl_capabilities(self, n_gpu: int, n_node: int) -> dict:
         """The `capabilities` dict Axolotl's validate_config takes (as its own gpu_capabilities() builds it)."""
-        return {"bf16": self.bf16, "fp8": self.capability >= (8, 9), "tf32": self.tf32, "n_gpu": n_gpu,
-                "n_node": n_node, "compute_capability": self.sm}
+        return {
+            "bf16": self.bf16,
+            "fp8": self.capability >= (8, 9),
+            "tf32": self.tf32,
+            "n_gpu": n_gpu,
+            "n_node": n_node,
+            "compute_capability": self.sm,
+        }
 
 
 GPU_TYPES = {
@@ -97,9 +103,11 @@ def parse_nvidia_smi(text: str) -> list[GPU]:
     return gpus
 
 
-_TORCH_PROBE = ("import torch\nfor i in range(torch.cuda.device_count()):\n"
-                "    p = torch.cuda.get_device_properties(i)\n"
-                "    print(f'{p.name}, {p.major}.{p.minor}, {p.total_memory // 2**20}')")
+_TORCH_PROBE = (
+    "import torch\nfor i in range(torch.cuda.device_count()):\n"
+    "    p = torch.cuda.get_device_properties(i)\n"
+    "    print(f'{p.name}, {p.major}.{p.minor}, {p.total_memory // 2**20}')"
+)
 
 
 def detect() -> list[GPU]:
@@ -107,8 +115,12 @@ def detect() -> list[GPU]:
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
-            out = subprocess.run([smi, "--query-gpu=name,compute_cap,memory.total", "--format=csv,noheader,nounits"],
-                                 capture_output=True, text=True, timeout=30)
+            out = subprocess.run(
+                [smi, "--query-gpu=name,compute_cap,memory.total", "--format=csv,noheader,nounits"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
         except (OSError, subprocess.TimeoutExpired):
             return []
         return parse_nvidia_smi(out.stdout) if out.returncode == 0 else []

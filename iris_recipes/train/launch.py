@@ -22,8 +22,13 @@ TRAIN_MODULE = "axolotl.cli.train"
 DEFAULT_PORT = 29500
 
 # Every launch: no hub or dataset downloads when offline, no telemetry, no experiment trackers.
-QUIET_ENV = {"WANDB_MODE": "disabled", "AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1",
-             "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"}
+QUIET_ENV = {
+    "WANDB_MODE": "disabled",
+    "AXOLOTL_DO_NOT_TRACK": "1",
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
@@ -48,10 +53,20 @@ class LaunchSpec:
         return asdict(self)
 
 
-def make_spec(*, num_processes: int | None = None, gpus: int | None = None, nnodes: int = 1, node_rank: int = 0,
-              main_process_ip: str | None = None, main_process_port: int | None = None,
-              launcher: str = "accelerate", deepspeed: str | None = None, fsdp: bool = False,
-              device: str = "auto", cuda_available: bool | None = None) -> LaunchSpec:
+def make_spec(
+    *,
+    num_processes: int | None = None,
+    gpus: int | None = None,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    main_process_ip: str | None = None,
+    main_process_port: int | None = None,
+    launcher: str = "accelerate",
+    deepspeed: str | None = None,
+    fsdp: bool = False,
+    device: str = "auto",
+    cuda_available: bool | None = None,
+) -> LaunchSpec:
     """A checked LaunchSpec from the command-line flags; every mistake is an IrisError (exit 2)."""
     problems = []
     if num_processes is not None and gpus is not None and num_processes != gpus:
@@ -85,9 +100,18 @@ def make_spec(*, num_processes: int | None = None, gpus: int | None = None, nnod
             device = "gpu" if (_cuda_available() if cuda_available is None else cuda_available) else "cpu"
     procs = gpus or num_processes or 1
     threads = max(1, cpu_count() // procs) if device == "cpu" else max(1, min(8, cpu_count() // procs))
-    return LaunchSpec(device=device, num_processes=procs, nnodes=nnodes, node_rank=node_rank,
-                      main_process_ip=main_process_ip, main_process_port=main_process_port or DEFAULT_PORT,
-                      launcher=launcher, deepspeed=deepspeed, fsdp=fsdp, cpu_threads=threads)
+    return LaunchSpec(
+        device=device,
+        num_processes=procs,
+        nnodes=nnodes,
+        node_rank=node_rank,
+        main_process_ip=main_process_ip,
+        main_process_port=main_process_port or DEFAULT_PORT,
+        launcher=launcher,
+        deepspeed=deepspeed,
+        fsdp=fsdp,
+        cpu_threads=threads,
+    )
 
 
 def _cuda_available() -> bool:
@@ -101,8 +125,14 @@ def build_command(spec: LaunchSpec, config_file: str = "axolotl.yaml") -> list[s
     if spec.launcher == "torchrun":
         cmd = ["torchrun", "--nproc_per_node", str(spec.num_processes), "--nnodes", str(spec.nnodes)]
         if spec.nnodes > 1:
-            cmd += ["--node_rank", str(spec.node_rank), "--master_addr", str(spec.main_process_ip),
-                    "--master_port", str(spec.main_process_port)]
+            cmd += [
+                "--node_rank",
+                str(spec.node_rank),
+                "--master_addr",
+                str(spec.main_process_ip),
+                "--master_port",
+                str(spec.main_process_port),
+            ]
         elif spec.main_process_port != DEFAULT_PORT:
             cmd += ["--master_port", str(spec.main_process_port)]
         return cmd + ["-m", TRAIN_MODULE, config_file]
@@ -114,8 +144,14 @@ def build_command(spec: LaunchSpec, config_file: str = "axolotl.yaml") -> list[s
         cmd += ["--multi_gpu"]
     cmd += ["--num_processes", str(spec.world_size), "--num_machines", str(spec.nnodes)]
     if spec.nnodes > 1:
-        cmd += ["--machine_rank", str(spec.node_rank), "--main_process_ip", str(spec.main_process_ip),
-                "--main_process_port", str(spec.main_process_port)]
+        cmd += [
+            "--machine_rank",
+            str(spec.node_rank),
+            "--main_process_ip",
+            str(spec.main_process_ip),
+            "--main_process_port",
+            str(spec.main_process_port),
+        ]
     elif spec.main_process_port != DEFAULT_PORT:
         cmd += ["--main_process_port", str(spec.main_process_port)]
     if spec.device == "cpu":

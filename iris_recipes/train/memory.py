@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-GIB = 1024 ** 3
+GIB = 1024**3
 LORA_BYTES = 4  # PEFT keeps adapter weights in fp32 (autocast_adapter_dtype)
 
 
@@ -40,11 +40,17 @@ class Shape:
     @classmethod
     def from_config(cls, cfg: dict) -> Shape:
         heads = cfg["num_attention_heads"]
-        return cls(hidden=cfg["hidden_size"], intermediate=cfg["intermediate_size"],
-                   layers=cfg["num_hidden_layers"], heads=heads, kv_heads=cfg.get("num_key_value_heads") or heads,
-                   vocab=cfg["vocab_size"], tied=bool(cfg.get("tie_word_embeddings", False)),
-                   head_dim=cfg.get("head_dim") or cfg["hidden_size"] // heads,
-                   fused=cfg.get("model_type") == "phi3")
+        return cls(
+            hidden=cfg["hidden_size"],
+            intermediate=cfg["intermediate_size"],
+            layers=cfg["num_hidden_layers"],
+            heads=heads,
+            kv_heads=cfg.get("num_key_value_heads") or heads,
+            vocab=cfg["vocab_size"],
+            tied=bool(cfg.get("tie_word_embeddings", False)),
+            head_dim=cfg.get("head_dim") or cfg["hidden_size"] // heads,
+            fused=cfg.get("model_type") == "phi3",
+        )
 
     @property
     def kv_dim(self) -> int:
@@ -55,8 +61,15 @@ class Shape:
         h, q, kv, i = self.hidden, self.heads * self.head_dim, self.kv_dim, self.intermediate
         if self.fused:
             return {"qkv_proj": (h, q + 2 * kv), "o_proj": (q, h), "gate_up_proj": (h, 2 * i), "down_proj": (i, h)}
-        return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h), "gate_proj": (h, i),
-                "up_proj": (h, i), "down_proj": (i, h)}
+        return {
+            "q_proj": (h, q),
+            "k_proj": (h, kv),
+            "v_proj": (h, kv),
+            "o_proj": (q, h),
+            "gate_proj": (h, i),
+            "up_proj": (h, i),
+            "down_proj": (i, h),
+        }
 
     def params(self) -> int:
         layer = sum(a * b for a, b in self.linears().values()) + 2 * self.hidden
@@ -124,8 +137,14 @@ def breakdown(shape: Shape, s: Setup) -> dict[str, float]:
     lm_head_grad = shape.vocab * shape.hidden * trainable_bytes if s.method == "full" else 0
     loss_phase = act["layers"] + act["logits"] + lm_head_grad
     backward_phase = act["layers"] + act["recompute"] + grads
-    out = {"weights": weights, "optimizer_states": states, "gradients": grads, "activations": act["layers"],
-           "recompute": act["recompute"], "logits": act["logits"]}
+    out = {
+        "weights": weights,
+        "optimizer_states": states,
+        "gradients": grads,
+        "activations": act["layers"],
+        "recompute": act["recompute"],
+        "logits": act["logits"],
+    }
     out["total"] = weights + states + max(loss_phase, backward_phase)
     out["trainable_params"] = trainable
     out["params"] = n

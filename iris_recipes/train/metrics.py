@@ -66,12 +66,13 @@ def summarize(records: list[dict]) -> dict:
     }
     # Throughput over the last uninterrupted segment, from its first to its last logged step.
     last_begin = max((i for i, r in enumerate(records) if r.get("event") == "train_begin"), default=-1)
-    seg = [r for r in records[last_begin + 1:] if r.get("event") == "log" and "loss" in r and "tokens_total" in r]
+    seg = [r for r in records[last_begin + 1 :] if r.get("event") == "log" and "loss" in r and "tokens_total" in r]
     if len(seg) >= 2 and seg[-1]["time"] > seg[0]["time"]:
         dt = seg[-1]["time"] - seg[0]["time"]
         out["tokens_per_second"] = round((seg[-1]["tokens_total"] - seg[0]["tokens_total"]) / dt, 2)
         out["trained_tokens_per_second"] = round(
-            (seg[-1].get("tokens_trainable", 0) - seg[0].get("tokens_trainable", 0)) / dt, 2)
+            (seg[-1].get("tokens_trainable", 0) - seg[0].get("tokens_trainable", 0)) / dt, 2
+        )
         out["seconds_per_step"] = round(dt / max(1, seg[-1]["step"] - seg[0]["step"]), 4)
     peaks = [r["gpu_max_allocated_gib"] for r in records if "gpu_max_allocated_gib" in r]
     if peaks:

@@ -19,26 +19,61 @@ CUDA_RESERVE_GIB = 1.0  # CUDA context, cuBLAS workspace and allocator slack bey
 
 # config.json of the recipes' base models (their hub repositories), for planning where the model is not at hand.
 KNOWN_SHAPES = {
-    "unsloth/Llama-3.2-1B-Instruct": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                                          num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
-                                          tie_word_embeddings=True, head_dim=64, model_type="llama"),
-    "unsloth/Llama-3.2-3B-Instruct": dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
-                                          num_attention_heads=24, num_key_value_heads=8, vocab_size=128256,
-                                          tie_word_embeddings=True, head_dim=128, model_type="llama"),
-    "microsoft/Phi-3.5-mini-instruct": dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
-                                            num_attention_heads=32, num_key_value_heads=32, vocab_size=32064,
-                                            tie_word_embeddings=False, model_type="phi3"),
-    "HuggingFaceTB/SmolLM2-135M-Instruct": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                                                num_attention_heads=9, num_key_value_heads=3, vocab_size=49152,
-                                                tie_word_embeddings=True, model_type="llama"),
+    "unsloth/Llama-3.2-1B-Instruct": dict(
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        tie_word_embeddings=True,
+        head_dim=64,
+        model_type="llama",
+    ),
+    "unsloth/Llama-3.2-3B-Instruct": dict(
+        hidden_size=3072,
+        intermediate_size=8192,
+        num_hidden_layers=28,
+        num_attention_heads=24,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        tie_word_embeddings=True,
+        head_dim=128,
+        model_type="llama",
+    ),
+    "microsoft/Phi-3.5-mini-instruct": dict(
+        hidden_size=3072,
+        intermediate_size=8192,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=32064,
+        tie_word_embeddings=False,
+        model_type="phi3",
+    ),
+    "HuggingFaceTB/SmolLM2-135M-Instruct": dict(
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        vocab_size=49152,
+        tie_word_embeddings=True,
+        model_type="llama",
+    ),
 }
 
 # Measured training throughput, each with where it comes from.
 MEASURED = [
-    {"gpu": "a100-80", "model": "unsloth/Llama-3.2-3B-Instruct", "method": "lora", "gradient_checkpointing": True,
-     "tokens_per_second": 8210,
-     "source": "torchtune README, 'Optimization flags' table, LoRA row: Llama 3.2 3B, 1x A100, bf16, batch 2, "
-               "packed sequences of 4096, torch.compile, chunked cross-entropy, activation checkpointing"},
+    {
+        "gpu": "a100-80",
+        "model": "unsloth/Llama-3.2-3B-Instruct",
+        "method": "lora",
+        "gradient_checkpointing": True,
+        "tokens_per_second": 8210,
+        "source": "torchtune README, 'Optimization flags' table, LoRA row: Llama 3.2 3B, 1x A100, bf16, batch 2, "
+        "packed sequences of 4096, torch.compile, chunked cross-entropy, activation checkpointing",
+    },
 ]
 
 
@@ -71,12 +106,18 @@ def setup_for(recipe_data: dict, cfg: dict, *, device: str, sharding: str, world
     lora = recipe_data.get("lora", {})
     target = lora.get("target", "all-linear")
     fp32 = device == "cpu" or not (cfg.get("bf16") or cfg.get("fp16"))
-    return Setup(method=recipe_data.get("method", "lora"), lora_r=lora.get("r", 16),
-                 lora_targets=None if target == "all-linear" else list(target),
-                 lora_dropout=lora.get("dropout", 0.05), micro_batch=cfg.get("micro_batch_size", 1),
-                 sequence_len=cfg.get("sequence_len", 2048),
-                 gradient_checkpointing=bool(cfg.get("gradient_checkpointing")),
-                 dtype_bytes=4 if fp32 else 2, sharding=sharding, world_size=world_size)
+    return Setup(
+        method=recipe_data.get("method", "lora"),
+        lora_r=lora.get("r", 16),
+        lora_targets=None if target == "all-linear" else list(target),
+        lora_dropout=lora.get("dropout", 0.05),
+        micro_batch=cfg.get("micro_batch_size", 1),
+        sequence_len=cfg.get("sequence_len", 2048),
+        gradient_checkpointing=bool(cfg.get("gradient_checkpointing")),
+        dtype_bytes=4 if fp32 else 2,
+        sharding=sharding,
+        world_size=world_size,
+    )
 
 
 def _gib(x: float) -> str:
@@ -90,8 +131,17 @@ def fits(total: float, gpu: gpus.GPU) -> str:
     return "tight" if need <= gpu.memory_gib else "does not fit"
 
 
-def render(*, recipe_data: dict, cfg: dict, base_model: str, device: str, sharding: str, world_size: int,
-           gpu: gpus.GPU | None, data_report: dict | None) -> str:
+def render(
+    *,
+    recipe_data: dict,
+    cfg: dict,
+    base_model: str,
+    device: str,
+    sharding: str,
+    world_size: int,
+    gpu: gpus.GPU | None,
+    data_report: dict | None,
+) -> str:
     """The plan as `# ` comment lines."""
     shape, where = model_shape(base_model)
     if shape is None:
@@ -101,15 +151,23 @@ def render(*, recipe_data: dict, cfg: dict, base_model: str, device: str, shardi
     chosen = on if s.gradient_checkpointing else off
     method = f"LoRA r{s.lora_r}" if s.method == "lora" else "QLoRA r%d" % s.lora_r if s.method == "qlora" else "full"
     precision = {2: "16-bit", 4: "fp32"}[s.dtype_bytes]
-    lines = [f"launch plan: {method}, micro batch {s.micro_batch} x {s.sequence_len} tokens, {precision}, "
-             f"sharding {sharding}, {world_size} process(es)",
-             f"  model: {shape.params() / 1e9:.2f}B parameters, {chosen['trainable_params'] / 1e6:.1f}M trained "
-             f"(shape from {where})",
-             f"  memory per GPU (GiB)      checkpointing on   off   "
-             f"(the recipe: {'on' if s.gradient_checkpointing else 'off'})"]
-    rows = [("weights (+ adapter)", "weights"), ("optimizer states", "optimizer_states"),
-            ("gradients", "gradients"), ("activations kept", "activations"), ("one layer recomputed", "recompute"),
-            ("loss over vocabulary", "logits"), ("peak", "total")]
+    lines = [
+        f"launch plan: {method}, micro batch {s.micro_batch} x {s.sequence_len} tokens, {precision}, "
+        f"sharding {sharding}, {world_size} process(es)",
+        f"  model: {shape.params() / 1e9:.2f}B parameters, {chosen['trainable_params'] / 1e6:.1f}M trained "
+        f"(shape from {where})",
+        f"  memory per GPU (GiB)      checkpointing on   off   "
+        f"(the recipe: {'on' if s.gradient_checkpointing else 'off'})",
+    ]
+    rows = [
+        ("weights (+ adapter)", "weights"),
+        ("optimizer states", "optimizer_states"),
+        ("gradients", "gradients"),
+        ("activations kept", "activations"),
+        ("one layer recomputed", "recompute"),
+        ("loss over vocabulary", "logits"),
+        ("peak", "total"),
+    ]
     for label, key in rows:
         lines.append(f"    {label:<24}{_gib(on[key]):>10}{_gib(off[key]):>9}")
     fit = ", ".join(f"{k} {fits(chosen['total'], g)}" for k, g in gpus.GPU_TYPES.items())
@@ -120,8 +178,9 @@ def render(*, recipe_data: dict, cfg: dict, base_model: str, device: str, shardi
     return "".join(f"# {ln}\n" for ln in lines)
 
 
-def _time_lines(recipe_data: dict, shape: Shape, s: Setup, gpu: gpus.GPU | None, world_size: int,
-                data_report: dict | None) -> list[str]:
+def _time_lines(
+    recipe_data: dict, shape: Shape, s: Setup, gpu: gpus.GPU | None, world_size: int, data_report: dict | None
+) -> list[str]:
     epochs = recipe_data.get("train", {}).get("epochs") or 1
     if data_report and data_report.get("train_tokens"):
         tokens = data_report["train_tokens"]
@@ -129,11 +188,12 @@ def _time_lines(recipe_data: dict, shape: Shape, s: Setup, gpu: gpus.GPU | None,
     else:
         rows = recipe_data.get("dataset", {}).get("limit")
         if not rows:
-            return ["  tokens per epoch: known once the data stage has run (--until data, then --resume RUN "
-                    "--dry-run)"]
+            return ["  tokens per epoch: known once the data stage has run (--until data, then --resume RUN --dry-run)"]
         tokens = rows * s.sequence_len
-        where = (f"estimated: at most {rows} rows x {s.sequence_len} tokens; the data stage counts them "
-                 "(--until data, then --resume RUN --dry-run)")
+        where = (
+            f"estimated: at most {rows} rows x {s.sequence_len} tokens; the data stage counts them "
+            "(--until data, then --resume RUN --dry-run)"
+        )
     lines = [f"  tokens per epoch: {tokens:,} ({where})"]
     max_steps = recipe_data.get("train", {}).get("max_steps")
     if gpu is None or gpu.peak_tflops is None:
@@ -142,12 +202,21 @@ def _time_lines(recipe_data: dict, shape: Shape, s: Setup, gpu: gpus.GPU | None,
     rate = eff * gpu.peak_tflops * 1e12 * world_size / flops_per_token(shape, s.method, s.gradient_checkpointing)
     total = tokens * epochs
     if max_steps:
-        total = min(total, max_steps * s.micro_batch * s.sequence_len * world_size
-                    * (recipe_data.get("train", {}).get("gradient_accumulation") or 1))
+        total = min(
+            total,
+            max_steps
+            * s.micro_batch
+            * s.sequence_len
+            * world_size
+            * (recipe_data.get("train", {}).get("gradient_accumulation") or 1),
+        )
     hours = total / rate / 3600
     took = f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
-    lines.append(f"  time: ~{took} for {total:,} tokens at ~{rate:,.0f} tokens/s on {world_size} x "
-                 f"{gpu.key or gpu.name} (+-50%)")
-    lines.append(f"    from {m['tokens_per_second']} tokens/s measured ({m['source']}): {eff:.0%} of the A100's peak "
-                 f"FLOPs, applied to {gpu.peak_tflops:g} TFLOPS ({gpus.SOURCES.get(gpu.key or '', 'datasheet')})")
+    lines.append(
+        f"  time: ~{took} for {total:,} tokens at ~{rate:,.0f} tokens/s on {world_size} x {gpu.key or gpu.name} (+-50%)"
+    )
+    lines.append(
+        f"    from {m['tokens_per_second']} tokens/s measured ({m['source']}): {eff:.0%} of the A100's peak "
+        f"FLOPs, applied to {gpu.peak_tflops:g} TFLOPS ({gpus.SOURCES.get(gpu.key or '', 'datasheet')})"
+    )
     return lines

@@ -134,23 +134,43 @@ class MetricsCallback(TrainerCallback):
             import torch.distributed as dist
 
             backend = dist.get_backend() if dist.is_available() and dist.is_initialized() else None
-            self._emit({"event": "train_begin", "time": time.time(), "step": state.global_step,
-                        "max_steps": state.max_steps, "world_size": args.world_size, "backend": backend,
-                        "device": str(args.device), "num_train_epochs": state.num_train_epochs})
+            self._emit(
+                {
+                    "event": "train_begin",
+                    "time": time.time(),
+                    "step": state.global_step,
+                    "max_steps": state.max_steps,
+                    "world_size": args.world_size,
+                    "backend": backend,
+                    "device": str(args.device),
+                    "num_train_epochs": state.num_train_epochs,
+                }
+            )
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        record = {"event": "log", "time": time.time(), "step": state.global_step, "max_steps": state.max_steps,
-                  "epoch": state.epoch, "world_size": args.world_size}
+        record = {
+            "event": "log",
+            "time": time.time(),
+            "step": state.global_step,
+            "max_steps": state.max_steps,
+            "epoch": state.epoch,
+            "world_size": args.world_size,
+        }
         for key, value in logs.items():
-            name = {"tokens/trainable": "tokens_trainable", "tokens/total": "tokens_total",
-                    "tokens/train_per_sec_per_gpu": "tokens_per_sec_per_process"}.get(key, key)
+            name = {
+                "tokens/trainable": "tokens_trainable",
+                "tokens/total": "tokens_total",
+                "tokens/train_per_sec_per_gpu": "tokens_per_sec_per_process",
+            }.get(key, key)
             if isinstance(value, (int, float)) and not key.startswith("memory/"):
                 record[name] = value
         if args.device.type == "cuda":  # Axolotl's figures from torch.cuda (on CPU they describe the host)
-            for key, name in (("memory/max_allocated (GiB)", "gpu_max_allocated_gib"),
-                              ("memory/device_reserved (GiB)", "gpu_reserved_gib")):
+            for key, name in (
+                ("memory/max_allocated (GiB)", "gpu_max_allocated_gib"),
+                ("memory/device_reserved (GiB)", "gpu_reserved_gib"),
+            ):
                 if isinstance(logs.get(key), (int, float)):
                     record[name] = logs[key]
         self._emit(record)
@@ -161,5 +181,12 @@ class MetricsCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            self._emit({"event": "train_end", "time": time.time(), "step": state.global_step,
-                        "max_steps": state.max_steps, "world_size": args.world_size})
+            self._emit(
+                {
+                    "event": "train_end",
+                    "time": time.time(),
+                    "step": state.global_step,
+                    "max_steps": state.max_steps,
+                    "world_size": args.world_size,
+                }
+            )

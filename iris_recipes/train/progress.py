@@ -84,8 +84,11 @@ class ProgressState:
 
 def _clock(seconds: float) -> str:
     seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+    return (
+        f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
         else f"{seconds // 60}:{seconds % 60:02d}"
+    )
 
 
 def parse_line(line: str) -> dict | None:
@@ -94,7 +97,7 @@ def parse_line(line: str) -> dict | None:
     if idx < 0:
         return None
     try:
-        record = json.loads(line[idx + len(PROGRESS_PREFIX):])
+        record = json.loads(line[idx + len(PROGRESS_PREFIX) :])
     except json.JSONDecodeError:
         return None
     return record if isinstance(record, dict) else None
@@ -108,8 +111,16 @@ class RunResult:
     seconds: float
 
 
-def run_streaming(argv: list[str], *, env: dict, cwd: Path, log_path: Path, verbose: bool = False,
-                  console: Console | None = None, label: str = "train") -> RunResult:
+def run_streaming(
+    argv: list[str],
+    *,
+    env: dict,
+    cwd: Path,
+    log_path: Path,
+    verbose: bool = False,
+    console: Console | None = None,
+    label: str = "train",
+) -> RunResult:
     """Run `argv` in its own process group; SIGINT/SIGTERM to this process stop the whole group cleanly."""
     console = console or Console(stderr=True)
     state = ProgressState()
@@ -120,9 +131,18 @@ def run_streaming(argv: list[str], *, env: dict, cwd: Path, log_path: Path, verb
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"$ {shlex.join(argv)}\n")
         log.flush()
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, text=True, bufsize=1, errors="replace",
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+            errors="replace",
+            start_new_session=True,
+        )
 
         def stop(signum, _frame):
             nonlocal interrupted
@@ -133,8 +153,14 @@ def run_streaming(argv: list[str], *, env: dict, cwd: Path, log_path: Path, verb
         progress = None
         task = None
         if console.is_terminal and not verbose:
-            progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), TaskProgressColumn(),
-                                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
+            progress = Progress(
+                TextColumn(f"[bold]{label}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                console=console,
+            )
             progress.start()
             task = progress.add_task(label, total=None, info="starting (loading model and data)")
         try:
@@ -164,8 +190,7 @@ def run_streaming(argv: list[str], *, env: dict, cwd: Path, log_path: Path, verb
                 progress.stop()
             for s, handler in old.items():
                 signal.signal(s, handler)
-    return RunResult(returncode=returncode, interrupted=interrupted, state=state,
-                     seconds=time.monotonic() - started)
+    return RunResult(returncode=returncode, interrupted=interrupted, state=state, seconds=time.monotonic() - started)
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

@@ -29,14 +29,20 @@ class Validator:
         env = dict(os.environ)  # the child must import this same package, installed or not
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-        self._proc = subprocess.Popen([sys.executable, "-m", "iris_recipes.train.validator", str(self._result)],
-                                      env=env, stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT,
-                                      text=True)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "iris_recipes.train.validator", str(self._result)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
     def check(self, cfg: dict, *, recipe_data: dict, recipe_file: str | Path, gpu: dict | None = None) -> None:
         """`config.validate` in the child; raises IrisError with its messages (Axolotl's warnings go to stderr)."""
-        request = json.dumps({"cfg": cfg, "recipe_data": recipe_data, "recipe_file": str(recipe_file), "gpu": gpu},
-                             default=str)
+        request = json.dumps(
+            {"cfg": cfg, "recipe_data": recipe_data, "recipe_file": str(recipe_file), "gpu": gpu}, default=str
+        )
         try:
             self._proc.communicate(request)
         except BrokenPipeError:  # it died before reading: its output says why
@@ -48,8 +54,10 @@ class Validator:
         self.close()
         if outcome is None:
             last = next((ln for ln in reversed(output.strip().splitlines()) if ln.strip()), "no output")
-            raise IrisError(f"{recipe_file}: Axolotl's validator crashed (exit {self._proc.returncode}): {last[:300]}. "
-                            "Check that the train extra is installed: pip install 'iris-recipes[train]'.")
+            raise IrisError(
+                f"{recipe_file}: Axolotl's validator crashed (exit {self._proc.returncode}): {last[:300]}. "
+                "Check that the train extra is installed: pip install 'iris-recipes[train]'."
+            )
         if outcome.get("error"):
             raise IrisError(outcome["error"])
 

@@ -21,6 +21,7 @@ _MAX_MARKER = max(len(m) for m in TEMPLATE_MARKERS)
 @dataclass(frozen=True)
 class Reply:
     """One state of a streamed reply; every update is a new object. In compare mode `base` is the base model's."""
+
     text: str = ""
     done: bool = False
     notice: str | None = None
@@ -36,16 +37,27 @@ def _held_back(text: str) -> int:
     return len(text)
 
 
-def generate(model: Model, messages: list[dict], temperature: float, top_p: float, max_new_tokens: int,
-             threads: int, emit, cancel: threading.Event) -> None:
+def generate(
+    model: Model,
+    messages: list[dict],
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    threads: int,
+    emit,
+    cancel: threading.Event,
+) -> None:
     """One reply on the model's thread: trim to the context, bring back the conversation's KV state, sample, and
     `emit` (kind, value) events: "notice", "text" pieces, then "done" with the stats (or "error")."""
     try:
         messages, dropped, tokens = fit_context(model, messages, max_new_tokens)
         if dropped:
-            emit("notice", f"The {dropped} oldest turn{'s' if dropped > 1 else ''} of this conversation "
-                           f"{'were' if dropped > 1 else 'was'} left out to fit the model's {model.n_ctx:,}-token "
-                           "context.")
+            emit(
+                "notice",
+                f"The {dropped} oldest turn{'s' if dropped > 1 else ''} of this conversation "
+                f"{'were' if dropped > 1 else 'was'} left out to fit the model's {model.n_ctx:,}-token "
+                "context.",
+            )
         llm = model.llm
         t0 = time.perf_counter()
         reused = model.switch_to(tokens)
@@ -88,16 +100,19 @@ def generate(model: Model, messages: list[dict], temperature: float, top_p: floa
         now = time.perf_counter()
         first = first or now
         decode_s = (last - first) if last else 0.0
-        emit("done", {
-            "tokens": n,
-            "prompt_tokens": len(tokens),
-            "reused_tokens": reused,
-            "tokens_per_s": round((n - 1) / decode_s, 2) if n > 1 and decode_s > 0 else None,
-            "first_token_at": first,
-            "prompt_s": round(first - t0, 3),
-            "finish_reason": finish,
-            "dropped_turns": dropped,
-        })
+        emit(
+            "done",
+            {
+                "tokens": n,
+                "prompt_tokens": len(tokens),
+                "reused_tokens": reused,
+                "tokens_per_s": round((n - 1) / decode_s, 2) if n > 1 and decode_s > 0 else None,
+                "first_token_at": first,
+                "prompt_s": round(first - t0, 3),
+                "finish_reason": finish,
+                "dropped_turns": dropped,
+            },
+        )
     except UserError as exc:
         emit("error", exc)
     except Exception as exc:  # llama.cpp failure: report it, keep serving
@@ -111,9 +126,17 @@ class Chat:
     def __init__(self, manifest: Manifest, pool: ModelPool):
         self.manifest, self.pool = manifest, pool
 
-    def stream(self, variant_id: Any, message: Any, history: Any = (), mode: str | None = None,
-               temperature: float | None = None, top_p: float | None = None, max_new_tokens: int | None = None,
-               compare: bool = False) -> Iterator[Reply]:
+    def stream(
+        self,
+        variant_id: Any,
+        message: Any,
+        history: Any = (),
+        mode: str | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_new_tokens: int | None = None,
+        compare: bool = False,
+    ) -> Iterator[Reply]:
         """Check the request now (UserError), then return the reply's stream. With `compare`, the variant's base
         model answers the same messages with the same settings, beside it."""
         variant = self.manifest.get(variant_id)
@@ -144,12 +167,19 @@ class Chat:
                 if kind != "text" or not any(s["text"] for s in sides):
                     wake.set()  # the first text and the end go out at once; later text waits for the next update
 
-            sides: list[dict[str, Any]] = [{"text": "", "done": False, "notice": None, "stats": None}
-                                           for _ in models]
+            sides: list[dict[str, Any]] = [{"text": "", "done": False, "notice": None, "stats": None} for _ in models]
             for i, model in enumerate(models):
-                model.thread.submit(generate, model, messages, temperature, top_p,
-                                    min(max_new_tokens, model.n_ctx // 2), threads,
-                                    lambda kind, value, i=i: emit(i, kind, value), cancel)
+                model.thread.submit(
+                    generate,
+                    model,
+                    messages,
+                    temperature,
+                    top_p,
+                    min(max_new_tokens, model.n_ctx // 2),
+                    threads,
+                    lambda kind, value, i=i: emit(i, kind, value),
+                    cancel,
+                )
             interval = 1.0 / max(1, settings.UPDATES_PER_S)
             try:
                 while not all(s["done"] for s in sides):

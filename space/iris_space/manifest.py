@@ -27,16 +27,21 @@ class Manifest:
         except FileNotFoundError:
             return cls(path, problem=f"No variants manifest at {path}. Write one with `iris-recipes space`.")
         except (OSError, ValueError) as exc:
-            return cls(path, problem=f"{path}: not a readable variants manifest ({exc}). Write it again with "
-                                     "`iris-recipes space`.")
+            return cls(
+                path,
+                problem=f"{path}: not a readable variants manifest ({exc}). Write it again with `iris-recipes space`.",
+            )
         variants = {}
         for i, v in enumerate(data.get("variants", []) if isinstance(data, dict) else []):
             if isinstance(v, dict) and isinstance(v.get("id"), str):
                 variants[v["id"]] = v
             else:
                 print(f"{path}: variants[{i}] has no id; skipped")
-        return cls(path, variants, None if variants else f"{path} lists no variants. Build one with "
-                                                         "`iris-recipes run recipes/NAME.yaml`.")
+        return cls(
+            path,
+            variants,
+            None if variants else f"{path} lists no variants. Build one with `iris-recipes run recipes/NAME.yaml`.",
+        )
 
     def get(self, variant_id: Any) -> dict[str, Any]:
         if not isinstance(variant_id, str) or variant_id not in self.variants:
@@ -57,13 +62,19 @@ class Manifest:
         gguf = variant.get("base_gguf") or {}
         name = variant.get("label") or variant["id"]
         if not (gguf.get("path") or gguf.get("repo_id")):
-            raise UserError(f"{name}: no GGUF of its base model {variant.get('base_model') or ''} is known, so "
-                            "there is nothing to compare with. Evaluate the run (`iris-recipes eval RUN`, which "
-                            "builds it), then restart `iris-recipes space`.")
+            raise UserError(
+                f"{name}: no GGUF of its base model {variant.get('base_model') or ''} is known, so "
+                "there is nothing to compare with. Evaluate the run (`iris-recipes eval RUN`, which "
+                "builds it), then restart `iris-recipes space`."
+            )
         where = gguf.get("path") or f"{gguf['repo_id']}/{gguf.get('filename')}"
-        return {"id": f"base:{where}", "label": f"{variant.get('base_model') or 'base model'} (base)",
-                "status": "built" if gguf.get("path") else "published", "gguf": gguf,
-                "build_command": "iris-recipes eval RUN"}
+        return {
+            "id": f"base:{where}",
+            "label": f"{variant.get('base_model') or 'base model'} (base)",
+            "status": "built" if gguf.get("path") else "published",
+            "gguf": gguf,
+            "build_command": "iris-recipes eval RUN",
+        }
 
 
 def gguf_file(manifest: Manifest, variant: dict[str, Any], progress=None) -> Path:
@@ -77,11 +88,14 @@ def gguf_file(manifest: Manifest, variant: dict[str, Any], progress=None) -> Pat
         if path.is_file():
             return path
         if not gguf.get("repo_id"):
-            raise UserError(f"{name}: its GGUF file {path} is missing. Build it again with: "
-                            f"{variant.get('build_command', 'iris-recipes run')}")
+            raise UserError(
+                f"{name}: its GGUF file {path} is missing. Build it again with: "
+                f"{variant.get('build_command', 'iris-recipes run')}"
+            )
     if not gguf.get("repo_id") or not gguf.get("filename"):
-        raise UserError(f"{name}: the manifest gives neither a local GGUF nor a Hub repo. Write it again with "
-                        "`iris-recipes space`.")
+        raise UserError(
+            f"{name}: the manifest gives neither a local GGUF nor a Hub repo. Write it again with `iris-recipes space`."
+        )
     from huggingface_hub import hf_hub_download
 
     if progress:
@@ -89,9 +103,11 @@ def gguf_file(manifest: Manifest, variant: dict[str, Any], progress=None) -> Pat
     try:
         return Path(hf_hub_download(gguf["repo_id"], gguf["filename"]))
     except Exception as exc:  # network, auth, missing file, offline without a cached copy: all end the same way
-        raise UserError(f"{name}: could not download {gguf['filename']} from https://huggingface.co/"
-                        f"{gguf['repo_id']} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
-                        "Try again later, or choose another variant.") from exc
+        raise UserError(
+            f"{name}: could not download {gguf['filename']} from https://huggingface.co/"
+            f"{gguf['repo_id']} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            "Try again later, or choose another variant."
+        ) from exc
 
 
 def check_gguf(path: Path, variant: dict[str, Any]) -> None:
@@ -101,9 +117,13 @@ def check_gguf(path: Path, variant: dict[str, Any]) -> None:
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"GGUF":
-        raise UserError(f"{name}: {path.name} is not a GGUF file (it starts with {magic!r}). Export it again with "
-                        "`iris-recipes export RUN`.")
+        raise UserError(
+            f"{name}: {path.name} is not a GGUF file (it starts with {magic!r}). Export it again with "
+            "`iris-recipes export RUN`."
+        )
     expected = (variant.get("gguf") or {}).get("bytes")
     if isinstance(expected, int) and expected != size:
-        raise UserError(f"{name}: {path.name} has {size:,} bytes, the export wrote {expected:,}: the file is "
-                        "damaged or incomplete. Export it again with `iris-recipes export RUN`.")
+        raise UserError(
+            f"{name}: {path.name} has {size:,} bytes, the export wrote {expected:,}: the file is "
+            "damaged or incomplete. Export it again with `iris-recipes export RUN`."
+        )

@@ -19,8 +19,10 @@ from .manifest import Manifest, UserError, check_gguf, gguf_file
 from .prompt import neutralize
 
 # ChatML, for a GGUF that carries no chat template of its own.
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 # A state shorter than this is cheaper to recompute than to keep.
 MIN_STATE_TOKENS = 16
 
@@ -57,8 +59,11 @@ class StateCache:
     def put(self, state: SavedState) -> bool:
         with self._lock:
             for eid, e in list(self._entries.items()):  # states this one extends are of no further use
-                if e.key == state.key and len(e.tokens) <= len(state.tokens) and \
-                        common_prefix(e.tokens, state.tokens) == len(e.tokens):
+                if (
+                    e.key == state.key
+                    and len(e.tokens) <= len(state.tokens)
+                    and common_prefix(e.tokens, state.tokens) == len(e.tokens)
+                ):
                     self._drop(eid)
             if state.size > self.capacity:
                 return False
@@ -104,8 +109,9 @@ class Model:
     """One loaded GGUF with its own llama.cpp context; all its llama.cpp work runs on `thread`, one task at a time
     (llama.cpp is not thread-safe, and one calling thread keeps one OpenMP team)."""
 
-    def __init__(self, key: str, variant: dict[str, Any], path: Path, llm, thread: ThreadPoolExecutor,
-                 states: StateCache | None):
+    def __init__(
+        self, key: str, variant: dict[str, Any], path: Path, llm, thread: ThreadPoolExecutor, states: StateCache | None
+    ):
         import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -127,14 +133,18 @@ class Model:
         # The model's own control tokens (reserved ones too), removed from every text that enters its prompt.
         import re
 
-        control = {llm._model.token_get_text(t) for t in range(llm.n_vocab())
-                   if llm._model.token_get_attr(t) & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL}
+        control = {
+            llm._model.token_get_text(t)
+            for t in range(llm.n_vocab())
+            if llm._model.token_get_attr(t) & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+        }
         control = sorted((c for c in control if c), key=len, reverse=True)
         self._control_re = re.compile("|".join(re.escape(c) for c in control)) if control else None
         # Template tokens a message costs besides its content (measured once; used to trim long conversations).
         one = self.prompt_tokens([{"role": "user", "content": "a"}])
-        two = self.prompt_tokens([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-                                  {"role": "user", "content": "a"}])
+        two = self.prompt_tokens(
+            [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "a"}]
+        )
         self.overhead = max(1, (len(two) - len(one) - self.count("b") - self.count("a")) // 2 + 1)
 
     # -- prompts (call on the model's thread) --
@@ -155,7 +165,7 @@ class Model:
             import llama_cpp
 
             n = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece_buf, 256, 0, False)
-            piece = self._pieces[token] = self._piece_buf.raw[:max(0, n)]
+            piece = self._pieces[token] = self._piece_buf.raw[: max(0, n)]
         return piece
 
     def count(self, text: str) -> int:
@@ -190,7 +200,7 @@ class Model:
         buf = (ctypes.c_uint8 * size)()
         written = llama_cpp.llama_state_seq_get_data(llm.ctx, buf, size, 0)
         if written:
-            self.states.put(SavedState(self.key, llm.input_ids[:llm.n_tokens].copy(), buf, written))
+            self.states.put(SavedState(self.key, llm.input_ids[: llm.n_tokens].copy(), buf, written))
         self.unsaved = False
 
     def _restore(self, state: SavedState) -> bool:
@@ -226,8 +236,13 @@ class ModelPool:
     that nobody is using, or waits up to `wait_s` for one (then a clear message). A model in use is never pushed out.
     """
 
-    def __init__(self, manifest: Manifest, capacity: int | None = None, wait_s: float | None = None,
-                 kv_cache_mb: int | None = None):
+    def __init__(
+        self,
+        manifest: Manifest,
+        capacity: int | None = None,
+        wait_s: float | None = None,
+        kv_cache_mb: int | None = None,
+    ):
         self.manifest = manifest
         self.capacity = capacity if capacity is not None else settings.MAX_MODELS
         self.wait_s = wait_s if wait_s is not None else settings.LOAD_WAIT_S
@@ -259,7 +274,7 @@ class ModelPool:
                 free = self.capacity - len(self._models) - len(self._loading) - self._freeing
                 idle = [k for k, m in self._models.items() if m.users == 0 and k not in keys]
                 if free >= 0 and len(missing) <= free + len(idle):
-                    freeing = [self._evict(k) for k in idle[:max(0, len(missing) - free)]]
+                    freeing = [self._evict(k) for k in idle[: max(0, len(missing) - free)]]
                     for k in keys:
                         if k in self._models:
                             model = self._models.pop(k)
@@ -270,9 +285,11 @@ class ModelPool:
             left = deadline - time.monotonic()
             if left <= 0:
                 busy = ", ".join(m.variant.get("label") or k for k, m in self._models.items()) or "loading"
-                raise UserError(f"This Space keeps at most {self.capacity} model{'s' if self.capacity > 1 else ''} "
-                                f"in memory, and all are answering other visitors now ({busy}). Try again in a "
-                                "minute.")
+                raise UserError(
+                    f"This Space keeps at most {self.capacity} model{'s' if self.capacity > 1 else ''} "
+                    f"in memory, and all are answering other visitors now ({busy}). Try again in a "
+                    "minute."
+                )
             self._cond.wait(left)
 
     def _evict(self, key: str) -> Future:
@@ -298,13 +315,21 @@ class ModelPool:
 
         thread = llama_thread(key)
         try:
-            llm = thread.submit(Llama, model_path=str(path), n_ctx=settings.N_CTX, n_threads=settings.THREADS,
-                                n_threads_batch=settings.THREADS, verbose=False).result()
+            llm = thread.submit(
+                Llama,
+                model_path=str(path),
+                n_ctx=settings.N_CTX,
+                n_threads=settings.THREADS,
+                n_threads_batch=settings.THREADS,
+                verbose=False,
+            ).result()
         except Exception as exc:
             thread.shutdown(wait=False)
-            raise UserError(f"{variant.get('label') or key}: llama.cpp could not load {path.name} "
-                            f"({str(exc).splitlines()[0][:200]}). Export it again with "
-                            "`iris-recipes export RUN`.") from exc
+            raise UserError(
+                f"{variant.get('label') or key}: llama.cpp could not load {path.name} "
+                f"({str(exc).splitlines()[0][:200]}). Export it again with "
+                "`iris-recipes export RUN`."
+            ) from exc
         with self._cond:
             self.live += 1
             self.peak = max(self.peak, self.live)
@@ -323,8 +348,10 @@ class ModelPool:
         runs."""
         keys = list(dict.fromkeys(k for k, _ in specs))
         if len(keys) > self.capacity:
-            raise UserError(f"This needs {len(keys)} models in memory at once; this Space keeps at most "
-                            f"{self.capacity} (IRIS_SPACE_MAX_MODELS).")
+            raise UserError(
+                f"This needs {len(keys)} models in memory at once; this Space keeps at most "
+                f"{self.capacity} (IRIS_SPACE_MAX_MODELS)."
+            )
         with self._cond:
             missing, freeing = self._acquire(keys)
         held = [k for k in keys if k not in missing]

@@ -13,9 +13,22 @@ from .manifest import UserError
 # Generation stops at any of them; in text that enters a prompt they are removed, so a message cannot open a turn of
 # its own (the prompt is tokenized with special tokens parsed).
 TEMPLATE_MARKERS = (
-    "<|im_end|>", "<|im_start|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|begin_of_text|>",
-    "<|end_of_text|>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>", "<|endoftext|>", "</s>", "<s>",
-    "[INST]", "[/INST]",
+    "<|im_end|>",
+    "<|im_start|>",
+    "<|eot_id|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|end|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|system|>",
+    "<|endoftext|>",
+    "</s>",
+    "<s>",
+    "[INST]",
+    "[/INST]",
 )
 # Any `<|name|>` (every family's special tokens look like this, reserved ones included) and the literal markers.
 _MARKER_RE = re.compile("|".join(re.escape(m) for m in TEMPLATE_MARKERS) + r"|<\|[^|<>\s]{1,40}\|>")
@@ -35,8 +48,10 @@ def check_message(message: Any) -> str:
     if not isinstance(message, str) or not message.strip():
         raise UserError("Type a message first: an empty message gets no reply.")
     if len(message) > settings.MAX_CHARS:
-        raise UserError(f"Your message has {len(message):,} characters; this Space accepts at most "
-                        f"{settings.MAX_CHARS:,}. Shorten it or split it into several messages.")
+        raise UserError(
+            f"Your message has {len(message):,} characters; this Space accepts at most "
+            f"{settings.MAX_CHARS:,}. Shorten it or split it into several messages."
+        )
     return message
 
 
@@ -50,17 +65,21 @@ def build_messages(variant: dict[str, Any], mode: str | None, history: Any, mess
     if not isinstance(history, (list, tuple)):
         raise UserError("history must be a list of {'role': 'user'|'assistant', 'content': str} messages.")
     if len(history) > 2 * settings.MAX_TURNS:
-        raise UserError(f"The conversation has {len(history):,} earlier messages; this Space takes at most "
-                        f"{2 * settings.MAX_TURNS:,} ({settings.MAX_TURNS} turns). Start a new conversation "
-                        "(Clear) or send only the recent turns.")
+        raise UserError(
+            f"The conversation has {len(history):,} earlier messages; this Space takes at most "
+            f"{2 * settings.MAX_TURNS:,} ({settings.MAX_TURNS} turns). Start a new conversation "
+            "(Clear) or send only the recent turns."
+        )
     turns, chars = [], 0
     for i, m in enumerate(history):
         if not (isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)):
             raise UserError(f"history[{i}] must be {{'role': 'user'|'assistant', 'content': str}}.")
         chars += len(m["content"])
         if chars > settings.MAX_HISTORY_CHARS:
-            raise UserError(f"The conversation's earlier messages exceed {settings.MAX_HISTORY_CHARS:,} characters "
-                            f"(at history[{i}]). Start a new conversation (Clear) or send only the recent turns.")
+            raise UserError(
+                f"The conversation's earlier messages exceed {settings.MAX_HISTORY_CHARS:,} characters "
+                f"(at history[{i}]). Start a new conversation (Clear) or send only the recent turns."
+            )
         turns.append({"role": m["role"], "content": neutralize(m["content"])})
     system = "\n\n".join(neutralize(p) for p in (variant.get("system_prompt") or "", modes.get(mode or "", "")) if p)
     text = neutralize(message)
@@ -81,7 +100,7 @@ def fit_context(model, messages: list[dict[str, str]], max_new_tokens: int) -> t
     if len(tokens) <= budget:
         return messages, 0, tokens
     system = messages[:1] if messages[0]["role"] == "system" else []
-    turns, last = messages[len(system):-1], messages[-1]
+    turns, last = messages[len(system) : -1], messages[-1]
     # turn boundaries: a turn is a user message and the reply to it
     starts = [i for i, m in enumerate(turns) if m["role"] == "user" or i == 0]
     sizes = [model.count(m["content"]) + model.overhead for m in turns]
@@ -98,6 +117,8 @@ def fit_context(model, messages: list[dict[str, str]], max_new_tokens: int) -> t
         if excess <= 0 or cut >= len(turns):
             break
     if len(tokens) > budget:
-        raise UserError(f"Your message is {len(tokens):,} tokens with the system prompt; with {max_new_tokens} new "
-                        f"tokens that exceeds this model's {model.n_ctx:,}-token context. Shorten it.")
+        raise UserError(
+            f"Your message is {len(tokens):,} tokens with the system prompt; with {max_new_tokens} new "
+            f"tokens that exceeds this model's {model.n_ctx:,}-token context. Shorten it."
+        )
     return kept, dropped, tokens

@@ -40,8 +40,10 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     except OSError:
         raise UserError("The audio file could not be read (it was not received). Record or upload it again.") from None
     if size > settings.MAX_AUDIO_MB << 20:
-        raise UserError(f"The audio file has {size / 1e6:,.1f} MB; this Space takes at most {settings.MAX_AUDIO_MB} "
-                        f"MB ({settings.MAX_AUDIO_S} s of speech). Record a shorter message.")
+        raise UserError(
+            f"The audio file has {size / 1e6:,.1f} MB; this Space takes at most {settings.MAX_AUDIO_MB} "
+            f"MB ({settings.MAX_AUDIO_S} s of speech). Record a shorter message."
+        )
     try:
         import soundfile as sf
 
@@ -54,8 +56,10 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     except UserError:
         raise
     except Exception as exc:  # libsndfile's errors for anything that is not audio
-        raise UserError(f"{path.name} is not an audio file this Space can read ({str(exc).splitlines()[0][:120]}). "
-                        "Upload a WAV, FLAC, OGG or MP3 recording.") from None
+        raise UserError(
+            f"{path.name} is not an audio file this Space can read ({str(exc).splitlines()[0][:120]}). "
+            "Upload a WAV, FLAC, OGG or MP3 recording."
+        ) from None
     if data.size == 0:
         raise UserError("The recording is empty. Record or upload it again.")
     return data.mean(axis=1), int(rate)
@@ -63,8 +67,10 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 def _check_duration(seconds: float) -> None:
     if seconds > settings.MAX_AUDIO_S:
-        raise UserError(f"The recording is {seconds / 60:.1f} minutes long; this Space transcribes at most "
-                        f"{settings.MAX_AUDIO_S} s. Record a shorter message.")
+        raise UserError(
+            f"The recording is {seconds / 60:.1f} minutes long; this Space transcribes at most "
+            f"{settings.MAX_AUDIO_S} s. Record a shorter message."
+        )
 
 
 def _read_wav(path: Path) -> tuple[np.ndarray, int]:
@@ -76,8 +82,9 @@ def _read_wav(path: Path) -> tuple[np.ndarray, int]:
             _check_duration(frames / rate if rate else 0)
             raw = w.readframes(frames)
     except (wave.Error, EOFError) as exc:
-        raise UserError(f"{path.name} is not a WAV file this Space can read ({exc}). Upload a 16-bit PCM "
-                        "WAV.") from None
+        raise UserError(
+            f"{path.name} is not a WAV file this Space can read ({exc}). Upload a 16-bit PCM WAV."
+        ) from None
     if width != 2:
         raise UserError(f"{path.name}: {8 * width}-bit WAV; upload a 16-bit PCM WAV.")
     data = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
@@ -104,13 +111,15 @@ def check_speech(samples: np.ndarray) -> None:
         raise UserError("The recording is silent: no speech was heard. Check the microphone and record again.")
     frame = 512
     frames = samples[: len(samples) // frame * frame].reshape(-1, frame)
-    loud = frames[np.sqrt((frames ** 2).mean(axis=1)) > rms * 0.5]  # the frames that carry the sound
+    loud = frames[np.sqrt((frames**2).mean(axis=1)) > rms * 0.5]  # the frames that carry the sound
     if len(loud):
         power = np.abs(np.fft.rfft(loud * np.hanning(frame), axis=1)) ** 2 + 1e-12
         flatness = float(np.median(np.exp(np.log(power).mean(axis=1)) / power.mean(axis=1)))
         if flatness > NOISE_FLATNESS:
-            raise UserError(f"The recording sounds like noise, not speech (spectral flatness {flatness:.2f}). "
-                            "Record again in a quieter place, closer to the microphone.")
+            raise UserError(
+                f"The recording sounds like noise, not speech (spectral flatness {flatness:.2f}). "
+                "Record again in a quieter place, closer to the microphone."
+            )
 
 
 class PocketSphinx:
@@ -158,15 +167,18 @@ def recognizer():
                 try:
                     _recognizer = Whisper(settings.WHISPER_MODEL)
                 except Exception as exc:  # not installed, no network, no such model: the offline one answers
-                    _fallback_reason = (f"faster-whisper could not load ({type(exc).__name__}: "
-                                        f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); pocketsphinx "
-                                        "transcribed instead")
+                    _fallback_reason = (
+                        f"faster-whisper could not load ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); pocketsphinx "
+                        "transcribed instead"
+                    )
             if _recognizer is None:
                 try:
                     _recognizer = PocketSphinx()
                 except ImportError:
-                    raise UserError("Voice input needs pocketsphinx (pip install pocketsphinx); type the "
-                                    "message instead.") from None
+                    raise UserError(
+                        "Voice input needs pocketsphinx (pip install pocketsphinx); type the message instead."
+                    ) from None
         return _recognizer
 
 
@@ -181,6 +193,7 @@ def transcribe(path: str | os.PathLike) -> Transcript:
     text = " ".join(engine(samples).split())
     took = time.perf_counter() - t0
     if not text:
-        raise UserError("No words were recognized in the recording. Speak clearly and record again, or type "
-                        "the message.")
+        raise UserError(
+            "No words were recognized in the recording. Speak clearly and record again, or type the message."
+        )
     return Transcript(text, engine.name, round(seconds, 2), round(took, 2), _fallback_reason)
