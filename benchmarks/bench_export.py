@@ -95,6 +95,7 @@ def main() -> int:
         args.repeats, args.decode_tokens = 1, 64
     quants = [q for q in args.quantize.split(",") if q]
 
+    import standins
     from iris_recipes.export import checks
     from iris_recipes.export.converter import fetch_converter
     from iris_recipes.export.stage import export_run
@@ -102,7 +103,6 @@ def main() -> int:
     from iris_recipes.hostinfo import cpu_count
     from iris_recipes.models import resolve_base_model
     from iris_recipes.rundir import RunDir
-    import standins
 
     fetch_converter()
     model = (

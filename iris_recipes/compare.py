@@ -59,7 +59,7 @@ def load_entry(run: RunDir) -> Entry:
     try:
         ev = json.loads(ev_path.read_text())
     except json.JSONDecodeError as exc:
-        raise IrisError(f"{ev_path}:{exc.lineno}: not valid JSON ({exc.msg}); re-run `iris-recipes eval`.")
+        raise IrisError(f"{ev_path}:{exc.lineno}: not valid JSON ({exc.msg}); re-run `iris-recipes eval`.") from None
     import yaml
 
     recipe = yaml.safe_load(run.file("recipe.yaml").read_text()) if run.file("recipe.yaml").is_file() else {}

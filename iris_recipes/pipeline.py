@@ -17,9 +17,9 @@ import platform
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from rich.console import Console
 
@@ -29,10 +29,9 @@ from iris_recipes.paths import project_root, runs_dir
 from iris_recipes.recipe.loader import dump_yaml
 from iris_recipes.rundir import RunDir, find_runs, new_run_id, now_iso
 from iris_recipes.train import config as axconfig
-from iris_recipes.train import gpus, launch, slurm
-from iris_recipes.train import plan as trainplan
+from iris_recipes.train import gpus, launch, slurm, validator
 from iris_recipes.train import metrics as trainmetrics
-from iris_recipes.train import validator
+from iris_recipes.train import plan as trainplan
 
 VERSIONED = (
     "iris-recipes",

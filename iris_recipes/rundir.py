@@ -26,8 +26,9 @@ import contextlib
 import datetime as _dt
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from iris_recipes import fsutil
 from iris_recipes.errors import IrisError
@@ -59,7 +60,7 @@ class RunDir:
         return self.meta_path.is_file()
 
     @classmethod
-    def open(cls, path: str | Path) -> "RunDir":
+    def open(cls, path: str | Path) -> RunDir:
         """An existing run; a clear error if `path` is not one."""
         run = cls(path)
         if not run.exists():
@@ -84,7 +85,9 @@ class RunDir:
         except FileNotFoundError:
             return {}
         except json.JSONDecodeError as exc:
-            raise IrisError(f"{self.meta_path}:{exc.lineno}:{exc.colno}: run.json is not valid JSON ({exc.msg})")
+            raise IrisError(
+                f"{self.meta_path}:{exc.lineno}:{exc.colno}: run.json is not valid JSON ({exc.msg})"
+            ) from None
 
     def write(self, meta: dict[str, Any]) -> None:
         fsutil.write_json(self.meta_path, meta)

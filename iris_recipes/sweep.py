@@ -191,7 +191,8 @@ def manifest(plan: SweepPlan, sweep_id: str, **extra) -> dict:
 def execute(plan: SweepPlan, sweep_id: str, *, samples: int | None = None, log=None) -> dict:
     """Run, evaluate and compare every variant, one after another; a failed variant does not stop the others."""
     from iris_recipes.compare import compare
-    from iris_recipes.evaluate import evaluate, plan as eval_plan
+    from iris_recipes.evaluate import evaluate
+    from iris_recipes.evaluate import plan as eval_plan
     from iris_recipes.paths import runs_dir
     from iris_recipes.pipeline import RunOptions, run_recipe
 

@@ -14,6 +14,8 @@ text = readme.read_text()
 for part in (reference, unsafe):
     if part.BEGIN not in text:
         sys.exit(f"{readme}: no {part.BEGIN} marker")
-    text = re.sub(re.escape(part.BEGIN) + ".*?" + re.escape(part.END), lambda _: part.render(), text, flags=re.S)
+    text = re.sub(
+        re.escape(part.BEGIN) + ".*?" + re.escape(part.END), lambda _, part=part: part.render(), text, flags=re.S
+    )
 readme.write_text(text)
 print(f"updated {readme}")

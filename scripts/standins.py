@@ -186,8 +186,8 @@ def _smollm2_tokenizer():
 
 
 def _build_llama3(out: Path, *, layers, hidden, heads, kv_heads, intermediate, seed) -> None:
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     from tokenizers import AddedToken
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     # SmolLM2's BPE plus Llama 3's specials as single special tokens: llama.cpp still recognizes its pre-tokenizer
     # (the hash it checks is computed without special tokens).

@@ -126,7 +126,7 @@ def build_app(manifest_path: str | os.PathLike | None = None) -> gr.Blocks:
             [],  # a new variant starts a new conversation
         )
 
-    def load(vid, progress=gr.Progress(track_tqdm=True)):
+    def load(vid, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio injects progress this way)
         """The variant's model, loaded ahead of the first message; a new (empty) conversation."""
         return _load_status(vid, progress), [], [], []
 

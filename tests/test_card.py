@@ -382,12 +382,10 @@ def test_push_fails_cleanly_offline_and_never_shows_the_token(tmp_path):
 
 
 # -- with a real export --------------------------------------------------------------------------------------------
-from conftest_export import converter  # noqa: E402,F401  (session fixture: fetches the converter once)
-from conftest_models import tiny_model_dir  # noqa: E402,F401  (session fixture)
 
 
 @pytest.mark.slow
-def test_card_of_a_real_gguf_export(tmp_path, tiny_model_dir, converter):  # noqa: F811
+def test_card_of_a_real_gguf_export(tmp_path, tiny_model_dir, converter):
     """The card reads the artifacts the export stage really records: files, sizes and hashes match the disk."""
     import shutil
 

@@ -23,7 +23,7 @@ from iris_recipes.data.prepare import MAX_LISTED
 from iris_recipes.data.sources import MAX_CSV_CELL, MAX_ROW_DEPTH
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cli_sandbox import cli_sandbox, tree  # noqa: E402,F401
+from cli_sandbox import tree  # noqa: E402
 
 EXAMPLES = int(os.environ.get("IRIS_FUZZ_EXAMPLES", 15))  # per test; CI keeps it small, raise it to dig
 FUZZ = settings(

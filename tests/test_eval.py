@@ -10,18 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
+from conftest_eval import EVAL_BLOCK, assemble_run, tiny_recipe
 from iris_recipes.errors import IrisError
 from iris_recipes.evaluate import metrics as M
 from iris_recipes.rundir import RunDir
-
-try:
-    from tests.conftest_eval import EVAL_BLOCK, assemble_run, tiny_recipe
-    from tests.conftest_models import tiny_model_dir  # noqa: F401 (fixture)
-except ImportError:  # tests/ itself on sys.path
-    from conftest_eval import EVAL_BLOCK, assemble_run, tiny_recipe
-    from conftest_models import tiny_model_dir  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 

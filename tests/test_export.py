@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest_export import converter, make_run  # noqa: E402,F401
-from conftest_models import smollm2_dir, tiny_model_dir  # noqa: E402,F401
-
+from conftest_export import make_run  # noqa: E402
 from iris_recipes.errors import IrisError  # noqa: E402
 from iris_recipes.fsutil import sha256_file  # noqa: E402
 
@@ -182,7 +180,7 @@ def test_tiny_export_f16_q8_q4km(exported):
 
     info = run.stage_info("export")
     assert info["status"] == "done" and info["positions_compared"] > 100
-    for quant, res in info["checks"].items():
+    for res in info["checks"].values():
         tokens = res["tokens"]
         assert tokens["passed"] and tokens["chat_template_matches"] and tokens["prompts_tokenized_alike"] == 8
         assert tokens["eos"] == tokens["end_of_turn"] == "<|im_end|>" and tokens["end_of_turn_is_eog"]

@@ -165,13 +165,13 @@ def _setup_tree(tmp_path: Path) -> Path:
     return tree
 
 
-def _bin(tmp_path: Path, links: dict[str, str], scripts: dict[str, str] = {}) -> Path:
+def _bin(tmp_path: Path, links: dict[str, str], scripts: dict[str, str] | None = None) -> Path:
     """A PATH directory holding only the named interpreters and scripts (plus what bash itself needs)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name, target in links.items():
         (bin_dir / name).symlink_to(target)
-    for name, text in scripts.items():
+    for name, text in (scripts or {}).items():
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     for tool in ("grep", "head", "sha256sum", "cut", "dirname", "cat", "env"):
@@ -198,7 +198,7 @@ UNSUPPORTED = "#!/bin/sh\nexit 1\n"  # a pyenv shim for a version that is not en
 def test_setup_picks_a_supported_python(tmp_path):
     tree = _setup_tree(tmp_path)
     real = sys.executable
-    version = "%d.%d" % sys.version_info[:2]
+    version = "{}.{}".format(*sys.version_info[:2])
     bin_dir = _bin(
         tmp_path,
         {f"python{version}": real},
@@ -242,7 +242,7 @@ def _fake_torch(tmp_path: Path, version: str) -> Path:
 def test_setup_on_a_cuda_machine_keeps_a_torch_in_range(tmp_path, installed, plan):
     """Colab ships a CUDA torch: kept when Axolotl accepts it, never downgraded; replaced only when outside."""
     tree = _setup_tree(tmp_path)
-    version = "%d.%d" % sys.version_info[:2]
+    version = "{}.{}".format(*sys.version_info[:2])
     bin_dir = _bin(
         tmp_path, {f"python{version}": sys.executable, "python3": sys.executable}, {"nvidia-smi": NVIDIA_SMI}
     )

@@ -9,7 +9,6 @@ import pytest
 
 from iris_recipes.train import config as axconfig
 from iris_recipes.train.launch import LaunchSpec
-from tests.conftest_models import standin_dirs  # noqa: F401  (fixture)
 
 CONVERSATION = [
     {"role": "system", "content": "You solve arithmetic word problems."},
@@ -53,7 +52,7 @@ def _spans(labels: list[int]) -> list[tuple[int, int]]:
 
 
 @pytest.fixture(scope="module", params=sorted(TEMPLATES))
-def tokenized(request, standin_dirs):  # noqa: F811
+def tokenized(request, standin_dirs):
     from axolotl.prompt_strategies.chat_template import load as load_strategy
     from transformers import AutoTokenizer
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest_models import smollm2_dir  # noqa: E402,F401
 
 from iris_recipes import models  # noqa: E402
 from iris_recipes.errors import IrisError  # noqa: E402

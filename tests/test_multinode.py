@@ -11,7 +11,6 @@ import socket
 
 import pytest
 
-from tests.conftest_models import tiny_model_dir  # noqa: F401  (fixture)
 from tests.conftest_train import cli_env, metrics, processes_in, read_json, run_cli, start_cli, wait_for, write_recipe
 
 pytestmark = pytest.mark.slow
@@ -39,7 +38,7 @@ def node_args(rank: int, port: str) -> list[str]:
     ]
 
 
-def test_two_nodes_one_run_killed_and_resumed(tmp_path, tiny_model_dir):  # noqa: F811
+def test_two_nodes_one_run_killed_and_resumed(tmp_path, tiny_model_dir):
     out = tmp_path / "shared" / "run"
     recipe = write_recipe(tmp_path, tiny_model_dir, **{"train.max_steps": 24, "train.save_steps": 4})
     env = cli_env(tmp_path / "runs")
@@ -86,7 +85,7 @@ def test_two_nodes_one_run_killed_and_resumed(tmp_path, tiny_model_dir):  # noqa
     assert (out / "train.node1.log").is_file()
 
 
-def test_a_node_with_another_recipe_refuses_to_join(tmp_path, tiny_model_dir):  # noqa: F811
+def test_a_node_with_another_recipe_refuses_to_join(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
     recipe = write_recipe(tmp_path, tiny_model_dir)
     env = cli_env(tmp_path / "runs")
@@ -104,7 +103,7 @@ def test_a_node_with_another_recipe_refuses_to_join(tmp_path, tiny_model_dir):  
     assert (out / "run.json").read_text() == before
 
 
-def test_multinode_needs_one_shared_output(tmp_path, tiny_model_dir, capsys):  # noqa: F811
+def test_multinode_needs_one_shared_output(tmp_path, tiny_model_dir, capsys):
     from iris_recipes import cli
 
     recipe = write_recipe(tmp_path, tiny_model_dir)

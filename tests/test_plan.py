@@ -13,7 +13,7 @@ import pytest
 
 from iris_recipes.data import prepare
 from iris_recipes.train import gpus, plan
-from iris_recipes.train.memory import GIB, Setup, Shape, breakdown
+from iris_recipes.train.memory import Setup, Shape, breakdown
 from tests.conftest_train import REPO
 
 TOLERANCE = 0.15  # measured peak within 15% of the estimate (measured: 2-6% on these shapes)

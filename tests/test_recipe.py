@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,6 @@ import yaml
 from iris_recipes.cli import main
 from iris_recipes.errors import RecipeError
 from iris_recipes.recipe import load_recipe
-from iris_recipes.recipe.schema import load_schema
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((REPO / "recipes").glob("*.yaml"))

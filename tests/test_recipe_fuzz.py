@@ -30,7 +30,7 @@ from iris_recipes.recipe.schema import _resolve, load_schema
 from iris_recipes.recipe.yamlpos import MAX_DEPTH, MAX_VALUES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cli_sandbox import cli_sandbox, tree  # noqa: E402,F401
+from cli_sandbox import tree  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
@@ -232,7 +232,7 @@ def alias_bomb(draw):
     """A billion laughs: each level holds `fan` aliases of the level before."""
     fan = draw(st.integers(2, 12))
     levels = max(2, math.ceil(math.log(MAX_VALUES * 2) / math.log(fan))) + draw(st.integers(0, 3))
-    lines, offsets = [f"l0: &l0 [{', '.join(['x'] * fan)}]"], []
+    lines = [f"l0: &l0 [{', '.join(['x'] * fan)}]"]
     for i in range(1, levels):
         lines.append(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * fan)}]")
     text = "\n".join(lines) + "\n" + BASE
@@ -376,9 +376,9 @@ def non_finite(draw):
         return Case(text, [f"FILE:{where}: {dotted}: {message}"])
     text = yaml.safe_dump(data, sort_keys=False)
     if isinstance(key[-1], int):
-        item, parent = f"{'.'.join(map(str, key[:-1]))}=[{token}]", key[:-1]
+        item = f"{'.'.join(map(str, key[:-1]))}=[{token}]"
     else:
-        item, parent = f"{dotted}={token}", key
+        item = f"{dotted}={token}"
     if key[:2] == ("dataset", "mix"):
         item, dotted = f"dataset.mix=[{{name: arith-steps, weight: {token}}}]", "dataset.mix.0.weight"
     return Case(text, [f"<override 1: {item}>: {dotted}: {message}"], overrides=[item])
@@ -394,7 +394,7 @@ def bad_regex(draw):
         if group == "(?P<g>":
             regex = "".join(f"(?P<g{i}>" for i in range(n)) + "a" + ")" * n
     else:
-        regex = "a{%d}" % draw(st.integers(2**32 - 1, 2**70))
+        regex = f"a{{{draw(st.integers(2**32 - 1, 2**70))}}}"
         reason = "the repetition number is too large"
     head = BASE + "eval:\n  metrics: [format_regex]\n  "
     text = head + f"format_regex: '{regex}'\n"

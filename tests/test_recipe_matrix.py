@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest_models import hf_home, standin_dirs  # noqa: F401 (fixtures)
-
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = sorted(p.stem for p in (REPO / "recipes").glob("*.yaml"))
 
@@ -73,7 +71,7 @@ def _run_pinned(name: str, env: dict, cores: queue.Queue) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def matrix(hf_home, tmp_path_factory) -> dict:  # noqa: F811
+def matrix(hf_home, tmp_path_factory) -> dict:
     """Every shipped recipe run once: {name: (run directory, exit code, output)}, and "__runs__": the runs root.
     The runs go side by side, one per core, so the matrix takes about (sum of run times) / cores."""
     env = dict(os.environ)
@@ -183,9 +181,9 @@ def test_recipe_runs_end_to_end(name, matrix):
 @pytest.mark.slow
 def test_the_space_serves_every_recipe(matrix, tmp_path):
     """The Space, built from the matrix's runs, answers through /chat with each variant."""
-    from conftest_space import served
     from gradio_client import Client
 
+    from conftest_space import served
     from iris_recipes.registry import load_variants, write_manifest
 
     variants, problems = load_variants(REPO / "recipes", matrix["__runs__"])

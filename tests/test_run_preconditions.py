@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest_models import hf_home, standin_dirs  # noqa: F401 (fixtures)
-
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -56,7 +54,7 @@ def test_base_model_not_in_the_cache_with_output(tmp_path):
     assert proc.returncode == 2 and out.is_dir() and not any(out.iterdir())
 
 
-def test_dataset_not_available_offline(tmp_path, hf_home):  # noqa: F811
+def test_dataset_not_available_offline(tmp_path, hf_home):
     env = _env(tmp_path, hf_home)
     proc = _run(["recipes/llama1b-finetome.yaml"], env)  # the full FineTome from the Hub: not cached here
     assert proc.returncode == 2, proc.stdout + proc.stderr

@@ -11,17 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest_space import (  # noqa: F401 (fixtures)
+from conftest_space import (
     REPO,
     VOICE_KEY_WORDS,
     free_port,
     load_app,
     served,
     smol_gguf,
-    space_manifest,
-    space_project,
-    space_server,
-    speech_wavs,
     wait_for_port,
     write_done_run,
     write_recipe,
@@ -320,7 +316,7 @@ def test_kv_states_let_conversations_take_turns(space_manifest):
 
 
 def test_state_cache_is_bounded_lru():
-    app = load_app()
+    load_app()
     models = sys.modules["iris_space.models"]
     import numpy as np
 
@@ -548,7 +544,6 @@ def test_api_four_conversations_on_two_variants(space_manifest):
 
 @pytest.mark.slow
 def test_queue_full_gets_a_clear_message(space_manifest):
-    from gradio_client.exceptions import AppError
 
     with served(space_manifest, QUEUE_SIZE=1, CONCURRENCY=1) as (url, _, _):
         jobs = [

@@ -6,9 +6,10 @@ Needs: `apt-get install -y chromium` (/usr/bin/chromium) and `pip install playwr
 from __future__ import annotations
 
 import shutil
+
 import pytest
 
-from conftest_space import served, space_manifest, space_project, speech_wavs  # noqa: F401 (fixtures)
+from conftest_space import served
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest_space import load_app, space_manifest, space_project  # noqa: F401 (fixtures)
+from conftest_space import load_app
 
 # The chat templates of the recipes' three families, as their models ship them (Llama 3.2's without its tool and
 # date preamble, which adds no markers).

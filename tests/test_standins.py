@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 import standins
-from conftest_models import standin_dirs, tiny_model_dir  # noqa: F401 (fixtures)
 from iris_recipes.errors import IrisError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,7 +34,7 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("family", sorted(EXPECTED))
-def test_standin_carries_its_family(family, standin_dirs):  # noqa: F811
+def test_standin_carries_its_family(family, standin_dirs):
     from transformers import AutoTokenizer
 
     model = standin_dirs[family]
@@ -53,7 +52,7 @@ def test_standin_carries_its_family(family, standin_dirs):  # noqa: F811
     assert config["vocab_size"] >= len(tok)
 
 
-def test_llama3_standin_is_shaped_like_llama_3_2(standin_dirs):  # noqa: F811
+def test_llama3_standin_is_shaped_like_llama_3_2(standin_dirs):
     config = json.loads((standin_dirs["llama3"] / "config.json").read_text())
     assert config["tie_word_embeddings"] is True
     rope = config.get("rope_scaling") or config.get("rope_parameters")
@@ -61,7 +60,7 @@ def test_llama3_standin_is_shaped_like_llama_3_2(standin_dirs):  # noqa: F811
     assert isinstance(config["eos_token_id"], list) and len(config["eos_token_id"]) == 3
 
 
-def test_phi3_standin_ships_sentencepiece_and_agrees_with_it(standin_dirs):  # noqa: F811
+def test_phi3_standin_ships_sentencepiece_and_agrees_with_it(standin_dirs):
     """tokenizer.json must split text exactly as the SentencePiece model llama.cpp's converter reads."""
     import sentencepiece as spm
     from transformers import AutoTokenizer
@@ -81,7 +80,7 @@ def test_phi3_standin_ships_sentencepiece_and_agrees_with_it(standin_dirs):  # n
         assert tok(text, add_special_tokens=False)["input_ids"] == sp.encode(text), text
 
 
-def test_standins_are_seeded_and_refuse_to_overwrite(tmp_path, tiny_model_dir):  # noqa: F811
+def test_standins_are_seeded_and_refuse_to_overwrite(tmp_path, tiny_model_dir):
     from safetensors.torch import load_file
 
     a = standins.build("chatml", tmp_path / "a", seed=0)
@@ -97,7 +96,7 @@ def test_standins_are_seeded_and_refuse_to_overwrite(tmp_path, tiny_model_dir): 
     assert not list(tmp_path.glob(".*partial"))
 
 
-def test_seeded_hub_id_resolves_offline_to_the_standin(tmp_path, monkeypatch, standin_dirs):  # noqa: F811
+def test_seeded_hub_id_resolves_offline_to_the_standin(tmp_path, monkeypatch, standin_dirs):
     import huggingface_hub.constants as hc
 
     from iris_recipes.models import resolve_base_model
@@ -145,7 +144,7 @@ def test_make_tiny_model_script(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(EXPECTED))
-def test_standin_converts_to_gguf_like_the_real_model(family, standin_dirs, tmp_path):  # noqa: F811
+def test_standin_converts_to_gguf_like_the_real_model(family, standin_dirs, tmp_path):
     """llama.cpp's converter takes the family's path (SentencePiece for phi3); the GGUF keeps the template, the
     specials as the same single ids, and tokenizes chat prompts exactly as transformers does."""
     import llama_cpp

@@ -8,15 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest_eval import tiny_recipe
 from iris_recipes.errors import IrisError
 from iris_recipes.sweep import assign_dirs, commands, make_plan, split_values
-
-try:
-    from tests.conftest_eval import tiny_recipe
-    from tests.conftest_models import tiny_model_dir  # noqa: F401 (fixture)
-except ImportError:
-    from conftest_eval import tiny_recipe
-    from conftest_models import tiny_model_dir  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 

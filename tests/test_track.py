@@ -87,7 +87,7 @@ def _wandb_offline(run_dir: Path) -> tuple[set[str], bytes]:
 
 
 @pytest.mark.slow
-def test_tracked_run_interrupted_resumed_and_evaluated(tmp_path, tiny_model_dir):  # noqa: F811
+def test_tracked_run_interrupted_resumed_and_evaluated(tmp_path, tiny_model_dir):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
@@ -185,9 +185,3 @@ def test_tracked_run_interrupted_resumed_and_evaluated(tmp_path, tiny_model_dir)
             if path.is_file():
                 data = path.read_bytes()
                 assert not any(s.encode() in data for s in SECRETS.values()), path
-
-
-try:
-    from tests.conftest_models import tiny_model_dir  # noqa: E402,F401  (session fixture)
-except ImportError:  # tests/ itself on sys.path
-    from conftest_models import tiny_model_dir  # noqa: E402,F401

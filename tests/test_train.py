@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 
-from tests.conftest_models import tiny_model_dir  # noqa: F401  (fixture)
 from tests.conftest_train import (
-    REPO,
     cli_env,
     metrics,
     only_run,
@@ -30,7 +27,7 @@ def _losses(run) -> list[int]:
     return [r["step"] for r in metrics(run) if r.get("event") == "log" and "loss" in r]
 
 
-def test_run_trains_merges_and_records(tmp_path, tiny_model_dir):  # noqa: F811
+def test_run_trains_merges_and_records(tmp_path, tiny_model_dir):
     runs = tmp_path / "runs"
     recipe = write_recipe(tmp_path, tiny_model_dir)
     res = run_cli(["run", str(recipe), "--until", "merge"], cli_env(runs), tmp_path)
@@ -84,7 +81,7 @@ def test_run_trains_merges_and_records(tmp_path, tiny_model_dir):  # noqa: F811
     assert not any(p.name.startswith(".") for p in run.iterdir() if p.name.endswith(".partial"))
 
 
-def test_two_processes_ddp_over_gloo(tmp_path, tiny_model_dir):  # noqa: F811
+def test_two_processes_ddp_over_gloo(tmp_path, tiny_model_dir):
     runs = tmp_path / "runs"
     recipe = write_recipe(tmp_path, tiny_model_dir, **{"train.max_steps": 3, "train.save_steps": 3})
     res = run_cli(
@@ -104,7 +101,7 @@ def test_two_processes_ddp_over_gloo(tmp_path, tiny_model_dir):  # noqa: F811
     assert first["epoch"] > 1.5 / math.ceil(n_train / 2)
 
 
-def test_kill_and_resume(tmp_path, tiny_model_dir):  # noqa: F811
+def test_kill_and_resume(tmp_path, tiny_model_dir):
     runs = tmp_path / "runs"
     # 40 steps with a checkpoint every 2 (saving takes most of the time): each kill lands mid-training
     recipe = write_recipe(
@@ -156,7 +153,7 @@ def test_kill_and_resume(tmp_path, tiny_model_dir):  # noqa: F811
     assert state["global_step"] == 40 and state["max_steps"] == 40
 
 
-def test_resume_after_the_last_checkpoint_trains_nothing_more(tmp_path, tiny_model_dir):  # noqa: F811
+def test_resume_after_the_last_checkpoint_trains_nothing_more(tmp_path, tiny_model_dir):
     """Killed after its final checkpoint but before the end was recorded (or the final model saved): --resume
     must not relaunch (the trainer would run a step past max_steps) but finish from that checkpoint."""
     import json

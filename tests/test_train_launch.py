@@ -12,7 +12,6 @@ import yaml
 
 from iris_recipes import cli
 from iris_recipes.train import launch
-from tests.conftest_models import tiny_model_dir  # noqa: F401  (fixture)
 from tests.conftest_train import REPO, write_recipe
 
 RECIPE = REPO / "recipes" / "llama1b-math.yaml"  # a GPU recipe: its hub model is not needed for a dry run
@@ -148,7 +147,7 @@ def test_dry_run_torchrun_two_nodes(capsys):
     assert cfg["deepspeed"] == "deepspeed.json"
 
 
-def test_dry_run_cpu_processes(capsys, tmp_path, tiny_model_dir):  # noqa: F811
+def test_dry_run_cpu_processes(capsys, tmp_path, tiny_model_dir):
     recipe = write_recipe(tmp_path, tiny_model_dir)
     assert cli.main(["run", str(recipe), "--dry-run", "--device", "cpu", "--num-processes", "2"]) == 0
     out = capsys.readouterr().out
@@ -165,7 +164,7 @@ def test_dry_run_cpu_processes(capsys, tmp_path, tiny_model_dir):  # noqa: F811
     assert cfg["base_model"] == str(tiny_model_dir)
 
 
-def test_validator_runs_outside_the_supervising_process(tmp_path, tiny_model_dir):  # noqa: F811
+def test_validator_runs_outside_the_supervising_process(tmp_path, tiny_model_dir):
     """Axolotl's validator checks the config in a child process: running it in the process that then supervises
     training made the training itself measurably slower (benchmarks/bench_train.py). The child still rejects."""
     import subprocess
@@ -184,7 +183,7 @@ def test_validator_runs_outside_the_supervising_process(tmp_path, tiny_model_dir
     assert "axolotl.lora_rrr" in proc.stderr and "did you mean lora_r" in proc.stderr
 
 
-def test_recipe_axolotl_block_merges_last(capsys, tmp_path, tiny_model_dir):  # noqa: F811
+def test_recipe_axolotl_block_merges_last(capsys, tmp_path, tiny_model_dir):
     recipe = write_recipe(tmp_path, tiny_model_dir, axolotl={"save_total_limit": 1, "lora_dropout": 0.1})
     assert cli.main(["run", str(recipe), "--dry-run", "--device", "cpu"]) == 0
     cfg = yaml.safe_load(capsys.readouterr().out.split("# axolotl.yaml\n", 1)[1])
@@ -197,7 +196,7 @@ def _fails(capsys, args: list[str]) -> str:
     return capsys.readouterr().err
 
 
-def test_missing_dataset_file(capsys, tmp_path, tiny_model_dir, monkeypatch):  # noqa: F811
+def test_missing_dataset_file(capsys, tmp_path, tiny_model_dir, monkeypatch):
     runs = tmp_path / "runs"
     monkeypatch.setenv("IRIS_RUNS_DIR", str(runs))
     recipe = write_recipe(tmp_path, tiny_model_dir, dataset={"path": "nope.jsonl", "format": "messages"})
@@ -206,7 +205,7 @@ def test_missing_dataset_file(capsys, tmp_path, tiny_model_dir, monkeypatch):  #
     assert not runs.exists()
 
 
-def test_malformed_rows(capsys, tmp_path, tiny_model_dir, monkeypatch):  # noqa: F811
+def test_malformed_rows(capsys, tmp_path, tiny_model_dir, monkeypatch):
     runs = tmp_path / "runs"
     monkeypatch.setenv("IRIS_RUNS_DIR", str(runs))
     rows = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}] * 3
@@ -218,7 +217,7 @@ def test_malformed_rows(capsys, tmp_path, tiny_model_dir, monkeypatch):  # noqa:
     assert not runs.exists() or not any(runs.rglob("*"))  # failed before training: nothing left to resume
 
 
-def test_unknown_chat_template(capsys, tmp_path, tiny_model_dir, monkeypatch):  # noqa: F811
+def test_unknown_chat_template(capsys, tmp_path, tiny_model_dir, monkeypatch):
     runs = tmp_path / "runs"
     monkeypatch.setenv("IRIS_RUNS_DIR", str(runs))
     recipe = write_recipe(tmp_path, tiny_model_dir, chat_template="chatmlx")
@@ -227,19 +226,19 @@ def test_unknown_chat_template(capsys, tmp_path, tiny_model_dir, monkeypatch):  
     assert not runs.exists()
 
 
-def test_unknown_axolotl_key(capsys, tmp_path, tiny_model_dir, monkeypatch):  # noqa: F811
+def test_unknown_axolotl_key(capsys, tmp_path, tiny_model_dir, monkeypatch):
     recipe = write_recipe(tmp_path, tiny_model_dir, axolotl={"lora_rrr": 4})
     err = _fails(capsys, ["run", str(recipe), "--dry-run", "--device", "cpu"])
     assert "axolotl.lora_rrr" in err and "did you mean lora_r" in err
 
 
-def test_axolotl_rejects_value(capsys, tmp_path, tiny_model_dir):  # noqa: F811
+def test_axolotl_rejects_value(capsys, tmp_path, tiny_model_dir):
     recipe = write_recipe(tmp_path, tiny_model_dir, axolotl={"lr_scheduler": 12})
     err = _fails(capsys, ["run", str(recipe), "--dry-run", "--device", "cpu"])
     assert str(recipe) in err and "lr_scheduler" in err
 
 
-def test_output_dir_holding_another_run(capsys, tmp_path, tiny_model_dir):  # noqa: F811
+def test_output_dir_holding_another_run(capsys, tmp_path, tiny_model_dir):
     other = tmp_path / "other"
     other.mkdir()
     (other / "run.json").write_text(json.dumps({"recipe": "x", "run_id": "r1", "status": "done"}))
@@ -272,7 +271,7 @@ def test_bad_launch_flags(capsys, flags, message):
     assert message in _fails(capsys, ["run", str(RECIPE), "--dry-run", *flags])
 
 
-def test_cpu_rejects_cuda_only_settings(capsys, tmp_path, tiny_model_dir):  # noqa: F811
+def test_cpu_rejects_cuda_only_settings(capsys, tmp_path, tiny_model_dir):
     recipe = write_recipe(tmp_path, tiny_model_dir, method="qlora", **{"train.optimizer": "adamw_8bit"})
     err = _fails(capsys, ["run", str(recipe), "--dry-run", "--device", "cpu"])
     assert "method: qlora" in err and "train.optimizer: adamw_8bit" in err

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from iris_recipes import fsutil
 from iris_recipes.data.checks import conversation_problem, shortest_assistant

@@ -11,9 +11,9 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from iris_recipes.data.formats import Mapping, RowProblem
 from iris_recipes.data.registry import Entry, load_entry
@@ -50,10 +50,10 @@ class Source:
 def resolve_source(block: dict, key: str, base_dir: Path) -> Source:
     """A recipe's `dataset` or `dataset.mix[i]` block -> Source (no data read yet)."""
     which = block.get("source", "full")
-    for field in ("path", "name"):
-        problem = path_text_problem(str(block.get(field) or ""))
+    for name in ("path", "name"):
+        problem = path_text_problem(str(block.get(name) or ""))
         if problem:
-            raise IrisError(f"{key}.{field}: the {field} {problem}")
+            raise IrisError(f"{key}.{name}: the {name} {problem}")
     if block.get("path"):
         path = resolve(base_dir / block["path"])
         mapping = Mapping(block["format"], dict(block.get("columns") or {}))

@@ -15,8 +15,8 @@ import logging
 import os
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from iris_recipes.errors import IrisError
 from iris_recipes.hostinfo import cpu_count

@@ -12,7 +12,7 @@ A metric's value over a set of rows is the mean of the per-row scores.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from iris_recipes.data import METRIC_NEEDS
 from iris_recipes.data.formats import content_words, last_number

@@ -7,9 +7,9 @@ cannot support, a bad regex, an unknown base model) is checked before any model 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from iris_recipes import fsutil
 from iris_recipes.errors import IrisError

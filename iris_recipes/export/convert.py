@@ -14,8 +14,8 @@ import shutil
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from iris_recipes.errors import IrisError
 from iris_recipes.export.converter import converter_env, find_converter

@@ -12,8 +12,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from iris_recipes.errors import IrisError
 from iris_recipes.export import checks
@@ -117,7 +118,7 @@ def export_run(
             entries = _build_and_check(
                 run, merged, stage_dir, name, quants, min_top1, require_chat_stop, threads, info, log
             )
-            for quant, entry in entries.items():  # all checks passed: publish under the final names
+            for entry in entries.values():  # all checks passed: publish under the final names
                 final = out_dir / entry["file"]
                 (stage_dir / entry["file"]).replace(final)
                 final.chmod(0o644)  # mkstemp made it private; published files are meant to be read

@@ -54,7 +54,7 @@ def cross_field_problems(r: dict) -> list[Problem]:
     no_val = dataset.get("val_size", 0.05) == 0
     for key in ("eval_steps", "early_stopping_patience"):
         if key in train and no_val:
-            out.append((("train", key), f"needs a validation split, but dataset.val_size is 0"))
+            out.append((("train", key), "needs a validation split, but dataset.val_size is 0"))
     if "early_stopping_patience" in train and "eval_steps" not in train:
         out.append(
             (("train", "early_stopping_patience"), "needs train.eval_steps (how often validation loss is measured)")

@@ -7,7 +7,8 @@ import difflib
 import functools
 import json
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from iris_recipes.paths import schema_path
 

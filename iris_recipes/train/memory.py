@@ -101,7 +101,6 @@ def breakdown(shape: Shape, s: Setup) -> dict[str, float]:
     """Bytes per GPU by component, and their sum under "total"."""
     n = shape.params()
     a = s.dtype_bytes
-    tokens = s.micro_batch * s.sequence_len
     shard_params = s.sharding in ("zero3", "zero3-offload", "fsdp")
     shard_grads = shard_params or s.sharding == "zero2"
     shard_optim = s.sharding != "none"

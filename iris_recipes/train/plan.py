@@ -149,7 +149,7 @@ def render(
     s = setup_for(recipe_data, cfg, device=device, sharding=sharding, world_size=world_size)
     on, off = (breakdown(shape, replace(s, gradient_checkpointing=v)) for v in (True, False))
     chosen = on if s.gradient_checkpointing else off
-    method = f"LoRA r{s.lora_r}" if s.method == "lora" else "QLoRA r%d" % s.lora_r if s.method == "qlora" else "full"
+    method = f"LoRA r{s.lora_r}" if s.method == "lora" else f"QLoRA r{s.lora_r}" if s.method == "qlora" else "full"
     precision = {2: "16-bit", 4: "fp32"}[s.dtype_bytes]
     lines = [
         f"launch plan: {method}, micro batch {s.micro_batch} x {s.sequence_len} tokens, {precision}, "

@@ -7,8 +7,9 @@ import collections
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from . import settings
 from .manifest import Manifest, UserError
@@ -26,7 +27,7 @@ class Reply:
     done: bool = False
     notice: str | None = None
     stats: dict[str, Any] | None = None
-    base: "Reply | None" = None
+    base: Reply | None = None
 
 
 def _held_back(text: str) -> int:

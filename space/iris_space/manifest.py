@@ -20,7 +20,7 @@ class Manifest:
     problem: str | None = None  # why no variant could be read
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Manifest":
+    def load(cls, path: str | os.PathLike) -> Manifest:
         path = Path(path).resolve()
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
