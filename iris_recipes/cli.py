@@ -46,17 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_command(sub, name: str, *, help: str, example: str, description: str | None = None):
-    """A sub-command parser whose --help ends with a runnable example."""
-    return sub.add_parser(
-        name,
-        help=help,
-        description=description or help,
-        epilog=f"Example:\n  {example}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from iris_recipes import fsutil
 from iris_recipes.errors import IrisError
-from iris_recipes.rundir import RunDir, latest_done_run
+from iris_recipes.locate import NEWEST_DONE, find_run
+from iris_recipes.rundir import RunDir
 
 MARK = "*"
 IGNORED_KEYS = ("name", "description")  # recipe keys that differ between variants without changing the model
@@ -26,30 +27,6 @@ class Entry:
     label: str
     eval: dict
     recipe: dict
-
-
-def resolve_run(arg: str) -> RunDir:
-    """A run directory, or a recipe (file or name) meaning its newest finished run."""
-    path = Path(arg)
-    if (path / "run.json").is_file():
-        return RunDir.open(path)
-    if path.is_dir():
-        raise IrisError(
-            f"{arg}: a directory without run.json; give a run directory (runs/<recipe>/<run-id>) or a recipe name"
-        )
-    name = arg
-    if path.suffix in (".yaml", ".yml") or path.is_file():
-        from iris_recipes.commands.common import recipe_path
-        from iris_recipes.recipe import load_recipe
-
-        name = load_recipe(recipe_path(arg), check_data=False).name
-    run = latest_done_run(name)
-    if run is None:
-        raise IrisError(
-            f"{arg}: no finished run of recipe '{name}' under the runs directory. Run it first: "
-            f"`iris-recipes run {arg}`, or give a run directory."
-        )
-    return run
 
 
 def load_entry(run: RunDir) -> Entry:
@@ -228,7 +205,7 @@ def compare(args: list[str], output: str | Path | None = None, console=None) -> 
 
     if not args:
         raise IrisError("compare: give at least one run directory or recipe name")
-    entries = [load_entry(resolve_run(a)) for a in args]
+    entries = [load_entry(find_run(a, NEWEST_DONE)) for a in args]
     dest = Path(output) if output else runs_dir() / "comparisons" / f"compare-{new_run_id()}.md"
     print_table(entries, console)
     fsutil.write_text(dest, markdown(entries))

@@ -25,9 +25,10 @@ from rich.console import Console
 
 from iris_recipes import fsutil, nodes, track
 from iris_recipes.errors import IrisError
+from iris_recipes.locate import NEWEST_UNFINISHED, recipe_path, run_of_recipe
 from iris_recipes.paths import project_root, runs_dir
 from iris_recipes.recipe.loader import dump_yaml
-from iris_recipes.rundir import RunDir, find_runs, new_run_id, now_iso
+from iris_recipes.rundir import RunDir, new_run_id, now_iso
 from iris_recipes.train import config as axconfig
 from iris_recipes.train import gpus, launch, slurm, validator
 from iris_recipes.train import metrics as trainmetrics
@@ -192,16 +193,6 @@ def resolve_base(recipe_data: dict, base_dir: Path, *, dry_run: bool, prefer: st
     from iris_recipes.models import resolve_base_model
 
     return resolve_base_model(recipe_data["base_model"], base_dir, fetch=not dry_run, prefer=prefer)
-
-
-def find_resumable(recipe_name: str) -> RunDir:
-    runs = [r for r in find_runs(recipe_name) if r.read().get("status") != "done"]
-    if not runs:
-        raise IrisError(
-            f"--resume: no unfinished run of recipe {recipe_name} in {runs_dir() / recipe_name}; "
-            "start a new one without --resume."
-        )
-    return runs[-1]
 
 
 # -- checkpoints -------------------------------------------------------------------------------------------------
@@ -683,11 +674,8 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
         else:
             if not recipe_arg:
                 raise IrisError("--resume needs a recipe (its newest unfinished run) or a run directory.")
-            from iris_recipes.commands.common import recipe_path
-
-            run = find_resumable(
-                load_recipe(recipe_path(recipe_arg), allow_unsafe_axolotl_keys=opts.allow_unsafe_axolotl_keys).name
-            )
+            name = load_recipe(recipe_path(recipe_arg), allow_unsafe_axolotl_keys=opts.allow_unsafe_axolotl_keys).name
+            run = run_of_recipe(name, NEWEST_UNFINISHED)
         meta = run.read()
         if opts.node_rank > 0 and not opts.dry_run:  # a follower: node 0 keeps the record
             return follow_node0(run, opts.spec(), opts, console)
@@ -715,8 +703,6 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
         )
         console.print(f"resuming {run.path}")
     else:
-        from iris_recipes.commands.common import recipe_path
-
         if not recipe_arg:
             raise IrisError("run: give a recipe file or name, e.g. iris-recipes run recipes/smollm2-demo.yaml")
         recipe = load_recipe(

@@ -111,8 +111,8 @@ def make_plan(
     recipe_arg: str, items: list[str], *, grid: bool = False, allow_unsafe_axolotl_keys: bool = False
 ) -> SweepPlan:
     """Every variant, each validated with the recipe loader; all problems reported together, before any work."""
-    from iris_recipes.commands.common import recipe_path
     from iris_recipes.errors import RecipeError
+    from iris_recipes.locate import recipe_path
     from iris_recipes.recipe import load_recipe
 
     path = recipe_path(recipe_arg)

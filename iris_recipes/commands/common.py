@@ -1,12 +1,19 @@
-"""Helpers shared by the recipe commands: finding recipe files and reporting problems."""
+"""What the command modules share: how a sub-command parser is made, and the arguments several take."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from iris_recipes.errors import IrisError
-from iris_recipes.paths import recipes_dir
+
+def add_command(sub, name: str, *, help: str, example: str, description: str | None = None):
+    """A sub-command parser whose --help ends with a runnable example."""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        epilog=f"Example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def add_overrides(parser: argparse.ArgumentParser) -> None:
@@ -26,20 +33,3 @@ def add_unsafe_flag(parser: argparse.ArgumentParser) -> None:
         "files outside the run directory (plugins, trust_remote_code, hub_model_id, "
         "output_dir, ...; see README). Only for recipes you trust",
     )
-
-
-def recipe_path(arg: str) -> Path:
-    """A recipe given as a path, or as a bare name of recipes/NAME.yaml."""
-    path = Path(arg)
-    if path.is_file():
-        return path
-    named = recipes_dir() / f"{arg.removesuffix('.yaml')}.yaml"
-    if named.is_file():
-        return named
-    known = ", ".join(sorted(p.stem for p in recipes_dir().glob("*.yaml"))) or "none"
-    raise IrisError(f"{arg}: no such recipe file or recipes/{arg}.yaml. Known recipes: {known}")
-
-
-def all_recipe_paths() -> list[Path]:
-    """The runnable recipes: recipes/*.yaml (bases in recipes/base/ are not runnable on their own)."""
-    return sorted(recipes_dir().glob("*.yaml"))

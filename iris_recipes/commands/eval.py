@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from iris_recipes.cli import add_command
+from iris_recipes.commands.common import add_command
 
 
 def add_parser(sub) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iris_recipes.cli import add_command
+from iris_recipes.commands.common import add_command
 from iris_recipes.errors import IrisError
 
 
@@ -50,18 +50,6 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _resolve_run(arg: str):
-    from iris_recipes.rundir import RunDir, find_runs
-
-    path = Path(arg)
-    if path.exists() or "/" in arg:
-        return RunDir.open(path)
-    runs = find_runs(arg)
-    if not runs:
-        raise IrisError(f"{arg}: no such run directory, and no runs of a recipe named {arg!r}.")
-    return runs[-1]
-
-
 def run(args) -> int:
     if args.fetch_converter:
         from iris_recipes.export.converter import fetch_converter
@@ -72,13 +60,14 @@ def run(args) -> int:
     if not args.run:
         raise IrisError("export: give a RUN directory (runs/<recipe>/<run-id>) or --fetch-converter.")
     from iris_recipes.export.stage import export_run
+    from iris_recipes.locate import NEWEST, find_run
 
     quants = None
     if args.quantize is not None:
         quants = (
             [] if args.quantize.strip().lower() in ("", "none") else [q for q in args.quantize.split(",") if q.strip()]
         )
-    run_dir = _resolve_run(args.run)
+    run_dir = find_run(args.run, NEWEST)
     entries = export_run(run_dir, quants, threads=args.threads)
     width = max(len(q) for q in entries)
     for quant, e in entries.items():

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from iris_recipes.cli import add_command
+from iris_recipes.commands.common import add_command
 
 
 def add_parser(sub) -> None:
@@ -14,8 +14,8 @@ def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from iris_recipes.commands.common import all_recipe_paths
     from iris_recipes.errors import RecipeError
+    from iris_recipes.locate import all_recipe_paths
     from iris_recipes.recipe import load_recipe
     from iris_recipes.rundir import find_runs, latest_done_run
 

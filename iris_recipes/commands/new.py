@@ -3,8 +3,7 @@ from __future__ import annotations
 import os
 import re
 
-from iris_recipes.cli import add_command
-from iris_recipes.commands.common import add_unsafe_flag
+from iris_recipes.commands.common import add_command, add_unsafe_flag
 
 SCHEMA_LINE = "# yaml-language-server: $schema=../iris_recipes/schema/recipe.schema.json\n"
 
@@ -50,8 +49,8 @@ def run(args) -> int:
     import tempfile
     from pathlib import Path
 
-    from iris_recipes.commands.common import recipe_path
     from iris_recipes.errors import IrisError, RecipeError
+    from iris_recipes.locate import recipe_path
     from iris_recipes.paths import recipes_dir
     from iris_recipes.recipe import dump_yaml, load_recipe
     from iris_recipes.recipe.schema import load_schema

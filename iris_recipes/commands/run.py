@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from iris_recipes.cli import add_command
-from iris_recipes.commands.common import add_overrides, add_unsafe_flag
+from iris_recipes.commands.common import add_command, add_overrides, add_unsafe_flag
 
 GPU_TYPE_NAMES = ("t4", "l4", "a10g", "a100-40", "a100-80", "h100")  # iris_recipes.train.gpus.GPU_TYPES
 LAUNCH_FLAGS = (

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from iris_recipes.cli import add_command
+from iris_recipes.commands.common import add_command
 
 
 def add_parser(sub) -> None:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from iris_recipes.cli import add_command
-from iris_recipes.commands.common import add_overrides, add_unsafe_flag, recipe_path
+from iris_recipes.commands.common import add_command, add_overrides, add_unsafe_flag
+from iris_recipes.locate import recipe_path
 
 
 def add_parser(sub) -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from iris_recipes.cli import add_command
-from iris_recipes.commands.common import add_unsafe_flag
+from iris_recipes.commands.common import add_command, add_unsafe_flag
 
 
 def add_parser(sub) -> None:

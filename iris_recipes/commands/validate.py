@@ -4,9 +4,9 @@ import sys
 import time
 from pathlib import Path
 
-from iris_recipes.cli import add_command
-from iris_recipes.commands.common import add_unsafe_flag, all_recipe_paths
+from iris_recipes.commands.common import add_command, add_unsafe_flag
 from iris_recipes.errors import IrisError, RecipeError
+from iris_recipes.locate import all_recipe_paths
 
 
 def add_parser(sub) -> None:
