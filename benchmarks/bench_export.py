@@ -53,8 +53,8 @@ def direct_export(merged: Path, out: Path, quants: list[str], threads: int) -> d
     """llama.cpp's converter and quantizer, called the plain way (what a person would run by hand)."""
     import llama_cpp
 
-    from iris_recipes.export.convert import QUANT_TYPES
     from iris_recipes.export.converter import converter_env, find_converter
+    from iris_recipes.export.hf_to_gguf import QUANT_TYPES
 
     script = find_converter()
     times = {}
@@ -96,7 +96,7 @@ def main() -> int:
     quants = [q for q in args.quantize.split(",") if q]
 
     import standins
-    from iris_recipes.export import checks
+    from iris_recipes.export import gguf_checks
     from iris_recipes.export.converter import fetch_converter
     from iris_recipes.export.stage import export_run
     from iris_recipes.fsutil import write_text
@@ -166,14 +166,14 @@ def main() -> int:
 
         bws = {n: bandwidth_gbs(n) for n in sorted({1, threads})}
         bw = max(bws.values())
-        tok = checks.load_tokenizer(run.file("merged"))
-        prompt = checks.prompt_token_ids(tok)[0]
+        tok = gguf_checks.load_tokenizer(run.file("merged"))
+        prompt = gguf_checks.prompt_token_ids(tok)[0]
         rows = []
         for quant, e in entries.items():
             path = run.file(e["file"])
             cells = []
             for n in sorted({1, threads}):  # on a busy machine one thread can beat two spinning ones
-                speeds = [checks.decode_speed(path, prompt, args.decode_tokens, n) for _ in range(3)]
+                speeds = [gguf_checks.decode_speed(path, prompt, args.decode_tokens, n) for _ in range(3)]
                 cells.append(speeds)
             best = max(statistics.median(c) for c in cells)
             rows.append(
@@ -208,7 +208,7 @@ def main() -> int:
         )
     print(
         "\nTop-1 vs HF (gate): the file's top token is the merged model's, or one it scores within "
-        f"{checks.NEAR_TIE_NATS:g} nat of it (a near-tie); exact: the same top token; KL: mean KL(merged || file)."
+        f"{gguf_checks.NEAR_TIE_NATS:g} nat of it (a near-tie); exact: the same top token; KL: mean KL(merged || file)."
     )
     return 0
 

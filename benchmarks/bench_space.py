@@ -82,7 +82,7 @@ def llama_1b_shaped_gguf() -> Path:
     import torch
     from safetensors.torch import save_file
 
-    from iris_recipes.export.convert import convert_f16, quantize
+    from iris_recipes.export.hf_to_gguf import convert_f16, quantize
     from iris_recipes.models import tokenizer_source
 
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class IrisError(Exception):
     """A user-facing error: the message says where (file, line, key or row) and what to do."""
@@ -20,3 +23,9 @@ class RecipeError(IrisError):
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+def closest(word: object, choices: Iterable[object], *, cutoff: float = 0.6) -> str | None:
+    """The choice a typo most likely meant (for "did you mean ...?" hints), or None."""
+    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=cutoff)
+    return match[0] if match else None

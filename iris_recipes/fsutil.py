@@ -1,4 +1,5 @@
-"""Files are written atomically (temp file in the same directory, then rename) so a crash never leaves half a file."""
+"""Files and folders are written atomically (a temporary one beside it, then a rename), so a crash never leaves half
+of one under its final name."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,28 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, dest)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new folder beside `dest` to fill; when the block succeeds it becomes `dest` (an older `dest` is
+    replaced only then), otherwise it is removed. Readable by all, like a folder made by mkdir."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private
+        yield tmp
+        old = None
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            dest.rename(old)
+        tmp.rename(dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_text(dest: str | os.PathLike, text: str) -> Path:

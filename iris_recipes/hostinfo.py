@@ -1,8 +1,9 @@
-"""Facts about the machine this process runs on."""
+"""Facts about the machine this process runs on, and the environment its child processes get."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def cpu_count() -> int:
@@ -13,6 +14,41 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def env_flag(name: str) -> bool:
+def cpu_description() -> str:
+    """This machine's CPU model and core count, as a model card names the machine that measured a speed."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model or 'CPU'}, {os.cpu_count()} cores"
+
+
+# The folder holding the iris_recipes package: a child process put it first on its path imports this very copy.
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
+
+
+def env_flag(name: str, env: dict[str, str] | None = None) -> bool:
     """A boolean environment variable as Hugging Face's libraries read it (HF_HUB_OFFLINE=1, true, yes, on)."""
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+    return (os.environ if env is None else env).get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_offline(env: dict[str, str] | None = None, *, datasets: bool = False) -> bool:
+    """Whether Hugging Face's offline mode is on (HF_HUB_OFFLINE; with `datasets`, HF_DATASETS_OFFLINE too)."""
+    names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if datasets else ("HF_HUB_OFFLINE",)
+    return any(env_flag(name, env) for name in names)
+
+
+def prepend_pythonpath(env: dict[str, str], *paths: str) -> dict[str, str]:
+    """`env` (changed in place) with `paths` first on PYTHONPATH, before what it had."""
+    env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def child_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """A copy of `base` (default: this environment) for a Python child that must import this same iris_recipes,
+    installed or not."""
+    return prepend_pythonpath(dict(os.environ if base is None else base), PACKAGE_ROOT)

@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from iris_recipes import fsutil
 from iris_recipes.errors import IrisError
+from iris_recipes.hostinfo import hub_offline
 from iris_recipes.paths import cache_dir
 
 BUILTIN_PREFIX = "builtin:"
@@ -85,12 +84,6 @@ def builtin_spec(spec: str) -> BuiltinModel | None:
 
 def _looks_like_path(spec: str) -> bool:
     return spec.startswith(("/", "./", "../", "~", ".\\")) or spec in (".", "..") or os.path.isabs(spec)
-
-
-def _hub_offline() -> bool:
-    from iris_recipes.hostinfo import env_flag
-
-    return env_flag("HF_HUB_OFFLINE")
 
 
 @dataclass(frozen=True)
@@ -166,7 +159,7 @@ def _hub_snapshot(repo_id: str, *, fetch: bool) -> Path | None:
             "iris-recipes with its train extra (`pip install -e '.[train]'`)."
         ) from None
 
-    offline = _hub_offline() or not fetch
+    offline = hub_offline() or not fetch
     download = f"`huggingface-cli download {repo_id}`"
     try:
         path = Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, local_files_only=offline))
@@ -183,7 +176,7 @@ def _hub_snapshot(repo_id: str, *, fetch: bool) -> Path | None:
     except LocalEntryNotFoundError:
         if not fetch:
             return None
-        why = "the hub is offline (HF_HUB_OFFLINE=1)" if _hub_offline() else "the hub could not be reached"
+        why = "the hub is offline (HF_HUB_OFFLINE=1)" if hub_offline() else "the hub could not be reached"
         raise IrisError(
             f"base_model: {repo_id} is not in the local Hugging Face cache and {why}. Download it "
             f"first with {download} on a machine with a connection (same HF_HOME), or use a builtin "
@@ -254,15 +247,8 @@ def materialize_builtin(name: str) -> Path:
     with fsutil.exclusive(dest.parent / f".{model.name}.lock"):
         if _complete(dest):  # another process built it while we waited
             return dest
-        tmp = Path(tempfile.mkdtemp(prefix=f".{model.name}.", suffix=".partial", dir=dest.parent))
-        try:
+        with fsutil.atomic_dir(dest) as tmp:  # replaces an incomplete leftover (no marker)
             _build_from_gguf(model, gguf, tmp)
-            tmp.chmod(0o755)  # mkdtemp makes it private
-            if dest.exists():  # an incomplete leftover (no marker): replace it
-                shutil.rmtree(dest)
-            os.replace(tmp, dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 

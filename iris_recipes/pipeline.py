@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
@@ -510,13 +509,13 @@ def follow_node0(run: RunDir, spec: launch.LaunchSpec, opts: RunOptions, console
 
 
 def _collect_adapter(run: RunDir) -> list[str]:
-    from iris_recipes.merge import collect_adapter
+    from iris_recipes.lora_merge import collect_adapter
 
     return collect_adapter(run.file(axconfig.CHECKPOINTS), run.file("adapter"))
 
 
 def _stage_merge(run: RunDir, recipe_data: dict, base: str, console: Console) -> None:
-    from iris_recipes.merge import merge
+    from iris_recipes.lora_merge import merge
 
     method = recipe_data.get("method", "lora")
     with run.stage("merge") as info:
@@ -534,9 +533,7 @@ def _stage_merge(run: RunDir, recipe_data: dict, base: str, console: Console) ->
 
 
 def _stage_export(run: RunDir, console: Console) -> None:
-    """GGUF export (its package records the stage in run.json); skipped where that package is not installed."""
-    if importlib.util.find_spec("iris_recipes.export") is None:
-        return
+    """GGUF export (its package records the stage in run.json)."""
     from iris_recipes.export import export_run
 
     export_run(run)
@@ -545,7 +542,7 @@ def _stage_export(run: RunDir, console: Console) -> None:
 
 def _stage_eval(run: RunDir, console: Console) -> None:
     """Base vs fine-tuned on the held-out rows (its package records the stage); needs the GGUF export."""
-    if importlib.util.find_spec("iris_recipes.evaluate") is None or not run.artifact("gguf"):
+    if not run.artifact("gguf"):
         return
     from iris_recipes.evaluate import evaluate, plan
 
@@ -554,8 +551,6 @@ def _stage_eval(run: RunDir, console: Console) -> None:
 
 
 def _stage_card(run: RunDir, console: Console) -> None:
-    if importlib.util.find_spec("iris_recipes.card") is None:
-        return
     from iris_recipes.card import write_card
 
     with run.stage("card") as info:

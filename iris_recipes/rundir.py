@@ -33,8 +33,6 @@ from typing import Any
 from iris_recipes import fsutil
 from iris_recipes.errors import IrisError
 
-STAGES = ("data", "train", "merge", "export", "eval", "card")
-
 
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

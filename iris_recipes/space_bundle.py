@@ -4,10 +4,8 @@ from it: the app, its engine, requirements.txt, a README naming the model repos,
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from iris_recipes import fsutil
@@ -64,7 +62,7 @@ def check_target(out: Path) -> Path:
 
 def build_bundle(out: Path, variants: list) -> list:
     """Write the deployable Space serving the hosted ones of `variants` into `out` (absent or empty); returns them."""
-    from iris_recipes.registry import hosted, manifest
+    from iris_recipes.space_variants import hosted, manifest
 
     out = check_target(out)
     variants = hosted(variants)
@@ -74,10 +72,7 @@ def build_bundle(out: Path, variants: list) -> list:
             "`publish: {repo_id: USER/NAME}` to a recipe and push its GGUFs (iris-recipes push RUN)."
         )
     src = space_dir()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Built in a temporary folder beside OUT and renamed into place: OUT is complete or absent.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with fsutil.atomic_dir(out) as tmp:  # OUT is complete or absent
         shutil.copyfile(src / "app.py", tmp / "app.py")
         (tmp / SPACE_PACKAGE).mkdir()
         for module in sorted((src / SPACE_PACKAGE).glob("*.py")):
@@ -85,9 +80,4 @@ def build_bundle(out: Path, variants: list) -> list:
         shutil.copyfile(src / "requirements.txt", tmp / "requirements.txt")
         fsutil.write_text(tmp / "README.md", _readme(src / "README.md", [v.gguf["repo_id"] for v in variants]))
         fsutil.write_json(tmp / "variants.json", manifest(variants))
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return variants

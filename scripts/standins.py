@@ -33,7 +33,7 @@ if str(REPO) not in sys.path:  # usable from a checkout without installing
     sys.path.insert(0, str(REPO))
 
 from iris_recipes.errors import IrisError  # noqa: E402
-from iris_recipes.fsutil import exclusive  # noqa: E402
+from iris_recipes.fsutil import atomic_dir, exclusive  # noqa: E402
 from iris_recipes.paths import cache_dir  # noqa: E402
 
 FORMAT = 2  # bump when a builder changes: cached stand-ins are rebuilt
@@ -142,10 +142,7 @@ def build(
     if out.exists() and any(out.iterdir()):
         raise IrisError(f"{out}: already exists and is not empty; choose a new output directory.")
     shape = dict(layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, intermediate=intermediate, seed=seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
-        tmp.chmod(0o755)
+    with atomic_dir(out) as tmp:  # `out` was checked empty above
         {"llama3": _build_llama3, "phi3": _build_phi3, "chatml": _build_chatml}[family](tmp, **shape)
         fam = FAMILIES[family]
         (tmp / "README.md").write_text(
@@ -154,11 +151,6 @@ def build(
             f"{', '.join(fam.hub_ids)} in tests. Not a language model.\n",
             encoding="utf-8",
         )
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -150,7 +150,7 @@ def space_project(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def space_manifest(space_project, tmp_path_factory) -> Path:
     """The registry's manifest of `space_project`, plus variants with a missing, a corrupt and a truncated GGUF."""
-    from iris_recipes.registry import load_variants, manifest
+    from iris_recipes.space_variants import load_variants, manifest
 
     variants, problems = load_variants(space_project["root"] / "recipes", space_project["runs"])
     assert not problems

@@ -18,13 +18,13 @@ LAYERS = {
     "stages": (
         "iris_recipes.pipeline",
         "iris_recipes.train",
-        "iris_recipes.merge",
+        "iris_recipes.lora_merge",
         "iris_recipes.export",
         "iris_recipes.evaluate",
         "iris_recipes.card",
         "iris_recipes.compare",
         "iris_recipes.sweep",
-        "iris_recipes.registry",
+        "iris_recipes.space_variants",
         "iris_recipes.space_bundle",
     ),
     "recipe": (

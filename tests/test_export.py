@@ -130,10 +130,10 @@ def test_corrupt_safetensors(tmp_path, tiny_model_dir, converter, damage):
 
 
 def test_not_enough_disk_space(tmp_path, tiny_model_dir, converter, monkeypatch):
-    from iris_recipes.export import convert, export_run
+    from iris_recipes.export import export_run, hf_to_gguf
 
     run = make_run(tmp_path / "runs", tiny_model_dir)
-    monkeypatch.setattr(convert, "free_bytes", lambda path: 10 << 20)
+    monkeypatch.setattr(hf_to_gguf, "free_bytes", lambda path: 10 << 20)
     with pytest.raises(IrisError, match="not enough disk space.*MiB needed, 10 MiB free"):
         export_run(run)
     assert not _leftovers(run)
@@ -265,7 +265,7 @@ def test_builtin_smollm2_export_stops_on_its_own(tmp_path, smollm2_dir, converte
 def test_agreement_forgives_near_ties_only():
     import numpy as np
 
-    from iris_recipes.export.checks import NEAR_TIE_NATS, _log_softmax, agreement
+    from iris_recipes.export.gguf_checks import NEAR_TIE_NATS, _log_softmax, agreement
 
     # three positions of a 4-token vocabulary: a clear choice, a near-tie, and another clear choice
     ref_logits = np.array([[5.0, 1.0, 0.0, 0.0], [2.0, 2.0 - NEAR_TIE_NATS / 2, 0.0, 0.0], [0.0, 0.0, 4.0, 1.0]])
@@ -361,11 +361,11 @@ def small_tmpfs(tmp_path):
 @pytest.mark.slow
 def test_disk_filling_up_mid_export_leaves_nothing(tmp_path, tiny_model_dir, converter, small_tmpfs, monkeypatch):
     """The space estimate is bypassed so the disk really fills up: F16 (8 MB) fits, Q8_0 does not."""
-    from iris_recipes.export import convert, export_run
+    from iris_recipes.export import export_run, hf_to_gguf
 
     run = make_run(tmp_path / "runs", tiny_model_dir, quantize=("q8_0",))
     run.file("gguf").symlink_to(small_tmpfs, target_is_directory=True)
-    monkeypatch.setattr(convert, "free_bytes", lambda path: 1 << 40)
+    monkeypatch.setattr(hf_to_gguf, "free_bytes", lambda path: 1 << 40)
     with pytest.raises(IrisError, match="could not quantize to q8_0"):
         export_run(run)
     assert list(small_tmpfs.iterdir()) == []

@@ -184,7 +184,7 @@ def test_the_space_serves_every_recipe(matrix, tmp_path):
     from gradio_client import Client
 
     from conftest_space import served
-    from iris_recipes.registry import load_variants, write_manifest
+    from iris_recipes.space_variants import load_variants, write_manifest
 
     variants, problems = load_variants(REPO / "recipes", matrix["__runs__"])
     assert problems == []

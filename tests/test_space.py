@@ -65,7 +65,7 @@ def assert_stream_grew(outputs):
 
 # -- registry ------------------------------------------------------------------------------------------------------
 def test_registry_statuses(space_project):
-    from iris_recipes.registry import load_variants
+    from iris_recipes.space_variants import load_variants
 
     variants, problems = load_variants(space_project["root"] / "recipes", space_project["runs"])
     assert problems == []
@@ -92,7 +92,7 @@ def test_registry_statuses(space_project):
 def test_hosted_manifest_names_the_base_gguf_push_uploads(space_project):
     from dataclasses import replace
 
-    from iris_recipes.registry import hosted, load_variants
+    from iris_recipes.space_variants import hosted, load_variants
 
     variants, _ = load_variants(space_project["root"] / "recipes", space_project["runs"])
     tutor = next(v for v in variants if v.id == "smol-tutor")
@@ -114,7 +114,7 @@ def test_hosted_manifest_names_the_base_gguf_push_uploads(space_project):
 
 
 def test_registry_skips_broken_recipe_and_failed_runs(tmp_path):
-    from iris_recipes.registry import load_variants, write_manifest
+    from iris_recipes.space_variants import load_variants, write_manifest
 
     write_recipe(tmp_path, "good", {"label": "Good"})
     (tmp_path / "recipes" / "bad.yaml").write_text("name: bad\nbase_model: x\n")  # misses required keys

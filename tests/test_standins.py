@@ -150,7 +150,7 @@ def test_standin_converts_to_gguf_like_the_real_model(family, standin_dirs, tmp_
     import llama_cpp
     from transformers import AutoTokenizer
 
-    from iris_recipes.export.convert import convert_f16
+    from iris_recipes.export.hf_to_gguf import convert_f16
 
     model = standin_dirs[family]
     name = standins.FAMILIES[family].hub_ids[0].rsplit("/", 1)[-1]  # as the export names a model

@@ -13,6 +13,7 @@ from typing import Any
 
 from iris_recipes.errors import IrisError
 from iris_recipes.rundir import RunDir
+from iris_recipes.train import metrics as train_metrics
 
 
 @dataclass
@@ -148,23 +149,9 @@ def _entry(name: str):
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """metrics.jsonl rows that carry a step; a malformed line is an error naming it (a card must not guess)."""
-    if not path.is_file():
-        return []
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise IrisError(
-                f"{path}:{number}: not valid JSON ({exc.msg}); each line must be one JSON object "
-                'such as {"step": 1, "loss": 2.3}. Fix or delete the line.'
-            ) from None
-        if isinstance(row, dict) and isinstance(row.get("step"), (int, float)):
-            rows.append(row)
-    return rows
+    """metrics.jsonl rows that carry a step; a malformed line is an error naming it."""
+    rows = train_metrics.read_metrics(path, strict=True)
+    return [row for row in rows if isinstance(row.get("step"), (int, float))]
 
 
 def _read_json(path: Path) -> dict | None:

@@ -6,12 +6,12 @@ The token comes from huggingface_hub (HF_TOKEN, or the `hf auth login` cache) an
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from iris_recipes.card.card import CARD_FILE, PLOT_FILE, _ordered
 from iris_recipes.errors import IrisError
+from iris_recipes.hostinfo import hub_offline
 from iris_recipes.rundir import RunDir
 
 
@@ -67,7 +67,7 @@ def upload_plan(run: RunDir, repo_id: str | None = None, private: bool | None = 
                 f"`iris-recipes export {run.path}`."
             )
         files.append((src, src.name))
-    from iris_recipes.registry import BASE_GGUF_FILE, base_gguf_of
+    from iris_recipes.space_variants import BASE_GGUF_FILE, base_gguf_of
 
     base = base_gguf_of(run)  # the hosted Space's "compare with base model" downloads it from this repo
     if base is not None:
@@ -89,7 +89,7 @@ def upload_plan(run: RunDir, repo_id: str | None = None, private: bool | None = 
 
 def hub_token() -> str:
     """The user's Hugging Face token (HF_TOKEN or the login cache); IrisError when offline or there is none."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if hub_offline():
         raise IrisError(
             "HF_HUB_OFFLINE is set: pushing needs the Hugging Face Hub. Unset HF_HUB_OFFLINE and "
             "push again (nothing was uploaded)."

@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
 
 
 def _variants():
-    from iris_recipes.registry import load_variants
+    from iris_recipes.space_variants import load_variants
 
     variants, problems = load_variants()
     for problem in problems:
@@ -44,7 +44,7 @@ def _variants():
 
 def run_serve(args) -> int:
     from iris_recipes.paths import runs_dir
-    from iris_recipes.registry import write_manifest
+    from iris_recipes.space_variants import write_manifest
 
     variants = _variants()
     manifest = write_manifest(Path(args.manifest) if args.manifest else runs_dir() / "variants.json", variants)

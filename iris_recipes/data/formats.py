@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from iris_recipes.errors import closest
+
 ROLES = ("system", "user", "assistant")
 
 # Per format: mapping key -> default (None: optional, no default). `required` keys must be given or defaulted.
@@ -319,7 +321,5 @@ def _reference_problems(value: Any) -> list[tuple[str, str]]:
 
 
 def _did_you_mean(word: str, choices) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    close = closest(word, choices)
+    return f" (did you mean '{close}'?)" if close else ""

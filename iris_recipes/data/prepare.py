@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from iris_recipes import fsutil
-from iris_recipes.data.checks import conversation_problem, shortest_assistant
+from iris_recipes.data.conversation_checks import conversation_problem, shortest_assistant
 from iris_recipes.data.formats import RowProblem
 from iris_recipes.data.sources import Source, read_rows, resolve_source
 from iris_recipes.errors import IrisError

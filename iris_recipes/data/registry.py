@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from iris_recipes.data.formats import mapping_problems
-from iris_recipes.errors import IrisError
+from iris_recipes.errors import IrisError, closest
 from iris_recipes.fsutil import path_text_problem, resolve
 from iris_recipes.paths import datasets_dir
 from iris_recipes.recipe.yamlpos import YamlProblem, load_with_positions, read_text_bounded
@@ -54,8 +53,8 @@ def entry_names() -> list[str]:
 
 
 def did_you_mean(name: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
-    return f"did you mean '{close[0]}'? " if close else ""
+    close = closest(name, choices, cutoff=0.5)
+    return f"did you mean '{close}'? " if close else ""
 
 
 def load_entry(name: str) -> Entry:
@@ -94,8 +93,8 @@ def entry_problems(raw, entry_dir: Path) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for key in raw:
         if key not in ENTRY_KEYS:
-            hint = difflib.get_close_matches(str(key), ENTRY_KEYS, n=1)
-            out.append((str(key), f"unknown key{f' (did you mean {hint[0]!r}?)' if hint else ''}"))
+            hint = closest(key, ENTRY_KEYS)
+            out.append((str(key), f"unknown key{f' (did you mean {hint!r}?)' if hint else ''}"))
     for key in ("name", "description", "license", "source", "format"):
         if key not in raw:
             out.append((key, "required"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from iris_recipes.data.formats import Mapping, RowProblem
 from iris_recipes.data.registry import Entry, load_entry
 from iris_recipes.errors import IrisError
 from iris_recipes.fsutil import path_text_problem, resolve
+from iris_recipes.hostinfo import hub_offline
 from iris_recipes.paths import project_root
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -269,13 +269,6 @@ def _parquet(path: Path, key: str):
     return list(enumerate(table.to_pylist(), 1))
 
 
-def hub_offline() -> bool:
-    return any(
-        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    )
-
-
 def _read_hub(src: Source):
     spec = src.hub
     what = f"dataset '{src.name}' ({spec['hub']}, split {spec['split']})"
@@ -295,7 +288,7 @@ def _read_hub(src: Source):
     except Exception as exc:  # offline, missing, gated, renamed: all mean "not available here"
         offline = (
             " Hugging Face offline mode is on (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE) and it is not cached."
-            if hub_offline()
+            if hub_offline(datasets=True)
             else ""
         )
         reason = str(exc).strip().splitlines()[0][:300].rstrip(".") if str(exc).strip() else ""

@@ -41,7 +41,7 @@ def _model_key(model_dir: Path) -> str:
 def base_f16_gguf(model_dir: str | Path, name: str | None = None) -> Path:
     """The base model as an F16 GGUF, converted by llama.cpp's converter once and cached by content and `name`
     (its `general.name`, e.g. the hub model's name: llama.cpp reads tokenizer rules from it)."""
-    from iris_recipes.export.convert import convert_f16
+    from iris_recipes.export.hf_to_gguf import convert_f16
 
     model_dir = Path(model_dir)
     key = _model_key(model_dir) + (hashlib.sha256(name.encode()).hexdigest()[:8] if name else "")

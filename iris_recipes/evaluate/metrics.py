@@ -18,8 +18,6 @@ from iris_recipes.data import METRIC_NEEDS
 from iris_recipes.data.formats import content_words, last_number
 from iris_recipes.errors import IrisError
 
-METRICS = ("exact_match_number", "truthfulness", "keyword_overlap", "format_regex")
-
 
 def _number(text: str) -> float | None:
     try:

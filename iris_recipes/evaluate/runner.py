@@ -282,10 +282,8 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
 
 
 def _refresh_card(run: RunDir, log: Callable[[str], None]) -> None:
-    try:
-        from iris_recipes.card import write_card
-    except ImportError:  # the card stage is optional
-        return
+    from iris_recipes.card import write_card
+
     try:
         write_card(run)
     except IrisError as exc:

@@ -13,7 +13,7 @@ def __getattr__(name: str) -> Any:  # lazy, so `python -m iris_recipes.export.co
 
         return export_run
     if name == "QUANT_TYPES":
-        from iris_recipes.export.convert import QUANT_TYPES
+        from iris_recipes.export.hf_to_gguf import QUANT_TYPES
 
         return QUANT_TYPES
     raise AttributeError(name)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -22,7 +21,8 @@ import tempfile
 from pathlib import Path
 
 from iris_recipes.errors import IrisError
-from iris_recipes.fsutil import sha256_file
+from iris_recipes.fsutil import atomic_dir, sha256_file
+from iris_recipes.hostinfo import prepend_pythonpath
 from iris_recipes.paths import cache_dir
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"  # the same version as the llama-cpp-python that quantizes and runs the GGUFs
@@ -52,9 +52,7 @@ def find_converter(version: str = LLAMA_CPP_PYTHON_VERSION) -> Path:
 
 def converter_env(script: Path) -> dict[str, str]:
     """Environment for the converter subprocess: its own gguf-py first; never the network."""
-    env = dict(os.environ)
-    gguf_py = str(script.parent / "gguf-py")
-    env["PYTHONPATH"] = os.pathsep.join([gguf_py, *filter(None, [env.get("PYTHONPATH")])])
+    env = prepend_pythonpath(dict(os.environ), str(script.parent / "gguf-py"))
     env.setdefault("HF_HUB_OFFLINE", "1")  # the model and tokenizer are local; the converter needs no hub
     env.pop("NO_LOCAL_GGUF", None)  # set, it would make the script skip its own gguf-py
     return env
@@ -92,9 +90,7 @@ def extract_converter(sdist: Path, version: str = LLAMA_CPP_PYTHON_VERSION) -> P
         raise IrisError(f"{sdist}: no such file; give the path of llama_cpp_python-{version}.tar.gz.")
     prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
     dest = converter_dir(version)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
-    try:
+    with atomic_dir(dest) as tmp:
         try:
             with tarfile.open(sdist, "r:gz") as tar:
                 members = []
@@ -112,12 +108,6 @@ def extract_converter(sdist: Path, version: str = LLAMA_CPP_PYTHON_VERSION) -> P
             json.dumps({"llama_cpp_python": version, "sdist": sdist.name, "sdist_sha256": sha256_file(sdist)}, indent=2)
             + "\n"
         )
-        tmp.chmod(0o755)
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return dest / _SCRIPT
 
 

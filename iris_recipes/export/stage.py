@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from iris_recipes.errors import IrisError
-from iris_recipes.export import checks
-from iris_recipes.export.convert import (
+from iris_recipes.export import gguf_checks
+from iris_recipes.export.converter import LLAMA_CPP_PYTHON_VERSION, find_converter
+from iris_recipes.export.hf_to_gguf import (
     check_merged,
     check_quants,
     convert_f16,
@@ -27,9 +28,8 @@ from iris_recipes.export.convert import (
     fallbacks,
     quantize,
 )
-from iris_recipes.export.converter import LLAMA_CPP_PYTHON_VERSION, find_converter
 from iris_recipes.fsutil import sha256_file
-from iris_recipes.hostinfo import cpu_count
+from iris_recipes.hostinfo import cpu_count, cpu_description
 from iris_recipes.rundir import RunDir
 
 DEFAULT_QUANTS = ["q4_k_m", "q8_0"]
@@ -66,7 +66,7 @@ def model_name(run: RunDir, recipe_name: str) -> str:
 def _chat_probe(run: RunDir) -> list[dict[str, str]]:
     recipe = run.recipe()
     prompts = [*(recipe.get("space.examples") or []), *(recipe.get("eval.prompts") or [])]
-    return checks.chat_probe(recipe.get("space.system_prompt"), prompts[0] if prompts else None)
+    return gguf_checks.chat_probe(recipe.get("space.system_prompt"), prompts[0] if prompts else None)
 
 
 def _random_weights(merged: Path) -> bool:
@@ -170,7 +170,7 @@ def _build_and_check(
         )
 
     t0 = time.perf_counter()
-    checked = checks.run_isolated(
+    checked = gguf_checks.run_isolated(
         merged, files, require_stop=require_stop, threads=threads, probe=_chat_probe(run), log=run.file("export.log")
     )
     results: dict[str, dict[str, Any]] = checked["results"]
@@ -178,6 +178,7 @@ def _build_and_check(
     timings["checks"] = round(time.perf_counter() - t0, 2)
     info["positions_compared"] = checked["positions"]
     info["decode_threads"] = threads or cpu_count()
+    info["machine"] = cpu_description()  # the card names the CPU that measured the decode speed
 
     failures = []
     for quant, res in results.items():

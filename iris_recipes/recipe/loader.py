@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from iris_recipes.errors import RecipeError
-from iris_recipes.recipe.checks import cross_field_problems, non_finite_problems
+from iris_recipes.recipe.cross_checks import cross_field_problems, non_finite_problems
 from iris_recipes.recipe.merge import apply_overrides, load_chain
 from iris_recipes.recipe.schema import Problem, apply_defaults, schema_problems
 from iris_recipes.recipe.unsafe import advice, unsafe_axolotl_keys
@@ -96,10 +96,7 @@ def problems_of(
 
 def _dataset_problems(data: dict, path: Path) -> list[Problem]:
     """Problems only the dataset registry can see (unknown entry, missing file, unsupported metric)."""
-    try:
-        from iris_recipes.data import check_dataset_config
-    except ImportError:  # the data layer is optional for pure recipe tooling
-        return []
+    from iris_recipes.data import check_dataset_config
 
     def key_path(dotted: str) -> tuple:
         return tuple(int(k) if k.isdigit() else k for k in dotted.split("."))

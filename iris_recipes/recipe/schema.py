@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import json
 import re
 from collections.abc import Iterator
 from typing import Any
 
+from iris_recipes.errors import closest
 from iris_recipes.paths import schema_path
 
 Problem = tuple[tuple, str]  # (key path, message)
@@ -57,26 +57,9 @@ def known_keys(schema: dict) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
-def subschema(path: tuple) -> dict | None:
-    """The schema that governs the value at `path` (None for the free-form axolotl block or unknown keys)."""
-    schema: Any = load_schema()
-    for key in path:
-        schema = _resolve(schema)
-        if isinstance(key, int):
-            schema = schema.get("items")
-        else:
-            props: dict = {}
-            for part in [schema, *[_resolve(p) for p in schema.get("allOf", [])]]:
-                props.update({k: v for k, v in part.get("properties", {}).items() if v is not True})
-            schema = props.get(key)
-        if not isinstance(schema, dict):
-            return None
-    return _resolve(schema)
-
-
 def did_you_mean(word: str, choices: list[str]) -> str:
-    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"; did you mean '{match[0]}'?" if match else f"; expected one of: {', '.join(map(str, choices))}"
+    match = closest(word, choices)
+    return f"; did you mean '{match}'?" if match else f"; expected one of: {', '.join(map(str, choices))}"
 
 
 def _type_name(value: Any) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import difflib
 import logging
 import math
 import os
@@ -18,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from iris_recipes.errors import IrisError
+from iris_recipes.errors import IrisError, closest
 from iris_recipes.recipe.merge import deep_merge
 from iris_recipes.recipe.unsafe import advice, unsafe_axolotl_keys
 from iris_recipes.train import gpus
@@ -331,8 +330,8 @@ def _validate(cfg: dict, *, recipe_data: dict, recipe_file: str | Path, gpu: dic
         if unknown:
             lines = []
             for key in unknown:
-                close = difflib.get_close_matches(key, sorted(known), n=1)
-                hint = f" (did you mean {close[0]}?)" if close else ""
+                close = closest(key, sorted(known))
+                hint = f" (did you mean {close}?)" if close else ""
                 lines.append(
                     f"{recipe_file}: axolotl.{key}: not an Axolotl 0.19 config key{hint}; "
                     "Axolotl would silently ignore it. Fix or remove it."

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from iris_recipes.errors import IrisError
-from iris_recipes.hostinfo import cpu_count
+from iris_recipes.hostinfo import PACKAGE_ROOT, cpu_count, hub_offline, prepend_pythonpath
 
 DEEPSPEED_STAGES = ("zero1", "zero2", "zero3", "zero3-offload")
 LAUNCHERS = ("accelerate", "torchrun")
@@ -178,7 +178,7 @@ def launch_env(spec: LaunchSpec, *, offline: bool | None = None, base: dict | No
     env = dict(os.environ if base is None else base)
     env.update(QUIET_ENV)
     if offline is None:
-        offline = env.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        offline = hub_offline(env)
     if offline:
         env.update(OFFLINE_ENV)
     if spec.device == "cpu":
@@ -189,9 +189,7 @@ def launch_env(spec: LaunchSpec, *, offline: bool | None = None, base: dict | No
         env.setdefault("OMP_NUM_THREADS", str(spec.cpu_threads))
     env["PYTHONUNBUFFERED"] = "1"  # progress lines arrive as they are printed
     # The plugin lives in this package: make sure the training processes import this very copy of it.
-    pkg_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH", "")) if p)
-    return env
+    return prepend_pythonpath(env, PACKAGE_ROOT)
 
 
 def shell_line(cmd: list[str], spec: LaunchSpec | None = None) -> str:

@@ -11,19 +11,28 @@ import json
 from pathlib import Path
 
 from iris_recipes import fsutil
+from iris_recipes.errors import IrisError
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """Every complete record; a line torn by a kill mid-write is skipped."""
+def read_metrics(path: str | Path, *, strict: bool = False) -> list[dict]:
+    """Every record. A line that is not JSON is skipped (a kill mid-write tears the last one), or with `strict`
+    an error naming it (a model card reports what was logged and must not guess)."""
     path = Path(path)
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+        except json.JSONDecodeError as exc:
+            if not strict:
+                continue
+            raise IrisError(
+                f"{path}:{number}: not valid JSON ({exc.msg}); each line must be one JSON object "
+                'such as {"step": 1, "loss": 2.3}. Fix or delete the line.'
+            ) from None
         if isinstance(record, dict):
             records.append(record)
     return records

@@ -10,13 +10,13 @@ then validates the config it is sent.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from iris_recipes.errors import IrisError
+from iris_recipes.hostinfo import child_env
 
 
 class Validator:
@@ -26,9 +26,7 @@ class Validator:
         self._tmp = tempfile.TemporaryDirectory(prefix="iris-validate-")
         self._result = Path(self._tmp.name) / "result.json"
         self._log = open(Path(self._tmp.name) / "output.log", "w+", encoding="utf-8")
-        env = dict(os.environ)  # the child must import this same package, installed or not
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        env = child_env()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "iris_recipes.train.validator", str(self._result)],
             env=env,

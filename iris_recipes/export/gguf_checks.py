@@ -11,12 +11,11 @@ plus decode speed (tokens/s) on this CPU.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from iris_recipes.hostinfo import cpu_count
+from iris_recipes.hostinfo import child_env, cpu_count
 
 # Fixed conversations whose every position is compared; varied enough to exercise system turns and multi-turn.
 CHECK_CONVERSATIONS: list[list[dict[str, str]]] = [
@@ -360,7 +359,7 @@ def run_isolated(
         cmd = [
             sys.executable,
             "-m",
-            "iris_recipes.export.checks",
+            "iris_recipes.export.gguf_checks",
             str(merged),
             str(out),
             "--threads",
@@ -369,9 +368,7 @@ def run_isolated(
             *(["--probe", json.dumps(probe)] if probe else []),
             *(f"{quant}={path}" for quant, path in files.items()),
         ]
-        env = dict(os.environ)  # the child must import this same package, installed or not
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        env = child_env()
         env.setdefault("GGML_NO_BACKTRACE", "1")  # on abort, ggml would otherwise attach gdb for a backtrace
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if log is not None:
@@ -397,7 +394,7 @@ def _main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
-    ap = argparse.ArgumentParser(prog="python -m iris_recipes.export.checks")
+    ap = argparse.ArgumentParser(prog="python -m iris_recipes.export.gguf_checks")
     ap.add_argument("merged", type=Path)
     ap.add_argument("out", type=Path, help="JSON results are written here")
     ap.add_argument("files", nargs="+", metavar="QUANT=PATH")

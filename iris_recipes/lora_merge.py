@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 from iris_recipes.errors import IrisError
+from iris_recipes.fsutil import atomic_dir
 
 # Files that make up an adapter directory (what Axolotl saves at the end of training besides checkpoints).
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
@@ -29,18 +29,6 @@ TOKENIZER_FILES = (
 )
 
 
-def _replace_dir(tmp: Path, dest: Path) -> None:
-    """Move the finished `tmp` onto `dest`, replacing an older `dest` only once the new one is complete."""
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        dest.rename(old)
-    tmp.rename(dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def collect_adapter(output_dir: Path, dest: Path) -> list[str]:
     """Copy the final adapter (and tokenizer) Axolotl left in its output_dir to `dest`."""
     names = [n for n in ADAPTER_FILES + TOKENIZER_FILES if (output_dir / n).is_file()]
@@ -49,14 +37,9 @@ def collect_adapter(output_dir: Path, dest: Path) -> list[str]:
             f"{output_dir}: training finished but no adapter_config.json was saved there; "
             f"see the training log beside it and run again with --resume."
         )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
-    try:
+    with atomic_dir(dest) as tmp:
         for name in names:
             shutil.copy2(output_dir / name, tmp / name)
-        tmp.chmod(0o755)
-        _replace_dir(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return names
 
 
@@ -126,16 +109,10 @@ def merge(*, base_model: str, weights_dir: Path, out: Path, method: str, eot_tok
     model.generation_config = gen
     model.config.eos_token_id = stops[0] if stops else model.config.eos_token_id
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
-        tmp.chmod(0o755)
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         _carry_sentencepiece(tmp, weights_dir, base_model)
-        _replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     weights = sorted(p.name for p in out.glob("*.safetensors"))
     return {
         "dtype": str(dtype).removeprefix("torch."),

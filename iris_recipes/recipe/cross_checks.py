@@ -49,8 +49,6 @@ def cross_field_problems(r: dict) -> list[Problem]:
         out.append(
             (("lora",), "method is full, so lora settings would be ignored: delete them (~lora) or use method: lora")
         )
-    if train.get("precision") == "fp16" and method == "qlora":
-        pass  # fp16 compute with a 4-bit base is valid
     no_val = dataset.get("val_size", 0.05) == 0
     for key in ("eval_steps", "early_stopping_patience"):
         if key in train and no_val:
