@@ -25,13 +25,15 @@ from rich.console import Console
 from iris_recipes import fsutil, nodes, track
 from iris_recipes.errors import IrisError
 from iris_recipes.locate import NEWEST_UNFINISHED, recipe_path, run_of_recipe
-from iris_recipes.paths import project_root, runs_dir
+from iris_recipes.paths import project_root
 from iris_recipes.recipe.loader import dump_yaml
-from iris_recipes.rundir import RunDir, new_run_id, now_iso
+from iris_recipes.rundir import RunDir, check_output_dir, claim, new_run_path, now_iso
+from iris_recipes.stages import STAGES, StageContext, run_stage
 from iris_recipes.train import config as axconfig
 from iris_recipes.train import gpus, launch, slurm, validator
-from iris_recipes.train import metrics as trainmetrics
 from iris_recipes.train import plan as trainplan
+from iris_recipes.train.checkpoints import latest_checkpoint
+from iris_recipes.train.stage import deepspeed_json, device_facts, run_training, target_gpu, write_axolotl_config
 
 VERSIONED = (
     "iris-recipes",
@@ -46,7 +48,6 @@ VERSIONED = (
     "tokenizers",
     "safetensors",
 )
-LOG_FILE = "train.log"
 
 
 @dataclass
@@ -128,50 +129,6 @@ def git_commit() -> str | None:
     return res.stdout.strip() or None if res.returncode == 0 else None
 
 
-# -- where the run goes ------------------------------------------------------------------------------------------
-def _describe_run(path: Path) -> str:
-    try:
-        meta = json.loads((path / "run.json").read_text())
-        return f"run {meta.get('run_id')} of recipe {meta.get('recipe')} (status {meta.get('status')})"
-    except (OSError, json.JSONDecodeError):
-        return "another run"
-
-
-def check_output_dir(output: str | Path) -> Path:
-    """`--output DIR` must be new or empty: never another run's directory."""
-    path = Path(output).expanduser().resolve()
-    if path.exists() and not path.is_dir():
-        raise IrisError(f"--output {output}: exists and is not a directory; choose a new directory.")
-    if (path / "run.json").is_file():
-        raise IrisError(
-            f"--output {output}: holds {_describe_run(path)}; a run never overwrites another run. "
-            f"Choose a new directory, or continue that run with `iris-recipes run --resume {path}`."
-        )
-    if path.is_dir() and any(path.iterdir()):
-        raise IrisError(
-            f"--output {output}: is not empty; choose a new or empty directory so no file in it is overwritten."
-        )
-    return path
-
-
-def new_run_path(name: str) -> Path:
-    root = runs_dir() / name
-    base = new_run_id()
-    for i in range(1, 1000):
-        candidate = root / (base if i == 1 else f"{base}-{i}")
-        if not candidate.exists():
-            return candidate
-    raise IrisError(f"{root}: could not find a free run id; clean up old runs.")
-
-
-def _claim(path: Path, *, must_be_new: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        path.mkdir(exist_ok=not must_be_new)
-    except FileExistsError:
-        raise IrisError(f"{path}: appeared while this run was starting (another run?); run again.") from None
-
-
 def portable_recipe(recipe) -> dict:
     """The resolved recipe with its local paths (dataset files, a base model directory) made absolute, so the
     copy in the run directory loads from there."""
@@ -194,284 +151,7 @@ def resolve_base(recipe_data: dict, base_dir: Path, *, dry_run: bool, prefer: st
     return resolve_base_model(recipe_data["base_model"], base_dir, fetch=not dry_run, prefer=prefer)
 
 
-# -- checkpoints -------------------------------------------------------------------------------------------------
-WEIGHT_FILES = (
-    "adapter_model.safetensors",
-    "adapter_model.bin",
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-)
-
-
-def checkpoint_complete(path: Path) -> bool:
-    """A checkpoint a kill did not cut short: state, weights, optimizer and scheduler all written."""
-    if not (path / "trainer_state.json").is_file() or not (path / "scheduler.pt").is_file():
-        return False
-    if not any((path / f).is_file() for f in WEIGHT_FILES):
-        return False
-    has_optimizer = (path / "optimizer.pt").is_file() or any(path.glob("global_step*")) or any(path.glob("optimizer*"))
-    try:
-        json.loads((path / "trainer_state.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return has_optimizer
-
-
-def latest_checkpoint(output_dir: Path) -> tuple[Path, int] | None:
-    found = []
-    for p in output_dir.glob("checkpoint-*"):
-        suffix = p.name.removeprefix("checkpoint-")
-        if suffix.isdigit() and p.is_dir() and checkpoint_complete(p):
-            found.append((int(suffix), p))
-    if not found:
-        return None
-    step, path = max(found)
-    return path, step
-
-
-def training_finished(checkpoint: Path) -> bool:
-    """The checkpoint is the last step of its training (global_step has reached max_steps)."""
-    state = json.loads((checkpoint / "trainer_state.json").read_text())
-    return bool(state.get("max_steps")) and state.get("global_step", 0) >= state["max_steps"]
-
-
-def publish_final_checkpoint(checkpoint: Path, output_dir: Path) -> None:
-    """Put the checkpoint's model files (adapter or weights, config, tokenizer) where Axolotl saves its final model:
-    `output_dir` itself. Optimizer, scheduler and trainer state stay in the checkpoint."""
-    state_files = {"optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin", "tokens_state.json"}
-    for path in checkpoint.iterdir():
-        if path.is_file() and path.name not in state_files and not path.name.startswith("rng_state"):
-            with fsutil.atomic_path(output_dir / path.name) as tmp:
-                shutil.copy2(path, tmp)
-
-
-# -- stages ------------------------------------------------------------------------------------------------------
-def _token_counter(base_model: str):
-    """Tokens of a conversation under the base model's own chat template (for the data stage's length filter)."""
-    from transformers import AutoTokenizer
-
-    try:
-        tok = AutoTokenizer.from_pretrained(base_model)
-    except (OSError, ValueError) as exc:
-        raise IrisError(f"base_model: cannot load a tokenizer from {base_model}: {exc}") from None
-
-    def count(messages: list[dict]) -> int:
-        if tok.chat_template:
-            ids = tok.apply_chat_template(messages, tokenize=True)
-            if hasattr(ids, "keys"):
-                ids = ids["input_ids"]
-            return len(ids)
-        return sum(len(tok(m["content"], add_special_tokens=False)["input_ids"]) + 4 for m in messages)
-
-    return count
-
-
-def _stage_data(run: RunDir, recipe, base: str, console: Console) -> None:
-    from iris_recipes.data import prepare
-
-    with run.stage("data") as info:
-        report = prepare(recipe, run.file("data"), count_tokens=_token_counter(base))
-        info.update(train_rows=report["train"], val_rows=report["val"])
-    console.print(f"data: {report['train']} training rows, {report['val']} validation rows -> {run.file('data')}")
-
-
-def target_gpu(spec: launch.LaunchSpec, gpu_type: str | None, *, dry_run: bool) -> tuple[gpus.GPU | None, dict | None]:
-    """The GPU a launch's config is built for, and what Axolotl's validator checks it against.
-
-    A dry run with --gpu-type plans for that type; otherwise this machine's GPU (Axolotl probes it itself), else
-    the named type, else none known (the config then leaves bf16 to Axolotl and checks no GPU capability)."""
-    if spec.device != "gpu":
-        return None, None
-    named = gpus.GPU_TYPES[gpu_type] if gpu_type else None
-    found = [] if (named and dry_run) else gpus.detect()
-    if found:
-        return found[0], {"probe": True, "n_gpu": spec.world_size, "n_node": spec.nnodes}
-    if named:
-        return named, named.axolotl_capabilities(spec.world_size, spec.nnodes)
-    return None, None
-
-
-def device_facts(spec: launch.LaunchSpec, gpu: gpus.GPU | None, cfg: dict) -> dict:
-    """What the run was built for, as run.json records it: the GPU, the precision and the attention kernel."""
-    precision = (
-        "bf16"
-        if cfg.get("bf16") is True
-        else "fp16"
-        if cfg.get("fp16")
-        else "bf16 or fp16 (Axolotl decides on the GPU)"
-        if cfg.get("bf16") == "auto"
-        else "fp32"
-    )
-    facts = {"precision": precision, "tf32": bool(cfg.get("tf32")), "attention": cfg.get("attn_implementation")}
-    if gpu is not None:
-        facts["gpu"] = {"name": gpu.name, "compute_capability": gpu.sm, "memory_gib": gpu.memory_gib}
-    return facts
-
-
-def _write_axolotl_config(
-    recipe,
-    recipe_data: dict,
-    base: str,
-    spec: launch.LaunchSpec,
-    has_val: bool,
-    resume_from: str | None,
-    *,
-    validate: bool,
-    dest: Path | None,
-    checker: validator.Validator | None = None,
-    target: tuple[gpus.GPU | None, dict | None] = (None, None),
-    run_name: str = "dry-run",
-) -> tuple[dict, str, list[str]]:
-    """Build (and check with Axolotl's validator: `checker`, or a new one) the config for the `target` GPU and the
-    run `run_name` (its id); write it to `dest` unless None."""
-    gpu, gpu_check = target
-    cfg = axconfig.build_config(
-        recipe_data,
-        base_model=base,
-        spec=spec,
-        has_val=has_val,
-        resume_from=resume_from,
-        recipe_file=str(recipe.path),
-        gpu=gpu,
-        run_name=run_name,
-        allow_unsafe_axolotl_keys=recipe.allow_unsafe_axolotl_keys,
-    )
-    if validate:
-        check = dict(cfg)
-        if spec.deepspeed:  # validate against the shipped JSON; the run directory gets its own copy
-            check["deepspeed"] = str(deepspeed_json(spec.deepspeed))
-        (checker or validator.Validator()).check(check, recipe_data=recipe_data, recipe_file=recipe.path, gpu=gpu_check)
-    cmd = launch.build_command(spec)
-    text = axconfig.render(
-        cfg, recipe_path=recipe.path, recipe_hash=recipe.hash(), command=launch.shell_line(cmd, spec)
-    )
-    if dest is not None:
-        if spec.deepspeed:
-            shutil.copyfile(deepspeed_json(spec.deepspeed), dest.parent / axconfig.DEEPSPEED_FILE)
-        fsutil.write_text(dest, text)
-    return cfg, text, cmd
-
-
-def deepspeed_json(stage: str) -> Path:
-    return Path(__file__).resolve().parent / "deepspeed" / f"{stage}.json"
-
-
-def _stage_train(
-    run: RunDir,
-    recipe,
-    recipe_data: dict,
-    base: str,
-    spec: launch.LaunchSpec,
-    *,
-    verbose: bool,
-    console: Console,
-    checker: validator.Validator | None = None,
-) -> None:
-    with run.stage("train") as info:
-        has_val = run.file("data", "val.jsonl").is_file() and run.file("data", "val.jsonl").stat().st_size > 0
-        ckpt = latest_checkpoint(run.file(axconfig.CHECKPOINTS))
-        resume_from = None
-        if ckpt is not None:
-            resume_from = str(ckpt[0].relative_to(run.path))
-            dropped = trainmetrics.truncate_after(run.file(axconfig.METRICS_FILE), ckpt[1])
-            info.update(resumed_from=resume_from, resumed_step=ckpt[1])
-            console.print(f"train: resuming from {resume_from} (step {ckpt[1]}; {dropped} later metrics dropped)")
-        if ckpt is not None and training_finished(ckpt[0]):
-            # Stopped after its last checkpoint but before recording the end: relaunching would train a step past
-            # max_steps, so the final checkpoint becomes the result.
-            publish_final_checkpoint(ckpt[0], run.file(axconfig.CHECKPOINTS))
-            info.update(finished_from_checkpoint=True)
-            console.print(f"train: {resume_from} is the last step; nothing left to train")
-        else:
-            _launch_training(
-                run,
-                recipe,
-                recipe_data,
-                base,
-                spec,
-                has_val,
-                resume_from,
-                info,
-                verbose=verbose,
-                console=console,
-                checker=checker,
-            )
-        summary = trainmetrics.summarize(trainmetrics.read_metrics(run.file(axconfig.METRICS_FILE)))
-        info.update(metrics=summary)
-        if recipe_data.get("method", "lora") != "full":
-            files = _collect_adapter(run)
-            info.update(adapter=files)
-            run.set_artifact("adapter", {"dir": "adapter", "files": files})
-    console.print(
-        f"train: done, {summary.get('steps')} steps, final loss {summary.get('final_loss')}, "
-        f"world size {summary.get('world_size')}"
-    )
-
-
-def _launch_training(
-    run: RunDir,
-    recipe,
-    recipe_data: dict,
-    base: str,
-    spec: launch.LaunchSpec,
-    has_val: bool,
-    resume_from: str | None,
-    info: dict,
-    *,
-    verbose: bool,
-    console: Console,
-    checker: validator.Validator | None,
-) -> None:
-    target = target_gpu(spec, None, dry_run=False)
-    cfg, _, cmd = _write_axolotl_config(
-        recipe,
-        recipe_data,
-        base,
-        spec,
-        has_val,
-        resume_from,
-        validate=True,
-        dest=run.file("axolotl.yaml"),
-        checker=checker,
-        target=target,
-        run_name=run.path.name,
-    )
-    info.update(device_facts(spec, target[0], cfg))
-    if spec.nnodes > 1:  # the other nodes launch once they see this (nodes.wait_for_launch)
-        run.set_stage("train", launch={"resume_from": resume_from, "nodes": spec.nnodes, "at": now_iso()})
-    env = launch.launch_env(spec)
-    env["IRIS_PARENT_PID"] = str(os.getpid())
-    if track.trackers(recipe_data):
-        track.start(run, recipe_data)  # once per run: a resumed launch logs into the same tracked run
-        env.update(track.launch_env(run, recipe_data))
-    info.update(command=launch.shell_line(cmd, spec), world_size=spec.world_size, device=spec.device, log=LOG_FILE)
-    console.print(f"train: {launch.shell_line(cmd, spec)}  (log: {run.file(LOG_FILE)})")
-    result = _run_training(cmd, env, run, verbose, console)
-    info.update(
-        launcher_seconds=round(result.seconds, 3),
-        returncode=result.returncode,
-        metrics=trainmetrics.summarize(trainmetrics.read_metrics(run.file(axconfig.METRICS_FILE))),
-    )
-    if result.interrupted:
-        raise KeyboardInterrupt
-    if result.returncode != 0:
-        tail = "\n".join(f"  | {line}" for line in list(result.state.tail)[-25:])
-        raise IrisError(
-            f"training failed (exit code {result.returncode}). Last lines of {run.file(LOG_FILE)}:\n"
-            f"{tail}\nFix the cause, then continue with: iris-recipes run --resume {run.path}",
-            exit_code=1,
-        )
-
-
-def _run_training(cmd, env, run: RunDir, verbose: bool, console: Console, log: str = LOG_FILE):
-    from iris_recipes.train.progress import run_streaming
-
-    return run_streaming(
-        launch.executable_argv(cmd), env=env, cwd=run.path, log_path=run.file(log), verbose=verbose, console=console
-    )
-
-
+# -- other nodes of a multi-node run -----------------------------------------------------------------------------
 def follow_node0(run: RunDir, spec: launch.LaunchSpec, opts: RunOptions, console: Console) -> RunDir:
     """Node R > 0 of a multi-node run (see nodes.py): node 0's data, node 0's checkpoint, this node's share of the
     training; nothing written to run.json, no post-training stage."""
@@ -495,7 +175,7 @@ def follow_node0(run: RunDir, spec: launch.LaunchSpec, opts: RunOptions, console
         f"(log: {run.file(log)})"
     )
     with _sigterm_as_interrupt():
-        result = _run_training(cmd, env, run, opts.verbose, console, log=log)
+        result = run_training(cmd, env, run, opts.verbose, console, log=log)
     if result.interrupted:
         raise KeyboardInterrupt
     if result.returncode != 0:
@@ -506,56 +186,6 @@ def follow_node0(run: RunDir, spec: launch.LaunchSpec, opts: RunOptions, console
         )
     console.print(f"node {rank}: training done; node 0 merges, exports, evaluates and writes the card")
     return run
-
-
-def _collect_adapter(run: RunDir) -> list[str]:
-    from iris_recipes.lora_merge import collect_adapter
-
-    return collect_adapter(run.file(axconfig.CHECKPOINTS), run.file("adapter"))
-
-
-def _stage_merge(run: RunDir, recipe_data: dict, base: str, console: Console) -> None:
-    from iris_recipes.lora_merge import merge
-
-    method = recipe_data.get("method", "lora")
-    with run.stage("merge") as info:
-        weights = run.file(axconfig.CHECKPOINTS) if method == "full" else run.file("adapter")
-        facts = merge(
-            base_model=base,
-            weights_dir=weights,
-            out=run.file("merged"),
-            method=method,
-            eot_tokens=axconfig.EOT_TOKENS.get(recipe_data["chat_template"], []),
-        )
-        info.update(facts)
-        run.set_artifact("merged", {"dir": "merged", **facts})
-    console.print(f"merge: {run.file('merged')} ({facts['dtype']}, eos {facts['eos_token_id']})")
-
-
-def _stage_export(run: RunDir, console: Console) -> None:
-    """GGUF export (its package records the stage in run.json)."""
-    from iris_recipes.export import export_run
-
-    export_run(run)
-    console.print(f"export: {run.file('gguf')}")
-
-
-def _stage_eval(run: RunDir, console: Console) -> None:
-    """Base vs fine-tuned on the held-out rows (its package records the stage); needs the GGUF export."""
-    if not run.artifact("gguf"):
-        return
-    from iris_recipes.evaluate import evaluate, plan
-
-    evaluate(plan(run.path), log=lambda message: console.print(f"eval: {message}"))
-    console.print(f"eval: {run.file('eval.json')}")
-
-
-def _stage_card(run: RunDir, console: Console) -> None:
-    from iris_recipes.card import write_card
-
-    with run.stage("card") as info:
-        info["file"] = str(write_card(run).relative_to(run.path))
-    console.print(f"card: {run.file('README.md')}")
 
 
 @contextlib.contextmanager
@@ -624,7 +254,7 @@ def dry_run(recipe, opts: RunOptions, console: Console, run: RunDir | None = Non
     base = str(resolved.path or resolved.spec)  # a hub model not downloaded yet: Axolotl is shown its id
     has_val = data["dataset"].get("val_size", 0.05) > 0
     target = target_gpu(spec, opts.gpu_type, dry_run=True)
-    cfg, text, cmd = _write_axolotl_config(
+    cfg, text, cmd = write_axolotl_config(
         recipe, data, base, spec, has_val, None, validate=True, dest=None, target=target
     )
     report = run.file("data", "report.json") if run is not None else None
@@ -725,7 +355,7 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
         data = portable_recipe(recipe)
         if opts.slurm:  # checked where it is submitted, not in the queue hours later; the nodes fetch the model
             base_model = resolve_base(data, Path(recipe.path).parent, dry_run=True)
-            _write_axolotl_config(
+            write_axolotl_config(
                 recipe,
                 data,
                 str(base_model.path or base_model.spec),
@@ -741,7 +371,7 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
             base_model = resolve_base(data, Path(recipe.path).parent, dry_run=False)
         path = target or new_run_path(recipe.name)
         keep_dir = target is not None and target.is_dir()  # an empty directory the user made stays theirs
-        _claim(path, must_be_new=target is None)
+        claim(path, must_be_new=target is None)
         run = RunDir(path)
         fresh = True
         fsutil.write_text(run.file("recipe.yaml"), dump_yaml(data))
@@ -811,27 +441,40 @@ def _discard(run: RunDir, *, keep_dir: bool) -> None:
 def _run_stages(
     run: RunDir, recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, opts: RunOptions, console: Console
 ) -> None:
+    """The stage table in order, each stage not yet done; `--until` stops after the named one."""
     # Axolotl's validator starts now in its own process: its imports overlap the data stage.
     checker = None if run.stage_done("train") else validator.Validator()
+    ctx = StageContext(
+        run,
+        say=console.print,
+        console=console,
+        recipe=recipe,
+        recipe_data=recipe_data,
+        base=base,
+        spec=spec,
+        verbose=opts.verbose,
+        checker=checker,
+        evaluate=opts.evaluate,
+        eval_log=lambda message: console.print(f"eval: {message}"),
+    )
+    evaluated = None
     with _sigterm_as_interrupt(), checker or contextlib.nullcontext():
-        stages = (
-            ("data", lambda: _stage_data(run, recipe, base, console)),
-            (
-                "train",
-                lambda: _stage_train(
-                    run, recipe, recipe_data, base, spec, verbose=opts.verbose, console=console, checker=checker
-                ),
-            ),
-            ("merge", lambda: _stage_merge(run, recipe_data, base, console)),
-            ("export", lambda: _stage_export(run, console)),
-            ("eval", lambda: _stage_eval(run, console) if opts.evaluate else None),
-            ("card", lambda: _stage_card(run, console)),
-        )
-        for name, do in stages:
-            if not run.stage_done(name):
-                do()
-            if opts.until == name:
+        for stage in STAGES:
+            if not run.stage_done(stage.name) and stage.when(ctx):
+                result = run_stage(stage.name, ctx)
+                if stage.summary is not None:
+                    console.print(stage.summary(ctx))
+                if stage.name == "eval":
+                    evaluated = result
+            if opts.until == stage.name:
                 run.update(status="stopped")
-                console.print(f"stopped after {name}: {run.path} (continue with: iris-recipes run --resume {run.path})")
-                return
-        run.update(status="done", finished=now_iso())
+                console.print(
+                    f"stopped after {stage.name}: {run.path} (continue with: iris-recipes run --resume {run.path})"
+                )
+                break
+        else:
+            run.update(status="done", finished=now_iso())
+    if evaluated is not None:  # the tracked runs get the eval metrics and the card of this run
+        from iris_recipes.evaluate.runner import log_tracking
+
+        log_tracking(run, evaluated, ctx.eval_log)

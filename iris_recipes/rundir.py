@@ -32,6 +32,7 @@ from typing import Any
 
 from iris_recipes import fsutil
 from iris_recipes.errors import IrisError
+from iris_recipes.paths import runs_dir
 
 
 def now_iso() -> str:
@@ -142,6 +143,51 @@ class RunDir:
             self.update(status="failed")
             raise
         self.set_stage(stage, status="done", finished=now_iso(), seconds=round(time.monotonic() - started, 3), **extra)
+
+
+# -- where a new run goes ----------------------------------------------------------------------------------------
+def _describe_run(path: Path) -> str:
+    try:
+        meta = json.loads((path / "run.json").read_text())
+        return f"run {meta.get('run_id')} of recipe {meta.get('recipe')} (status {meta.get('status')})"
+    except (OSError, json.JSONDecodeError):
+        return "another run"
+
+
+def check_output_dir(output: str | Path) -> Path:
+    """`--output DIR` must be new or empty: never another run's directory."""
+    path = Path(output).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise IrisError(f"--output {output}: exists and is not a directory; choose a new directory.")
+    if (path / "run.json").is_file():
+        raise IrisError(
+            f"--output {output}: holds {_describe_run(path)}; a run never overwrites another run. "
+            f"Choose a new directory, or continue that run with `iris-recipes run --resume {path}`."
+        )
+    if path.is_dir() and any(path.iterdir()):
+        raise IrisError(
+            f"--output {output}: is not empty; choose a new or empty directory so no file in it is overwritten."
+        )
+    return path
+
+
+def new_run_path(name: str) -> Path:
+    root = runs_dir() / name
+    base = new_run_id()
+    for i in range(1, 1000):
+        candidate = root / (base if i == 1 else f"{base}-{i}")
+        if not candidate.exists():
+            return candidate
+    raise IrisError(f"{root}: could not find a free run id; clean up old runs.")
+
+
+def claim(path: Path, *, must_be_new: bool) -> None:
+    """Create the run directory `path` (a new one must not exist yet: two runs never share one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(exist_ok=not must_be_new)
+    except FileExistsError:
+        raise IrisError(f"{path}: appeared while this run was starting (another run?); run again.") from None
 
 
 def find_runs(recipe_name: str, runs_root: Path | None = None) -> list[RunDir]:

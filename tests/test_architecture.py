@@ -17,6 +17,7 @@ LAYERS = {
     "cli": ("iris_recipes.cli", "iris_recipes.__main__", "iris_recipes.commands"),
     "stages": (
         "iris_recipes.pipeline",
+        "iris_recipes.stages",
         "iris_recipes.train",
         "iris_recipes.lora_merge",
         "iris_recipes.export",

@@ -199,7 +199,7 @@ def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path):
 
     from iris_recipes.compare import compare
     from iris_recipes.evaluate import plan
-    from iris_recipes.pipeline import _stage_eval
+    from iris_recipes.stages import StageContext, run_stage
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(
@@ -211,7 +211,9 @@ def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     screen = io.StringIO()
-    _stage_eval(tiny_runs[1], Console(file=screen, width=300))
+    console = Console(file=screen, width=300)  # as `run` reports its eval stage
+    run_stage("eval", StageContext(tiny_runs[1], eval_log=lambda m: console.print(f"eval: {m}")))
+    console.print(f"eval: {tiny_runs[1].file('eval.json')}")
     p = plan(tiny_runs[0].path)
     expected = [f"eval: converting the base model {p.base} to GGUF (cached)"]
     for side in ("base", "tuned"):

@@ -147,7 +147,7 @@ def test_flash_attention_when_installed_on_ampere(monkeypatch):
 
 
 def test_device_facts_for_run_json():
-    from iris_recipes.pipeline import device_facts
+    from iris_recipes.train.stage import device_facts
 
     spec = make_spec(gpus=1)
     facts = device_facts(

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from iris_recipes.pipeline import checkpoint_complete, latest_checkpoint
 from iris_recipes.train import launch
+from iris_recipes.train.checkpoints import checkpoint_complete, latest_checkpoint
 from iris_recipes.train.metrics import read_metrics, summarize, truncate_after
 from iris_recipes.train.progress import PROGRESS_PREFIX, parse_line, run_streaming
 

@@ -17,12 +17,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from iris_recipes.card import write_card
     from iris_recipes.rundir import RunDir
+    from iris_recipes.stages import StageContext, run_stage
 
     rundir = RunDir.open(args.run)
-    with rundir.stage("card") as info:
-        path = write_card(rundir)
-        info["file"] = path.name
-    print(path)
+    run_stage("card", StageContext(rundir))
+    print(rundir.file("README.md"))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from iris_recipes.commands.common import add_command, add_overrides, add_unsafe_flag
+from iris_recipes.stages import NAMES as STAGE_NAMES
 
 GPU_TYPE_NAMES = ("t4", "l4", "a10g", "a100-40", "a100-80", "h100")  # iris_recipes.train.gpus.GPU_TYPES
 LAUNCH_FLAGS = (
@@ -104,7 +105,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--until",
-        choices=("data", "train", "merge", "export", "eval", "card"),
+        choices=STAGE_NAMES,
         help="stop after this stage (continue later with --resume)",
     )
     p.add_argument("--verbose", "-v", action="store_true", help="show Axolotl's own output, not just progress")

@@ -122,23 +122,31 @@ def plan(run_path: str | Path, samples: int | None = None) -> Plan:
 
 
 def evaluate(p: Plan, log: Callable[[str], None] = print) -> dict:
-    """Run the evaluation of a checked plan and write RUN/eval.json; returns its content."""
+    """The eval stage alone on a run (`iris-recipes eval RUN`, sweeps): evaluate a checked plan, write RUN/eval.json,
+    then bring the run's card and tracked runs up to date; returns eval.json's content."""
+    from iris_recipes.stages import StageContext, run_stage
+
     status = p.run.read().get("status")
     try:
-        with p.run.stage("eval") as info:
-            result = _evaluate(p, log, info)
-            fsutil.write_json(p.run.file(EVAL_FILE), result)
-            info.update(file=EVAL_FILE, samples=result["samples"])
+        result = run_stage("eval", StageContext(p.run, eval_plan=p, eval_log=log))
     except BaseException:
         if status == "done":  # a failed re-evaluation does not unmake a finished run; inside `run` it fails the run
             p.run.update(status=status)
         raise
     _refresh_card(p.run, log)
-    _log_tracking(p.run, result, log)
+    log_tracking(p.run, result, log)
     return result
 
 
-def _log_tracking(run: RunDir, result: dict, log: Callable[[str], None]) -> None:
+def evaluate_into(p: Plan, info: dict, log: Callable[[str], None]) -> dict:
+    """The eval stage's work (stages.STAGES records it): RUN/eval.json; `info` gets its facts."""
+    result = _evaluate(p, log, info)
+    fsutil.write_json(p.run.file(EVAL_FILE), result)
+    info.update(file=EVAL_FILE, samples=result["samples"])
+    return result
+
+
+def log_tracking(run: RunDir, result: dict, log: Callable[[str], None]) -> None:
     """Eval metrics and the evidence files into the run's tracked runs (recipe `track:`), when there are any."""
     from iris_recipes import track
 

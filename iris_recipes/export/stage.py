@@ -89,49 +89,71 @@ def export_run(
     threads: int | None = None,
     log: Callable[[str], None] = _say,
 ) -> dict[str, Any]:
-    """Export, check and record a run's GGUFs; returns `artifacts["gguf"]`.
+    """The export stage alone on a run (`iris-recipes export RUN`): export, check and record its GGUFs; returns
+    `artifacts["gguf"]`.
 
     quants: quantized types beside F16 (default: the recipe's export.quantize). require_chat_stop: whether the
     chat check demands the model stop on its own (default: yes, except for random-weight test models). log: where
     the stage's own lines go (llama.cpp's output goes to RUN/export.log).
     """
+    from iris_recipes.stages import StageContext, run_stage
+
+    ctx = StageContext(run, quants=quants, threads=threads, require_chat_stop=require_chat_stop, export_log=log)
+    return run_stage("export", ctx)
+
+
+def export_settings(run: RunDir, quants: list[str] | None) -> tuple[str, list[str], float]:
+    """(file name stem, quantized types, min top-1 agreement), checked before the stage starts: a bad type or a
+    missing converter is a setup problem, not a failed run."""
     name, recipe_quants, min_top1 = _recipe_settings(run)
     quants = check_quants(
         recipe_quants if quants is None else quants, where="export.quantize" if quants is None else "--quantize"
     )
-    find_converter()  # before the stage starts: a missing converter is a setup problem, not a failed run
+    find_converter()
+    return name, quants, min_top1
 
-    with run.stage("export") as info:
-        merged = run.file("merged")
-        n_params = check_merged(merged)
-        out_dir = run.file("gguf")
-        estimate = estimate_bytes(n_params, quants)
-        ensure_space(out_dir, sum(estimate.values()), f"F16 + {', '.join(quants) or 'no quantized types'}")
-        if require_chat_stop is None:
-            require_chat_stop = not _random_weights(merged)
-        info.update(
-            llama_cpp_python=LLAMA_CPP_PYTHON_VERSION, quantize=quants, min_top1_agreement=min_top1, params=n_params
+
+def export_gguf(
+    run: RunDir,
+    settings: tuple[str, list[str], float],
+    info: dict[str, Any],
+    *,
+    require_chat_stop: bool | None = None,
+    threads: int | None = None,
+    log: Callable[[str], None] = _say,
+) -> dict[str, Any]:
+    """The export stage's work (stages.STAGES records it); `info` gets its facts as they are known."""
+    name, quants, min_top1 = settings
+    merged = run.file("merged")
+    n_params = check_merged(merged)
+    out_dir = run.file("gguf")
+    estimate = estimate_bytes(n_params, quants)
+    ensure_space(out_dir, sum(estimate.values()), f"F16 + {', '.join(quants) or 'no quantized types'}")
+    if require_chat_stop is None:
+        require_chat_stop = not _random_weights(merged)
+    info.update(
+        llama_cpp_python=LLAMA_CPP_PYTHON_VERSION, quantize=quants, min_top1_agreement=min_top1, params=n_params
+    )
+
+    stage_dir = Path(tempfile.mkdtemp(prefix=".export-", suffix=".partial", dir=out_dir))
+    try:
+        entries = _build_and_check(
+            run, merged, stage_dir, name, quants, min_top1, require_chat_stop, threads, info, log
         )
+        for entry in entries.values():  # all checks passed: publish under the final names
+            final = out_dir / entry["file"]
+            (stage_dir / entry["file"]).replace(final)
+            final.chmod(0o644)  # mkstemp made it private; published files are meant to be read
+            entry["file"] = f"gguf/{entry['file']}"
+    finally:
+        shutil.rmtree(stage_dir, ignore_errors=True)
 
-        stage_dir = Path(tempfile.mkdtemp(prefix=".export-", suffix=".partial", dir=out_dir))
-        try:
-            entries = _build_and_check(
-                run, merged, stage_dir, name, quants, min_top1, require_chat_stop, threads, info, log
-            )
-            for entry in entries.values():  # all checks passed: publish under the final names
-                final = out_dir / entry["file"]
-                (stage_dir / entry["file"]).replace(final)
-                final.chmod(0o644)  # mkstemp made it private; published files are meant to be read
-                entry["file"] = f"gguf/{entry['file']}"
-        finally:
-            shutil.rmtree(stage_dir, ignore_errors=True)
-
-        previous = run.artifact("gguf") or {}
-        f16_sha = entries["f16"]["sha256"]
-        for quant, old in previous.items():  # earlier quantized files of the same F16 stay listed
-            if quant not in entries and old.get("f16_sha256") == f16_sha and run.file(old["file"]).is_file():
-                entries[quant] = old
-        run.set_artifact("gguf", entries)
+    previous = run.artifact("gguf") or {}
+    f16_sha = entries["f16"]["sha256"]
+    for quant, old in previous.items():  # earlier quantized files of the same F16 stay listed
+        if quant not in entries and old.get("f16_sha256") == f16_sha and run.file(old["file"]).is_file():
+            entries[quant] = old
+    run.set_artifact("gguf", entries)
     return entries
 
 
