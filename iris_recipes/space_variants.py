@@ -27,17 +27,9 @@ from typing import Any
 
 from iris_recipes import fsutil
 from iris_recipes.errors import IrisError
+from iris_recipes.recipe.schema import apply_defaults
 
 MANIFEST_FORMAT = 1
-
-# Defaults of the recipe schema's `space:` block, applied again here so a manifest is always complete.
-SPACE_DEFAULTS: dict[str, Any] = {
-    "examples": [],
-    "quant": "q4_k_m",
-    "temperature": 0.7,
-    "top_p": 0.9,
-    "max_new_tokens": 256,
-}
 
 # The name `push` gives the base model's F16 GGUF in the variant's repo.
 BASE_GGUF_FILE = "base-f16.gguf"
@@ -121,7 +113,7 @@ def variant_from_recipe(name: str, data: dict[str, Any], recipe_path: Path, runs
     """The variant of one resolved recipe (`Recipe.data`), with the status its runs give it."""
     from iris_recipes.rundir import latest_done_run
 
-    space = {**SPACE_DEFAULTS, **(data.get("space") or {})}
+    space = apply_defaults(data)["space"]  # the schema's defaults, so a manifest is always complete
     description = space.get("description") or data.get("description") or ""
     repo_id = (data.get("publish") or {}).get("repo_id")
     quant = space["quant"]

@@ -80,9 +80,10 @@ def _train_summary(ctx: StageContext) -> str:
 
 def _merge(ctx: StageContext, facts: dict) -> None:
     from iris_recipes.lora_merge import merge
+    from iris_recipes.recipe.view import view
     from iris_recipes.train import config as axconfig
 
-    method = ctx.recipe_data.get("method", "lora")
+    method = view(ctx.recipe_data).method
     weights = ctx.run.file(axconfig.CHECKPOINTS) if method == "full" else ctx.run.file("adapter")
     result = merge(
         base_model=ctx.base,

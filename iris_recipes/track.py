@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 
 from iris_recipes.errors import IrisError
+from iris_recipes.recipe.view import view
 from iris_recipes.rundir import RunDir
 
 PACKAGES = {"mlflow": "mlflow", "wandb": "wandb"}
@@ -74,7 +75,7 @@ def tags(recipe_data: dict, run_id: str) -> dict[str, str]:
     out = {
         "iris.recipe": recipe_data["name"],
         "iris.run_id": run_id,
-        "iris.method": recipe_data.get("method", "lora"),
+        "iris.method": view(recipe_data).method,
         "iris.base_model": str(recipe_data.get("base_model")),
         "iris.dataset": str(
             (recipe_data.get("dataset") or {}).get("name") or (recipe_data.get("dataset") or {}).get("path")
@@ -90,7 +91,7 @@ def tags(recipe_data: dict, run_id: str) -> dict[str, str]:
 def wandb_tags(recipe_data: dict) -> list[str]:
     """W&B tags are short labels: recipe, method, the card's tags and track.tags as key:value."""
     card_tags = (recipe_data.get("card") or {}).get("tags") or []
-    out = [recipe_data["name"], recipe_data.get("method", "lora"), *map(str, card_tags)]
+    out = [recipe_data["name"], view(recipe_data).method, *map(str, card_tags)]
     out += [f"{k}:{v}" for k, v in ((recipe_data.get("track") or {}).get("tags") or {}).items()]
     return [t.replace(",", " ")[:64] for t in dict.fromkeys(out)]
 

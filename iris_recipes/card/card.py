@@ -45,7 +45,7 @@ def build_card(facts: CardFacts, has_plot: bool = True):
 def card_data(facts: CardFacts):
     from huggingface_hub import ModelCardData
 
-    method = facts.get("method", "lora")
+    method = facts.settings.method
     tags = list(
         dict.fromkeys(
             [*facts.get("card.tags", []), "gguf", *(["lora"] if method in ("lora", "qlora") else []), "iris-recipes"]
@@ -116,7 +116,7 @@ def body(f: CardFacts, has_plot: bool) -> str:
 
 def _title(f: CardFacts) -> str:
     base = _link(f.base_model) if f.base_model else f"`{f.base_model_spec}`"
-    method = {"lora": "a LoRA adapter", "qlora": "a QLoRA adapter", "full": "full fine-tuning"}[f.get("method", "lora")]
+    method = {"lora": "a LoRA adapter", "qlora": "a QLoRA adapter", "full": "full fine-tuning"}[f.settings.method]
     data = ", ".join(_source_ref(s) for s in f.sources)
     lines = [f"# {f.name}", ""]
     if _banner(f):  # first thing a reader sees
@@ -188,11 +188,11 @@ def _data(f: CardFacts) -> str:
 def _training(f: CardFacts, has_plot: bool) -> str:
     train, lora = f.get("train", {}) or {}, f.get("lora", {}) or {}
     rows: list[list[str]] = [
-        ["method", f.get("method", "lora")],
+        ["method", f.settings.method],
         ["base model", f"`{f.base_model_spec}`"],
         ["chat template", f.get("chat_template")],
     ]
-    if f.get("method", "lora") in ("lora", "qlora"):
+    if f.settings.method in ("lora", "qlora"):
         target = lora.get("target")
         rows += [
             ["LoRA rank r / alpha", f"{lora.get('r')} / {lora.get('alpha')}"],
@@ -466,7 +466,7 @@ def _usage(f: CardFacts) -> str:
     else:
         load = f'llm = Llama(model_path="gguf/{filename}", n_ctx=2048)  # in the run directory'
         where = "from the run directory"
-    temp = f.get("space.temperature", 0.7)
+    temp = f.settings.space_temperature
     lines = [
         "## Usage",
         "",
@@ -538,7 +538,7 @@ def _preferred(f: CardFacts) -> tuple[str, dict | None]:
     for quant in (f.get("space.quant"), *PREFERRED_QUANTS, *f.gguf):
         if quant and isinstance(f.gguf.get(quant), dict) and f.gguf[quant].get("file"):
             return quant, f.gguf[quant]
-    return (f.get("space.quant") or "q4_k_m"), None
+    return f.settings.space_quant, None
 
 
 def _source_ref(s) -> str:

@@ -6,12 +6,14 @@ to produce what does not (an evaluation, a GGUF export).
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from iris_recipes.errors import IrisError
+from iris_recipes.recipe.view import RecipeView, view
 from iris_recipes.rundir import RunDir
 from iris_recipes.train import metrics as train_metrics
 
@@ -48,6 +50,10 @@ class CardFacts:
     @property
     def name(self) -> str:
         return self.recipe["name"]
+
+    @functools.cached_property
+    def settings(self) -> RecipeView:
+        return view(self.recipe)
 
     def get(self, dotted: str, default: Any = None) -> Any:
         node: Any = self.recipe

@@ -60,12 +60,22 @@ def format_scorer(pattern: str) -> Callable[[str, dict], float]:
     return lambda answer, reference: float(regex.search(answer) is not None)
 
 
+# The task metrics: name -> score(answer, reference). format_regex is built from the recipe's eval.format_regex.
+# What each needs from a held-out row is data.METRIC_NEEDS; the schema's eval.metrics enum lists the same names
+# (tests/test_tables.py keeps the three in step).
+SCORERS: dict[str, Callable[[str, dict], float] | None] = {
+    "exact_match_number": exact_match_number,
+    "truthfulness": truthfulness,
+    "keyword_overlap": keyword_overlap,
+    "format_regex": None,
+}
+
+
 def scorers(recipe_eval: dict) -> dict[str, Callable[[str, dict], float]]:
     """name -> score(answer, reference) for the recipe's eval.metrics (eval.format_regex already checked)."""
-    table = {"exact_match_number": exact_match_number, "truthfulness": truthfulness, "keyword_overlap": keyword_overlap}
     out = {}
     for name in recipe_eval.get("metrics") or []:
-        out[name] = format_scorer(recipe_eval["format_regex"]) if name == "format_regex" else table[name]
+        out[name] = format_scorer(recipe_eval["format_regex"]) if name == "format_regex" else SCORERS[name]
     return out
 
 

@@ -32,9 +32,6 @@ from iris_recipes.fsutil import sha256_file
 from iris_recipes.hostinfo import cpu_count, cpu_description
 from iris_recipes.rundir import RunDir
 
-DEFAULT_QUANTS = ["q4_k_m", "q8_0"]
-DEFAULT_MIN_TOP1 = 0.99
-
 
 def gguf_name(recipe: str, quant: str) -> str:
     return f"{recipe}-{quant}.gguf"
@@ -44,8 +41,8 @@ def _recipe_settings(run: RunDir) -> tuple[str, list[str], float]:
     recipe = run.recipe()
     return (
         recipe.name,
-        list(recipe.get("export.quantize", DEFAULT_QUANTS)),
-        float(recipe.get("export.min_top1_agreement", DEFAULT_MIN_TOP1)),
+        list(recipe.get("export.quantize")),
+        float(recipe.get("export.min_top1_agreement")),
     )
 
 

@@ -62,8 +62,8 @@ def cross_field_problems(r: dict) -> list[Problem]:
 
     export = r.get("export", {})
     space = r.get("space", {})
-    quants = export.get("quantize", ["q4_k_m", "q8_0"])
-    quant = space.get("quant", "q4_k_m")
+    quants = export["quantize"]  # defaults filled in (the loader checks apply_defaults(data))
+    quant = space["quant"]
     if quant != "f16" and quant not in quants:
         out.append((("space", "quant"), f"{quant} is not exported: add it to export.quantize {quants} or use f16"))
 

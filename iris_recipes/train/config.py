@@ -20,6 +20,7 @@ import yaml
 from iris_recipes.errors import IrisError, closest
 from iris_recipes.recipe.merge import deep_merge
 from iris_recipes.recipe.unsafe import advice, unsafe_axolotl_keys
+from iris_recipes.recipe.view import view
 from iris_recipes.train import gpus
 from iris_recipes.train.launch import LaunchSpec
 
@@ -122,7 +123,8 @@ def build_config(
     `allow_unsafe_axolotl_keys`, which comes from the user's --allow-unsafe-axolotl-keys.
     """
     train = recipe_data["train"]
-    method = recipe_data.get("method", "lora")
+    settings = view(recipe_data)
+    method = settings.method
     cpu = spec.device == "cpu"
     problems = []
     if not allow_unsafe_axolotl_keys:
@@ -154,18 +156,17 @@ def build_config(
     if recipe_data["chat_template"] in EOT_TOKENS:
         cfg["eot_tokens"] = EOT_TOKENS[recipe_data["chat_template"]]
 
-    if method in ("lora", "qlora"):
-        lora = recipe_data.get("lora", {})
+    if settings.lora is not None:
+        lora = settings.lora
         cfg["adapter"] = method
-        cfg["lora_r"] = lora.get("r", 16)
-        cfg["lora_alpha"] = lora.get("alpha", 32)
-        cfg["lora_dropout"] = lora.get("dropout", 0.05)
-        target = lora.get("target", "all-linear")
-        if target == "all-linear":
+        cfg["lora_r"] = lora.r
+        cfg["lora_alpha"] = lora.alpha
+        cfg["lora_dropout"] = lora.dropout
+        if lora.target == "all-linear":
             cfg["lora_target_linear"] = True
         else:
-            cfg["lora_target_modules"] = list(target)
-        if lora.get("rslora"):
+            cfg["lora_target_modules"] = list(lora.target)
+        if lora.rslora:
             cfg["peft_use_rslora"] = True
         if method == "qlora":
             cfg["load_in_4bit"] = True

@@ -12,6 +12,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from iris_recipes.recipe.view import view
 from iris_recipes.train import gpus
 from iris_recipes.train.memory import GIB, Setup, Shape, breakdown
 
@@ -103,14 +104,16 @@ def model_shape(base_model: str) -> tuple[Shape | None, str]:
 
 
 def setup_for(recipe_data: dict, cfg: dict, *, device: str, sharding: str, world_size: int) -> Setup:
-    lora = recipe_data.get("lora", {})
-    target = lora.get("target", "all-linear")
+    settings = view(recipe_data)
+    lora = settings.lora
+    adapter = {}  # full fine-tuning has no adapter settings
+    if lora is not None:
+        targets = None if lora.target == "all-linear" else list(lora.target)
+        adapter = {"lora_r": lora.r, "lora_targets": targets, "lora_dropout": lora.dropout}
     fp32 = device == "cpu" or not (cfg.get("bf16") or cfg.get("fp16"))
     return Setup(
-        method=recipe_data.get("method", "lora"),
-        lora_r=lora.get("r", 16),
-        lora_targets=None if target == "all-linear" else list(target),
-        lora_dropout=lora.get("dropout", 0.05),
+        method=settings.method,
+        **adapter,
         micro_batch=cfg.get("micro_batch_size", 1),
         sequence_len=cfg.get("sequence_len", 2048),
         gradient_checkpointing=bool(cfg.get("gradient_checkpointing")),

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from iris_recipes import fsutil, track
 from iris_recipes.errors import IrisError
+from iris_recipes.recipe.view import view
 from iris_recipes.rundir import RunDir, now_iso
 from iris_recipes.train import config as axconfig
 from iris_recipes.train import gpus, launch, validator
@@ -135,7 +136,7 @@ def train_stage(ctx, info: dict) -> None:
         )
     summary = trainmetrics.summarize(trainmetrics.read_metrics(run.file(axconfig.METRICS_FILE)))
     info.update(metrics=summary)
-    if recipe_data.get("method", "lora") != "full":
+    if view(recipe_data).method != "full":
         files = _collect_adapter(run)
         info.update(adapter=files)
         run.set_artifact("adapter", {"dir": "adapter", "files": files})
