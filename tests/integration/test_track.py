@@ -16,7 +16,7 @@ from iris_recipes.recipe import load_recipe
 from iris_recipes.train.config import build_config
 from iris_recipes.train.launch import LaunchSpec
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SECRETS = {"HF_TOKEN": "hf_iristestsecret0123456789", "WANDB_API_KEY": "wandbiristestsecret0123456789abcdefghij"}
 
 

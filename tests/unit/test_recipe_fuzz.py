@@ -29,10 +29,10 @@ from iris_recipes.recipe.merge import MAX_EXTENDS
 from iris_recipes.recipe.schema import _resolve, load_schema
 from iris_recipes.recipe.yamlpos import MAX_DEPTH, MAX_VALUES
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cli_sandbox import tree  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 EXAMPLES = int(os.environ.get("IRIS_FUZZ_EXAMPLES", 12))  # per hostile class; CI keeps it small, raise it to dig

@@ -23,7 +23,7 @@ from huggingface_hub import ModelCard  # noqa: E402
 
 from iris_recipes.card import upload_plan, write_card  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 QUANTS = {"f16": 2400, "q8_0": 1300, "q4_k_m": 800}  # bytes of the stand-in files (only sizes/hashes are read)
 
 

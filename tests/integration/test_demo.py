@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # The demo with a shorter schedule: 12 LoRA steps at the demo's learning rate learn the "Answer: N" format.
 OVERRIDES = [

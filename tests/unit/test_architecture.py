@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "iris_recipes"
 
 # Layer of each module, by its dotted name or the longest matching prefix; a module may import its own layer or

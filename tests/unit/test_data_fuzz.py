@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from iris_recipes.data.prepare import MAX_LISTED
 from iris_recipes.data.sources import MAX_CSV_CELL, MAX_ROW_DEPTH
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cli_sandbox import tree  # noqa: E402
 
 EXAMPLES = int(os.environ.get("IRIS_FUZZ_EXAMPLES", 15))  # per test; CI keeps it small, raise it to dig

@@ -13,7 +13,7 @@ import pytest
 import standins
 from iris_recipes.errors import IrisError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # family -> (architecture, specials that must be single tokens, end of turn, rendered user turn)
 EXPECTED = {

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest_export import make_run  # noqa: E402
 from iris_recipes.errors import IrisError  # noqa: E402
 from iris_recipes.fsutil import sha256_file  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _leftovers(run) -> list[Path]:

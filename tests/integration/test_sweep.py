@@ -12,7 +12,7 @@ from conftest_eval import tiny_recipe
 from iris_recipes.errors import IrisError
 from iris_recipes.sweep import assign_dirs, commands, make_plan, split_values
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_split_values_keeps_lists_whole():

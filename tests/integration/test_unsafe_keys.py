@@ -18,7 +18,7 @@ from iris_recipes.recipe import load_recipe
 from iris_recipes.recipe.unsafe import FLAG, UNSAFE_AXOLOTL_KEYS, advice, render
 from iris_recipes.rundir import RunDir
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BASE = "name: tiny\nbase_model: org/model\nchat_template: chatml\ndataset: {name: arith-steps}\ntrain: {max_steps: 3}\n"
 
 

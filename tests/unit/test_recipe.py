@@ -16,7 +16,7 @@ from iris_recipes.cli import main
 from iris_recipes.errors import RecipeError
 from iris_recipes.recipe import load_recipe
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "recipes").glob("*.yaml"))
 
 MINIMAL = """\

@@ -16,7 +16,7 @@ from iris_recipes.errors import IrisError
 from iris_recipes.evaluate import metrics as M
 from iris_recipes.rundir import RunDir
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 # -- metrics -----------------------------------------------------------------------------------------------------

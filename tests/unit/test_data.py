@@ -19,7 +19,7 @@ import yaml
 from iris_recipes.data import check_dataset_config, entry_names, load_entry, load_split, prepare
 from iris_recipes.errors import IrisError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
