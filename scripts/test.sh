@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Set up (idempotent) and run the whole test suite: real Axolotl training, llama.cpp export, the Space in Chromium.
+# Set up (idempotent) and run the whole test suite: the unit tier, then the integration tier (real Axolotl training,
+# llama.cpp export, the Space in Chromium).
 #   scripts/test.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --with-browser
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest tests/unit tests/integration "$@"
 rc=$?
 set -e
 # pytest exits 5 when it collected no test: that is a failure here, never a silent pass.
