@@ -43,7 +43,8 @@ class StageContext:
     evaluate: bool = True  # run the eval stage (`run --no-eval` turns it off)
     eval_plan: Any = None
     eval_log: Callable[[str], None] | None = None
-    result: Any = None  # what the stage returned (export: the GGUF entries; eval: eval.json's content)
+    result: Any = None  # what the last stage produced (data: its report; train: the metrics summary; merge: the
+    # merged model's facts; export: the GGUF entries; eval: eval.json's content; card: the card's path)
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,8 @@ def _eval(ctx: StageContext, facts: dict) -> None:
 def _card(ctx: StageContext, facts: dict) -> None:
     from iris_recipes.card import write_card
 
-    facts["file"] = str(write_card(ctx.run).relative_to(ctx.run.path))
+    ctx.result = write_card(ctx.run)
+    facts["file"] = str(ctx.result.relative_to(ctx.run.path))
 
 
 STAGES: tuple[Stage, ...] = (
@@ -177,6 +179,7 @@ _BY_NAME = {stage.name: stage for stage in STAGES}
 def run_stage(name: str, ctx: StageContext) -> Any:
     """Run one stage on `ctx.run` and record it in run.json (running, then done or failed, with its facts)."""
     stage = _BY_NAME[name]
+    ctx.result = None
     if stage.prepare is not None:
         stage.prepare(ctx)
     with ctx.run.stage(name) as facts:

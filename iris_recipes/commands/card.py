@@ -20,7 +20,5 @@ def run(args) -> int:
     from iris_recipes.rundir import RunDir
     from iris_recipes.stages import StageContext, run_stage
 
-    rundir = RunDir.open(args.run)
-    run_stage("card", StageContext(rundir))
-    print(rundir.file("README.md"))
+    print(run_stage("card", StageContext(RunDir.open(args.run))))
     return 0
