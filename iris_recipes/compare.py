@@ -22,14 +22,14 @@ IGNORED_KEYS = ("name", "description")  # recipe keys that differ between varian
 
 
 @dataclass
-class Entry:
+class ComparedRun:
     run: RunDir
     label: str
     eval: dict
     recipe: dict
 
 
-def load_entry(run: RunDir) -> Entry:
+def load_entry(run: RunDir) -> ComparedRun:
     ev_path = run.file("eval.json")
     if not ev_path.is_file():
         raise IrisError(f"{run.path}: not evaluated yet (no eval.json). Run `iris-recipes eval {run.path}` first.")
@@ -40,7 +40,7 @@ def load_entry(run: RunDir) -> Entry:
     import yaml
 
     recipe = yaml.safe_load(run.file("recipe.yaml").read_text()) if run.file("recipe.yaml").is_file() else {}
-    return Entry(run, f"{run.path.parent.name}/{run.path.name}", ev, recipe or {})
+    return ComparedRun(run, f"{run.path.parent.name}/{run.path.name}", ev, recipe or {})
 
 
 def _flatten(data, prefix: str = "") -> dict[str, object]:
@@ -53,7 +53,7 @@ def _flatten(data, prefix: str = "") -> dict[str, object]:
     return out
 
 
-def differing_keys(entries: list[Entry]) -> dict[str, list]:
+def differing_keys(entries: list[ComparedRun]) -> dict[str, list]:
     """Recipe keys whose value is not the same in every run: what the comparison is about."""
     flat = [_flatten(e.recipe) for e in entries]
     keys = sorted(set().union(*flat)) if flat else []
@@ -76,7 +76,7 @@ def _general(ev: dict, side: str, key: str):
     return ((ev.get("forgetting") or {}).get(side) or {}).get(key)
 
 
-def _rows(entries: list[Entry]) -> list[tuple[str, object, list]]:
+def _rows(entries: list[ComparedRun]) -> list[tuple[str, object, list]]:
     """(measure, base value of the first run, fine-tuned value per run) rows."""
     first = entries[0].eval.get("base") or {}
     rows = [
@@ -111,7 +111,7 @@ def _verdict(ev: dict) -> str | None:
     return None if not f else ("kept" if f.get("kept") else f.get("verdict", "degraded"))
 
 
-def _noise(entry: Entry, measure: str) -> float | None:
+def _noise(entry: ComparedRun, measure: str) -> float | None:
     value = (entry.eval.get("noise") or {}).get(measure)
     return float(value) if isinstance(value, (int, float)) else None
 
@@ -122,7 +122,7 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def table(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
+def table(entries: list[ComparedRun]) -> tuple[list[str], list[list[str]]]:
     """Header and rows: base of the first run, then each run's value with its change from the first run."""
     header = ["measure", f"base ({entries[0].label})", *(e.label for e in entries)]
     out = []
@@ -147,7 +147,7 @@ def table(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
     return header, out
 
 
-def markdown(entries: list[Entry]) -> str:
+def markdown(entries: list[ComparedRun]) -> str:
     header, rows = table(entries)
     lines = [f"# Comparison of {len(entries)} runs", ""]
     diffs = differing_keys(entries)
@@ -175,7 +175,7 @@ def markdown(entries: list[Entry]) -> str:
     return "\n".join(lines)
 
 
-def print_table(entries: list[Entry], console=None) -> None:
+def print_table(entries: list[ComparedRun], console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -198,7 +198,7 @@ def print_table(entries: list[Entry], console=None) -> None:
     console.print(t)
 
 
-def compare(args: list[str], output: str | Path | None = None, console=None) -> tuple[list[Entry], Path]:
+def compare(args: list[str], output: str | Path | None = None, console=None) -> tuple[list[ComparedRun], Path]:
     """Resolve, load (all checked before printing), print and write the Markdown comparison; returns its path."""
     from iris_recipes.paths import runs_dir
     from iris_recipes.rundir import new_run_id

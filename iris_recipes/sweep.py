@@ -165,7 +165,7 @@ def commands(plan: SweepPlan) -> list[str]:
     return out
 
 
-def manifest(plan: SweepPlan, sweep_id: str, **extra) -> dict:
+def sweep_record(plan: SweepPlan, sweep_id: str, **extra) -> dict:
     return {
         "sweep_id": sweep_id,
         "recipe": plan.name,
@@ -198,7 +198,7 @@ def execute(plan: SweepPlan, sweep_id: str, *, samples: int | None = None, log=N
 
     log = log or (lambda m: print(m, file=sys.stderr))
     record = runs_dir() / plan.name / f"sweep-{sweep_id}.json"
-    fsutil.write_json(record, manifest(plan, sweep_id))
+    fsutil.write_json(record, sweep_record(plan, sweep_id))
     for v in plan.variants:
         log(f"sweep: variant {v.index}/{len(plan.variants) - 1}: {v.label} -> {v.run_dir}")
         try:
@@ -218,11 +218,11 @@ def execute(plan: SweepPlan, sweep_id: str, *, samples: int | None = None, log=N
         except IrisError as exc:
             v.status, v.error = "failed", str(exc)
             log(f"sweep: variant {v.index} failed: {exc}")
-        fsutil.write_json(record, manifest(plan, sweep_id))
+        fsutil.write_json(record, sweep_record(plan, sweep_id))
     done = [v for v in plan.variants if v.status == "done"]
     md = None
     if done:
         _, md = compare([str(v.run_dir) for v in done], runs_dir() / plan.name / f"sweep-{sweep_id}.md")
-    result = manifest(plan, sweep_id, comparison=str(md) if md else None)
+    result = sweep_record(plan, sweep_id, comparison=str(md) if md else None)
     fsutil.write_json(record, result)
     return result

@@ -126,7 +126,7 @@ def test_card_shows_the_check_beside_the_task_metrics(tmp_path):
 
 
 def test_compare_shows_general_rows(tmp_path):
-    from iris_recipes.compare import Entry, markdown
+    from iris_recipes.compare import ComparedRun, markdown
     from iris_recipes.rundir import RunDir
 
     entries = []
@@ -137,7 +137,7 @@ def test_compare_shows_general_rows(tmp_path):
             "noise": {"format_regex": 0.05},
             "forgetting": _eval_with_forgetting(kept),
         }
-        entries.append(Entry(RunDir(tmp_path / f"r{i}"), f"demo/r{i}", ev, {"train": {"learning_rate": 10**-i}}))
+        entries.append(ComparedRun(RunDir(tmp_path / f"r{i}"), f"demo/r{i}", ev, {"train": {"learning_rate": 10**-i}}))
     md = markdown(entries)
     assert "| general: replies that loop | 0 | 0 | 3 (+3) |" in md
     assert "| general: stops on its own | 1 | 1 | 0.25 (-0.75) |" in md
