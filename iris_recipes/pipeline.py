@@ -1,4 +1,5 @@
-"""`iris-recipes run`: recipe -> data -> train -> merge -> export -> card, each stage recorded in run.json.
+"""`iris-recipes run`: the stage table (stages.py: data -> train -> merge -> export -> eval -> card) walked on one run
+directory; each stage is recorded in run.json.
 
 A run never touches another run's files: a new run gets a fresh `runs/<recipe>/<run-id>/` (or `--output DIR`, which
 must be new or empty). `--resume` continues the newest unfinished run of a recipe (or the one named): finished
@@ -8,14 +9,9 @@ stages are skipped and training restarts from its newest complete checkpoint, wi
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.metadata
-import json
 import os
-import platform
 import shutil
 import signal
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,30 +20,24 @@ from rich.console import Console
 
 from iris_recipes import fsutil, nodes, track
 from iris_recipes.errors import IrisError
+from iris_recipes.launch_plan import dry_run, resolve_base, slurm_job, write_slurm_job
 from iris_recipes.locate import NEWEST_UNFINISHED, recipe_path, run_of_recipe
-from iris_recipes.paths import project_root
 from iris_recipes.recipe.loader import dump_yaml
-from iris_recipes.rundir import RunDir, check_output_dir, claim, new_run_path, now_iso
+from iris_recipes.rundir import (
+    RunDir,
+    check_output_dir,
+    claim,
+    git_commit,
+    new_run_path,
+    now_iso,
+    package_versions,
+    portable_recipe,
+)
 from iris_recipes.stages import STAGES, StageContext, run_stage
 from iris_recipes.train import config as axconfig
-from iris_recipes.train import gpus, launch, slurm, validator
-from iris_recipes.train import plan as trainplan
+from iris_recipes.train import launch, slurm, validator
 from iris_recipes.train.checkpoints import latest_checkpoint
-from iris_recipes.train.stage import deepspeed_json, device_facts, run_training, target_gpu, write_axolotl_config
-
-VERSIONED = (
-    "iris-recipes",
-    "axolotl",
-    "torch",
-    "transformers",
-    "peft",
-    "trl",
-    "accelerate",
-    "datasets",
-    "deepspeed",
-    "tokenizers",
-    "safetensors",
-)
+from iris_recipes.train.stage import run_training, target_gpu, write_axolotl_config
 
 
 @dataclass
@@ -108,49 +98,6 @@ class RunOptions:
         )
 
 
-# -- facts recorded in run.json ----------------------------------------------------------------------------------
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in VERSIONED:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def git_commit() -> str | None:
-    try:
-        res = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return res.stdout.strip() or None if res.returncode == 0 else None
-
-
-def portable_recipe(recipe) -> dict:
-    """The resolved recipe with its local paths (dataset files, a base model directory) made absolute, so the
-    copy in the run directory loads from there."""
-    data = json.loads(json.dumps(recipe.data))
-    base_dir = Path(recipe.path).resolve().parent
-    blocks = [data["dataset"], *(data["dataset"].get("mix") or [])]
-    for block in blocks:
-        if block.get("path") and not Path(block["path"]).expanduser().is_absolute():
-            block["path"] = str((base_dir / block["path"]).resolve())
-    bm = data.get("base_model", "")
-    if not bm.startswith("builtin:") and not Path(bm).is_absolute() and (base_dir / bm).is_dir():
-        data["base_model"] = str((base_dir / bm).resolve())
-    return data
-
-
-def resolve_base(recipe_data: dict, base_dir: Path, *, dry_run: bool, prefer: str | None = None):
-    """The run's base model through the one resolver (a dry run builds and downloads nothing)."""
-    from iris_recipes.models import resolve_base_model
-
-    return resolve_base_model(recipe_data["base_model"], base_dir, fetch=not dry_run, prefer=prefer)
-
-
 # -- other nodes of a multi-node run -----------------------------------------------------------------------------
 def follow_node0(run: RunDir, spec: launch.LaunchSpec, opts: RunOptions, console: Console) -> RunDir:
     """Node R > 0 of a multi-node run (see nodes.py): node 0's data, node 0's checkpoint, this node's share of the
@@ -203,83 +150,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 # -- the command -------------------------------------------------------------------------------------------------
-def slurm_job(recipe, opts: RunOptions, path: Path) -> slurm.SlurmJob:
-    flags = [f"--deepspeed={opts.deepspeed}"] if opts.deepspeed else ["--fsdp"] if opts.fsdp else []
-    if opts.launcher != "accelerate":
-        flags.append(f"--launcher={opts.launcher}")
-    return slurm.SlurmJob(
-        run_dir=path,
-        job_name=slurm.job_name(recipe.name),
-        nnodes=opts.nnodes,
-        gpus=opts.gpus,
-        partition=opts.partition,
-        time=opts.time,
-        account=opts.account,
-        launch_flags=tuple(flags),
-    )
-
-
-def write_slurm_job(run: RunDir, recipe, opts: RunOptions, console: Console) -> RunDir:
-    job = slurm_job(recipe, opts, run.path)
-    sbatch = run.file(slurm.SBATCH_FILE)
-    fsutil.write_text(sbatch, slurm.render(job))
-    sbatch.chmod(0o755)
-    run.update(status="created", slurm={"script": slurm.SBATCH_FILE, "nodes": job.nnodes, "gpus_per_node": job.gpus})
-    console.print(
-        f"Slurm job: {sbatch} ({job.nnodes} node(s) x {job.gpus} GPU(s)); every node must see {run.path} "
-        "and this installation at the same paths.\nSubmit it with:\n  sbatch " + str(sbatch)
-    )
-    return run
-
-
-def _describe_device(spec: launch.LaunchSpec, gpu: gpus.GPU | None, cfg: dict, gpu_type: str | None) -> str:
-    facts = device_facts(spec, gpu, cfg)
-    kernels = f"{facts['precision']}, TF32 {'on' if facts['tf32'] else 'off'}, attention {facts['attention']}"
-    if spec.device == "cpu":
-        return f"# device: CPU ({kernels})\n"
-    if gpu is None:
-        return (
-            f"# GPU: none here and no --gpu-type ({kernels}); at launch the GPU found decides, "
-            "--gpu-type t4|l4|a10g|a100-40|a100-80|h100 shows it for one\n"
-        )
-    how = f"--gpu-type {gpu_type}" if gpu_type and gpu.key == gpu_type else "found on this machine"
-    return f"# GPU: {gpu.name} ({gpu.sm}, {gpu.memory_gib} GiB; {how}): {kernels}\n"
-
-
-def dry_run(recipe, opts: RunOptions, console: Console, run: RunDir | None = None) -> str:
-    """The exact launch command, the launch plan and the generated Axolotl config; nothing is written or run."""
-    spec = opts.spec()
-    data = portable_recipe(recipe)
-    resolved = resolve_base(data, Path(recipe.path).parent, dry_run=True)
-    base = str(resolved.path or resolved.spec)  # a hub model not downloaded yet: Axolotl is shown its id
-    has_val = data["dataset"].get("val_size", 0.05) > 0
-    target = target_gpu(spec, opts.gpu_type, dry_run=True)
-    cfg, text, cmd = write_axolotl_config(
-        recipe, data, base, spec, has_val, None, validate=True, dest=None, target=target
-    )
-    report = run.file("data", "report.json") if run is not None else None
-    plan = trainplan.render(
-        recipe_data=data,
-        cfg=cfg,
-        base_model=base,
-        device=spec.device,
-        sharding=spec.deepspeed or ("fsdp" if spec.fsdp else "none"),
-        world_size=spec.world_size,
-        gpu=target[0],
-        data_report=json.loads(report.read_text()) if report and report.is_file() else None,
-    )
-    out = (
-        f"# launch command (run from the run directory; {spec.world_size} process(es), device {spec.device})\n"
-        f"{launch.shell_line(cmd, spec)}\n{_describe_device(spec, target[0], cfg, opts.gpu_type)}{plan}\n"
-        f"# axolotl.yaml\n{text}"
-    )
-    print(out, end="")
-    if spec.deepspeed:
-        print(f"\n# deepspeed.json (copied from {deepspeed_json(spec.deepspeed)})")
-        print(deepspeed_json(spec.deepspeed).read_text(), end="")
-    return out
-
-
 def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None = None) -> RunDir | None:
     from iris_recipes.recipe import load_recipe
 

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import importlib.metadata
 import json
+import platform
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +35,7 @@ from typing import Any
 
 from iris_recipes import fsutil
 from iris_recipes.errors import IrisError
-from iris_recipes.paths import runs_dir
+from iris_recipes.paths import project_root, runs_dir
 
 
 def now_iso() -> str:
@@ -143,6 +146,57 @@ class RunDir:
             self.update(status="failed")
             raise
         self.set_stage(stage, status="done", finished=now_iso(), seconds=round(time.monotonic() - started, 3), **extra)
+
+
+# -- facts recorded in run.json ----------------------------------------------------------------------------------
+VERSIONED = (
+    "iris-recipes",
+    "axolotl",
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "accelerate",
+    "datasets",
+    "deepspeed",
+    "tokenizers",
+    "safetensors",
+)
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return res.stdout.strip() or None if res.returncode == 0 else None
+
+
+def portable_recipe(recipe) -> dict:
+    """The resolved recipe with its local paths (dataset files, a base model directory) made absolute, so the
+    copy in the run directory loads from there."""
+    data = json.loads(json.dumps(recipe.data))
+    base_dir = Path(recipe.path).resolve().parent
+    blocks = [data["dataset"], *(data["dataset"].get("mix") or [])]
+    for block in blocks:
+        if block.get("path") and not Path(block["path"]).expanduser().is_absolute():
+            block["path"] = str((base_dir / block["path"]).resolve())
+    bm = data.get("base_model", "")
+    if not bm.startswith("builtin:") and not Path(bm).is_absolute() and (base_dir / bm).is_dir():
+        data["base_model"] = str((base_dir / bm).resolve())
+    return data
 
 
 # -- where a new run goes ----------------------------------------------------------------------------------------

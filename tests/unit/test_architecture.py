@@ -18,6 +18,7 @@ LAYERS = {
     "stages": (
         "iris_recipes.pipeline",
         "iris_recipes.stages",
+        "iris_recipes.launch_plan",
         "iris_recipes.train",
         "iris_recipes.lora_merge",
         "iris_recipes.export",
