@@ -226,13 +226,14 @@ def main() -> int:
     if overlap:
         raise SystemExit(f"prompts shared with the forgetting check: {sorted(overlap)}")
     base = resolve_base_model("builtin:smollm2-135m-instruct")
-    tok = AutoTokenizer.from_pretrained(base)
+    tok = AutoTokenizer.from_pretrained(base.path)
     ids = [
         tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True)
         for p in items
     ]
     ids = [x["input_ids"] if hasattr(x, "keys") else x for x in ids]
-    with generator(base_f16_gguf(base), n_ctx=512) as gen:
+    # the same cached F16 GGUF the eval stage uses for this base
+    with generator(base_f16_gguf(base.path, base.hub_id.rsplit("/", 1)[-1]), n_ctx=512) as gen:
         replies = gen.batch_generate(ids, args.max_new_tokens)
     threshold = apply_defaults({})["eval"]["forgetting"]["loop_threshold"]
     rows, dropped = [], {"no stop": 0, "loops": 0, "too long": 0}

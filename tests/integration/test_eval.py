@@ -215,16 +215,27 @@ def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path):
     run_stage("eval", StageContext(tiny_runs[1], eval_log=lambda m: console.print(f"eval: {m}")))
     console.print(f"eval: {tiny_runs[1].file('eval.json')}")
     p = plan(tiny_runs[0].path)
-    expected = [f"eval: converting the base model {p.base} to GGUF (cached)"]
-    for side in ("base", "tuned"):
-        expected += [
-            f"eval: {side}: validation loss on {len(p.loss_rows)} held-out conversations",
-            f"eval: {side}: {len(p.rows)} held-out answers (greedy + {len(EVAL_BLOCK['seeds'])} seeds) and "
-            f"{len(EVAL_BLOCK['prompts'])} prompts",
+    general = json.loads(tiny_runs[0].file("eval.json").read_text())["forgetting"]
+
+    def expected_lines(verdict: str) -> list[str]:
+        lines = [f"eval: converting the base model {p.base} to GGUF (cached)"]
+        for side in ("base", "tuned"):
+            lines += [
+                f"eval: {side}: validation loss on {len(p.loss_rows)} held-out conversations",
+                f"eval: {side}: {len(p.rows)} held-out answers (greedy + {len(EVAL_BLOCK['seeds'])} seeds), "
+                f"{len(EVAL_BLOCK['prompts'])} prompts and {general['prompts']} general prompts",
+            ]
+        return [
+            *lines,
+            f"eval: general prompts: {verdict}",
+            "eval: speed of tiny-eval-f16.gguf",
+            "eval: speed of tiny-eval-q8_0.gguf",
         ]
-    expected += ["eval: speed of tiny-eval-f16.gguf", "eval: speed of tiny-eval-q8_0.gguf"]
-    assert _eval_lines(proc.stderr) == expected and "eval: eval:" not in proc.stderr + proc.stdout
-    assert _eval_lines(screen.getvalue()) == [*expected, f"eval: {tiny_runs[1].file('eval.json')}"]
+
+    second = json.loads(tiny_runs[1].file("eval.json").read_text())["forgetting"]["verdict"]
+    assert _eval_lines(proc.stderr) == expected_lines(general["verdict"])
+    assert "eval: eval:" not in proc.stderr + proc.stdout
+    assert _eval_lines(screen.getvalue()) == [*expected_lines(second), f"eval: {tiny_runs[1].file('eval.json')}"]
     assert "eval: eval:" not in screen.getvalue()
 
     results = [json.loads(run.file("eval.json").read_text()) for run in tiny_runs]
