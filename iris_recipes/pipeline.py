@@ -259,21 +259,7 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
                 "launch": spec.to_dict(),
                 "base_model_path": str(base_model.path) if base_model.path else None,
                 "base_model_hub_id": base_model.hub_id,
-                "launch_options": {
-                    k: getattr(opts, k)
-                    for k in (
-                        "device",
-                        "num_processes",
-                        "gpus",
-                        "nnodes",
-                        "node_rank",
-                        "main_process_ip",
-                        "main_process_port",
-                        "launcher",
-                        "deepspeed",
-                        "fsdp",
-                    )
-                },
+                "launch_options": {k: getattr(opts, k) for k in launch.LAUNCH_OPTIONS},
                 "stages": {},
                 "artifacts": {},
                 **({"allow_unsafe_axolotl_keys": True} if opts.allow_unsafe_axolotl_keys else {}),

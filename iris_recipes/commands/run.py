@@ -6,20 +6,8 @@ import argparse
 
 from iris_recipes.commands.common import add_command, add_overrides, add_unsafe_flag
 from iris_recipes.stages import NAMES as STAGE_NAMES
-
-GPU_TYPE_NAMES = ("t4", "l4", "a10g", "a100-40", "a100-80", "h100")  # iris_recipes.train.gpus.GPU_TYPES
-LAUNCH_FLAGS = (
-    "device",
-    "num_processes",
-    "gpus",
-    "nnodes",
-    "node_rank",
-    "main_process_ip",
-    "main_process_port",
-    "deepspeed",
-    "fsdp",
-    "launcher",
-)
+from iris_recipes.train.gpus import GPU_TYPES
+from iris_recipes.train.launch import LAUNCH_OPTIONS
 
 
 def add_parser(sub) -> None:
@@ -67,9 +55,9 @@ def add_parser(sub) -> None:
     g.add_argument("--fsdp", action="store_true", help="FSDP2 sharding (GPUs)")
     g.add_argument(
         "--gpu-type",
-        choices=GPU_TYPE_NAMES,
+        choices=tuple(GPU_TYPES),
         metavar="TYPE",
-        help=f"plan for this GPU ({', '.join(GPU_TYPE_NAMES)}): precision, Axolotl's capability checks "
+        help=f"plan for this GPU ({', '.join(GPU_TYPES)}): precision, Axolotl's capability checks "
         "and the launch plan's memory fit, when it is not the GPU at hand",
     )
     s = p.add_argument_group("Slurm (writes RUN/launch.sbatch; submit it with sbatch)")
@@ -117,7 +105,7 @@ def run_command(args: argparse.Namespace) -> int:
     from iris_recipes.pipeline import RunOptions, run_recipe
 
     defaults = {"nnodes": 1, "node_rank": 0, "fsdp": False, "launcher": "accelerate", "device": "auto"}
-    given = any(getattr(args, k) not in (None, defaults.get(k)) for k in LAUNCH_FLAGS)
+    given = any(getattr(args, k) not in (None, defaults.get(k)) for k in LAUNCH_OPTIONS)
     opts = RunOptions(
         overrides=tuple(args.overrides),
         num_processes=args.num_processes,

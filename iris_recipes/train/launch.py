@@ -16,6 +16,20 @@ from pathlib import Path
 from iris_recipes.errors import IrisError
 from iris_recipes.hostinfo import PACKAGE_ROOT, cpu_count, hub_offline, prepend_pythonpath
 
+# The `run` options that choose how training is launched (recorded in run.json; a resume must not change them).
+LAUNCH_OPTIONS = (
+    "device",
+    "num_processes",
+    "gpus",
+    "nnodes",
+    "node_rank",
+    "main_process_ip",
+    "main_process_port",
+    "launcher",
+    "deepspeed",
+    "fsdp",
+)
+
 DEEPSPEED_STAGES = ("zero1", "zero2", "zero3", "zero3-offload")
 LAUNCHERS = ("accelerate", "torchrun")
 TRAIN_MODULE = "axolotl.cli.train"
