@@ -6,13 +6,15 @@ against.
 Builds a random-weight LlamaForCausalLM of the shape (fp32, SDPA), wraps it as Axolotl would (PEFT LoRA on the
 targeted projections, gradient checkpointing on the decoder layers), and runs forward, backward and an AdamW step on
 one micro batch of full-length sequences, twice (the second step is the steady state: the optimizer's states exist
-from the first). Memory is the process's peak resident set (getrusage) above what it held before the model existed; with glibc's mmap threshold fixed low, every tensor buffer is mapped and unmapped with
-the tensor, so the resident set follows the live tensors. Prints `MEASURED {"peak": bytes, "estimate": {...}}`.
+from the first). Memory is the process's peak resident set (VmHWM, reset just before the measured step so imports'
+transient peaks do not hide it) above what it held before the model existed; with glibc's mmap threshold fixed low,
+every tensor buffer is mapped and unmapped with the tensor, so the resident set follows the live tensors. Prints `MEASURED {"peak": bytes, "estimate": {...}}`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import resource
 import sys
 
@@ -20,7 +22,14 @@ import torch
 
 
 def rss_peak() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with open("/proc/self/status") as f:
+        return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1)) * 1024
+
+
+def reset_peak() -> None:
+    # Linux >= 4.0: writing 5 to clear_refs sets the peak resident set back to the current one
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def current_rss() -> int:
@@ -54,6 +63,7 @@ def main(spec: dict) -> dict:
     # warm up the kernels and allocator paths on a throwaway model so their one-off buffers are not counted
     _step(LlamaForCausalLM(cfg), setup, ids[:, :16], LoraConfig, get_peft_model)
     base = current_rss()
+    reset_peak()
     peak_before = rss_peak()
     _step(LlamaForCausalLM(cfg), setup, ids, LoraConfig, get_peft_model)
     peak = rss_peak()
