@@ -437,8 +437,14 @@ def _general_note(g: dict) -> str:
         f"at least {_fmt(t.get('loop_threshold'), 2)} of its token 4-grams repeat an earlier one; agreement is the "
         "content-word F1 overlap with the base model's reply where the base stopped without looping (a different "
         "style is not counted as broken). Kept means: stop rate at most "
-        f"{_fmt(t.get('max_stop_drop'), 2)} below the base's, and no more than {t.get('max_extra_loops')} extra "
-        "looping replies."
+        f"{_fmt(t.get('max_stop_drop'), 2)} below the base's, no more than {t.get('max_extra_loops')} extra "
+        "looping replies"
+        + (
+            f", a median reply at least {_fmt(t['min_length_ratio'], 2)} of the base's length and agreement at "
+            f"least {_fmt(t['min_agreement'], 2)}."
+            if "min_length_ratio" in t and "min_agreement" in t
+            else "."
+        )
     )
 
 

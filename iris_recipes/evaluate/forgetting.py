@@ -11,11 +11,13 @@ recipe's `eval.general_prompts`) greedily, with the same token limit (`eval.forg
                    over score near 1. Replies shorter than 8 tokens are never counted as loops.
     median_tokens  median reply length in tokens
     agreement      (fine-tuned) mean word F1 (content words) between its reply and the base reply, over the
-                   prompts where the base stopped without looping. Reported, not judged: a reply in another style
-                   about the same thing still overlaps, and a changed style is not a broken model.
+                   prompts where the base stopped without looping. A reply in another style about the same thing
+                   still overlaps (0.15-0.25 for the demo's fine-tunes), so only near-zero overlap is judged.
 
-Verdict: general behaviour is kept when the fine-tune's stop rate is at most `max_stop_drop` below the base's and
-it loops on at most `max_extra_loops` more prompts than the base; otherwise it is degraded.
+Verdict: general behaviour is kept when the fine-tune's stop rate is at most `max_stop_drop` below the base's, it
+loops on at most `max_extra_loops` more prompts than the base, its median reply is at least `min_length_ratio` of
+the base's and its agreement is at least `min_agreement`; otherwise it is degraded. The last two catch the collapse
+that ends every turn politely: an over-trained model answering everything with its task's few tokens.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from iris_recipes.errors import IrisError
 PROMPTS_FILE = Path(__file__).resolve().parent / "general_prompts.txt"
 NGRAM = 4
 MIN_LOOP_TOKENS = 2 * NGRAM
+MIN_AGREEMENT_PROMPTS = 5  # fewer compared prompts than this: agreement is reported, not judged
+THRESHOLDS = ("loop_threshold", "max_stop_drop", "max_extra_loops", "min_length_ratio", "min_agreement")
 RULE = (
     f"a reply loops when rep-{NGRAM} (the share of its token {NGRAM}-grams repeating an earlier one) is at "
     "least loop_threshold"
@@ -86,8 +90,9 @@ def agreement(base: list[Reply], tuned: list[Reply], threshold: float) -> tuple[
     return (round(sum(scores) / len(scores), 4) if scores else None), len(scores)
 
 
-def verdict(base: dict, tuned: dict, settings: dict) -> tuple[bool, str]:
-    """(kept, plain sentence) from the two summaries and the recipe's thresholds."""
+def verdict(base: dict, tuned: dict, settings: dict, compared: int = 0) -> tuple[bool, str]:
+    """(kept, plain sentence) from the two summaries, the number of prompts agreement was measured on and the
+    recipe's thresholds."""
     n = tuned["replies"]
     problems = []
     extra = tuned["loops"] - base["loops"]
@@ -95,6 +100,12 @@ def verdict(base: dict, tuned: dict, settings: dict) -> tuple[bool, str]:
         problems.append(f"{tuned['loops']} of {n} replies loop (base {base['loops']})")
     if tuned["stop_rate"] < base["stop_rate"] - settings["max_stop_drop"] - 1e-9:
         problems.append(f"stops on its own in {tuned['stopped']} of {n} (base {base['stopped']})")
+    if base["median_tokens"] and tuned["median_tokens"] < settings["min_length_ratio"] * base["median_tokens"]:
+        problems.append(
+            f"replies collapsed to a median of {tuned['median_tokens']:g} tokens (base {base['median_tokens']:g})"
+        )
+    if compared >= MIN_AGREEMENT_PROMPTS and tuned["agreement"] < settings["min_agreement"]:
+        problems.append(f"replies share almost nothing with the base's (agreement {tuned['agreement']:.2f})")
     if problems:
         return False, "degraded: " + "; ".join(problems)
     return True, "general behaviour kept"
@@ -107,12 +118,12 @@ def check(base: list[Reply], tuned: list[Reply], prompts: list[str], settings: d
     threshold = settings["loop_threshold"]
     b, t = summarize(base, threshold), summarize(tuned, threshold)
     t["agreement"], compared = agreement(base, tuned, threshold)
-    kept, text = verdict(b, t, settings)
+    kept, text = verdict(b, t, settings, compared)
     return {
         "prompts": len(prompts),
         "max_new_tokens": settings["max_new_tokens"],
         "rule": RULE,
-        "thresholds": {k: settings[k] for k in ("loop_threshold", "max_stop_drop", "max_extra_loops")},
+        "thresholds": {k: settings[k] for k in THRESHOLDS},
         "base": b,
         "tuned": t,
         "agreement_prompts": compared,

@@ -39,12 +39,6 @@ def _env(runs: Path) -> dict:
     return {**os.environ, "IRIS_RUNS_DIR": str(runs), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured: after 30 steps at 5e-3 the fine-tune answers every general prompt with a short reply that ends "
-    "its turn (24 of 24, 0 loops; the base 14 of 24, 2 loops), so stop rate and loops call it kept; the collapse shows "
-    "in agreement with the base (0.0) and median length (15 vs 120 tokens), which the verdict reports but does not judge",
-)
 def test_overtrained_demo_is_flagged_as_degraded(tmp_path):
     out = tmp_path / "over"
     proc = subprocess.run(
@@ -69,8 +63,11 @@ def test_overtrained_demo_is_flagged_as_degraded(tmp_path):
     general = json.loads((out / "eval.json").read_text())["forgetting"]
     # the base answers in sentences and ends its turn: 14 of the 24 shipped prompts within 160 tokens (measured)
     assert general["base"]["stopped"] >= general["prompts"] // 2
+    # measured: every reply ends its turn (22-24 of 24) with a few tokens of the task's format, unrelated to the
+    # question: no loops, no lost stops; the collapse is in length (median 14 vs 120 tokens) and agreement (0.0)
     assert not general["kept"], general["verdict"]
     assert general["verdict"].startswith("degraded: ")
+    assert "collapsed" in general["verdict"] or "loop" in general["verdict"], general["verdict"]
     assert "**Forgetting check: degraded: " in (out / "README.md").read_text()
 
 

@@ -11,7 +11,15 @@ import pytest
 
 from iris_recipes.evaluate import forgetting as F
 
-SETTINGS = {"enabled": True, "max_new_tokens": 160, "loop_threshold": 0.5, "max_stop_drop": 0.1, "max_extra_loops": 1}
+SETTINGS = {
+    "enabled": True,
+    "max_new_tokens": 160,
+    "loop_threshold": 0.5,
+    "max_stop_drop": 0.1,
+    "max_extra_loops": 1,
+    "min_length_ratio": 0.3,
+    "min_agreement": 0.05,
+}
 
 
 def toks(text: str) -> list[int]:
@@ -63,6 +71,32 @@ def test_verdict_kept_and_degraded():
     assert res["verdict"] == "degraded: stops on its own in 8 of 10 (base 10)"
     # the thresholds are the recipe's: a looser recipe keeps it
     assert F.check(base, rambling, [f"p{i}" for i in range(10)], {**SETTINGS, "max_stop_drop": 0.2})["kept"]
+
+
+def test_collapse_to_short_unrelated_replies_is_degraded():
+    """Over-trained on its task, a model can end every turn politely with a few task tokens: no loop, no lost stop
+    (measured on SmolLM2 at 5e-3 x 30 steps: median 14 vs 120 tokens, agreement 0.0)."""
+    prompts = [f"p{i}" for i in range(10)]
+    base = [reply(PROSE)] * 10
+    collapsed = [reply("Answer: 12")] * 10
+    res = F.check(base, collapsed, prompts, SETTINGS)
+    assert not res["kept"] and res["tuned"]["stopped"] == 10 and res["tuned"]["loops"] == 0
+    median = len(toks("Answer: 12"))
+    assert res["verdict"] == (
+        f"degraded: replies collapsed to a median of {median} tokens (base {len(toks(PROSE))}); "
+        "replies share almost nothing with the base's (agreement 0.00)"
+    )
+    # a shorter reply on the same subject is a style, not a collapse
+    short = [reply(PROSE.split(". ")[0] + ".")] * 10
+    assert F.check(base, short, prompts, SETTINGS)["kept"]
+    # agreement measured on fewer than MIN_AGREEMENT_PROMPTS prompts is reported, not judged
+    few = F.check(
+        base[:3], [reply("Unrelated words here, said once, politely and at length enough.")] * 3, prompts[:3], SETTINGS
+    )
+    assert few["tuned"]["agreement"] == 0.0 and few["kept"]
+    # the thresholds are the recipe's
+    loose = {**SETTINGS, "min_length_ratio": 0.0, "min_agreement": 0.0}
+    assert F.check(base, collapsed, prompts, loose)["kept"]
 
 
 def test_agreement_counts_only_prompts_the_base_answered():
