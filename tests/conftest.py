@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))  # `import standins`: the stand-in model builders
 
 # Shared fixtures (models, the llama.cpp converter, the Space); their helper functions are imported by name.
-pytest_plugins = ["conftest_models", "conftest_export", "conftest_space", "cli_sandbox"]
+pytest_plugins = ["conftest_models", "conftest_export", "conftest_space", "conftest_demo", "cli_sandbox"]
 
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",

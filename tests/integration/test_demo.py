@@ -1,14 +1,12 @@
 """The embedded default, end to end, the way the README's first quickstart command runs it: `scripts/demo.sh`
 (setup, then `iris-recipes run recipes/smollm2-demo.yaml`) on the real SmolLM2-135M weights, offline, with fewer
 steps. The fine-tuned model must visibly follow the trained answer format where its base does not, and the card
-must show it."""
+must show it. The run itself is tests/conftest_demo.py's (the recipe matrix shares it)."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,29 +14,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
-# The demo with a shorter schedule: 12 LoRA steps at the demo's learning rate learn the "Answer: N" format.
-OVERRIDES = [
-    "train.max_steps=12",
-    "train.eval_steps=6",
-    "train.save_steps=12",
-    "eval.samples=8",
-    "eval.seeds=[0,1]",
-    "eval.max_new_tokens=48",
-]
-
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("demo-runs")
-    env = {**os.environ, "IRIS_RUNS_DIR": str(runs)}
-    for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # demo.sh itself must make the run offline
-        env.pop(key, None)
-    proc = subprocess.run(
-        ["bash", "scripts/demo.sh", *OVERRIDES], cwd=REPO, env=env, capture_output=True, text=True, timeout=1800
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    [run] = list((runs / "smollm2-demo").iterdir())
-    return run, proc.stdout
+def demo_run(demo_session):
+    assert demo_session["code"] == 0, demo_session["stdout"][-3000:] + demo_session["stderr"][-3000:]
+    assert demo_session["run"] is not None, "the demo left no single run directory"
+    return demo_session["run"], demo_session["stdout"]
 
 
 @pytest.mark.slow
@@ -97,4 +78,4 @@ def test_readme_quickstart_is_what_ci_and_this_file_run():
     assert commands == ["bash scripts/demo.sh", "bash scripts/test.sh"]
     ci = (REPO / ".ci" / "run").read_text()
     assert re.search(r"^bash scripts/test\.sh( |$)", ci, re.M), "CI must run the README's test command"
-    assert '["bash", "scripts/demo.sh", *OVERRIDES]' in Path(__file__).read_text()
+    assert '["bash", "scripts/demo.sh", *DEMO_OVERRIDES]' in (REPO / "tests" / "conftest_demo.py").read_text()

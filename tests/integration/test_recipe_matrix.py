@@ -1,7 +1,8 @@
 """Every shipped recipe, run the way a user runs it: `iris-recipes run recipes/NAME.yaml` with only CPU-size
 overrides, offline, its hub-id base model resolved from a Hugging Face cache in which its family's stand-in plays
 the real model (smollm2-demo uses the builtin SmolLM2). Data -> train -> merge -> export -> eval -> card, then the
-Space answers with the variant. A new recipe in recipes/ is covered automatically."""
+Space answers with the variant. A new recipe in recipes/ is covered automatically. smollm2-demo's run is the
+session's demo run (tests/conftest_demo.py: `scripts/demo.sh`, 12 steps), which test_demo.py checks as well."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from conftest_demo import DEMO
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted(p.stem for p in (REPO / "recipes").glob("*.yaml"))
@@ -32,7 +35,7 @@ GPU_RECIPE_OVERRIDES = [
     "train.logging_steps=1",
 ]
 # A recipe on a builtin model is a CPU recipe already; its export demands that the real model still stops on its
-# own, which 12 steps keep (as in test_demo.py) and 2 steps of a high learning rate's warmup do not guarantee.
+# own, which 12 steps keep (as in the demo run) and 2 steps of a high learning rate's warmup do not guarantee.
 CPU_RECIPE_OVERRIDES = ["train.max_steps=12", "train.save_steps=12", "train.eval_steps=6"]
 
 
@@ -71,11 +74,12 @@ def _run_pinned(name: str, env: dict, cores: queue.Queue) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def matrix(hf_home, tmp_path_factory) -> dict:
+def matrix(hf_home, demo_session) -> dict:
     """Every shipped recipe run once: {name: (run directory, exit code, output)}, and "__runs__": the runs root.
-    The runs go side by side, one per core, so the matrix takes about (sum of run times) / cores."""
+    The demo is the session's demo run; the others go side by side, one per core, into the same runs root, so they
+    take about (sum of run times) / cores."""
     env = dict(os.environ)
-    runs = tmp_path_factory.mktemp("matrix-runs")
+    runs = demo_session["runs"]
     env.update(
         HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", IRIS_HOME=str(REPO), IRIS_RUNS_DIR=str(runs)
     )
@@ -83,8 +87,10 @@ def matrix(hf_home, tmp_path_factory) -> dict:
     cores: queue.Queue = queue.Queue()
     for core in sorted(os.sched_getaffinity(0)):
         cores.put(core)
+    others = [name for name in RECIPES if name != DEMO]
     with ThreadPoolExecutor(cores.qsize()) as pool:
-        done = dict(zip(RECIPES, pool.map(lambda name: _run_pinned(name, env, cores), RECIPES)))
+        done = dict(zip(others, pool.map(lambda name: _run_pinned(name, env, cores), others)))
+    done[DEMO] = (demo_session["code"], demo_session["stdout"] + demo_session["stderr"])
     out: dict = {"__runs__": runs}
     for name, (code, output) in done.items():
         found = [p for p in (runs / name).iterdir() if (p / "run.json").is_file()] if (runs / name).is_dir() else []

@@ -4,8 +4,11 @@ stage, FSDP), CPU settings, and bad input rejected with exit code 2 before any t
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from pathlib import Path
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
@@ -21,7 +24,10 @@ TAIL = ["--mixed_precision", "no", "--dynamo_backend", "no", "-m", "axolotl.cli.
 def dry_run(capsys, *args: str) -> tuple[list[str], dict, dict | None]:
     """(launch command, axolotl.yaml, deepspeed.json or None) as printed by --dry-run."""
     assert cli.main(["run", str(RECIPE), "--dry-run", *args]) == 0
-    out = capsys.readouterr().out
+    return parse_dry_run(capsys.readouterr().out)
+
+
+def parse_dry_run(out: str) -> tuple[list[str], dict, dict | None]:
     lines = out.splitlines()
     assert lines[0].startswith("# launch command")
     command = lines[1].split()
@@ -70,12 +76,38 @@ GPU_SHAPES = {
 STAGES = {"zero1": 1, "zero2": 2, "zero3": 3, "zero3-offload": 3}
 
 
+SHARDINGS = ["none", "zero1", "zero2", "zero3", "zero3-offload", "fsdp"]
+
+
+def _sharding_flags(sharding: str) -> list[str]:
+    return [] if sharding == "none" else ["--fsdp"] if sharding == "fsdp" else ["--deepspeed", sharding]
+
+
+@pytest.fixture(scope="module")
+def gpu_dry_runs(tmp_path_factory) -> dict:
+    """{(shape, sharding): (process, its empty working directory)}: every GPU dry run as the user types it, two at
+    a time (each mostly waits on its Axolotl validator child importing Axolotl: one core's work)."""
+    cases = [(shape, sharding) for shape in sorted(GPU_SHAPES) for sharding in SHARDINGS]
+
+    def one(case):
+        shape, sharding = case
+        cwd = tmp_path_factory.mktemp(f"dry-{shape}-{sharding}")
+        args = ["run", str(RECIPE), "--dry-run", *GPU_SHAPES[shape][0], *_sharding_flags(sharding)]
+        env = {**os.environ, "IRIS_RUNS_DIR": str(cwd / "runs")}
+        cmd = [sys.executable, "-m", "iris_recipes", *args]
+        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600), cwd
+
+    with ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0)))) as pool:
+        return dict(zip(cases, pool.map(one, cases)))
+
+
 @pytest.mark.parametrize("shape", sorted(GPU_SHAPES))
-@pytest.mark.parametrize("sharding", ["none", "zero1", "zero2", "zero3", "zero3-offload", "fsdp"])
-def test_dry_run_gpu(capsys, tmp_path, shape, sharding):
+@pytest.mark.parametrize("sharding", SHARDINGS)
+def test_dry_run_gpu(gpu_dry_runs, shape, sharding):
     flags, expected = GPU_SHAPES[shape]
-    extra = [] if sharding == "none" else ["--fsdp"] if sharding == "fsdp" else ["--deepspeed", sharding]
-    command, cfg, ds = dry_run(capsys, *flags, *extra)
+    proc, cwd = gpu_dry_runs[shape, sharding]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    command, cfg, ds = parse_dry_run(proc.stdout)
     assert command == expected + TAIL
     # the recipe, compiled
     assert cfg["base_model"] == "unsloth/Llama-3.2-1B-Instruct"
@@ -109,7 +141,7 @@ def test_dry_run_gpu(capsys, tmp_path, shape, sharding):
         assert cfg["fsdp_config"]["state_dict_type"] == "FULL_STATE_DICT"
     else:
         assert ds is None and "deepspeed" not in cfg and "fsdp_config" not in cfg
-    assert not list(Path(tmp_path).iterdir())  # nothing written
+    assert not list(cwd.iterdir())  # nothing written: no runs directory, nothing in the working directory
 
 
 def test_dry_run_torchrun_two_nodes(capsys):
