@@ -136,8 +136,8 @@ def _eval_with_forgetting(kept: bool) -> dict:
 
 def test_card_shows_the_check_beside_the_task_metrics(tmp_path):
     pytest.importorskip("huggingface_hub")
+    from conftest_card import card_of, make_run
     from iris_recipes.card import write_card
-    from tests.integration.test_card import card_of, make_run
 
     for kept in (True, False):
         run = make_run(tmp_path / str(kept), "smollm2-demo")
