@@ -16,7 +16,7 @@ from iris_recipes.train import plan as trainplan
 from iris_recipes.train.stage import deepspeed_json, device_facts, target_gpu, write_axolotl_config
 
 if TYPE_CHECKING:
-    from iris_recipes.pipeline import RunOptions
+    from iris_recipes.run_options import RunOptions
 
 
 def resolve_base(recipe_data: dict, base_dir: Path, *, dry_run: bool, prefer: str | None = None):

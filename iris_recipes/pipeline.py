@@ -9,144 +9,30 @@ stages are skipped and training restarts from its newest complete checkpoint, wi
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 
 from iris_recipes import fsutil, nodes, track
 from iris_recipes.errors import IrisError
+from iris_recipes.follow import follow_node0, sigterm_as_interrupt
 from iris_recipes.launch_plan import dry_run, resolve_base, slurm_job, write_slurm_job
 from iris_recipes.locate import NEWEST_UNFINISHED, recipe_path, run_of_recipe
 from iris_recipes.recipe.loader import dump_yaml
+from iris_recipes.run_options import RunOptions
 from iris_recipes.rundir import (
     RunDir,
     check_output_dir,
     claim,
-    git_commit,
+    first_record,
     new_run_path,
     now_iso,
-    package_versions,
     portable_recipe,
 )
 from iris_recipes.stages import STAGES, StageContext, run_stage
-from iris_recipes.train import config as axconfig
 from iris_recipes.train import launch, slurm, validator
-from iris_recipes.train.checkpoints import latest_checkpoint
-from iris_recipes.train.stage import run_training, target_gpu, write_axolotl_config
-
-
-@dataclass
-class RunOptions:
-    overrides: tuple[str, ...] = ()
-    device: str = "auto"  # auto | cpu | gpu
-    num_processes: int | None = None
-    gpus: int | None = None
-    nnodes: int = 1
-    node_rank: int = 0
-    main_process_ip: str | None = None
-    main_process_port: int | None = None
-    launcher: str = "accelerate"
-    deepspeed: str | None = None
-    fsdp: bool = False
-    dry_run: bool = False
-    resume: bool = False
-    resume_dir: str | None = None
-    output: str | None = None
-    verbose: bool = False
-    until: str | None = None  # stop after this stage (resume later)
-    evaluate: bool = True  # the eval stage: base vs fine-tuned evidence for the card
-    allow_unsafe_axolotl_keys: bool = False  # the user's --allow-unsafe-axolotl-keys (recipe/unsafe.py)
-    gpu_type: str | None = None  # plan for this GPU (gpus.GPU_TYPES) where it is not the one at hand
-    slurm: bool = False  # write RUN/launch.sbatch instead of running
-    partition: str | None = None
-    time: str | None = None
-    account: str | None = None
-    cuda_available: bool | None = None  # None: ask torch (tests pin it)
-    launch_flags_given: bool = field(default=False)
-
-    def spec(self) -> launch.LaunchSpec:
-        if self.slurm:
-            problems = [] if self.gpus else ["--slurm needs --gpus G (GPUs per node)"]
-            if self.main_process_ip or self.node_rank:
-                problems.append(
-                    "--slurm: the job finds the head node and each node's rank itself; drop "
-                    "--main-process-ip/--node-rank"
-                )
-            if self.time and slurm.check_time(self.time):
-                problems.append(slurm.check_time(self.time))
-            if problems:
-                raise IrisError("\n".join(problems))
-        elif self.partition or self.time or self.account:
-            raise IrisError("--partition, --time and --account go with --slurm")
-        return launch.make_spec(
-            num_processes=self.num_processes,
-            gpus=self.gpus,
-            nnodes=self.nnodes,
-            node_rank=self.node_rank,
-            main_process_ip=self.main_process_ip or ("$HEAD_NODE" if self.slurm else None),
-            main_process_port=self.main_process_port,
-            launcher=self.launcher,
-            deepspeed=self.deepspeed,
-            fsdp=self.fsdp,
-            device=self.device,
-            cuda_available=self.cuda_available,
-        )
-
-
-# -- other nodes of a multi-node run -----------------------------------------------------------------------------
-def follow_node0(run: RunDir, spec: launch.LaunchSpec, opts: RunOptions, console: Console) -> RunDir:
-    """Node R > 0 of a multi-node run (see nodes.py): node 0's data, node 0's checkpoint, this node's share of the
-    training; nothing written to run.json, no post-training stage."""
-    rank = spec.node_rank
-    console.print(f"node {rank} of {spec.nnodes}: following node 0 in {run.path}")
-    nodes.wait_for_stage(run, "data", rank)
-    if run.stage_done("train"):
-        console.print(f"node {rank}: training is done; node 0 merges, exports, evaluates and writes the card")
-        return run
-    ckpt = latest_checkpoint(run.file(axconfig.CHECKPOINTS))
-    resume_from = str(ckpt[0].relative_to(run.path)) if ckpt else None
-    if not nodes.wait_for_launch(run, resume_from, rank):
-        console.print(f"node {rank}: training is done; node 0 merges, exports, evaluates and writes the card")
-        return run
-    cmd = launch.build_command(spec)
-    env = launch.launch_env(spec)
-    env["IRIS_PARENT_PID"] = str(os.getpid())
-    log = f"train.node{rank}.log"
-    console.print(
-        f"train (node {rank}, from {resume_from or 'the start'}): {launch.shell_line(cmd, spec)}  "
-        f"(log: {run.file(log)})"
-    )
-    with _sigterm_as_interrupt():
-        result = run_training(cmd, env, run, opts.verbose, console, log=log)
-    if result.interrupted:
-        raise KeyboardInterrupt
-    if result.returncode != 0:
-        raise IrisError(
-            f"node {rank}: training failed (exit code {result.returncode}); see {run.file(log)}. Start "
-            f"every node again with --resume {run.path}",
-            exit_code=1,
-        )
-    console.print(f"node {rank}: training done; node 0 merges, exports, evaluates and writes the card")
-    return run
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops a run like Ctrl-C: the current stage is recorded as interrupted, nothing half-written."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+from iris_recipes.train.stage import target_gpu, write_axolotl_config
 
 
 # -- the command -------------------------------------------------------------------------------------------------
@@ -246,24 +132,15 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
         fresh = True
         fsutil.write_text(run.file("recipe.yaml"), dump_yaml(data))
         run.write(
-            {
-                "recipe": recipe.name,
-                "run_id": path.name,
-                "recipe_hash": recipe.hash(),
-                "recipe_path": str(recipe.path),
-                "overrides": list(opts.overrides),
-                "created": now_iso(),
-                "git_commit": git_commit(),
-                "versions": package_versions(),
-                "status": "running",
-                "launch": spec.to_dict(),
-                "base_model_path": str(base_model.path) if base_model.path else None,
-                "base_model_hub_id": base_model.hub_id,
-                "launch_options": {k: getattr(opts, k) for k in launch.LAUNCH_OPTIONS},
-                "stages": {},
-                "artifacts": {},
-                **({"allow_unsafe_axolotl_keys": True} if opts.allow_unsafe_axolotl_keys else {}),
-            }
+            first_record(
+                recipe,
+                path,
+                overrides=opts.overrides,
+                launch=spec.to_dict(),
+                base_model=base_model,
+                launch_options={k: getattr(opts, k) for k in launch.LAUNCH_OPTIONS},
+                allow_unsafe_axolotl_keys=opts.allow_unsafe_axolotl_keys,
+            )
         )
         console.print(f"run: {run.path}")
         if opts.slurm:
@@ -314,7 +191,7 @@ def _run_stages(
         eval_log=lambda message: console.print(f"eval: {message}"),
     )
     evaluated = None
-    with _sigterm_as_interrupt(), checker or contextlib.nullcontext():
+    with sigterm_as_interrupt(), checker or contextlib.nullcontext():
         for stage in STAGES:
             if not run.stage_done(stage.name) and stage.when(ctx):
                 result = run_stage(stage.name, ctx)

@@ -184,6 +184,37 @@ def git_commit() -> str | None:
     return res.stdout.strip() or None if res.returncode == 0 else None
 
 
+def first_record(
+    recipe,
+    path: Path,
+    *,
+    overrides,
+    launch: dict,
+    base_model,
+    launch_options: dict,
+    allow_unsafe_axolotl_keys: bool,
+) -> dict[str, Any]:
+    """run.json of a new run: where it comes from (recipe, overrides, commit, versions) and how it is launched."""
+    return {
+        "recipe": recipe.name,
+        "run_id": path.name,
+        "recipe_hash": recipe.hash(),
+        "recipe_path": str(recipe.path),
+        "overrides": list(overrides),
+        "created": now_iso(),
+        "git_commit": git_commit(),
+        "versions": package_versions(),
+        "status": "running",
+        "launch": launch,
+        "base_model_path": str(base_model.path) if base_model.path else None,
+        "base_model_hub_id": base_model.hub_id,
+        "launch_options": launch_options,
+        "stages": {},
+        "artifacts": {},
+        **({"allow_unsafe_axolotl_keys": True} if allow_unsafe_axolotl_keys else {}),
+    }
+
+
 def portable_recipe(recipe) -> dict:
     """The resolved recipe with its local paths (dataset files, a base model directory) made absolute, so the
     copy in the run directory loads from there."""

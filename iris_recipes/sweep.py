@@ -194,7 +194,8 @@ def execute(plan: SweepPlan, sweep_id: str, *, samples: int | None = None, log=N
     from iris_recipes.evaluate import evaluate
     from iris_recipes.evaluate import plan as eval_plan
     from iris_recipes.paths import runs_dir
-    from iris_recipes.pipeline import RunOptions, run_recipe
+    from iris_recipes.pipeline import run_recipe
+    from iris_recipes.run_options import RunOptions
 
     log = log or (lambda m: print(m, file=sys.stderr))
     record = runs_dir() / plan.name / f"sweep-{sweep_id}.json"

@@ -102,7 +102,8 @@ def add_parser(sub) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from iris_recipes.pipeline import RunOptions, run_recipe
+    from iris_recipes.pipeline import run_recipe
+    from iris_recipes.run_options import RunOptions
 
     defaults = {"nnodes": 1, "node_rank": 0, "fsdp": False, "launcher": "accelerate", "device": "auto"}
     given = any(getattr(args, k) not in (None, defaults.get(k)) for k in LAUNCH_OPTIONS)

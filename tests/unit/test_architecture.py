@@ -17,6 +17,8 @@ LAYERS = {
     "cli": ("iris_recipes.cli", "iris_recipes.__main__", "iris_recipes.commands"),
     "stages": (
         "iris_recipes.pipeline",
+        "iris_recipes.follow",
+        "iris_recipes.run_options",
         "iris_recipes.stages",
         "iris_recipes.launch_plan",
         "iris_recipes.train",
