@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from iris_recipes import fsutil
+from iris_recipes.recipe.view import view
 from iris_recipes.rundir import RunDir, portable_recipe
 from iris_recipes.train import gpus, launch, slurm
 from iris_recipes.train import plan as trainplan
@@ -75,7 +76,7 @@ def dry_run(recipe, opts: RunOptions, console: Console, run: RunDir | None = Non
     data = portable_recipe(recipe)
     resolved = resolve_base(data, Path(recipe.path).parent, dry_run=True)
     base = str(resolved.path or resolved.spec)  # a hub model not downloaded yet: Axolotl is shown its id
-    has_val = data["dataset"].get("val_size", 0.05) > 0
+    has_val = view(data).dataset.val_size > 0
     target = target_gpu(spec, opts.gpu_type, dry_run=True)
     cfg, text, cmd = write_axolotl_config(
         recipe, data, base, spec, has_val, None, validate=True, dest=None, target=target

@@ -20,6 +20,7 @@ from iris_recipes.follow import follow_node0, sigterm_as_interrupt
 from iris_recipes.launch_plan import dry_run, resolve_base, slurm_job, write_slurm_job
 from iris_recipes.locate import NEWEST_UNFINISHED, recipe_path, run_of_recipe
 from iris_recipes.recipe.loader import dump_yaml
+from iris_recipes.recipe.view import view
 from iris_recipes.run_options import RunOptions
 from iris_recipes.rundir import (
     RunDir,
@@ -116,7 +117,7 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
                 data,
                 str(base_model.path or base_model.spec),
                 spec,
-                data["dataset"].get("val_size", 0.05) > 0,
+                view(data).dataset.val_size > 0,
                 None,
                 validate=True,
                 dest=None,

@@ -18,6 +18,7 @@ from iris_recipes.data.conversation_checks import conversation_problem, shortest
 from iris_recipes.data.formats import RowProblem
 from iris_recipes.data.sources import Source, read_rows, resolve_source
 from iris_recipes.errors import IrisError
+from iris_recipes.recipe.view import DatasetView, view
 
 MAX_LISTED = 10
 REPORT_FORMAT = 1
@@ -37,7 +38,8 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
     """Write out_dir/train.jsonl, val.jsonl and report.json for `recipe` (a Recipe or its data dict)."""
     data, base_dir = recipe_parts(recipe)
     ds = data["dataset"]
-    seed = ds.get("seed", 42)
+    settings = view(data)
+    seed = settings.dataset.seed
     blocks = [("dataset", ds)] + [(f"dataset.mix.{i}", m) for i, m in enumerate(ds.get("mix") or [])]
     sources = [resolve_source(block, key, base_dir) for key, block in blocks]
 
@@ -45,11 +47,11 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
     stats, pools, bad_rows = [], [], []
     for src in sources:
         st = {"read": 0, "bad": 0, "duplicates": 0, "too_short": 0, "too_long": 0, "train": 0, "val": 0}
-        rows = _load_clean(src, ds, st, bad_rows, seen)
+        rows = _load_clean(src, settings.dataset, st, bad_rows, seen)
         stats.append(st)
         pools.append(rows)
 
-    if bad_rows and ds.get("on_bad_rows", "fail") == "fail":
+    if bad_rows and settings.dataset.on_bad_rows == "fail":
         listed = "\n".join(f"  {line}" for line in bad_rows[:MAX_LISTED])
         more = f"\n  ... and {len(bad_rows) - MAX_LISTED} more" if len(bad_rows) > MAX_LISTED else ""
         raise IrisError(
@@ -57,7 +59,7 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
             "Fix them in the data (or its column mapping), or set dataset.on_bad_rows=skip to drop them."
         )
 
-    seq_len = data.get("train", {}).get("sequence_len", 2048)
+    seq_len = settings.train.sequence_len
     chosen: list[tuple[int, dict]] = []
     tokens: dict[int, int] = {}  # id(row) -> its tokens under the chat template (the launch plan's tokens per epoch)
     for i, (src, rows, st) in enumerate(zip(sources, pools, stats)):
@@ -91,7 +93,7 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
         )
 
     random.Random(f"{seed}:split").shuffle(chosen)
-    val_size = ds.get("val_size", 0.05)
+    val_size = settings.dataset.val_size
     n = len(chosen)
     n_val = 0 if val_size <= 0 or n < 2 else min(n - 1, max(1, round(n * val_size)))
     val, train = chosen[:n_val], chosen[n_val:]
@@ -114,7 +116,7 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
         "seed": seed,
         "val_size": val_size,
         "sequence_len": seq_len if count_tokens is not None else None,
-        "system_prompt": ds.get("system_prompt"),
+        "system_prompt": settings.dataset.system_prompt,
         "sources": [
             _source_info(s, ds if s.key == "dataset" else s_block, st)
             for s, st, (_, s_block) in zip(sources, stats, blocks)
@@ -126,7 +128,7 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
     return report
 
 
-def _load_clean(src: Source, ds: dict, st: dict, bad_rows: list[str], seen: set[str]) -> list[dict]:
+def _load_clean(src: Source, ds: DatasetView, st: dict, bad_rows: list[str], seen: set[str]) -> list[dict]:
     rows_iter, columns = read_rows(src)
     missing = sorted(src.mapping.required_columns() - set(columns))
     if columns and missing:
@@ -135,9 +137,7 @@ def _load_clean(src: Source, ds: dict, st: dict, bad_rows: list[str], seen: set[
             f"{src.key}: {src.label} has no column(s) {', '.join(map(repr, missing))} "
             f"(its columns: {', '.join(columns)}); fix the mapping in {where}"
         )
-    system_prompt = ds.get("system_prompt")
-    dedup = ds.get("dedup", True)
-    min_chars = ds.get("min_assistant_chars", 1)
+    system_prompt, dedup, min_chars = ds.system_prompt, ds.dedup, ds.min_assistant_chars
     rows = []
     for number, row in rows_iter:
         st["read"] += 1

@@ -19,9 +19,34 @@ class LoraView:
 
 
 @dataclass(frozen=True)
+class DatasetView:
+    source: str  # full | sample (of the main dataset)
+    seed: int
+    val_size: float
+    limit: int | None
+    on_bad_rows: str  # fail | skip
+    dedup: bool
+    min_assistant_chars: int
+    system_prompt: str | None
+
+
+@dataclass(frozen=True)
+class TrainView:
+    precision: str  # auto | bf16 | fp16 | fp32
+    sequence_len: int
+    micro_batch_size: int
+    gradient_accumulation: int
+    sample_packing: bool
+    epochs: float | None
+    max_steps: int | None
+
+
+@dataclass(frozen=True)
 class RecipeView:
     method: str  # lora | qlora | full
     lora: LoraView | None  # None for full fine-tuning
+    dataset: DatasetView
+    train: TrainView
     quantize: tuple[str, ...]  # export.quantize
     space_quant: str
     space_temperature: float
@@ -30,7 +55,7 @@ class RecipeView:
 
 def view(data: dict) -> RecipeView:
     """The view of a recipe's data (a loaded Recipe's `data`, or a dict missing keys the schema defaults)."""
-    d = apply_defaults(data)
+    d = apply_defaults({"dataset": {}, **data})
     lora = None
     if d["method"] != "full":
         block = d["lora"]
@@ -42,9 +67,29 @@ def view(data: dict) -> RecipeView:
             target=target if isinstance(target, str) else tuple(target),
             rslora=bool(block["rslora"]),
         )
+    ds, train = d.get("dataset") or {}, d["train"]
     return RecipeView(
         method=d["method"],
         lora=lora,
+        dataset=DatasetView(
+            source=ds["source"],
+            seed=ds["seed"],
+            val_size=ds["val_size"],
+            limit=ds.get("limit"),
+            on_bad_rows=ds["on_bad_rows"],
+            dedup=ds["dedup"],
+            min_assistant_chars=ds["min_assistant_chars"],
+            system_prompt=ds.get("system_prompt"),
+        ),
+        train=TrainView(
+            precision=train["precision"],
+            sequence_len=train["sequence_len"],
+            micro_batch_size=train["micro_batch_size"],
+            gradient_accumulation=train["gradient_accumulation"],
+            sample_packing=train["sample_packing"],
+            epochs=train.get("epochs"),
+            max_steps=train.get("max_steps"),
+        ),
         quantize=tuple(d["export"]["quantize"]),
         space_quant=d["space"]["quant"],
         space_temperature=d["space"]["temperature"],

@@ -138,7 +138,7 @@ def build_config(
         problems.append(f"train.optimizer: {train['optimizer']} needs a CUDA GPU; use adamw_torch on CPU")
     if cpu and (spec.deepspeed or spec.fsdp):
         problems.append("--deepspeed/--fsdp need CUDA GPUs (Axolotl runs them over NCCL); pass --gpus N")
-    if gpu is not None and not gpu.bf16 and train.get("precision") == "bf16":
+    if gpu is not None and not gpu.bf16 and settings.train.precision == "bf16":
         problems.append(
             f"train.precision: bf16 needs a GPU with bf16 (Ampere or newer: A10G, L4, A100, H100); "
             f"{gpu.name} ({gpu.sm}) has none. Use precision: auto (fp16 there) or fp16"
@@ -174,8 +174,8 @@ def build_config(
     for key, ax_key in TRAIN_KEYS.items():
         if train.get(key) is not None:
             cfg[ax_key] = train[key]
-    max_steps = train.get("max_steps")
-    if max_steps is None and train.get("epochs") is None:
+    max_steps = settings.train.max_steps
+    if max_steps is None and settings.train.epochs is None:
         cfg["num_epochs"] = 1
 
     # Resume points: every save_steps, or four per run when the recipe does not say.
@@ -201,7 +201,7 @@ def build_config(
         cfg["eval_strategy"] = "no"
         cfg.pop("eval_steps", None)
 
-    precision = train.get("precision", "auto")
+    precision = settings.train.precision
     if cpu:
         # bf16: auto becomes fp16 on CPU; Triton LoRA kernels need CUDA; pinned memory needs a GPU.
         cfg.update(

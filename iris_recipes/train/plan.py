@@ -184,12 +184,13 @@ def render(
 def _time_lines(
     recipe_data: dict, shape: Shape, s: Setup, gpu: gpus.GPU | None, world_size: int, data_report: dict | None
 ) -> list[str]:
-    epochs = recipe_data.get("train", {}).get("epochs") or 1
+    settings = view(recipe_data)
+    epochs = settings.train.epochs or 1
     if data_report and data_report.get("train_tokens"):
         tokens = data_report["train_tokens"]
         where = f"from the prepared data ({data_report['train']} rows)"
     else:
-        rows = recipe_data.get("dataset", {}).get("limit")
+        rows = settings.dataset.limit
         if not rows:
             return ["  tokens per epoch: known once the data stage has run (--until data, then --resume RUN --dry-run)"]
         tokens = rows * s.sequence_len
@@ -198,7 +199,7 @@ def _time_lines(
             "(--until data, then --resume RUN --dry-run)"
         )
     lines = [f"  tokens per epoch: {tokens:,} ({where})"]
-    max_steps = recipe_data.get("train", {}).get("max_steps")
+    max_steps = settings.train.max_steps
     if gpu is None or gpu.peak_tflops is None:
         return lines + ["  time: name the GPU (--gpu-type) for an estimate"]
     eff, m = efficiency()
@@ -207,11 +208,7 @@ def _time_lines(
     if max_steps:
         total = min(
             total,
-            max_steps
-            * s.micro_batch
-            * s.sequence_len
-            * world_size
-            * (recipe_data.get("train", {}).get("gradient_accumulation") or 1),
+            max_steps * s.micro_batch * s.sequence_len * world_size * settings.train.gradient_accumulation,
         )
     hours = total / rate / 3600
     took = f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
