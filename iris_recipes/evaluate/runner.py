@@ -174,6 +174,7 @@ def _tokenizer(p: Plan):
 
 
 def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
+    from iris_recipes.evaluate import base_cache
     from iris_recipes.evaluate import forgetting as F
     from iris_recipes.evaluate.generate import base_f16_gguf, benchmark, generator
     from iris_recipes.evaluate.loss import validation_loss
@@ -224,25 +225,46 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
         "base_gguf": str(base_gguf),  # the Space's "compare with base model" serves this file
         "engine": "llama-cpp-python (F16 GGUF)",
         "sampling": dict(SAMPLING),
+        "base_cached": False,  # True: the base's loss and answers were read back (evaluate/base_cache.py)
     }
     replies: dict[str, list] = {}
     by_seed: dict[str, dict] = {}  # side -> seed (None: greedy) -> replies to the rows and eval prompts
     refs = [r.get("reference") or {} for r in p.rows]
     n_rows, n_side = len(row_prompts), len(side_prompts)
+    conversations = [r["messages"] for r in p.loss_rows]
+    # the base's loss and answers depend only on these: a later run with the same ones reads them back
+    base_key = base_cache.key(
+        base=base_gguf.parent.name,
+        template=tok.chat_template,
+        conversations=conversations,
+        jobs=jobs,
+        n_ctx=n_ctx,
+        threads=threads,
+        slots=SLOTS,
+        sampling=SAMPLING,
+    )
     for side, model_dir, gguf in (("base", p.base, base_gguf), ("tuned", p.merged, p.ggufs["f16"])):
-        t0 = time.perf_counter()
-        log(f"{side}: validation loss on {len(p.loss_rows)} held-out conversations")
-        loss = validation_loss(model_dir, tok, [r["messages"] for r in p.loss_rows], threads=threads)
-        timings[f"{side}_loss"] = round(time.perf_counter() - t0, 2)
-        t0 = time.perf_counter()
-        log(
-            f"{side}: {n_rows} held-out answers (greedy + {len(seeds)} seeds), {n_side} prompts and "
-            f"{len(general)} general prompts"
-        )
-        with generator(gguf, n_ctx=n_ctx, threads=threads, slots=SLOTS) as gen:
-            out = gen.batch_generate([j[0] for j in jobs], [j[1] for j in jobs], [j[2] for j in jobs])
-        timings[f"{side}_generate"] = round(time.perf_counter() - t0, 2)
-        replies[side] = out
+        cached = base_cache.load(base_key) if side == "base" else None
+        if cached is not None:
+            log(f"base: loss and answers from an earlier evaluation with the same inputs (key {base_key[:12]})")
+            (loss, out), result["base_cached"] = cached, True
+            replies[side] = out
+        else:
+            t0 = time.perf_counter()
+            log(f"{side}: validation loss on {len(p.loss_rows)} held-out conversations")
+            loss = validation_loss(model_dir, tok, conversations, threads=threads)
+            timings[f"{side}_loss"] = round(time.perf_counter() - t0, 2)
+            t0 = time.perf_counter()
+            log(
+                f"{side}: {n_rows} held-out answers (greedy + {len(seeds)} seeds), {n_side} prompts and "
+                f"{len(general)} general prompts"
+            )
+            with generator(gguf, n_ctx=n_ctx, threads=threads, slots=SLOTS) as gen:
+                out = gen.batch_generate([j[0] for j in jobs], [j[1] for j in jobs], [j[2] for j in jobs])
+            timings[f"{side}_generate"] = round(time.perf_counter() - t0, 2)
+            replies[side] = out
+            if side == "base":
+                base_cache.store(base_key, loss, out)
         per_seed = by_seed[side] = {
             seed: out[k * (n_rows + n_side) : (k + 1) * (n_rows + n_side)] for k, seed in enumerate([None, *seeds])
         }

@@ -192,14 +192,19 @@ def _eval_lines(text: str) -> list[str]:
 @pytest.mark.slow
 def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path):
     """The first run is evaluated by `iris-recipes eval` in a child (its real output captured), the second by the
-    eval stage of `iris-recipes run`; both print each line once, prefixed once."""
+    eval stage of `iris-recipes run`; both print each line once, prefixed once. The two runs share base and data,
+    so the second reads the base's loss and answers back from the first (evaluate/base_cache.py)."""
     import io
+    import shutil
 
     from rich.console import Console
 
     from iris_recipes.compare import compare
     from iris_recipes.evaluate import plan
+    from iris_recipes.paths import cache_dir
     from iris_recipes.stages import StageContext, run_stage
+
+    shutil.rmtree(cache_dir() / "eval-base-answers", ignore_errors=True)  # the first evaluation computes the base
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(
@@ -217,9 +222,14 @@ def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path):
     p = plan(tiny_runs[0].path)
     general = json.loads(tiny_runs[0].file("eval.json").read_text())["forgetting"]
 
-    def expected_lines(verdict: str) -> list[str]:
+    def expected_lines(verdict: str, base_cached: bool) -> list[str]:
         lines = [f"eval: converting the base model {p.base} to GGUF (cached)"]
         for side in ("base", "tuned"):
+            if side == "base" and base_cached:
+                lines.append(
+                    f"eval: base: loss and answers from an earlier evaluation with the same inputs (key {key})"
+                )
+                continue
             lines += [
                 f"eval: {side}: validation loss on {len(p.loss_rows)} held-out conversations",
                 f"eval: {side}: {len(p.rows)} held-out answers (greedy + {len(EVAL_BLOCK['seeds'])} seeds), "
@@ -232,13 +242,21 @@ def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path):
             "eval: speed of tiny-eval-q8_0.gguf",
         ]
 
+    [entry] = list((cache_dir() / "eval-base-answers").iterdir())
+    key = entry.stem[:12]
     second = json.loads(tiny_runs[1].file("eval.json").read_text())["forgetting"]["verdict"]
-    assert _eval_lines(proc.stderr) == expected_lines(general["verdict"])
+    assert _eval_lines(proc.stderr) == expected_lines(general["verdict"], False)
     assert "eval: eval:" not in proc.stderr + proc.stdout
-    assert _eval_lines(screen.getvalue()) == [*expected_lines(second), f"eval: {tiny_runs[1].file('eval.json')}"]
+    assert _eval_lines(screen.getvalue()) == [*expected_lines(second, True), f"eval: {tiny_runs[1].file('eval.json')}"]
     assert "eval: eval:" not in screen.getvalue()
 
     results = [json.loads(run.file("eval.json").read_text()) for run in tiny_runs]
+    # the base half read back is the base half computed: same loss, metrics, answers and general replies
+    assert [r["base_cached"] for r in results] == [False, True]
+    assert results[1]["base"] == results[0]["base"] and results[1]["sampled"]["base"] == results[0]["sampled"]["base"]
+    assert [g["base"] for g in results[1]["forgetting"]["replies"]] == [
+        g["base"] for g in results[0]["forgetting"]["replies"]
+    ]
     res = results[0]
     assert res["samples"] == EVAL_BLOCK["samples"]
     for side in ("base", "tuned"):
