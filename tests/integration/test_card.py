@@ -60,9 +60,11 @@ def test_demo_card_metadata_sections_and_plot(tmp_path):
     ):
         assert heading in text, heading
     assert "![Training and validation loss per optimizer step](loss.png)" in text
-    # row counts from the real data stage report
+    # row counts from the real data stage report, one row per source (the demo mixes in general-chat)
     report = json.loads(run.file("data", "report.json").read_text())
-    assert f"| {report['train']:,} | {report['val']:,} |" in text
+    assert len(report["sources"]) == 2 and "general-chat" in text and "(mix)" in text
+    for src in report["sources"]:
+        assert f"| {src['read']:,} | {src['train']:,} | {src['val']:,} |" in text, src
     # GGUF table: each file with its size, full sha256, agreement and speed
     for quant, art in run.artifact("gguf").items():
         assert f"`{Path(art['file']).name}` | {quant.upper()} |" in text
