@@ -4,7 +4,6 @@ fine-tune, is kept. Random-weight test models never end a turn, so only a real m
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -42,19 +41,17 @@ def _env(runs: Path) -> dict:
 
 
 def test_overtrained_demo_is_flagged_as_degraded(tmp_path):
+    """Trained by `iris-recipes run --until merge`, then exported without the export's own stop gate (an
+    over-trained model sometimes fails it: "Answer: 4" said until the token limit, measured), so the forgetting
+    check always gets to judge it."""
+    from iris_recipes.evaluate import evaluate, plan
+    from iris_recipes.export import export_run
+    from iris_recipes.rundir import RunDir
+
     out = tmp_path / "over"
+    cmd = [sys.executable, "-m", "iris_recipes", "run", "recipes/smollm2-demo.yaml", *OVERTRAIN, *EVAL]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "iris_recipes",
-            "run",
-            "recipes/smollm2-demo.yaml",
-            *OVERTRAIN,
-            *EVAL,
-            "--output",
-            str(out),
-        ],
+        [*cmd, "--output", str(out), "--until", "merge"],
         cwd=REPO,
         env=_env(tmp_path / "runs"),
         capture_output=True,
@@ -62,11 +59,12 @@ def test_overtrained_demo_is_flagged_as_degraded(tmp_path):
         timeout=1200,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    general = json.loads((out / "eval.json").read_text())["forgetting"]
+    export_run(RunDir(out), require_chat_stop=False, log=lambda m: None)
+    general = evaluate(plan(out), log=lambda m: None)["forgetting"]
     # the base answers in sentences and ends its turn: 14 of the 24 shipped prompts within 160 tokens (measured)
     assert general["base"]["stopped"] >= general["prompts"] // 2
-    # measured: every reply ends its turn (22-24 of 24) with a few tokens of the task's format, unrelated to the
-    # question: no loops, no lost stops; the collapse is in length (median 14 vs 120 tokens) and agreement (0.0)
+    # measured, run to run: either every reply ends its turn with a few tokens of the task's format, unrelated to
+    # the question (collapse: median 14 vs 120 tokens, agreement 0.0), or replies repeat "Answer: N" (loops)
     assert not general["kept"], general["verdict"]
     assert general["verdict"].startswith("degraded: ")
     assert "collapsed" in general["verdict"] or "loop" in general["verdict"], general["verdict"]
