@@ -49,7 +49,7 @@ def cross_field_problems(r: dict) -> list[Problem]:
         out.append(
             (("lora",), "method is full, so lora settings would be ignored: delete them (~lora) or use method: lora")
         )
-    no_val = dataset.get("val_size", 0.05) == 0
+    no_val = dataset["val_size"] == 0  # defaults are filled in before these checks
     for key in ("eval_steps", "early_stopping_patience"):
         if key in train and no_val:
             out.append((("train", key), "needs a validation split, but dataset.val_size is 0"))
@@ -57,7 +57,7 @@ def cross_field_problems(r: dict) -> list[Problem]:
         out.append(
             (("train", "early_stopping_patience"), "needs train.eval_steps (how often validation loss is measured)")
         )
-    if train.get("sample_packing") and train.get("micro_batch_size", 2) > 1 and train.get("sequence_len", 2048) < 128:
+    if train["sample_packing"] and train["micro_batch_size"] > 1 and train["sequence_len"] < 128:
         out.append((("train", "sample_packing"), "packing needs sequence_len >= 128"))
 
     export = r.get("export", {})
