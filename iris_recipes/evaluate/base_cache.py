@@ -21,13 +21,21 @@ from iris_recipes.paths import cache_dir
 FORMAT = 1
 
 
+# the code that computes the entries: the loss (torch, transformers), the answers (llama.cpp), this package
+ENGINES = ("llama_cpp_python", "torch", "transformers", "iris-recipes")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def key(**parts) -> str:
     """Content key of one base evaluation: every input that can change its loss or answers."""
-    try:
-        engine = version("llama_cpp_python")
-    except PackageNotFoundError:
-        engine = None
-    blob = json.dumps({"format": FORMAT, "llama_cpp_python": engine, **parts}, sort_keys=True, default=str)
+    engines = {name: _version(name) for name in ENGINES}
+    blob = json.dumps({"format": FORMAT, "engines": engines, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -47,11 +55,17 @@ def load(k: str) -> tuple[dict, list] | None:
         return None
 
 
-def store(k: str, loss: dict, replies: list) -> None:
+def store(k: str, loss: dict, replies: list) -> str | None:
+    """Keep an entry; a cache that cannot be written (read-only, full disk) costs the next run time, never this
+    evaluation: returns why it was not kept, or None."""
     entry = {
         "loss": loss,
         "replies": [{"text": r.text, "tokens": list(r.tokens), "stopped": r.stopped} for r in replies],
     }
     path = _path(k)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fsutil.write_text(path, json.dumps(entry))  # atomic: a reader never sees half an entry
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fsutil.write_text(path, json.dumps(entry))  # atomic: a reader never sees half an entry
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    return None

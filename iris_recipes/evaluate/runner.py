@@ -263,8 +263,8 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
                 out = gen.batch_generate([j[0] for j in jobs], [j[1] for j in jobs], [j[2] for j in jobs])
             timings[f"{side}_generate"] = round(time.perf_counter() - t0, 2)
             replies[side] = out
-            if side == "base":
-                base_cache.store(base_key, loss, out)
+            if side == "base" and (why := base_cache.store(base_key, loss, out)):
+                log(f"base: answers not cached for later runs ({why})")
         per_seed = by_seed[side] = {
             seed: out[k * (n_rows + n_side) : (k + 1) * (n_rows + n_side)] for k, seed in enumerate([None, *seeds])
         }

@@ -45,10 +45,19 @@ def test_round_trip_and_damaged_entries():
     k = base_cache.key(**PARTS)
     assert base_cache.load(k) is None
     replies = [Reply("Four.", [40, 41], True), Reply("…", [7] * 64, False)]
-    base_cache.store(k, {"val_loss": 1.25, "perplexity": 3.49}, replies)
+    assert base_cache.store(k, {"val_loss": 1.25, "perplexity": 3.49}, replies) is None
     loss, back = base_cache.load(k)
     assert loss == {"val_loss": 1.25, "perplexity": 3.49} and back == replies
     path = next(p for p in base_cache.cache_dir().rglob("*.json"))
     for damaged in ("", "{", '{"loss": {}}', '{"loss": {}, "replies": [{"text": 1}]}', "[]"):
         path.write_text(damaged)
         assert base_cache.load(k) is None, damaged
+
+
+def test_a_cache_that_cannot_be_written_is_reported_not_raised(tmp_path, monkeypatch):
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the cache directory should be")
+    monkeypatch.setenv("IRIS_CACHE_DIR", str(blocked))
+    why = base_cache.store(base_cache.key(**PARTS), {"val_loss": 1.0}, [Reply("ok", [1], True)])
+    assert why is not None and str(blocked) in why
+    assert base_cache.load(base_cache.key(**PARTS)) is None
