@@ -6,7 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --with-browser
 set +e
-.venv/bin/python -m pytest tests/unit tests/integration "$@"
+# One pytest-xdist worker per CPU (at most 4; IRIS_TEST_WORKERS=N to choose, 0 for none), a test module at a time
+# (tests/conftest.py pins each to its CPUs): much of the integration tier is single-threaded work (imports, tiny
+# models), so on 2 cores two workers take 29 min where one process took 51.
+workers=${IRIS_TEST_WORKERS:-$(( $(nproc) < 4 ? $(nproc) : 4 ))}
+xdist=(); [ "$workers" -gt 1 ] && xdist=(-n "$workers" --dist loadfile --no-loadscope-reorder)
+.venv/bin/python -m pytest tests/unit tests/integration "${xdist[@]}" "$@"
 rc=$?
 set -e
 # pytest exits 5 when it collected no test: that is a failure here, never a silent pass.

@@ -4,6 +4,7 @@ smollm2-demo variant instead of training the same model a second time."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -26,8 +27,24 @@ DEMO_OVERRIDES = [
 
 @pytest.fixture(scope="session")
 def demo_session(tmp_path_factory) -> dict:
-    """{"runs": runs root, "run": the run directory or None, "code": exit code, "stdout", "stderr"}."""
-    runs = tmp_path_factory.mktemp("demo-runs")
+    """{"runs": runs root, "run": the run directory or None, "code": exit code, "stdout", "stderr"}.
+
+    Run once per test session, also across pytest-xdist workers (their base temp folders share a parent): the
+    first worker to ask runs the demo, the others wait for its record and read it."""
+    from iris_recipes.fsutil import exclusive, write_text
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    record = shared / "demo-session.json"
+    with exclusive(shared / "demo-session.lock"):
+        if not record.is_file():
+            write_text(record, json.dumps(_run_demo(shared / "demo-runs")))
+    result = json.loads(record.read_text())
+    return {**result, "runs": Path(result["runs"]), "run": result["run"] and Path(result["run"])}
+
+
+def _run_demo(runs: Path) -> dict:
+    runs.mkdir(parents=True)
     env = {**os.environ, "IRIS_RUNS_DIR": str(runs)}
     for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # demo.sh itself must make the run offline
         env.pop(key, None)
@@ -36,8 +53,8 @@ def demo_session(tmp_path_factory) -> dict:
     )
     found = sorted((runs / DEMO).iterdir()) if (runs / DEMO).is_dir() else []
     return {
-        "runs": runs,
-        "run": found[0] if len(found) == 1 else None,
+        "runs": str(runs),
+        "run": str(found[0]) if len(found) == 1 else None,
         "code": proc.returncode,
         "stdout": proc.stdout,
         "stderr": proc.stderr,

@@ -42,13 +42,15 @@ def base_f16_gguf(model_dir: str | Path, name: str | None = None) -> Path:
     """The base model as an F16 GGUF, converted by llama.cpp's converter once and cached by content and `name`
     (its `general.name`, e.g. the hub model's name: llama.cpp reads tokenizer rules from it)."""
     from iris_recipes.export.hf_to_gguf import convert_f16
+    from iris_recipes.fsutil import exclusive
 
     model_dir = Path(model_dir)
     key = _model_key(model_dir) + (hashlib.sha256(name.encode()).hexdigest()[:8] if name else "")
     dest = cache_dir() / "eval-base" / f"{model_dir.name}-{key}" / "base-f16.gguf"
     if not dest.is_file():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        convert_f16(model_dir, dest, log=dest.parent / "convert.log", model_name=name)
+        with exclusive(dest.parent / ".lock"):  # concurrent evals of one base convert it once
+            if not dest.is_file():
+                convert_f16(model_dir, dest, log=dest.parent / "convert.log", model_name=name)
     return dest
 
 

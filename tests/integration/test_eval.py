@@ -190,12 +190,11 @@ def _eval_lines(text: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path):
+def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path, monkeypatch):
     """The first run is evaluated by `iris-recipes eval` in a child (its real output captured), the second by the
     eval stage of `iris-recipes run`; both print each line once, prefixed once. The two runs share base and data,
     so the second reads the base's loss and answers back from the first (evaluate/base_cache.py)."""
     import io
-    import shutil
 
     from rich.console import Console
 
@@ -204,7 +203,14 @@ def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path):
     from iris_recipes.paths import cache_dir
     from iris_recipes.stages import StageContext, run_stage
 
-    shutil.rmtree(cache_dir() / "eval-base-answers", ignore_errors=True)  # the first evaluation computes the base
+    # The session's cache without its base answers (the first evaluation computes the base): a private one, so
+    # evaluations elsewhere in the session neither add entries here nor lose theirs.
+    private = tmp_path / "cache"
+    private.mkdir()
+    for entry in cache_dir().iterdir():
+        if entry.name != "eval-base-answers":
+            (private / entry.name).symlink_to(entry)
+    monkeypatch.setenv("IRIS_CACHE_DIR", str(private))
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(

@@ -74,12 +74,13 @@ def _run_pinned(name: str, env: dict, cores: queue.Queue) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def matrix(hf_home, demo_session) -> dict:
+def matrix(hf_home, request, tmp_path_factory) -> dict:
     """Every shipped recipe run once: {name: (run directory, exit code, output)}, and "__runs__": the runs root.
-    The demo is the session's demo run; the others go side by side, one per core, into the same runs root, so they
-    take about (sum of run times) / cores."""
+    The others go side by side, one per core, into one runs root, so they take about (sum of run times) / cores;
+    the demo is the session's demo run (asked for last: under pytest-xdist another worker runs it meanwhile),
+    linked into that root."""
     env = dict(os.environ)
-    runs = demo_session["runs"]
+    runs = tmp_path_factory.mktemp("matrix-runs")
     env.update(
         HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", IRIS_HOME=str(REPO), IRIS_RUNS_DIR=str(runs)
     )
@@ -90,7 +91,10 @@ def matrix(hf_home, demo_session) -> dict:
     others = [name for name in RECIPES if name != DEMO]
     with ThreadPoolExecutor(cores.qsize()) as pool:
         done = dict(zip(others, pool.map(lambda name: _run_pinned(name, env, cores), others)))
-    done[DEMO] = (demo_session["code"], demo_session["stdout"] + demo_session["stderr"])
+    demo = request.getfixturevalue("demo_session")
+    done[DEMO] = (demo["code"], demo["stdout"] + demo["stderr"])
+    if (demo["runs"] / DEMO).is_dir():
+        (runs / DEMO).symlink_to(demo["runs"] / DEMO, target_is_directory=True)
     out: dict = {"__runs__": runs}
     for name, (code, output) in done.items():
         found = [p for p in (runs / name).iterdir() if (p / "run.json").is_file()] if (runs / name).is_dir() else []
