@@ -87,8 +87,8 @@ def main() -> int:
     return 0
 
 
-def run_demo(tree: Path, env: dict[str, str], overrides: list[str]) -> tuple[float, dict, dict]:
-    """One demo run with `tree`'s own code and recipe: (wall seconds, run.json, eval.json)."""
+def run_demo(tree: Path, env: dict[str, str], overrides: list[str]) -> tuple[float, dict]:
+    """One demo run with `tree`'s own code and recipe: (wall seconds, run.json)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         start = time.perf_counter()
@@ -108,9 +108,7 @@ def run_demo(tree: Path, env: dict[str, str], overrides: list[str]) -> tuple[flo
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        wall = time.perf_counter() - start
-        ev = json.loads((out / "eval.json").read_text()) if (out / "eval.json").exists() else {}
-        return wall, json.loads((out / "run.json").read_text()), ev
+        return time.perf_counter() - start, json.loads((out / "run.json").read_text())
 
 
 def side_by_side(baseline: Path, overrides: list[str]) -> int:

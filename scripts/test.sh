@@ -8,7 +8,7 @@ scripts/setup.sh --with-browser
 set +e
 # One pytest-xdist worker per CPU (at most 4; IRIS_TEST_WORKERS=N to choose, 0 for none), a test module at a time
 # (tests/conftest.py pins each to its CPUs): much of the integration tier is single-threaded work (imports, tiny
-# models), so on 2 cores two workers take 29 min where one process took 51.
+# models), so on 2 cores two workers take 27 min where one process took 51.
 workers=${IRIS_TEST_WORKERS:-$(( $(nproc) < 4 ? $(nproc) : 4 ))}
 xdist=(); [ "$workers" -gt 1 ] && xdist=(-n "$workers" --dist loadfile --no-loadscope-reorder)
 .venv/bin/python -m pytest tests/unit tests/integration "${xdist[@]}" "$@"
