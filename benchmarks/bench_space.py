@@ -70,11 +70,12 @@ LLAMA_1B = {
 
 
 def llama_1b_shaped_gguf() -> Path:
-    """A Q4_K_M GGUF with Llama-3.2-1B's shapes and random weights (SmolLM2's tokenizer, which llama.cpp knows;
-    the converter pads its vocabulary to 128,256). Built once into the cache (~2 minutes), then reused."""
+    """A Q4_K_M GGUF with Llama-3.2-1B's shapes and random weights, and the Llama 3 stand-in's tokenizer and chat
+    template (both paths of the decode table then render the same prompt). Built once into the cache (~2 minutes),
+    then reused."""
     from iris_recipes.paths import cache_dir
 
-    dest = cache_dir() / "bench" / "llama-3.2-1b-shape-q4_k_m.gguf"
+    dest = cache_dir() / "bench" / "llama-3.2-1b-shape-v2-q4_k_m.gguf"
     if dest.is_file():
         return dest
     import shutil
@@ -94,7 +95,10 @@ def llama_1b_shaped_gguf() -> Path:
         hf.mkdir()
         (hf / "config.json").write_text(json.dumps(LLAMA_1B, indent=1))
         for f in standins.cached("llama3").iterdir():
-            if f.name.startswith(("tokenizer", "special_tokens")) or f.name in ("vocab.json", "merges.txt"):
+            if f.name.startswith(("tokenizer", "special_tokens", "chat_template")) or f.name in (
+                "vocab.json",
+                "merges.txt",
+            ):
                 shutil.copyfile(f, hf / f.name)
         c, gen = LLAMA_1B, torch.Generator().manual_seed(0)
         h, kv = c["hidden_size"], c["num_key_value_heads"] * c["head_dim"]

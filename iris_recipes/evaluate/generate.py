@@ -82,7 +82,10 @@ class Generator:
         params.n_batch = self.n_ctx + slots  # any prompt (cut to n_ctx) fits beside one token of every other slot
         params.n_ubatch = min(512, params.n_batch)
         params.n_seq_max = slots
-        params.kv_unified = False  # each sequence attends to its own cells only: the prompts share no prefix
+        # One KV buffer for all slots, sequences told apart by the attention mask: measured on SmolLM2-135M F16,
+        # 2 cores, the demo's 112 eval generations: 146-152 tokens/s against 92 with a buffer per sequence
+        # (llama.cpp then splits every decode step into equal per-sequence parts).
+        params.kv_unified = True
         params.n_threads = params.n_threads_batch = threads
         # as llama-cpp-python's Llama (the Space, the export checks) runs it: flash attention off
         params.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED

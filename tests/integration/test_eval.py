@@ -289,3 +289,48 @@ def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path, monkeypatch):
     assert dest == out and len(entries) == 2
     assert "| val_loss |" in text and "format_regex" in text and "noise (seed spread)" in text
     assert f"{results[1]['tuned']['val_loss']:.4g}" in text
+
+
+# -- batched generation ------------------------------------------------------------------------------------------
+
+
+def test_batched_greedy_answers_equal_one_at_a_time(smollm2_dir):
+    """Eval decodes many prompts together in one llama.cpp context (shared KV buffer, continuous batching); each
+    greedy answer must be the one llama-cpp-python gives for that prompt alone: no sequence sees another's cells."""
+    from llama_cpp import Llama
+    from transformers import AutoTokenizer
+
+    from iris_recipes.evaluate.generate import base_f16_gguf, generator
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    questions = [
+        "Sam has 7 apples and buys 5 more. How many apples does Sam have?",
+        "Name three colours of the rainbow.",
+        "What is the capital of France? Answer in one sentence.",
+        "Write one sentence about the sea.",
+        "Give a synonym for 'happy'.",
+        "How many legs does a spider have?",
+    ]
+    prompts = [
+        tok(tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True))[
+            "input_ids"
+        ]
+        for q in questions
+    ]
+    limits = [24, 8, 16, 24, 12, 20]  # unequal limits: slots free at different steps and take the next prompt
+    gguf = base_f16_gguf(smollm2_dir, "SmolLM2-135M-Instruct")
+    with generator(gguf, n_ctx=256, threads=2, slots=3) as gen:
+        batched = gen.batch_generate(prompts, limits)
+    llm = Llama(model_path=str(gguf), n_ctx=256, n_threads=2, verbose=False)
+    try:
+        for prompt, limit, reply in zip(prompts, limits, batched):
+            alone = []
+            llm.reset()
+            for token in llm.generate(prompt, temp=0.0, top_k=1, repeat_penalty=1.0):
+                if llm.token_eos() == token or len(alone) >= limit:
+                    break
+                alone.append(token)
+            assert reply.tokens == alone, tok.decode(prompt)
+        assert any(len(r.tokens) == limit for r, limit in zip(batched, limits))  # some ran to their limit
+    finally:
+        llm.close()
