@@ -208,6 +208,10 @@ class Model:
         import llama_cpp
 
         llm = self.llm
+        # Empty the whole cache first (the conversation it held is saved or not worth keeping): the restored cells
+        # then start at cell 0, and a later prompt attends over them alone. Measured on the demo model, 2
+        # conversations taking turns: turn 5 took 1.0-1.1 s without this, 0.84-0.96 s with it (turn 1: 0.7 s).
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
         if not llama_cpp.llama_state_seq_set_data(llm.ctx, state.data, state.size, 0):
             llm.reset()
             llm._ctx.kv_cache_seq_rm(-1, 0, -1)

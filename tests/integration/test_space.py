@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -616,3 +617,31 @@ def test_cli_serves_the_registry_on_localhost(space_project, tmp_path):
             timeout=120,
         )
         assert r.returncode == 2 and "--port" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads a process's CPU time from /proc")
+def test_idle_server_leaves_the_cores_to_the_models(space_manifest, tmp_path):
+    """A served app that nobody is talking to uses almost no CPU: Gradio's queue polls for requests every 1 ms by
+    default (~8% of a core), CPU time llama.cpp's threads lose on a 2-core Space while they decode."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "space" / "app.py"), "--manifest", str(space_manifest), "--port", str(port)],
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "app.log").open("w"),
+    )
+    try:
+        wait_for_port(port, proc=proc)
+        time.sleep(2)  # start-up work settles
+
+        def cpu_s() -> float:  # user + system time of the app process, all its threads
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        before, t0 = cpu_s(), time.monotonic()
+        time.sleep(6)
+        share = (cpu_s() - before) / (time.monotonic() - t0)
+        assert share < 0.03, f"the idle app used {share:.1%} of a core"
+    finally:
+        proc.terminate()
+        proc.wait(30)
