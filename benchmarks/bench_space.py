@@ -374,7 +374,7 @@ def decode_table(gguf: Path, threads: int, runs: int, max_tokens: int, baseline:
         f"\nDecode speed measured inside the app: {med(rows['app'], 'server_tok_s'):.1f} tok/s (its own token "
         "count). Tokens in the table: the reply text tokenized again, the same for every path. TTFT inside the app: "
         "from the request reaching the app's handler to its first token, minus direct TTFT. Gradio's floor: "
-        f"a Gradio app with the same /chat signature and queue settings that answers at once, no model, served and "
+        f"a Gradio app with the same /chat signature (Gradio's default queue) that answers at once, no model, served and "
         f"called the same way: first update after {floor['median']:.0f} ms (median; min {floor['min']:.0f}, max "
         f"{floor['max']:.0f}), the cost of Gradio's HTTP queue and event stream that any Gradio Space pays. Goal: "
         ">= 95% of direct, TTFT added <= 50 ms.\n"

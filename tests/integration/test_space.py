@@ -624,12 +624,13 @@ def test_idle_server_leaves_the_cores_to_the_models(space_manifest, tmp_path):
     """A served app that nobody is talking to uses almost no CPU: Gradio's queue polls for requests every 1 ms by
     default (~8% of a core), CPU time llama.cpp's threads lose on a 2-core Space while they decode."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "space" / "app.py"), "--manifest", str(space_manifest), "--port", str(port)],
-        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "app.log").open("w"),
-    )
+    with (tmp_path / "app.log").open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "space" / "app.py"), "--manifest", str(space_manifest), "--port", str(port)],
+            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     try:
         wait_for_port(port, proc=proc)
         time.sleep(2)  # start-up work settles
