@@ -8,7 +8,8 @@ Llama-3.2-1B's shapes (16 layers, hidden 2048, GQA 32/8, vocabulary 128,256, tie
 made here once (F16 by llama.cpp's converter, then Q4_K_M) and cached: decode and prompt speed depend on the shapes,
 not the weights.
 
-Decode: the app runs in its own process (as when served), reached with gradio_client over HTTP with streaming; the
+Decode: the app runs in its own process (as when served), reached over HTTP through Gradio's REST API and its
+event stream (httpx; gradio_client's busy polling would take CPU from the cores the app decodes on); the
 direct side loads the same GGUF in a process of its own and times itself (no IPC counted). Runs alternate between
 the sides (and which goes first) so machine load drifts hit all alike. `--baseline-app` adds an older app.py as a
 third side (before/after in one run). Decode speed is (tokens - 1) / (last token time - first token time), time to
@@ -187,26 +188,40 @@ class Direct:
         self.proc.wait(30)
 
 
-def app_run(client, variant, user, max_tokens, count) -> dict:
-    """One streamed reply through the Space's /chat endpoint, timed at the client. Tokens are counted as the
-    direct side counts them (`count`: the reply text tokenized again), whatever the app's own stats say."""
+def app_run(url: str, defaults: list, variant, user, max_tokens, count) -> dict:
+    """One streamed reply through the Space's /chat endpoint, timed at the client. The client is Gradio's REST API
+    (`POST /gradio_api/call/chat`, then its event stream, the queue and stream the browser's requests go through)
+    read with httpx: it sleeps until each update arrives, where gradio_client's iterator polls every 1 ms and its
+    stream reader every 50 ms (~0.15 CPU-s per reply on the cores the Space decodes on, a cost a remote user's
+    client does not put on the Space). Tokens are counted as the direct side counts them (`count`: the reply text
+    tokenized again), whatever the app's own stats say."""
+    import httpx
+
     t0 = time.perf_counter()
-    first = last = None
-    final = None
-    job = client.submit(variant, user, [], "", 0.0, 0.9, max_tokens, api_name="/chat")
-    for update in job:
-        if update["reply"] and first is None:
-            first = time.perf_counter()
-        if update["done"]:
-            last = time.perf_counter()
-            final = update
+    first = last = final = None
+    data = [variant, user, [], "", 0.0, 0.9, max_tokens, *defaults[7:]]  # the rest: the app's defaults
+    with httpx.Client(base_url=url, timeout=300) as http:
+        event_id = http.post("/gradio_api/call/chat", json={"data": data}).raise_for_status().json()["event_id"]
+        with http.stream("GET", f"/gradio_api/call/chat/{event_id}") as stream:
+            event = None
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event in ("generating", "complete"):
+                    update = json.loads(line[6:])[0]
+                    if update["reply"] and first is None:
+                        first = time.perf_counter()
+                    if update["done"] and last is None:
+                        last, final = time.perf_counter(), update
+                elif line.startswith("data: ") and event == "error":
+                    raise RuntimeError(f"/chat failed: {line[6:]}")
     n = count(final["reply"])
     return {
         "tokens": n,
         "ttft": first - t0,
-        "tok_s": (n - 1) / (last - first),
-        "server_tok_s": final["stats"]["tokens_per_s"],
-        "server_ttft": final["stats"].get("ttft_s"),
+        "tok_s": (n - 1) / (last - first) if last > first else float("inf"),
+        "server_tok_s": (final["stats"] or {}).get("tokens_per_s"),
+        "server_ttft": (final["stats"] or {}).get("ttft_s"),
     }
 
 
@@ -244,12 +259,14 @@ class Served:
             stderr=self.log,
         )
         wait_for_port(port, proc=self.proc)
-        from gradio_client import Client
+        self.url = f"http://127.0.0.1:{port}"
+        import httpx  # /chat's parameters and their defaults, which differ between versions of the app
 
-        self.client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        info = httpx.get(f"{self.url}/gradio_api/info", timeout=60).raise_for_status().json()
+        self.defaults = [p.get("parameter_default") for p in info["named_endpoints"]["/chat"]["parameters"]]
 
     def run(self, user: str, max_tokens: int) -> dict:
-        return app_run(self.client, "bench", user, max_tokens, self.count)
+        return app_run(self.url, self.defaults, "bench", user, max_tokens, self.count)
 
     def close(self) -> None:
         self.proc.terminate()
@@ -325,7 +342,7 @@ def decode_table(gguf: Path, threads: int, runs: int, max_tokens: int, baseline:
     rng = lambda rs, k, f: f"{med(rs, k):{f}} ({min(r[k] for r in rs):{f}}–{max(r[k] for r in rs):{f}})"  # noqa: E731
     label = {
         "direct": "llama-cpp-python direct (`create_chat_completion`, streaming)",
-        "app": "Space /chat now (gradio_client, streaming)",
+        "app": "Space /chat now (Gradio REST API, streaming)",
         "before": f"Space /chat before (`{baseline}`)" if baseline else "",
     }
     print(
@@ -423,6 +440,7 @@ def kv_table(gguf: Path, threads: int, turns: int, counts: list[int], reply_toke
             convs: list[list[dict]] = [[] for _ in range(n)]
             ttft: list[list[float]] = [[] for _ in range(turns)]
             prompt: list[list[int]] = [[] for _ in range(turns)]
+            read: list[list[int]] = [[] for _ in range(turns)]  # prompt tokens llama.cpp had to read
             for turn in range(turns):
                 for c in range(n):
                     msg = user_turn(c, turn)
@@ -434,6 +452,7 @@ def kv_table(gguf: Path, threads: int, turns: int, counts: list[int], reply_toke
                     convs[c] += [{"role": "user", "content": msg}, {"role": "assistant", "content": reply.text}]
                     ttft[turn].append(first if first is not None else time.perf_counter() - t0)
                     prompt[turn].append(reply.stats["prompt_tokens"])
+                    read[turn].append(reply.stats["prompt_tokens"] - reply.stats["reused_tokens"])
             saved = pool.states.bytes / 1e6 if pool.states else 0
             for key in pool.loaded():
                 pool.get(key).close().result()
@@ -445,6 +464,7 @@ def kv_table(gguf: Path, threads: int, turns: int, counts: list[int], reply_toke
                     *(f"{t:.2f}" for t in med),
                     f"{med[-1] / med[0]:.2f}x",
                     f"{statistics.median(prompt[-1]):.0f}",
+                    f"{statistics.median(read[0]):.0f} / {statistics.median(read[-1]):.0f}",
                     f"{saved:.0f} MB" if mb else "—",
                 ]
             )
@@ -462,6 +482,7 @@ def kv_table(gguf: Path, threads: int, turns: int, counts: list[int], reply_toke
                 *(f"turn {t + 1}" for t in range(turns)),
                 "turn 5 / turn 1",
                 f"prompt tokens, turn {turns}",
+                f"tokens read, turn 1 / turn {turns}",
                 "saved states at the end",
             ],
             rows,

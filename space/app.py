@@ -14,9 +14,9 @@ IRIS_SPACE_N_CTX (context window, 4096), IRIS_SPACE_MAX_CHARS (longest message, 
 requests, 16), IRIS_SPACE_CONCURRENCY (replies handled at once, 2; each model still answers one at a time),
 IRIS_SPACE_MAX_MODELS (models in memory, 2), IRIS_SPACE_LOAD_WAIT_S (how long a request waits for a model slot,
 120), IRIS_SPACE_KV_CACHE_MB (saved conversation states, 1024; 0 = off), IRIS_SPACE_UPDATES_PER_S (streamed UI
-updates a second per reply, 20), IRIS_SPACE_QUEUE_POLL_MS (how often Gradio's queue looks for requests, 10),
-IRIS_SPACE_ASR (pocketsphinx | whisper), IRIS_SPACE_WHISPER_MODEL (base.en),
-IRIS_SPACE_MAX_AUDIO_S (60).
+updates a second per reply, 20), IRIS_SPACE_QUEUE_POLL_MS (how often Gradio's queue looks for requests and,
+before Gradio 6.11, an event stream for its next update, 10), IRIS_SPACE_ASR (pocketsphinx | whisper),
+IRIS_SPACE_WHISPER_MODEL (base.en), IRIS_SPACE_MAX_AUDIO_S (60).
 
 API (gradio_client): `/chat` streams dicts {"reply", "done", "notice", "stats", "transcript", "base"} for
 (variant, message, history=[{"role", "content"}...], mode, temperature, top_p, max_new_tokens, audio=None,
@@ -350,6 +350,7 @@ def build_app(manifest_path: str | os.PathLike | None = None) -> gr.Blocks:
 
     demo.queue(max_size=settings.QUEUE_SIZE, default_concurrency_limit=settings.CONCURRENCY)
     _quiet_queue(demo)
+    _quiet_event_streams()
     demo.iris_manifest, demo.iris_pool = manifest, pool  # for tests and `iris-recipes space`
     return demo
 
@@ -362,6 +363,31 @@ def _quiet_queue(demo: gr.Blocks) -> None:
     if hasattr(queue, "sleep_when_free") and hasattr(queue, "progress_update_sleep_when_free"):
         queue.sleep_when_free = max(queue.sleep_when_free, settings.QUEUE_POLL_S)
         queue.progress_update_sleep_when_free = max(queue.progress_update_sleep_when_free, 5 * settings.QUEUE_POLL_S)
+
+
+class _SleepFloor:
+    """The asyncio module, but with sleeps shorter than `floor` (other than 0, a plain yield) lengthened to it."""
+
+    def __init__(self, module, floor: float):
+        self._module, self.floor = module, floor
+
+    def __getattr__(self, name: str):
+        return getattr(self._module, name)
+
+    def sleep(self, delay, *args, **kwargs):
+        return self._module.sleep(self.floor if 0 < delay < self.floor else delay, *args, **kwargs)
+
+
+def _quiet_event_streams() -> None:
+    """Gradio before 6.11 looks for each open event stream's next message every 1 ms (6.11 waits for it instead,
+    gradio-app/gradio#13046): ~15% of a core while a reply streams, taken from llama.cpp's threads on a 2-core
+    Space (axolotl pins Gradio 6.10, so a training environment has it). Its routes' sleeps shorter than
+    QUEUE_POLL_S are lengthened to it: a streamed update leaves at most 10 ms later."""
+    import gradio.routes
+
+    major, minor = (int(part) for part in gr.__version__.split(".")[:2])
+    if (major, minor) < (6, 11) and not isinstance(gradio.routes.asyncio, _SleepFloor):
+        gradio.routes.asyncio = _SleepFloor(gradio.routes.asyncio, settings.QUEUE_POLL_S)
 
 
 def _shown(reply: Reply | None) -> str:

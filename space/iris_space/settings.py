@@ -58,7 +58,8 @@ KV_CACHE_MB = _env_int("IRIS_SPACE_KV_CACHE_MB", 1024, minimum=0)
 # At most this many UI updates a second per reply: a per-token update costs the server (diffing, SSE) and the
 # browser CPU time that the model decodes on, and nobody reads faster than ~20 updates a second.
 UPDATES_PER_S = _env_int("IRIS_SPACE_UPDATES_PER_S", 20)
-# How often Gradio's queue looks for new requests (ms); it polls even when idle, on the cores the models decode on.
+# How often Gradio's queue looks for new requests and (Gradio < 6.11) an event stream for its next update (ms); it
+# polls even when idle, on the cores the models decode on.
 QUEUE_POLL_S = _env_int("IRIS_SPACE_QUEUE_POLL_MS", 10) / 1000
 # Speech recognizer: "pocketsphinx" (offline, its model ships in the package) or "whisper" (faster-whisper, model
 # downloaded from the Hub; pocketsphinx is the fallback when it cannot load).
