@@ -61,7 +61,7 @@ def generate(
             )
         llm = model.llm
         t0 = time.perf_counter()
-        reused = model.switch_to(tokens)
+        tokens, reused = model.switch_to(tokens, model.n_ctx - max_new_tokens)
         llm._ctx.set_n_threads(threads, threads)
         llm.set_seed(random.randrange(1 << 31))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

@@ -134,12 +134,10 @@ class Model:
         # The model's own control tokens (reserved ones too), removed from every text that enters its prompt.
         import re
 
-        control = {
-            llm._model.token_get_text(t)
-            for t in range(llm.n_vocab())
-            if llm._model.token_get_attr(t) & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
-        }
-        control = sorted((c for c in control if c), key=len, reverse=True)
+        self._control_ids = frozenset(
+            t for t in range(llm.n_vocab()) if llm._model.token_get_attr(t) & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+        )
+        control = sorted({llm._model.token_get_text(t) for t in self._control_ids} - {""}, key=len, reverse=True)
         self._control_re = re.compile("|".join(re.escape(c) for c in control)) if control else None
         # Template tokens a message costs besides its content (measured once; used to trim long conversations).
         one = self.prompt_tokens([{"role": "user", "content": "a"}])
@@ -173,25 +171,69 @@ class Model:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
 
     # -- KV states --
-    def switch_to(self, tokens: list[int]) -> int:
+    def switch_to(self, tokens: list[int], limit: int) -> tuple[list[int], int]:
         """Before a reply to `tokens`: keep the conversation the context holds if `tokens` is another one, and bring
-        back the saved state that shares the longest prefix with `tokens`. Returns the prompt tokens llama.cpp does
-        not need to read again."""
+        back the saved state that shares the longest prefix with `tokens`. Returns the prompt to generate from (see
+        `_align`; at most `limit` tokens) and how many of its tokens llama.cpp does not need to read again."""
         llm = self.llm
         want = np.asarray(tokens, dtype=np.intc)
-        n_cur = llm.n_tokens
-        reuse = common_prefix(llm.input_ids[:n_cur], want)
+        held = llm.input_ids[: llm.n_tokens]
+        use, reuse = self._align(want, held, limit)
         if self.states is None:
-            return reuse
-        if reuse < n_cur and self.unsaved and n_cur >= MIN_STATE_TOKENS:
+            return use.tolist(), reuse
+        if reuse < len(held) and self.unsaved and len(held) >= MIN_STATE_TOKENS:
             self._save()
         state, n = self.states.take(self.key, want)
         if state is not None and n > reuse:
             if self._restore(state):
-                return n
+                use, reuse = self._align(want, state.tokens, limit)
+            else:
+                use, reuse = want, 0
         elif state is not None:  # not better than what the context holds: put it back
             self.states.put(state)
-        return reuse
+        return use.tolist(), reuse
+
+    def _align(self, want: np.ndarray, held: np.ndarray, limit: int) -> tuple[np.ndarray, int]:
+        """The prompt `want` with the tokens of `held` (what a KV state holds) wherever both spell the same text, and
+        how many of them it reuses. A reply the model generated is often other tokens than its text tokenizes into
+        when it comes back in the history (a number in digits, a word in pieces; random text nearly always): matched
+        by token alone, every returning turn would read its last reply again. Control tokens match by id only, so
+        a marker spelled out in text is never taken for one."""
+        n = common_prefix(held, want)
+        i = j = n
+        a, b = bytearray(), bytearray()  # the text of want[n:i] and of held[n:j]
+        best = n, n
+        while True:
+            if len(a) == len(b):  # the two texts are equal and both end on a token boundary
+                best = i, j
+                if i == len(want) or j == len(held):
+                    break
+                if want[i] in self._control_ids or held[j] in self._control_ids:
+                    if want[i] != held[j]:
+                        break
+                    i, j = i + 1, j + 1
+                    continue
+                a += self.piece(int(want[i]))
+                b += self.piece(int(held[j]))
+                i, j = i + 1, j + 1
+            elif len(a) < len(b):
+                if i == len(want) or want[i] in self._control_ids:
+                    break
+                a += self.piece(int(want[i]))
+                i += 1
+            else:
+                if j == len(held) or held[j] in self._control_ids:
+                    break
+                b += self.piece(int(held[j]))
+                j += 1
+            m = min(len(a), len(b))
+            if a[:m] != b[:m]:
+                break
+        i, j = best
+        if j == n:
+            return want, n
+        use = np.concatenate([held[:j], want[i:]])
+        return (use, j) if len(use) <= limit else (want, n)
 
     def _save(self) -> None:
         import llama_cpp

@@ -316,6 +316,42 @@ def test_kv_states_let_conversations_take_turns(space_manifest):
     assert 0 < pool.states.bytes <= 64 << 20 and len(pool.states) == 1  # the conversation not in the context
 
 
+def test_a_reply_in_other_tokens_than_its_text_is_not_read_again(space_manifest):
+    """A generated reply often is other tokens than its text tokenizes into when it comes back in the history: the
+    prompt keeps the tokens the KV state holds wherever both spell the same text, and reads only what follows; a
+    marker spelled out in text is never taken for the control token."""
+    import numpy as np
+
+    app = load_app()
+    common_prefix = sys.modules["iris_space.models"].common_prefix
+    manifest = app.Manifest.load(space_manifest)
+    pool = app.ModelPool(manifest, kv_cache_mb=64)
+    model, _ = pool.preload("smol-tutor", manifest.get("smol-tutor"))
+
+    def run():
+        first = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 12345 + 1?"}]
+        reply = "The answer is 12346, twelve thousand."
+        pieces = [t for ch in reply for t in model.llm.tokenize(ch.encode(), add_bos=False, special=False)]
+        assert pieces != model.llm.tokenize(reply.encode(), add_bos=False, special=False)  # not the canonical ones
+        held = np.asarray(model.prompt_tokens(first) + pieces, dtype=np.intc)
+        want = np.asarray(
+            model.prompt_tokens(first + [{"role": "assistant", "content": reply}, {"role": "user", "content": "And?"}]),
+            dtype=np.intc,
+        )
+        text = lambda ids: model.llm.detokenize([int(t) for t in ids], special=True)  # noqa: E731
+        use, reused = model._align(want, held, 4096)
+        assert (
+            reused == len(held) and text(use) == text(want) and list(use[reused:]) == list(want[-(len(use) - reused) :])
+        )
+        over = model._align(want, held, len(use) - 1)  # longer than the limit: the prompt as it was
+        assert over[0] is want and over[1] == common_prefix(held, want)
+        spelled = np.concatenate([held, model.llm.tokenize(b"<|im_end|>", add_bos=False, special=False)])
+        assert model._align(want, spelled, 4096)[1] == len(held)  # the marker in text stays unmatched
+
+    model.thread.submit(run).result()
+    model.close().result()
+
+
 def test_state_cache_is_bounded_lru():
     load_app()
     models = sys.modules["iris_space.models"]
