@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -120,11 +121,11 @@ def side_by_side(baseline: Path, overrides: list[str]) -> int:
             if entry.name != "eval-base-answers":
                 (Path(cache) / entry.name).symlink_to(entry)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "IRIS_CACHE_DIR": cache}
-        runs = {
-            f"baseline ({baseline.name})": run_demo(baseline, env, overrides),
-            "this tree, first run": run_demo(REPO, env, overrides),
-            "this tree, second run (base answers cached)": run_demo(REPO, env, overrides),
-        }
+        runs = {f"baseline ({baseline.name})": run_demo(baseline, env, overrides)}
+        # the baseline may have cached the base's answers under the same key: this tree's first run starts without
+        shutil.rmtree(Path(cache) / "eval-base-answers", ignore_errors=True)
+        runs["this tree, first run"] = run_demo(REPO, env, overrides)
+        runs["this tree, second run (base answers cached)"] = run_demo(REPO, env, overrides)
     print("## End-to-end demo side by side (`iris-recipes run recipes/smollm2-demo.yaml`, warm install, one run)\n")
     rows = [[s, *(f"{r[1]['stages'].get(s, {}).get('seconds', 0):.0f} s" for r in runs.values())] for s in STAGES]
     rows.append(["**total wall**", *(f"**{r[0]:.0f} s**" for r in runs.values())])

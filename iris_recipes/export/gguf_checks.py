@@ -78,9 +78,9 @@ def end_of_turn_token(tok) -> str | None:
 def _llama(path: Path, **kwargs):
     from llama_cpp import Llama
 
-    # Checks run on one thread: on a busy machine llama.cpp's spinning worker threads slow down many times over,
-    # and correctness does not depend on speed. Only decode_speed uses every core.
-    kwargs.setdefault("n_threads", 1)
+    # Every CPU this process may use (its affinity mask, which test workers and containers narrow): more threads
+    # than that would spin against each other.
+    kwargs.setdefault("n_threads", cpu_count())
     kwargs.setdefault("n_threads_batch", kwargs["n_threads"])
     return Llama(model_path=str(path), verbose=False, **kwargs)
 
