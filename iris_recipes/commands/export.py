@@ -35,7 +35,12 @@ def add_parser(sub) -> None:
         help="comma-separated quantized types instead of the recipe's export.quantize "
         "(q4_k_m,q5_k_m,q8_0,...; F16 is always written; 'none' for F16 only)",
     )
-    p.add_argument("--threads", type=int, default=None, help="threads for quantizing and the decode-speed test")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for quantizing and the GGUF checks (default: the CPUs this process may use)",
+    )
     p.add_argument(
         "--fetch-converter",
         action="store_true",

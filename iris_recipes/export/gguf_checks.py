@@ -75,14 +75,13 @@ def end_of_turn_token(tok) -> str | None:
     return tok.eos_token
 
 
-def _llama(path: Path, **kwargs):
+def _llama(path: Path, threads: int | None = None, **kwargs):
     from llama_cpp import Llama
 
-    # Every CPU this process may use (its affinity mask, which test workers and containers narrow): more threads
-    # than that would spin against each other.
-    kwargs.setdefault("n_threads", cpu_count())
-    kwargs.setdefault("n_threads_batch", kwargs["n_threads"])
-    return Llama(model_path=str(path), verbose=False, **kwargs)
+    # The export's --threads, else every CPU this process may use (its affinity mask, which test workers and
+    # containers narrow): more threads than that would spin against each other.
+    threads = threads or cpu_count()
+    return Llama(model_path=str(path), verbose=False, n_threads=threads, n_threads_batch=threads, **kwargs)
 
 
 # -- 1. tokens and template ---------------------------------------------------------------------------------------
@@ -168,12 +167,12 @@ def hf_reference(merged: Path, prompts: list[list[int]]) -> list:
     return out
 
 
-def gguf_logits(gguf: Path, prompts: list[list[int]]):
+def gguf_logits(gguf: Path, prompts: list[list[int]], threads: int | None = None):
     """llama.cpp's logits at every position of every prompt."""
     import numpy as np
 
     n_ctx = max(len(p) for p in prompts) + 16
-    llm = _llama(gguf, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, logits_all=True)
+    llm = _llama(gguf, threads, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, logits_all=True)
     out = []
     for ids in prompts:
         llm.reset()
@@ -210,7 +209,13 @@ def agreement(reference: list, logits: list) -> dict[str, Any]:
 
 # -- 3. chat ------------------------------------------------------------------------------------------------------
 def check_chat(
-    gguf: Path, tok, *, require_stop: bool, messages: list[dict[str, str]] | None = None, max_tokens: int = 128
+    gguf: Path,
+    tok,
+    *,
+    require_stop: bool,
+    messages: list[dict[str, str]] | None = None,
+    max_tokens: int = 128,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """A greedy chat with the GGUF's own template.
 
@@ -220,7 +225,7 @@ def check_chat(
     """
     messages = messages or chat_probe()
     user = messages[-1]["content"]
-    llm = _llama(gguf, n_ctx=1024, seed=0)
+    llm = _llama(gguf, threads, n_ctx=1024, seed=0)
     result = llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0)
     llm.close()
     choice = result["choices"][0]
@@ -239,7 +244,7 @@ def check_chat(
     stopped = finish == "stop"
     if require_stop and not stopped:
         problems.append(f"no end-of-turn token within {max_tokens} tokens: the model does not stop on its own")
-    forced = None if require_stop else forced_stop(gguf, tok, messages, specials)
+    forced = None if require_stop else forced_stop(gguf, tok, messages, specials, threads)
     if forced is not None:
         problems += forced["problems"]
     return {
@@ -258,7 +263,9 @@ def check_chat(
 FORCE_AFTER = 4  # tokens generated before the end-of-turn token is forced
 
 
-def forced_stop(gguf: Path, tok, messages: list[dict[str, str]], specials: list[str]) -> dict[str, Any]:
+def forced_stop(
+    gguf: Path, tok, messages: list[dict[str, str]], specials: list[str], threads: int | None = None
+) -> dict[str, Any]:
     """For a model that cannot choose to stop (random weights): force the end-of-turn token after a few tokens and
     check that llama.cpp ends the reply there, with the token itself kept out of the text."""
     import numpy as np
@@ -275,7 +282,7 @@ def forced_stop(gguf: Path, tok, messages: list[dict[str, str]], specials: list[
             scores[eot_id] = 0.0
         return scores
 
-    llm = _llama(gguf, n_ctx=1024, seed=0)
+    llm = _llama(gguf, threads, n_ctx=1024, seed=0)
     try:
         result = llm.create_chat_completion(
             messages=messages, max_tokens=FORCE_AFTER + 8, temperature=0.0, logits_processor=[force]
@@ -300,8 +307,7 @@ def forced_stop(gguf: Path, tok, messages: list[dict[str, str]], specials: list[
 # -- decode speed -------------------------------------------------------------------------------------------------
 def decode_speed(gguf: Path, prompt: list[int], new_tokens: int = 64, threads: int | None = None) -> float:
     """Greedy decode tokens/s after the prompt (prompt processing excluded); EOS does not stop it."""
-    threads = threads or cpu_count()
-    llm = _llama(gguf, n_ctx=len(prompt) + new_tokens + 8, n_threads=threads, n_threads_batch=threads)
+    llm = _llama(gguf, threads, n_ctx=len(prompt) + new_tokens + 8)
     count, start = 0, None
     for _ in llm.generate(prompt, temp=0.0, top_k=1):
         count += 1
@@ -331,8 +337,8 @@ def run_all(
     for quant, path in files.items():
         results[quant] = {
             "tokens": check_tokens(path, tok, prompts),
-            **agreement(reference, gguf_logits(path, prompts)),
-            "chat": check_chat(path, tok, require_stop=require_stop, messages=probe),
+            **agreement(reference, gguf_logits(path, prompts, threads)),
+            "chat": check_chat(path, tok, require_stop=require_stop, messages=probe, threads=threads),
             "decode_tok_s": decode_speed(path, prompts[0], threads=threads),
         }
     return {"positions": sum(len(p) for p in prompts), "results": results}

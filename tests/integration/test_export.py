@@ -370,3 +370,18 @@ def test_disk_filling_up_mid_export_leaves_nothing(tmp_path, tiny_model_dir, con
         export_run(run)
     assert list(small_tmpfs.iterdir()) == []
     assert run.stage_info("export")["status"] == "failed"
+
+
+def test_gguf_checks_use_the_exports_threads(monkeypatch):
+    """`iris-recipes export --threads N` reaches every llama.cpp the checks load; without it, the CPUs this process may
+    use (its affinity mask), never the host's count."""
+    from conftest_space import smol_gguf
+    from iris_recipes.export import gguf_checks
+
+    monkeypatch.setattr(gguf_checks, "cpu_count", lambda: 3)
+    for threads, want in ((1, 1), (None, 3)):
+        llm = gguf_checks._llama(smol_gguf(), threads, n_ctx=64)
+        try:
+            assert (llm.context_params.n_threads, llm.context_params.n_threads_batch) == (want, want)
+        finally:
+            llm.close()
