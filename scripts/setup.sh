@@ -48,7 +48,8 @@ pick_python() {
   return 2
 }
 
-has_cuda_gpu() { command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; }
+# grep -c reads the whole list: with grep -q, nvidia-smi could die of SIGPIPE and pipefail would say "no GPU".
+has_cuda_gpu() { command -v nvidia-smi >/dev/null && [ "$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')" -gt 0 ]; }
 
 # torch's version as the given Python sees it, or nothing.
 torch_version() {
@@ -88,7 +89,9 @@ else
   TORCH_PLAN="install torch==$TORCH_CPU (CPU)"
   TORCH_SPEC="torch==$TORCH_CPU"
 fi
-if [ "$GPU" = 1 ]; then echo "GPU: $(nvidia-smi -L | head -n 1)$( [ "$(nvidia-smi -L | grep -c '^GPU ')" -gt 1 ] && echo ' ...')"
+if [ "$GPU" = 1 ]; then
+  GPUS=$(nvidia-smi -L | grep '^GPU ')
+  echo "GPU: ${GPUS%%$'\n'*}$([ "${GPUS%%$'\n'*}" != "$GPUS" ] && echo ' ...')"
 else echo "GPU: none (CPU training)"; fi
 echo "torch: $TORCH_PLAN"
 [ "$DRY_RUN" = 1 ] && exit 0

@@ -77,8 +77,10 @@ set -euo pipefail
 # The iris-recipes command on the nodes (override with IRIS_RECIPES=..., e.g. a container's).
 export IRIS_RECIPES=${{IRIS_RECIPES:-"{py} -m iris_recipes"}}
 
-# The head node (node rank 0) is the first of the allocation; this script runs there.
-HEAD_NODE=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+# The head node (node rank 0) is the first of the allocation; this script runs there. The whole list is read:
+# `| head -n 1` could end scontrol with SIGPIPE, and under pipefail that would end the job.
+NODES=$(scontrol show hostnames "$SLURM_JOB_NODELIST")
+HEAD_NODE=${{NODES%%$'\\n'*}}
 PORT=$({py} -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])')
 
 # NCCL: a failed rank ends the job instead of hanging it. Several network interfaces? Name the one the nodes

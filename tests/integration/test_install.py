@@ -250,3 +250,19 @@ def test_setup_on_a_cuda_machine_keeps_a_torch_in_range(tmp_path, installed, pla
     assert proc.returncode == 0, proc.stderr
     assert "GPU: GPU 0: Tesla T4" in proc.stdout
     assert plan in proc.stdout
+
+
+def test_setup_sees_every_gpu_of_a_large_machine(tmp_path):
+    """nvidia-smi lists GPUs one line at a time: reading only the first would end it with SIGPIPE, and under
+    `set -o pipefail` setup would then plan a CPU install on an 8-GPU machine."""
+    tree = _setup_tree(tmp_path)
+    version = "{}.{}".format(*sys.version_info[:2])
+    sleep = shutil.which("sleep")  # the test's PATH holds only the tools it names
+    eight = (
+        f'#!/bin/bash\nfor i in 0 1 2 3 4 5 6 7; do echo "GPU $i: NVIDIA H100 (UUID: GPU-000$i)"; {sleep} 0.05; done\n'
+    )
+    bin_dir = _bin(tmp_path, {f"python{version}": sys.executable, "python3": sys.executable}, {"nvidia-smi": eight})
+    proc = _setup_dry_run(tree, bin_dir, PYTHONPATH=str(_fake_torch(tmp_path, "2.12.0+cu128")))
+    assert proc.returncode == 0, proc.stderr
+    assert "GPU: GPU 0: NVIDIA H100 (UUID: GPU-0000) ..." in proc.stdout
+    assert "torch: keep torch 2.12.0+cu128" in proc.stdout

@@ -176,3 +176,27 @@ def test_slurm_bad_flags(capsys, tmp_path, flags, message):
     assert cli.main(["run", str(RECIPE), *flags, "--output", str(tmp_path / "r")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_large_allocation_does_not_end_the_job(tmp_path, capsys):
+    """scontrol prints one name per node: reading only the first line would end it with SIGPIPE mid-list, and under
+    `set -o pipefail` that ends the whole job before training starts."""
+    out = tmp_path / "run"
+    assert cli.main(["run", str(RECIPE), "--slurm", "--nnodes", "2", "--gpus", "4", "--output", str(out)]) == 0
+    capsys.readouterr()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # far more than a pipe's buffer (64 KiB) of host names
+    _write(bin_dir / "scontrol", "#!/bin/bash\nseq -f 'gpu-node-%06g' 1 200000\n")
+    _write(bin_dir / "srun", "#!/bin/bash\nexit 0\n")
+    _write(bin_dir / "iris", "#!/bin/bash\nexit 0\n")
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "IRIS_RECIPES": str(bin_dir / "iris"),
+        "SLURM_JOB_ID": "9",
+        "SLURM_JOB_NODELIST": "gpu-node-[000001-200000]",
+    }
+    proc = subprocess.run(["bash", str(out / "launch.sbatch")], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "head gpu-node-000001:" in proc.stdout
