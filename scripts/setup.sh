@@ -91,7 +91,8 @@ else
 fi
 if [ "$GPU" = 1 ]; then
   GPUS=$(nvidia-smi -L | grep '^GPU ')
-  echo "GPU: ${GPUS%%$'\n'*}$([ "${GPUS%%$'\n'*}" != "$GPUS" ] && echo ' ...')"
+  FIRST=${GPUS%%$'\n'*}
+  echo "GPU: $FIRST$([ "$FIRST" != "$GPUS" ] && echo ' ...')"
 else echo "GPU: none (CPU training)"; fi
 echo "torch: $TORCH_PLAN"
 [ "$DRY_RUN" = 1 ] && exit 0
