@@ -62,7 +62,7 @@ def test_demo_card_shows_base_vs_finetuned(demo_run):
     result = json.loads((run / "eval.json").read_text())
     text = card.text
     for value in (result["base"]["val_loss"], result["tuned"]["val_loss"]):
-        assert f"{value:.3f}"[:4] in text
+        assert f"| {value:.4f} |" in text  # the card's table gives losses to 4 places
     first = result["generations"][0]
     assert first["prompt"] in text
     assert f"**Forgetting check: {result['forgetting']['verdict']}.**" in text
