@@ -95,6 +95,8 @@ def export_run(
     """
     from iris_recipes.stages import StageContext, run_stage
 
+    if threads is not None and threads < 1:
+        raise IrisError(f"export: --threads {threads}: give 1 or more, or leave it out to use every CPU it may use.")
     ctx = StageContext(run, quants=quants, threads=threads, require_chat_stop=require_chat_stop, export_log=log)
     return run_stage("export", ctx)
 

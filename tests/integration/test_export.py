@@ -98,6 +98,16 @@ def test_unknown_quant_type_fails_before_any_work(tmp_path, tiny_model_dir):
     assert main(["export", str(run.path), "--quantize", "q4_k_m,bogus"]) == 2
 
 
+@pytest.mark.parametrize("threads", ["0", "-2"])
+def test_thread_count_below_one_fails_before_any_work(tmp_path, tiny_model_dir, capsys, threads):
+    from iris_recipes.cli import main
+
+    run = make_run(tmp_path / "runs", tiny_model_dir)
+    assert main(["export", str(run.path), "--threads", threads]) == 2
+    assert f"--threads {threads}: give 1 or more" in capsys.readouterr().err
+    assert run.stage_info("export") == {} and not _leftovers(run)
+
+
 def test_run_without_merged_model(tmp_path, tiny_model_dir, converter):
     import shutil
 
