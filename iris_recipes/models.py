@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -264,11 +265,12 @@ def _build_from_gguf(model: BuiltinModel, gguf: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     # transformers dequantizes the GGUF into a regular model; the quantizer it attaches must go before saving.
-    hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
+    with _gguf_parsed_once():
+        hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
+        tok = tokenizer_from_gguf(gguf)
     hf.hf_quantizer = None
     if hasattr(hf.config, "quantization_config"):
         del hf.config.quantization_config
-    tok = tokenizer_from_gguf(gguf)
     _set_chat_tokens(tok, model.eos_token, model.bos_token)
     _set_generation_ids(hf, tok)
     hf.save_pretrained(out, safe_serialization=True)
@@ -295,6 +297,31 @@ def _build_from_gguf(model: BuiltinModel, gguf: Path, out: Path) -> None:
     )
 
 
+@contextmanager
+def _gguf_parsed_once():
+    """Within it, gguf-py parses a file once and builds a tensor-name map once per architecture and depth.
+
+    transformers reads a GGUF twice (config, then weights) and builds a TensorNameMap for every module of the
+    model (397 times for SmolLM2-135M); the tokenizer reads the file a third time. Both are pure functions of
+    their arguments; sharing them takes SmolLM2's build from ~26 s to ~17 s on 2 cores, with identical files.
+    """
+    import functools
+
+    import gguf
+
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+
+    @functools.lru_cache(maxsize=4)
+    def shared_reader(path, mode="r"):
+        return reader(path, mode)
+
+    gguf.GGUFReader, gguf.get_tensor_name_map = shared_reader, functools.lru_cache(maxsize=16)(name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader, name_map
+
+
 def tokenizer_from_gguf(gguf: Path):
     """SmolLM2's byte-level BPE tokenizer rebuilt from the GGUF's vocabulary and merges.
 
@@ -303,11 +330,11 @@ def tokenizer_from_gguf(gguf: Path):
     one, then GPT-2 byte-level pre-tokenization: llama.cpp's `smollm` pre-tokenizer), so the converter recognizes it
     and both libraries tokenize alike.
     """
-    from gguf import GGUFReader
+    import gguf as gguf_py
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    fields = GGUFReader(gguf).fields
+    fields = gguf_py.GGUFReader(str(gguf)).fields
     if fields["tokenizer.ggml.model"].contents() != "gpt2":
         raise IrisError(f"{gguf}: not a byte-level BPE (gpt2) vocabulary; this builtin cannot be rebuilt.")
     tokens = fields["tokenizer.ggml.tokens"].contents()

@@ -217,3 +217,41 @@ def test_builtin_tokenizer_matches_llama_cpp_on_the_original_gguf(smollm2_dir):
         ids = tok(text, add_special_tokens=False)["input_ids"]
         assert ids == llm.tokenize(text.encode(), add_bos=False, special=True), text
         assert tok.decode(ids) == text
+
+
+@pytest.mark.slow
+def test_builtin_build_parses_its_gguf_once_and_loads_what_transformers_loads(tmp_path, monkeypatch):
+    """The build shares one parse of the GGUF and one tensor-name map, and its weights are exactly those of
+    transformers' own GGUF loading (which, left alone, parses the file twice and builds the map per module)."""
+    import gguf
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    counts = {"parses": 0, "maps": 0}
+    parse, build_map = gguf.GGUFReader.__init__, gguf.TensorNameMap.__init__
+
+    def counted_parse(self, *args, **kwargs):
+        counts["parses"] += 1
+        parse(self, *args, **kwargs)
+
+    def counted_map(self, *args, **kwargs):
+        counts["maps"] += 1
+        build_map(self, *args, **kwargs)
+
+    monkeypatch.setattr(gguf.GGUFReader, "__init__", counted_parse)
+    monkeypatch.setattr(gguf.TensorNameMap, "__init__", counted_map)
+    monkeypatch.setenv("IRIS_CACHE_DIR", str(tmp_path))
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+
+    built = models.materialize_builtin("smollm2-135m-instruct")
+    assert counts == {"parses": 1, "maps": 1}
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader, name_map)  # put back for everyone else
+
+    path = models.builtin_gguf_path(models.BUILTIN_MODELS["smollm2-135m-instruct"])
+    plain = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.bfloat16)
+    assert counts["parses"] == 3  # transformers alone: config, then weights
+    saved = load_file(built / "model.safetensors")
+    expected = plain.state_dict()
+    assert set(saved) == set(expected) - {"lm_head.weight"}  # tied to the embeddings, saved once
+    assert all(torch.equal(saved[name], expected[name]) for name in saved)
