@@ -33,8 +33,26 @@ COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Positionals may follow options (`show R --no-defaults KEY=VALUE`): argparse's default parsing takes a
+    command's positionals in one run and rejects those after an option. Parsers with sub-commands cannot be parsed
+    intermixed and keep the default; their sub-commands inherit this class."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        nested = any(a.nargs in (argparse.PARSER, argparse.REMAINDER) for a in self._get_positional_actions())
+        if nested or self._intermixing:  # parse_known_intermixed_args calls back here for its two passes
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="iris-recipes",
         description="Declarative LLM fine-tuning: one validated YAML recipe -> Axolotl training -> GGUF -> Space.",
         epilog="Example: iris-recipes validate && iris-recipes run recipes/smollm2-demo.yaml",

@@ -88,6 +88,28 @@ def path_text_problem(text: str) -> str | None:
     return None
 
 
+def output_problem(path: str | os.PathLike, *, folder: bool = False) -> str | None:
+    """Why `path` (given by a user for output) cannot be written as a file, or with `folder` as a folder of files, or
+    None. Checked before the work, so a bad destination fails at once and not after the work is done. Some file
+    systems refuse what this allows (/proc), so the writer must still expect an OSError."""
+    text = os.fspath(path)
+    if not text.strip():
+        return "is empty"  # Path("") is ".": the work would land in the current folder
+    if problem := path_text_problem(text):
+        return problem
+    dest = os.path.abspath(text)
+    if os.path.exists(dest) and os.path.isdir(dest) != folder:
+        return "is a file, not a folder" if folder else "is a folder, not a file"
+    existing = dest if folder else os.path.dirname(dest)
+    while not os.path.exists(existing):  # the nearest folder that exists is where the new ones are made
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"cannot be created: {existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot be written: {existing} is not writable"
+    return None
+
+
 def resolve(path: str | os.PathLike) -> Path:
     """The absolute path with symbolic links followed. A symlink loop, which `Path.resolve` raises on, is returned
     as written (made absolute), so the caller's own "not found" check reports it."""

@@ -152,7 +152,7 @@ def assign_dirs(plan: SweepPlan, sweep_id: str) -> None:
         v.run_dir = runs_dir() / plan.name / f"{sweep_id}-v{v.index}"
 
 
-def commands(plan: SweepPlan) -> list[str]:
+def commands(plan: SweepPlan, *, samples: int | None = None) -> list[str]:
     """The shell commands of the sweep, one launch per variant (independent: a cluster can run them at once)."""
     exe = "iris-recipes"
     flag = ["--allow-unsafe-axolotl-keys"] if plan.allow_unsafe_axolotl_keys else []
@@ -160,7 +160,8 @@ def commands(plan: SweepPlan) -> list[str]:
         shlex.join([exe, "run", str(plan.recipe_path), *v.overrides, "--output", str(v.run_dir), *flag])
         for v in plan.variants
     ]
-    out += [shlex.join([exe, "eval", str(v.run_dir)]) for v in plan.variants]
+    eval_flags = ["--samples", str(samples)] if samples is not None else []
+    out += [shlex.join([exe, "eval", str(v.run_dir), *eval_flags]) for v in plan.variants]
     out.append(shlex.join([exe, "compare", *(str(v.run_dir) for v in plan.variants)]))
     return out
 
@@ -193,10 +194,12 @@ def execute(plan: SweepPlan, sweep_id: str, *, samples: int | None = None, log=N
     from iris_recipes.compare import compare
     from iris_recipes.evaluate import evaluate
     from iris_recipes.evaluate import plan as eval_plan
+    from iris_recipes.evaluate.runner import check_samples
     from iris_recipes.paths import runs_dir
     from iris_recipes.pipeline import run_recipe
     from iris_recipes.run_options import RunOptions
 
+    check_samples(samples)  # eval would refuse it, but only after every variant has trained
     log = log or (lambda m: print(m, file=sys.stderr))
     record = runs_dir() / plan.name / f"sweep-{sweep_id}.json"
     fsutil.write_json(record, sweep_record(plan, sweep_id))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from iris_recipes.commands.common import add_command
+from contextlib import nullcontext
+
+from iris_recipes.commands.common import add_command, writing_to
 
 
 def add_parser(sub) -> None:
@@ -30,6 +32,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from iris_recipes.compare import compare
 
-    _, dest = compare(args.runs, args.output)
+    with writing_to("--output", args.output) if args.output is not None else nullcontext() as output:
+        _, dest = compare(args.runs, output)
     print(f"written: {dest}")
     return 0

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from iris_recipes.commands.common import add_command, add_overrides, add_unsafe_flag
+from iris_recipes.commands.common import add_command, add_overrides, add_unsafe_flag, writing_to
 from iris_recipes.locate import recipe_path
 
 
@@ -23,7 +21,7 @@ def add_parser(sub) -> None:
     prep = actions.add_parser("prepare", help="write OUT/train.jsonl, val.jsonl and report.json")
     prep.add_argument("recipe", metavar="RECIPE", help="recipe file, or the name of recipes/NAME.yaml")
     add_overrides(prep)
-    prep.add_argument("--out", required=True, type=Path, help="output folder (files are replaced atomically)")
+    prep.add_argument("--out", required=True, help="output folder (files are replaced atomically)")
     add_unsafe_flag(prep)
     prep.set_defaults(func=run_prepare)
 
@@ -57,14 +55,15 @@ def run_prepare(args) -> int:
     from iris_recipes.data import prepare
     from iris_recipes.recipe import load_recipe
 
-    recipe = load_recipe(
-        recipe_path(args.recipe), args.overrides, allow_unsafe_axolotl_keys=args.allow_unsafe_axolotl_keys
-    )
-    report = prepare(recipe, args.out)
+    with writing_to("--out", args.out, folder=True) as out:
+        recipe = load_recipe(
+            recipe_path(args.recipe), args.overrides, allow_unsafe_axolotl_keys=args.allow_unsafe_axolotl_keys
+        )
+        report = prepare(recipe, out)
     for s in report["sources"]:
         counts = ", ".join(f"{k} {s[k]}" for k in ("read", "bad", "duplicates", "too_short", "train", "val"))
         print(f"{s['key']}: {s['origin']}: {counts}")
     for line in report["bad_rows"]:
         print(f"  skipped: {line}")
-    print(f"wrote {args.out}/train.jsonl ({report['train']} rows), val.jsonl ({report['val']}), report.json")
+    print(f"wrote {out}/train.jsonl ({report['train']} rows), val.jsonl ({report['val']}), report.json")
     return 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from iris_recipes.commands.common import add_command, add_overrides, add_unsafe_flag
+from iris_recipes.commands.common import add_command, add_overrides, add_unsafe_flag, check_output, is_override
 from iris_recipes.stages import NAMES as STAGE_NAMES
 from iris_recipes.train.gpus import GPU_TYPES
 from iris_recipes.train.launch import LAUNCH_OPTIONS
@@ -107,6 +108,16 @@ def run_command(args: argparse.Namespace) -> int:
 
     defaults = {"nnodes": 1, "node_rank": 0, "fsdp": False, "launcher": "accelerate", "device": "auto"}
     given = any(getattr(args, k) not in (None, defaults.get(k)) for k in LAUNCH_OPTIONS)
+    # `run --resume RUN KEY=V` puts the override in RECIPE's place, `run R --resume KEY=V` in RUN_DIR's: both are
+    # overrides, which --resume then refuses rather than ignores
+    if args.recipe and is_override(args.recipe):
+        args.overrides.insert(0, args.recipe)
+        args.recipe = None
+    if args.resume and is_override(args.resume) and not Path(args.resume).exists():
+        args.overrides.insert(0, args.resume)
+        args.resume = ""
+    if args.output is not None:
+        check_output("--output", args.output, folder=True)  # `--output ''` would mean the default runs directory
     opts = RunOptions(
         overrides=tuple(args.overrides),
         num_processes=args.num_processes,

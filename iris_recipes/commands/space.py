@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from contextlib import nullcontext
 
-from iris_recipes.commands.common import add_command
+from iris_recipes.commands.common import add_command, writing_to
 from iris_recipes.errors import IrisError
 
 
@@ -46,8 +46,10 @@ def run_serve(args) -> int:
     from iris_recipes.paths import runs_dir
     from iris_recipes.space_variants import write_manifest
 
-    variants = _variants()
-    manifest = write_manifest(Path(args.manifest) if args.manifest else runs_dir() / "variants.json", variants)
+    default = nullcontext(runs_dir() / "variants.json")
+    with default if args.manifest is None else writing_to("--manifest", args.manifest) as dest:
+        variants = _variants()
+        manifest = write_manifest(dest, variants)
     print(f"variants manifest: {manifest}")
     for v in variants:
         where = v.gguf.get("path") or v.gguf.get("repo_id") or v.build_command
@@ -65,8 +67,9 @@ def run_serve(args) -> int:
 def run_build(args) -> int:
     from iris_recipes.space_bundle import BUNDLE_FILES, build_bundle, check_target
 
-    out = check_target(Path(args.out))  # before the variants are read: a bad OUT is reported first
-    variants = build_bundle(out, _variants())
+    with writing_to("OUT", args.out, folder=True) as out:
+        out = check_target(out)  # before the variants are read: a bad OUT is reported first
+        variants = build_bundle(out, _variants())
     print(f"wrote {out}: {', '.join(BUNDLE_FILES)}")
     for v in variants:
         print(f"  {v.id:24} {v.gguf['repo_id']}/{v.gguf['filename']}")

@@ -30,9 +30,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from iris_recipes.evaluate.runner import check_samples
     from iris_recipes.rundir import new_run_id
     from iris_recipes.sweep import assign_dirs, commands, execute, make_plan
 
+    check_samples(args.samples)
     plan = make_plan(args.recipe, args.values, grid=args.grid, allow_unsafe_axolotl_keys=args.allow_unsafe_axolotl_keys)
     sweep_id = f"{new_run_id()}-sweep"
     assign_dirs(plan, sweep_id)
@@ -43,7 +45,7 @@ def run(args) -> int:
     for v in plan.variants:
         print(f"  v{v.index}: {v.label}")
     if args.dry_run:
-        print("\n".join(commands(plan)))
+        print("\n".join(commands(plan, samples=args.samples)))
         return 0
     result = execute(plan, sweep_id, samples=args.samples)
     failed = [v for v in result["variants"] if v["status"] != "done"]

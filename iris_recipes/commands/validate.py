@@ -4,7 +4,7 @@ import sys
 import time
 from pathlib import Path
 
-from iris_recipes.commands.common import add_command, add_unsafe_flag
+from iris_recipes.commands.common import add_command, add_unsafe_flag, is_override
 from iris_recipes.errors import IrisError, RecipeError
 from iris_recipes.locate import all_recipe_paths
 
@@ -35,7 +35,7 @@ def run(args) -> int:
     from iris_recipes.recipe import load_recipe
 
     # `validate a.yaml train.lr=1` is accepted too: arguments with '=' or a leading '~' are overrides
-    paths = [a for a in args.recipes if "=" not in a and not a.startswith("~")]
+    paths = [a for a in args.recipes if not is_override(a)]
     overrides = args.override + [a for a in args.recipes if a not in paths]
     targets = [Path(p) for p in paths] or all_recipe_paths()
     if not targets:

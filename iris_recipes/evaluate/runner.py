@@ -42,18 +42,23 @@ def _prompt_messages(row: dict) -> list[dict]:
     return msgs[:last]
 
 
+def check_samples(samples: int | None) -> None:
+    """The --samples rule, for `eval` and for `sweep` (which checks it before any variant trains)."""
+    if samples is not None and samples < 1:
+        raise IrisError(f"--samples {samples}: must be at least 1 (held-out rows scored per metric).")
+
+
 def plan(run_path: str | Path, samples: int | None = None) -> Plan:
     """Check a run can be evaluated and gather what the evaluation needs; loads no model."""
     from iris_recipes.data import load_split
     from iris_recipes.data.prepare import MIX_KEY
     from iris_recipes.models import resolve_base_model
 
+    check_samples(samples)
     run = RunDir.open(run_path)
     recipe = run.recipe(check_data=False)
     settings = dict(recipe.data.get("eval") or {})
     if samples is not None:
-        if samples < 1:
-            raise IrisError(f"--samples {samples}: must be at least 1")
         settings["samples"] = samples
 
     merged = run.file("merged")
