@@ -33,14 +33,50 @@ def load_entry(run: RunDir) -> ComparedRun:
     ev_path = run.file("eval.json")
     if not ev_path.is_file():
         raise IrisError(f"{run.path}: not evaluated yet (no eval.json). Run `iris-recipes eval {run.path}` first.")
+    redo = f"re-run `iris-recipes eval {run.path}`"
     try:
-        ev = json.loads(ev_path.read_text())
+        ev = json.loads(ev_path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise IrisError(f"{ev_path}: not UTF-8 text (byte offset {exc.start}); {redo}.") from None
     except json.JSONDecodeError as exc:
-        raise IrisError(f"{ev_path}:{exc.lineno}: not valid JSON ({exc.msg}); re-run `iris-recipes eval`.") from None
+        raise IrisError(f"{ev_path}:{exc.lineno}: not valid JSON ({exc.msg}); {redo}.") from None
+    except ValueError:  # Python refuses integers of more than 4300 digits
+        raise IrisError(f"{ev_path}: holds a number of thousands of digits; {redo}.") from None
+    problem = eval_problem(ev)
+    if problem:
+        raise IrisError(f"{ev_path}: {problem}; {redo}.")
     import yaml
 
-    recipe = yaml.safe_load(run.file("recipe.yaml").read_text()) if run.file("recipe.yaml").is_file() else {}
-    return ComparedRun(run, f"{run.path.parent.name}/{run.path.name}", ev, recipe or {})
+    recipe_path = run.file("recipe.yaml")
+    try:
+        recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) if recipe_path.is_file() else {}
+    except (UnicodeDecodeError, yaml.YAMLError):
+        raise IrisError(f"{recipe_path}: not a readable recipe; the run directory is damaged.") from None
+    return ComparedRun(run, f"{run.path.parent.name}/{run.path.name}", ev, recipe if isinstance(recipe, dict) else {})
+
+
+# The sections of eval.json this module reads, each an object when present (null counts as absent); the tables
+# below trust these shapes, so an eval.json is checked once, here.
+EVAL_SECTIONS = ("base", "tuned", "noise", "forgetting", "gguf")
+EVAL_SUBSECTIONS = {"base": ("metrics",), "tuned": ("metrics",), "forgetting": ("base", "tuned")}
+
+
+def eval_problem(ev) -> str | None:
+    """What is wrong with the shape of a parsed eval.json, or None."""
+    if not isinstance(ev, dict):
+        return "eval.json must hold an object (base, tuned, noise, ...)"
+    for key in EVAL_SECTIONS:
+        section = ev.get(key)
+        if section is not None and not isinstance(section, dict):
+            return f"key '{key}' must be an object, not {json.dumps(section)[:40]}"
+        for sub in EVAL_SUBSECTIONS.get(key, ()):
+            value = (section or {}).get(sub)
+            if value is not None and not isinstance(value, dict):
+                return f"key '{key}.{sub}' must be an object, not {json.dumps(value)[:40]}"
+    for quant, value in (ev.get("gguf") or {}).items():
+        if value is not None and not isinstance(value, dict):
+            return f"key 'gguf.{quant}' must be an object, not {json.dumps(value)[:40]}"
+    return None
 
 
 def _flatten(data, prefix: str = "") -> dict[str, object]:
@@ -80,14 +116,15 @@ def _rows(entries: list[ComparedRun]) -> list[tuple[str, object, list]]:
     """(measure, base value of the first run, fine-tuned value per run) rows."""
     first = entries[0].eval.get("base") or {}
     rows = [
-        (key, first.get(key), [e.eval.get("tuned", {}).get(key) for e in entries]) for key in ("val_loss", "perplexity")
+        (key, first.get(key), [(e.eval.get("tuned") or {}).get(key) for e in entries])
+        for key in ("val_loss", "perplexity")
     ]
-    names = list(dict.fromkeys(n for e in entries for n in (e.eval.get("tuned", {}).get("metrics") or {})))
+    names = list(dict.fromkeys(n for e in entries for n in ((e.eval.get("tuned") or {}).get("metrics") or {})))
     rows += [
         (
             n,
             (first.get("metrics") or {}).get(n),
-            [(e.eval.get("tuned", {}).get("metrics") or {}).get(n) for e in entries],
+            [((e.eval.get("tuned") or {}).get("metrics") or {}).get(n) for e in entries],
         )
         for n in names
     ]
@@ -111,9 +148,16 @@ def _verdict(ev: dict) -> str | None:
     return None if not f else ("kept" if f.get("kept") else f.get("verdict", "degraded"))
 
 
+def _number(value) -> float | None:
+    """A metric value as a float, None when it is no number a float holds (JSON integers have no bound)."""
+    try:
+        return float(value) if isinstance(value, (int, float)) else None
+    except OverflowError:
+        return None
+
+
 def _noise(entry: ComparedRun, measure: str) -> float | None:
-    value = (entry.eval.get("noise") or {}).get(measure)
-    return float(value) if isinstance(value, (int, float)) else None
+    return _number((entry.eval.get("noise") or {}).get(measure))
 
 
 def _fmt(v) -> str:
@@ -128,11 +172,11 @@ def table(entries: list[ComparedRun]) -> tuple[list[str], list[list[str]]]:
     out = []
     for measure, b, values in _rows(entries):
         row = [measure, _fmt(b) if b is not None else "-", _fmt(values[0])]
-        ref = values[0]
+        ref = _number(values[0])
         for e, v in zip(entries[1:], values[1:]):
             cell = _fmt(v)
-            if isinstance(v, (int, float)) and isinstance(ref, (int, float)):
-                delta = v - ref
+            if _number(v) is not None and ref is not None:
+                delta = _number(v) - ref
                 noises = [n for n in (_noise(entries[0], measure), _noise(e, measure)) if n is not None]
                 real = bool(noises) and abs(delta) > max(noises)
                 cell += f" ({delta:+.4g}{' ' + MARK if real else ''})"

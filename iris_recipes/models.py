@@ -87,6 +87,41 @@ def _looks_like_path(spec: str) -> bool:
     return spec.startswith(("/", "./", "../", "~", ".\\")) or spec in (".", "..") or os.path.isabs(spec)
 
 
+def base_model_problem(spec: str, base_dir: str | Path | None = None, *, text_only: bool = False) -> str | None:
+    """Why `spec` names no usable base model, or None: the checks `resolve_base_model` makes before it builds or
+    downloads anything, so `validate` finds what `run` would stop at. `text_only`: judge the text alone (an unknown
+    builtin, a path no file system accepts), not what this machine holds; relative paths are taken relative to `base_dir`."""
+    spec = spec.strip()
+    if not spec:
+        return "empty. Give builtin:NAME, a local model directory or a hub id (org/name)."
+    if spec.startswith(BUILTIN_PREFIX):
+        if spec[len(BUILTIN_PREFIX) :].strip() in BUILTIN_MODELS:
+            return None
+        known = ", ".join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)
+        return f"unknown builtin model {spec!r}. Known builtin models: {known}."
+    problem = fsutil.path_text_problem(spec)
+    if problem:  # the file system would raise instead of answering
+        return f"{problem}; give a hub id (org/name), a local directory or builtin:NAME"
+    if text_only:
+        return None
+    candidate = Path(spec).expanduser()
+    if not candidate.is_absolute() and base_dir is not None:
+        candidate = Path(base_dir) / candidate
+    if candidate.is_dir():
+        if (candidate / "config.json").is_file():
+            return None
+        return (
+            f"{candidate.resolve()} is a directory but holds no config.json; "
+            "point it at a Hugging Face model directory (config.json, weights, tokenizer)."
+        )
+    if _looks_like_path(spec) or candidate.exists() or not HUB_ID.match(spec):
+        return (
+            f"{spec!r} is not a model directory ({candidate} does not exist or is not a "
+            "directory) nor a hub id. Give an existing directory, builtin:NAME or a hub id (org/name)."
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class BaseModel:
     """A recipe's base model, resolved: where its files are and what to call it."""
@@ -113,8 +148,9 @@ def resolve_base_model(
     while it still holds the model, so every stage of a run uses the revision it trained from.
     """
     spec = spec.strip()
-    if not spec:
-        raise IrisError("base_model: empty. Give builtin:NAME, a local model directory or a hub id (org/name).")
+    problem = base_model_problem(spec, base_dir)
+    if problem:
+        raise IrisError(f"base_model: {problem}")
     builtin = builtin_spec(spec)
     if builtin is not None:
         path = materialize_builtin(builtin.name) if fetch else materialized_dir(builtin.name)
@@ -124,18 +160,8 @@ def resolve_base_model(
     if not candidate.is_absolute() and base_dir is not None:
         candidate = Path(base_dir) / candidate
     if candidate.is_dir():
-        if not (candidate / "config.json").is_file():
-            raise IrisError(
-                f"base_model: {candidate.resolve()} is a directory but holds no config.json; "
-                "point it at a Hugging Face model directory (config.json, weights, tokenizer)."
-            )
         path = candidate.resolve()
         return BaseModel(spec, "local", path, _declared_upstream(path))
-    if _looks_like_path(spec) or candidate.exists() or not HUB_ID.match(spec):
-        raise IrisError(
-            f"base_model: {spec!r} is not a model directory ({candidate} does not exist or is not a "
-            "directory) nor a hub id. Give an existing directory, builtin:NAME or a hub id (org/name)."
-        )
 
     if prefer is not None and (Path(prefer) / "config.json").is_file():
         return BaseModel(spec, "hub", Path(prefer), spec)

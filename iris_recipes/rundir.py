@@ -82,14 +82,24 @@ class RunDir:
 
     # -- run.json ----------------------------------------------------------------------------------------------
     def read(self) -> dict[str, Any]:
+        damaged = "the run directory is damaged; start a new run or restore the file"
         try:
-            return json.loads(self.meta_path.read_text())
+            meta = json.loads(self.meta_path.read_bytes().decode("utf-8"))
         except FileNotFoundError:
             return {}
+        except UnicodeDecodeError as exc:
+            byte = f"0x{exc.object[exc.start]:02x} at offset {exc.start}"
+            raise IrisError(f"{self.meta_path}: run.json is not UTF-8 text (byte {byte}); {damaged}") from None
         except json.JSONDecodeError as exc:
             raise IrisError(
-                f"{self.meta_path}:{exc.lineno}:{exc.colno}: run.json is not valid JSON ({exc.msg})"
+                f"{self.meta_path}:{exc.lineno}:{exc.colno}: run.json is not valid JSON ({exc.msg}); {damaged}"
             ) from None
+        except ValueError:  # Python refuses integers of more than 4300 digits
+            raise IrisError(f"{self.meta_path}: run.json holds a number of thousands of digits; {damaged}") from None
+        problem = record_problem(meta)
+        if problem:
+            raise IrisError(f"{self.meta_path}: {problem}; {damaged}")
+        return meta
 
     def write(self, meta: dict[str, Any]) -> None:
         fsutil.write_json(self.meta_path, meta)
@@ -146,6 +156,54 @@ class RunDir:
             self.update(status="failed")
             raise
         self.set_stage(stage, status="done", finished=now_iso(), seconds=round(time.monotonic() - started, 3), **extra)
+
+
+# -- the shape of run.json ----------------------------------------------------------------------------------------
+# Every reader trusts these types (stages and artifacts are updated in place), so a record is checked once, here.
+RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "stages": dict,
+    "artifacts": dict,
+    "versions": dict,
+    "launch": dict,
+    "launch_options": dict,
+    "tracking": dict,
+    "overrides": list,
+    "resumed": list,
+    "recipe": (str, type(None)),
+    "run_id": (str, type(None)),
+    "recipe_hash": (str, type(None)),
+    "base_model_path": (str, type(None)),
+    "base_model_hub_id": (str, type(None)),
+}
+_JSON_NAMES = {dict: "an object", list: "a list", str: "a string"}
+
+
+def record_problem(meta: Any) -> str | None:
+    """What is wrong with the shape of a parsed run.json, or None."""
+    if not isinstance(meta, dict):
+        return f"run.json holds {_json_name(meta)}, not an object of run facts"
+    for key, kind in RECORD_TYPES.items():
+        if key in meta and not isinstance(meta[key], kind):
+            wanted = _JSON_NAMES[kind[0] if isinstance(kind, tuple) else kind]
+            return f"run.json key {key!r} is {_json_name(meta[key])}, not {wanted}"
+    nested = [("stages", meta.get("stages") or {}), ("artifacts.gguf", (meta.get("artifacts") or {}).get("gguf"))]
+    for where, section in nested:
+        if section is not None and not isinstance(section, dict):
+            return f"run.json key {where!r} is {_json_name(section)}, not an object"
+        for name, value in (section or {}).items():
+            if not isinstance(value, dict):
+                return f"run.json key '{where}.{name}' is {_json_name(value)}, not an object"
+    return None
+
+
+def _json_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return _JSON_NAMES.get(type(value), type(value).__name__)
 
 
 # -- facts recorded in run.json ----------------------------------------------------------------------------------
@@ -233,10 +291,10 @@ def portable_recipe(recipe) -> dict:
 # -- where a new run goes ----------------------------------------------------------------------------------------
 def _describe_run(path: Path) -> str:
     try:
-        meta = json.loads((path / "run.json").read_text())
-        return f"run {meta.get('run_id')} of recipe {meta.get('recipe')} (status {meta.get('status')})"
-    except (OSError, json.JSONDecodeError):
+        meta = RunDir(path).read()
+    except (OSError, IrisError):
         return "another run"
+    return f"run {meta.get('run_id')} of recipe {meta.get('recipe')} (status {meta.get('status')})"
 
 
 def check_output_dir(output: str | Path) -> Path:

@@ -25,27 +25,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _rebase(data: dict, source_dir, dest_dir) -> dict:
-    """Relative local paths (dataset files, a base model directory) made relative to the new file's folder."""
-    from pathlib import Path
-
-    def moved(path: str) -> str:
-        if Path(path).expanduser().is_absolute():
-            return path
-        return os.path.relpath(Path(source_dir) / path, dest_dir)
-
-    dataset = data.get("dataset") or {}
-    for block in [dataset, *(dataset.get("mix") or [])]:
-        if isinstance(block, dict) and isinstance(block.get("path"), str):
-            block["path"] = moved(block["path"])
-    base = data.get("base_model")
-    if isinstance(base, str) and not base.startswith("builtin:") and (Path(source_dir) / base).is_dir():
-        data["base_model"] = moved(base)
-    return data
-
-
 def run(args) -> int:
-    import copy
     import tempfile
     from pathlib import Path
 
@@ -53,6 +33,7 @@ def run(args) -> int:
     from iris_recipes.locate import recipe_path
     from iris_recipes.paths import recipes_dir
     from iris_recipes.recipe import dump_yaml, load_recipe
+    from iris_recipes.recipe.merge import rebase_paths
     from iris_recipes.recipe.schema import load_schema
 
     pattern = load_schema()["properties"]["name"]["pattern"]
@@ -67,7 +48,7 @@ def run(args) -> int:
         raise IrisError(f"{dest} already exists; choose another name or delete it first")
     header = SCHEMA_LINE + f"# Run:      iris-recipes run recipes/{args.name}.yaml\n"
     if args.flat:
-        data = _rebase(copy.deepcopy({**source.raw, "name": args.name}), source.path.parent, recipes_dir())
+        data = rebase_paths({**source.raw, "name": args.name}, source.path.parent, recipes_dir())
         body = dump_yaml(data)
         header += f"# Copied from {source.path.name}.\n"
     else:

@@ -9,7 +9,7 @@ from iris_recipes.data.formats import mapping_problems
 from iris_recipes.errors import IrisError, closest
 from iris_recipes.fsutil import path_text_problem, resolve
 from iris_recipes.paths import datasets_dir
-from iris_recipes.recipe.yamlpos import YamlProblem, load_with_positions, read_text_bounded
+from iris_recipes.recipe.yamlpos import KeyPath, Pos, YamlProblem, load_with_positions, read_text_bounded
 
 ENTRY_FILE = "dataset.yaml"
 ENTRY_KEYS = ("name", "description", "license", "homepage", "source", "format", "columns", "sample", "notes")
@@ -67,12 +67,13 @@ def load_entry(name: str) -> Entry:
             f"registered: {', '.join(names) or '(none)'} (each is {datasets_dir()}/NAME/{ENTRY_FILE})"
         )
     try:
-        raw, _ = load_with_positions(read_text_bounded(path, "dataset entry"), str(path))
+        raw, positions = load_with_positions(read_text_bounded(path, "dataset entry"), str(path))
     except YamlProblem as exc:
         raise IrisError(str(exc)) from None
     problems = entry_problems(raw, path.parent)
     if problems:
-        raise IrisError(f"{path}: invalid dataset entry:\n" + "\n".join(f"  {k}: {m}" for k, m in problems))
+        located = sorted(((_locate(k, positions, path), k, m) for k, m in problems), key=lambda p: p[0].line)
+        raise IrisError(f"{path}: invalid dataset entry:\n" + "\n".join(f"  {p}: {k}: {m}" for p, k, m in located))
     return Entry(
         name=raw["name"],
         dir=path.parent,
@@ -84,6 +85,16 @@ def load_entry(name: str) -> Entry:
         sample=raw.get("sample"),
         homepage=raw.get("homepage"),
     )
+
+
+def _locate(dotted: str, positions: dict[KeyPath, Pos], path: Path) -> Pos:
+    """Where the key `dotted` (or the nearest mapping holding it) is written in the entry file."""
+    by_text = {".".join(map(str, k)): pos for k, pos in positions.items()}
+    parts = dotted.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in by_text:
+            return by_text[".".join(parts[:n])]
+    return positions.get((), Pos(str(path), 1, 1))
 
 
 def entry_problems(raw, entry_dir: Path) -> list[tuple[str, str]]:

@@ -7,7 +7,7 @@ import re
 import warnings
 from typing import Any
 
-from iris_recipes.fsutil import path_text_problem
+from iris_recipes.models import base_model_problem
 from iris_recipes.recipe.schema import Problem
 
 
@@ -31,9 +31,9 @@ def cross_field_problems(r: dict) -> list[Problem]:
     method = r.get("method", "lora")
 
     base = r.get("base_model")
-    problem = path_text_problem(base) if isinstance(base, str) else None
-    if problem:  # it may name a local directory: the file system would raise instead of answering
-        out.append((("base_model",), f"{problem}; give a hub id (org/name), a local directory or builtin:NAME"))
+    problem = base_model_problem(base, text_only=True) if isinstance(base, str) else None
+    if problem:  # what this machine holds is checked with the data (loader.problems_of, check_data)
+        out.append((("base_model",), problem))
     if "weight" in dataset:
         out.append(
             (

@@ -95,15 +95,20 @@ def problems_of(
 
 
 def _dataset_problems(data: dict, path: Path) -> list[Problem]:
-    """Problems only the dataset registry can see (unknown entry, missing file, unsupported metric)."""
+    """Problems only this machine can see: the dataset registry's (unknown entry, missing file, unsupported metric)
+    and a local base model directory that is missing."""
     from iris_recipes.data import check_dataset_config
+    from iris_recipes.fsutil import resolve as resolve_path
+    from iris_recipes.models import base_model_problem
 
     def key_path(dotted: str) -> tuple:
         return tuple(int(k) if k.isdigit() else k for k in dotted.split("."))
 
-    return [
+    found = [
         (key_path(k) if isinstance(k, str) else tuple(k), m) for k, m in check_dataset_config(data, recipe_path=path)
     ]
+    base = base_model_problem(data["base_model"], resolve_path(path).parent)
+    return found + ([(("base_model",), base)] if base else [])
 
 
 def load_recipe(

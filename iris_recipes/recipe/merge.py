@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from iris_recipes.fsutil import path_text_problem, resolve
+from iris_recipes.models import BUILTIN_PREFIX
 from iris_recipes.recipe.yamlpos import MAX_DEPTH, KeyPath, Pos, YamlProblem, parse_value, read_yaml, yaml_error_text
 
 MAX_EXTENDS = 16  # files in one extends chain; the shipped recipes use at most 3
@@ -53,11 +55,46 @@ def load_chain(path: Path, _stack: tuple[Path, ...] = ()) -> tuple[dict, dict[Ke
         )
     parent_path = path.parent / parent
     if not parent_path.is_file():
-        raise YamlProblem(where, f"extends: {parent_path} does not exist; the path is relative to {path.parent}")
+        if parent_path.is_dir():
+            problem = "is a directory; give the path of a base recipe file"
+        elif parent_path.exists():
+            problem = "is not a regular file; give the path of a base recipe file"
+        else:
+            problem = "does not exist"
+            if not Path(parent).is_absolute():
+                problem += f"; the path is relative to {path.parent}"
+        raise YamlProblem(where, f"extends: {parent_path} {problem}")
     base, base_positions = load_chain(parent_path, (*_stack, path))
-    merged = deep_merge(base, data)
+    merged = deep_merge(rebase_paths(base, resolve(parent_path).parent, path.parent), data)
     # a key is located where its winning value was written
     return merged, {**base_positions, **{k: v for k, v in positions.items() if k != ("extends",)}}
+
+
+def rebase_paths(data: dict, source_dir: Path, dest_dir: Path) -> dict:
+    """`data` with its relative local paths (dataset files, a base model directory), which are relative to the
+    file that wrote them in `source_dir`, rewritten relative to `dest_dir`: a recipe's paths all resolve from the
+    folder of the recipe that is loaded, whichever file of its extends chain gave them."""
+    if source_dir == dest_dir:
+        return data
+
+    def moved(text: Any, *, only_dir: bool = False) -> Any:
+        if not isinstance(text, str) or not text or path_text_problem(text) or Path(text).expanduser().is_absolute():
+            return text  # not a usable relative path: the checks report it as written
+        if only_dir and not (text.startswith(".") or (source_dir / text).is_dir()):
+            return text
+        return os.path.relpath(source_dir / text, dest_dir)
+
+    data = copy.deepcopy(data)
+    dataset = data.get("dataset")
+    if isinstance(dataset, dict):
+        mix = dataset.get("mix")
+        for block in [dataset, *(mix if isinstance(mix, list) else [])]:
+            if isinstance(block, dict) and "path" in block:
+                block["path"] = moved(block["path"])
+    base = data.get("base_model")
+    if isinstance(base, str) and not base.startswith(BUILTIN_PREFIX):
+        data["base_model"] = moved(base, only_dir=True)  # a hub id (org/name) is not a path: never starts with "."
+    return data
 
 
 def _depth(value: Any) -> int:
@@ -90,11 +127,12 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...], position
         too_deep = f"{shown}: nested deeper than {MAX_DEPTH} levels; a recipe is a few levels deep"
         if len(keys) >= MAX_DEPTH:  # the recipe is level 1: the value would sit below level MAX_DEPTH
             raise YamlProblem(where, too_deep)
-        node = data
+        node, created = data, []
         for depth, key in enumerate(keys[:-1]):
             nxt = node.get(key)
             if nxt is None and not delete:
                 nxt = node[key] = {}
+                created.append(tuple(keys[: depth + 1]))
             if not isinstance(nxt, dict):
                 if delete and nxt is None:
                     raise YamlProblem(where, f"cannot delete {dotted}: {'.'.join(keys[: depth + 1])} is not set")
@@ -116,6 +154,6 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...], position
         path = tuple(keys)
         for key in [k for k in positions if k[: len(path)] == path]:
             del positions[key]
-        if not delete:
-            positions[path] = where
+        if not delete:  # the mappings it created too: a problem with any of them lies in this override
+            positions.update(dict.fromkeys([*created, path], where))
     return data

@@ -195,20 +195,23 @@ def load_with_positions(text: str, file: str) -> tuple[Any, dict[KeyPath, Pos]]:
         if node is None:
             return None, {}
         data = loader.construct_document(node)
+        positions: dict[KeyPath, Pos] = {(): Pos(file, node.start_mark.line + 1, node.start_mark.column + 1)}
+        _walk(node, (), file, positions, loader)
     except yaml.YAMLError as exc:
         raise YamlProblem(_position(exc, text, file), yaml_error_text(exc)) from None
     finally:
         loader.dispose()
-    positions: dict[KeyPath, Pos] = {(): Pos(file, node.start_mark.line + 1, node.start_mark.column + 1)}
-    _walk(node, (), file, positions)
     return data, positions
 
 
-def _walk(node: yaml.Node, path: KeyPath, file: str, out: dict[KeyPath, Pos]) -> None:
+def _walk(node: yaml.Node, path: KeyPath, file: str, out: dict[KeyPath, Pos], loader: RecipeLoader) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, Pos] = {}
         for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+            # the key as the data holds it (`1:` is the int 1, `~:` is None), so a problem's path finds its position
+            key = (
+                loader.construct_object(key_node, deep=True) if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+            )
             pos = Pos(file, key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             if key in seen:
                 raise YamlProblem(
@@ -217,11 +220,11 @@ def _walk(node: yaml.Node, path: KeyPath, file: str, out: dict[KeyPath, Pos]) ->
                 )
             seen[key] = pos
             out[path + (key,)] = pos
-            _walk(value_node, path + (key,), file, out)
+            _walk(value_node, path + (key,), file, out, loader)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             out[path + (i,)] = Pos(file, item.start_mark.line + 1, item.start_mark.column + 1)
-            _walk(item, path + (i,), file, out)
+            _walk(item, path + (i,), file, out, loader)
 
 
 def read_text_bounded(path: Path, what: str = "recipe") -> str:
