@@ -93,6 +93,15 @@ class IrisPlugin(BasePlugin):
         if _get(cfg, "iris_cpu"):
             cfg.device_map = "cpu"
 
+    def pre_lora_load(self, cfg, model) -> None:
+        # Axolotl seeds only when it builds the trainer, after the adapter exists: without this the adapter's
+        # initial weights, and so the whole run, differ between two runs of one recipe with one `train.seed`.
+        seed = _get(cfg, "seed")
+        if seed is not None:
+            from transformers import set_seed
+
+            set_seed(int(seed))
+
     def post_trainer_create(self, cfg, trainer) -> None:
         # Multi-process CPU runs get the device "cpu:0", which torch.load cannot map a checkpoint's optimizer to on
         # --resume ("don't know how to restore data location ... cpu:0"); plain "cpu" is the same device.

@@ -185,3 +185,18 @@ def test_resume_after_the_last_checkpoint_trains_nothing_more(tmp_path, tiny_mod
     assert max(_losses(run)) == 4
     saved = (run / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors").read_bytes()
     assert (run / "adapter" / "adapter_model.safetensors").read_bytes() == saved
+
+
+def test_one_recipe_and_seed_train_the_same_adapter(tmp_path, tiny_model_dir):
+    """Two runs of one recipe write byte-identical adapters (the adapter's initial weights come from
+    `train.seed`, not from whatever state the random generator was left in); another seed gives another one."""
+    adapters = []
+    for i, seed in enumerate((42, 42, 7)):
+        recipe = write_recipe(
+            tmp_path, tiny_model_dir, name=f"seeded-{i}", **{"train.max_steps": 2, "train.seed": seed}
+        )
+        res = run_cli(["run", str(recipe), "--until", "train"], cli_env(tmp_path / "runs"), tmp_path)
+        assert res.returncode == 0, res.stdout + res.stderr
+        adapters.append((only_run(tmp_path / "runs", f"seeded-{i}") / "adapter/adapter_model.safetensors").read_bytes())
+    assert adapters[0] == adapters[1], "one recipe, one seed: two different adapters"
+    assert adapters[0] != adapters[2], "train.seed does not reach the adapter's initialisation"
