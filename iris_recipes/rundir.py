@@ -326,11 +326,16 @@ def new_run_path(name: str) -> Path:
 
 def claim(path: Path, *, must_be_new: bool) -> None:
     """Create the run directory `path` (a new one must not exist yet: two runs never share one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.mkdir(exist_ok=not must_be_new)
     except FileExistsError:
         raise IrisError(f"{path}: appeared while this run was starting (another run?); run again.") from None
+    except OSError as exc:  # a file system that refuses (read-only, /proc, no space): bad input, not a crash
+        raise IrisError(
+            f"{path}: cannot create the run directory ({exc.strerror or exc}); give --output a folder you can "
+            "write to, or set IRIS_RUNS_DIR."
+        ) from None
 
 
 def find_runs(recipe_name: str, runs_root: Path | None = None) -> list[RunDir]:

@@ -101,6 +101,15 @@ def test_data_prepare_out_on_a_file_system_that_refuses(cli_sandbox, project):
     assert "--out '/proc/iris-recipes-out'" in result.err, result.describe()
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_run_output_on_a_file_system_that_refuses(cli_sandbox, project):
+    before = tree(project)
+    result = cli_sandbox.run(["run", "r.yaml", "--output", "/proc/iris-recipes-run"], cwd=project, timeout=60)
+    result.assert_clean_failure()
+    assert "/proc/iris-recipes-run: cannot create the run directory" in result.err, result.describe()
+    assert tree(project) == before
+
+
 @pytest.mark.parametrize(
     "argv",
     [["compare", "no-such-run", "--output", "outdir"], ["space", "--manifest", "outdir"]],
