@@ -51,11 +51,14 @@ def cross_field_problems(r: dict) -> list[Problem]:
         )
     no_val = dataset["val_size"] == 0  # defaults are filled in before these checks
     for key in ("eval_steps", "early_stopping_patience"):
-        if key in train and no_val:
+        if train.get(key) and no_val:  # eval_steps 0 (no validation during training) needs no split
             out.append((("train", key), "needs a validation split, but dataset.val_size is 0"))
-    if "early_stopping_patience" in train and "eval_steps" not in train:
+    if "early_stopping_patience" in train and not train.get("eval_steps"):
         out.append(
-            (("train", "early_stopping_patience"), "needs train.eval_steps (how often validation loss is measured)")
+            (
+                ("train", "early_stopping_patience"),
+                "needs train.eval_steps >= 1 (how often validation loss is measured during training)",
+            )
         )
     if train["sample_packing"] and train["micro_batch_size"] > 1 and train["sequence_len"] < 128:
         out.append((("train", "sample_packing"), "packing needs sequence_len >= 128"))

@@ -187,7 +187,8 @@ def build_config(
     cfg["save_strategy"] = "steps"
     cfg["save_total_limit"] = SAVE_TOTAL_LIMIT
 
-    if has_val:
+    # eval_steps 0: no validation during training; the eval stage still measures base and fine-tuned validation loss.
+    if has_val and train.get("eval_steps") != 0:
         cfg["test_datasets"] = [_dataset_entry(VAL_FILE)]
         cfg["val_set_size"] = 0.0
         cfg["eval_sample_packing"] = False  # a small validation set cannot fill packed batches

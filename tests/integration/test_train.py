@@ -7,6 +7,7 @@ import os
 import signal
 
 import pytest
+import yaml
 
 from tests.conftest_train import (
     cli_env,
@@ -200,3 +201,18 @@ def test_one_recipe_and_seed_train_the_same_adapter(tmp_path, tiny_model_dir):
         adapters.append((only_run(tmp_path / "runs", f"seeded-{i}") / "adapter/adapter_model.safetensors").read_bytes())
     assert adapters[0] == adapters[1], "one recipe, one seed: two different adapters"
     assert adapters[0] != adapters[2], "train.seed does not reach the adapter's initialisation"
+
+
+def test_eval_steps_0_trains_without_validation(tmp_path, tiny_model_dir):
+    """`train.eval_steps: 0`: Axolotl gets no validation set and evaluates nothing (not even at step 0), while the
+    split stays in the run directory for the eval stage."""
+    recipe = write_recipe(tmp_path, tiny_model_dir, **{"train.max_steps": 2, "train.eval_steps": 0})
+    res = run_cli(["run", str(recipe), "--until", "train"], cli_env(tmp_path / "runs"), tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    run = only_run(tmp_path / "runs", "tiny-train")
+    cfg = yaml.safe_load((run / "axolotl.yaml").read_text())
+    assert cfg["eval_strategy"] == "no" and "test_datasets" not in cfg and "eval_steps" not in cfg
+    recs = metrics(run)
+    assert _losses(run) == [1, 2]
+    assert not any("eval_loss" in r for r in recs)
+    assert (run / "data" / "val.jsonl").stat().st_size > 0

@@ -127,6 +127,19 @@ def test_impossible_combinations(tmp_path):
     assert "space.quant: q5_k_m is not exported" in found
 
 
+def test_validation_during_training_needs_a_split_and_early_stopping_needs_it(tmp_path):
+    path = write(tmp_path, "r.yaml", MINIMAL)
+    assert "train.eval_steps: needs a validation split" in "\n".join(
+        problems(path, ["dataset.val_size=0", "train.eval_steps=5"])
+    )
+    found = "\n".join(problems(path, ["train.eval_steps=0", "train.early_stopping_patience=2"]))
+    assert "train.early_stopping_patience: needs train.eval_steps >= 1" in found
+    # 0 (no validation during training) goes with or without a split
+    assert load_recipe(path, ["train.eval_steps=0"]).data["train"]["eval_steps"] == 0
+    assert load_recipe(path, ["train.eval_steps=0", "dataset.val_size=0"]).data["train"]["eval_steps"] == 0
+    assert "train.eval_steps: -1 is out of range: must be >= 0" in "\n".join(problems(path, ["train.eval_steps=-1"]))
+
+
 def test_dataset_needs_name_or_path(tmp_path):
     path = write(
         tmp_path, "r.yaml", MINIMAL.replace("{name: arith-steps}", "{name: a, path: b.jsonl, format: messages}")
