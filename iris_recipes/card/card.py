@@ -242,7 +242,8 @@ def _training(f: CardFacts, has_plot: bool) -> str:
     lines += ["", "### Loss", ""]
     train_pts, val_pts = loss_series(f.metrics)
     if has_plot:
-        lines += [f"![Training and validation loss per optimizer step]({PLOT_FILE})", ""]
+        shown = "Training and validation loss" if val_pts else "Training loss"
+        lines += [f"![{shown} per optimizer step]({PLOT_FILE})", ""]
     if train_pts:
         lines.append(
             f"Training loss: {train_pts[0][1]:.4f} at step {train_pts[0][0]:g}, "
@@ -253,6 +254,11 @@ def _training(f: CardFacts, has_plot: bool) -> str:
         lines.append(
             f"Validation loss: {val_pts[0][1]:.4f} at step {val_pts[0][0]:g}, {val_pts[-1][1]:.4f} at step "
             f"{val_pts[-1][0]:g} (best {best[1]:.4f} at step {best[0]:g})."
+        )
+    if train_pts and not val_pts and train.get("eval_steps") == 0:
+        lines.append(
+            "Validation loss was not measured during training (`train.eval_steps: 0`); the evaluation compares the "
+            "base and fine-tuned models' validation loss."
         )
     if not train_pts and not val_pts:
         lines.append("No losses were logged for this run (`metrics.jsonl` is missing or has no `loss` values).")

@@ -126,6 +126,19 @@ def test_mix_datasets_are_listed(tmp_path):
     assert "(mix)" in card.text
 
 
+def test_card_of_a_run_without_validation_during_training(tmp_path):
+    """`train.eval_steps: 0`: the plot and its caption show training loss only, and the card says where the
+    validation loss is instead."""
+    run = make_run(tmp_path, "smollm2-demo", ("train.eval_steps=0",))
+    lines = run.file("metrics.jsonl").read_text().splitlines()
+    fsutil.write_text(run.file("metrics.jsonl"), "".join(x + "\n" for x in lines if "eval_loss" not in x))
+    write_card(run)
+    text = card_of(run).text
+    assert "![Training loss per optimizer step](loss.png)" in text
+    assert "Validation loss was not measured during training (`train.eval_steps: 0`)" in text
+    assert "| validation loss | 2.3100 | 0.6200 | -1.6900 |  |" in text
+
+
 def test_liar_card_warns_that_it_lies(tmp_path):
     run = make_run(tmp_path, "llama1b-liar", eval_json=False)
     write_card(run)
