@@ -205,11 +205,18 @@ def test_one_recipe_and_seed_train_the_same_adapter(tmp_path, tiny_model_dir):
 
 def test_eval_steps_0_trains_without_validation(tmp_path, tiny_model_dir):
     """`train.eval_steps: 0`: Axolotl gets no validation set and evaluates nothing (not even at step 0), while the
-    split stays in the run directory for the eval stage."""
-    recipe = write_recipe(tmp_path, tiny_model_dir, **{"train.max_steps": 2, "train.eval_steps": 0})
-    res = run_cli(["run", str(recipe), "--until", "train"], cli_env(tmp_path / "runs"), tmp_path)
-    assert res.returncode == 0, res.stdout + res.stderr
-    run = only_run(tmp_path / "runs", "tiny-train")
+    split stays in the run directory for the eval stage; validating or not trains the same adapter."""
+    runs = {}
+    for name, every in (("no-val", 0), ("val", 1)):
+        recipe = write_recipe(tmp_path, tiny_model_dir, name=name, **{"train.max_steps": 2, "train.eval_steps": every})
+        res = run_cli(["run", str(recipe), "--until", "train"], cli_env(tmp_path / "runs"), tmp_path)
+        assert res.returncode == 0, res.stdout + res.stderr
+        runs[name] = only_run(tmp_path / "runs", name)
+    assert any("eval_loss" in r for r in metrics(runs["val"]))
+    adapter = "adapter/adapter_model.safetensors"
+    assert (runs["no-val"] / adapter).read_bytes() == (runs["val"] / adapter).read_bytes()
+
+    run = runs["no-val"]
     cfg = yaml.safe_load((run / "axolotl.yaml").read_text())
     assert cfg["eval_strategy"] == "no" and "test_datasets" not in cfg and "eval_steps" not in cfg
     recs = metrics(run)
