@@ -17,7 +17,6 @@ DEMO = "smollm2-demo"
 # The demo with a shorter schedule: 12 LoRA steps at the demo's learning rate learn the "Answer: N" format.
 DEMO_OVERRIDES = [
     "train.max_steps=12",
-    "train.eval_steps=6",
     "train.save_steps=12",
     "eval.samples=8",
     "eval.seeds=[0,1]",
