@@ -675,10 +675,14 @@ def test_idle_server_leaves_the_cores_to_the_models(space_manifest, tmp_path):
             fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-        before, t0 = cpu_s(), time.monotonic()
-        time.sleep(6)
-        share = (cpu_s() - before) / (time.monotonic() - t0)
-        assert share < 0.03, f"the idle app used {share:.1%} of a core"
+        # The quietest of three windows: polling costs every window alike, while a one-off burst (a garbage
+        # collection, a busy neighbour on a loaded machine) lands in one of them.
+        shares = []
+        for _ in range(3):
+            before, t0 = cpu_s(), time.monotonic()
+            time.sleep(3)
+            shares.append((cpu_s() - before) / (time.monotonic() - t0))
+        assert min(shares) < 0.03, f"the idle app used {min(shares):.1%} of a core at least ({shares})"
     finally:
         proc.terminate()
         proc.wait(30)
