@@ -44,6 +44,10 @@ QUIET_ENV = {
     "TOKENIZERS_PARALLELISM": "false",
 }
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+# Training on CPU: glibc's malloc keeps freed memory instead of handing large blocks (logits, MLP activations: over
+# its 32 MiB mmap limit) back to the kernel at every free and faulting them in again at the next step. The same
+# adapter with fewer page faults: smollm2-demo's 40 steps in 112 s against 125 s on 2 cores (benchmarks/RESULTS.md).
+CPU_MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,8 @@ def launch_env(spec: LaunchSpec, *, offline: bool | None = None, base: dict | No
         env["OMP_NUM_THREADS"] = str(spec.cpu_threads)
         env["MKL_NUM_THREADS"] = str(spec.cpu_threads)
         env["CUDA_VISIBLE_DEVICES"] = ""
+        for key, value in CPU_MALLOC_ENV.items():
+            env.setdefault(key, value)
     else:
         env.setdefault("OMP_NUM_THREADS", str(spec.cpu_threads))
     env["PYTHONUNBUFFERED"] = "1"  # progress lines arrive as they are printed

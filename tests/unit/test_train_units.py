@@ -158,6 +158,15 @@ def test_launch_env_is_offline_quiet_and_threaded():
     assert "HF_HUB_OFFLINE" not in online
 
 
+def test_cpu_training_keeps_freed_memory_gpu_training_does_not():
+    cpu = launch.launch_env(launch.make_spec(device="cpu"), offline=True, base={})
+    assert cpu["MALLOC_MMAP_MAX_"] == "0" and int(cpu["MALLOC_TRIM_THRESHOLD_"]) >= 1 << 40
+    own = launch.launch_env(launch.make_spec(device="cpu"), offline=True, base={"MALLOC_MMAP_MAX_": "65536"})
+    assert own["MALLOC_MMAP_MAX_"] == "65536"  # the user's own setting wins
+    gpu = launch.launch_env(launch.make_spec(device="gpu", gpus=1), offline=True, base={})
+    assert not any(key.startswith("MALLOC_") for key in gpu)  # host memory a GPU run frees goes back to the OS
+
+
 def test_command_modules_stay_light():
     import subprocess
 
