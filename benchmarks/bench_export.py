@@ -96,7 +96,7 @@ def main() -> int:
     quants = [q for q in args.quantize.split(",") if q]
 
     import standins
-    from iris_recipes.export import gguf_checks
+    from iris_recipes.export import gguf_checks, speed
     from iris_recipes.export.converter import fetch_converter
     from iris_recipes.export.stage import export_run
     from iris_recipes.fsutil import write_text
@@ -167,13 +167,18 @@ def main() -> int:
         bws = {n: bandwidth_gbs(n) for n in sorted({1, threads})}
         bw = max(bws.values())
         tok = gguf_checks.load_tokenizer(run.file("merged"))
-        prompt = gguf_checks.prompt_token_ids(tok)[0]
+        prompt, banned = speed.bench_prompt_ids(tok), sorted(set(tok.all_special_ids))
         rows = []
         for quant, e in entries.items():
             path = run.file(e["file"])
             cells = []
             for n in sorted({1, threads}):  # on a busy machine one thread can beat two spinning ones
-                speeds = [gguf_checks.decode_speed(path, prompt, args.decode_tokens, n) for _ in range(3)]
+                speeds = [
+                    speed.benchmark(path, prompt, banned, new_tokens=args.decode_tokens, repeats=1, threads=n)[
+                        "decode_tok_s"
+                    ]
+                    for _ in range(3)
+                ]
                 cells.append(speeds)
             best = max(statistics.median(c) for c in cells)
             rows.append(

@@ -12,9 +12,6 @@ import contextlib
 import ctypes
 import hashlib
 import logging
-import os
-import statistics
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +20,6 @@ from iris_recipes.hostinfo import cpu_count
 from iris_recipes.paths import cache_dir
 
 SAMPLING = {"temperature": 0.7, "top_p": 0.9, "top_k": 40, "min_p": 0.05}  # the seeded sampled generations
-BENCH_PROMPT = "Explain in a few sentences why the sky is blue, then give one everyday example."
 
 
 def _model_key(model_dir: Path) -> str:
@@ -204,64 +200,3 @@ def generator(gguf: str | Path, **kwargs) -> Iterator[Generator]:
         yield gen
     finally:
         gen.close()
-
-
-def benchmark(
-    gguf: str | Path,
-    prompt_ids: list[int],
-    banned: list[int],
-    *,
-    new_tokens: int = 64,
-    repeats: int = 3,
-    threads: int | None = None,
-) -> dict:
-    """Latency, time to first token and decode tokens/s of one GGUF on this CPU (median of `repeats`).
-
-    End-of-turn and other special tokens are banned so every repeat decodes exactly `new_tokens` tokens; the KV
-    cache is reset before each repeat so the prompt is processed every time, as for a new chat.
-    """
-    from llama_cpp import Llama
-
-    threads = threads or cpu_count()
-    t0 = time.perf_counter()
-    llm = Llama(
-        model_path=str(gguf),
-        n_ctx=len(prompt_ids) + new_tokens + 8,
-        n_threads=threads,
-        n_threads_batch=threads,
-        verbose=False,
-    )
-    load_s = time.perf_counter() - t0
-    bias = {int(t): -1e9 for t in banned}
-    ttfts, latencies, speeds = [], [], []
-    try:
-        for _ in range(repeats):
-            llm.reset()
-            n, first = 0, None
-            start = time.perf_counter()
-            for _chunk in llm.create_completion(
-                prompt_ids, max_tokens=new_tokens, temperature=0.0, logit_bias=bias, stream=True
-            ):
-                n += 1
-                if first is None:
-                    first = time.perf_counter()
-            end = time.perf_counter()
-            ttfts.append(first - start if first else end - start)
-            latencies.append(end - start)
-            if first and n > 1:
-                speeds.append((n - 1) / max(end - first, 1e-9))
-    finally:
-        llm.close()
-    return {
-        "decode_tok_s": round(statistics.median(speeds), 2) if speeds else None,
-        "ttft_s": round(statistics.median(ttfts), 4),
-        "latency_s": round(statistics.median(latencies), 4),
-        "new_tokens": new_tokens,
-        "prompt_tokens": len(prompt_ids),
-        "load_s": round(load_s, 3),
-        "threads": threads,
-        "repeats": repeats,
-        # other work on the CPU slows llama.cpp's threads a lot: the load says how far to trust the figures
-        "load_avg_1m": round(os.getloadavg()[0], 2),
-        "cpus": os.cpu_count(),
-    }

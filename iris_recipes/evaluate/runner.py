@@ -14,7 +14,7 @@ from pathlib import Path
 from iris_recipes import fsutil
 from iris_recipes.errors import IrisError
 from iris_recipes.evaluate import metrics as M
-from iris_recipes.evaluate.generate import BENCH_PROMPT, SAMPLING
+from iris_recipes.evaluate.generate import SAMPLING
 from iris_recipes.rundir import RunDir
 
 LOSS_ROWS = 200  # validation loss is computed on at most this many held-out conversations
@@ -181,8 +181,9 @@ def _tokenizer(p: Plan):
 def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
     from iris_recipes.evaluate import base_cache
     from iris_recipes.evaluate import forgetting as F
-    from iris_recipes.evaluate.generate import base_f16_gguf, benchmark, generator
+    from iris_recipes.evaluate.generate import base_f16_gguf, generator
     from iris_recipes.evaluate.loss import validation_loss
+    from iris_recipes.export import speed
     from iris_recipes.hostinfo import cpu_count
 
     timings: dict[str, float] = {}
@@ -306,12 +307,18 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
         result["forgetting"] = F.check(replies["base"][-n_gen:], replies["tuned"][-n_gen:], general, fs)
         log(f"general prompts: {result['forgetting']['verdict']}")
 
+    # Each file's speed as the export's checks measured it; measured here only for a file they did not measure (an
+    # export from before they did, or a quantized file kept from an earlier export of the same F16).
     t0 = time.perf_counter()
-    bench_ids = ids([{"role": "user", "content": BENCH_PROMPT}])
-    banned = sorted(set(tok.all_special_ids))
+    checked = ((p.run.read().get("stages") or {}).get("export") or {}).get("checks") or {}
     for quant, path in p.ggufs.items():
-        log(f"speed of {path.name}")
-        result["gguf"][quant] = benchmark(path, bench_ids, banned, threads=threads)
+        measured = (checked.get(quant) or {}).get("speed")
+        if not isinstance(measured, dict):
+            log(f"speed of {path.name}")
+            measured = speed.benchmark(
+                path, speed.bench_prompt_ids(tok), sorted(set(tok.all_special_ids)), threads=threads
+            )
+        result["gguf"][quant] = measured
     timings["gguf_speed"] = round(time.perf_counter() - t0, 2)
     return result
 

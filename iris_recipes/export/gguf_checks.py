@@ -6,15 +6,15 @@
    fixed set of chat prompts, near-ties aside, and the mean KL divergence;
 3. chat: a short greedy chat through llama-cpp-python with the GGUF's own template: why it stopped, no template
    tokens in the text, no echo of the user turn;
-plus decode speed (tokens/s) on this CPU.
+plus speed on this CPU (export/speed.py: decode tokens/s, time to first token, latency).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
+from iris_recipes.export import speed
 from iris_recipes.hostinfo import child_env, cpu_count
 
 # Fixed conversations whose every position is compared; varied enough to exercise system turns and multi-turn.
@@ -304,22 +304,6 @@ def forced_stop(
     return {"end_of_turn": eot, "finish_reason": choice["finish_reason"], "completion_tokens": n, "problems": problems}
 
 
-# -- decode speed -------------------------------------------------------------------------------------------------
-def decode_speed(gguf: Path, prompt: list[int], new_tokens: int = 64, threads: int | None = None) -> float:
-    """Greedy decode tokens/s after the prompt (prompt processing excluded); EOS does not stop it."""
-    llm = _llama(gguf, threads, n_ctx=len(prompt) + new_tokens + 8)
-    count, start = 0, None
-    for _ in llm.generate(prompt, temp=0.0, top_k=1):
-        count += 1
-        if count == 1:
-            start = time.perf_counter()  # the first token includes the prompt
-        if count > new_tokens:
-            break
-    elapsed = time.perf_counter() - start
-    llm.close()
-    return round(new_tokens / elapsed, 1) if elapsed > 0 else 0.0
-
-
 # -- all checks, in a child process -------------------------------------------------------------------------------
 def run_all(
     merged: Path,
@@ -333,13 +317,15 @@ def run_all(
     tok = load_tokenizer(merged)
     prompts = prompt_token_ids(tok)
     reference = hf_reference(merged, prompts)
+    bench_ids, banned = speed.bench_prompt_ids(tok), sorted(set(tok.all_special_ids))
     results = {}
     for quant, path in files.items():
         results[quant] = {
             "tokens": check_tokens(path, tok, prompts),
             **agreement(reference, gguf_logits(path, prompts, threads)),
             "chat": check_chat(path, tok, require_stop=require_stop, messages=probe, threads=threads),
-            "decode_tok_s": decode_speed(path, prompts[0], threads=threads),
+            "speed": (measured := speed.benchmark(path, bench_ids, banned, threads=threads)),
+            "decode_tok_s": measured["decode_tok_s"],
         }
     return {"positions": sum(len(p) for p in prompts), "results": results}
 

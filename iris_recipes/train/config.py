@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from iris_recipes.errors import IrisError, closest
+from iris_recipes.hostinfo import cpu_has_bf16
 from iris_recipes.recipe.merge import deep_merge
 from iris_recipes.recipe.unsafe import advice, unsafe_axolotl_keys
 from iris_recipes.recipe.view import view
@@ -204,10 +205,13 @@ def build_config(
 
     precision = settings.train.precision
     if cpu:
-        # bf16: auto becomes fp16 on CPU; Triton LoRA kernels need CUDA; pinned memory needs a GPU.
+        # Axolotl's bf16: auto becomes fp16 on CPU, so precision is decided here: bf16 where the CPU computes it
+        # natively (auto) or where the recipe asks for it, fp32 otherwise (fp16 on CPU is emulated and slow).
+        # Triton LoRA kernels need CUDA; pinned memory needs a GPU.
+        bf16 = precision == "bf16" or (precision == "auto" and cpu_has_bf16())
         cfg.update(
             {
-                "bf16": False,
+                "bf16": bf16,
                 "fp16": False,
                 "tf32": False,
                 "attn_implementation": "sdpa",

@@ -110,7 +110,7 @@ def setup_for(recipe_data: dict, cfg: dict, *, device: str, sharding: str, world
     if lora is not None:
         targets = None if lora.target == "all-linear" else list(lora.target)
         adapter = {"lora_r": lora.r, "lora_targets": targets, "lora_dropout": lora.dropout}
-    fp32 = device == "cpu" or not (cfg.get("bf16") or cfg.get("fp16"))
+    fp32 = not (cfg.get("bf16") or cfg.get("fp16"))
     return Setup(
         method=settings.method,
         **adapter,

@@ -221,6 +221,11 @@ def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path, monkeypatch):
         timeout=1800,
     )
     assert proc.returncode == 0, proc.stderr
+    # The export measured each file's speed; eval measures only a file it did not (here: an older export's q8_0).
+    meta_file = tiny_runs[1].file("run.json")
+    meta = json.loads(meta_file.read_text())
+    del meta["stages"]["export"]["checks"]["q8_0"]["speed"]
+    meta_file.write_text(json.dumps(meta))
     screen = io.StringIO()
     console = Console(file=screen, width=300)  # as `run` reports its eval stage
     run_stage("eval", StageContext(tiny_runs[1], eval_log=lambda m: console.print(f"eval: {m}")))
@@ -228,7 +233,7 @@ def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path, monkeypatch):
     p = plan(tiny_runs[0].path)
     general = json.loads(tiny_runs[0].file("eval.json").read_text())["forgetting"]
 
-    def expected_lines(verdict: str, base_cached: bool) -> list[str]:
+    def expected_lines(verdict: str, base_cached: bool, measured: tuple[str, ...] = ()) -> list[str]:
         lines = [f"eval: converting the base model {p.base} to GGUF (cached)"]
         for side in ("base", "tuned"):
             if side == "base" and base_cached:
@@ -241,19 +246,17 @@ def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path, monkeypatch):
                 f"eval: {side}: {len(p.rows)} held-out answers (greedy + {len(EVAL_BLOCK['seeds'])} seeds), "
                 f"{len(EVAL_BLOCK['prompts'])} prompts and {general['prompts']} general prompts",
             ]
-        return [
-            *lines,
-            f"eval: general prompts: {verdict}",
-            "eval: speed of tiny-eval-f16.gguf",
-            "eval: speed of tiny-eval-q8_0.gguf",
-        ]
+        return [*lines, f"eval: general prompts: {verdict}", *(f"eval: speed of tiny-eval-{q}.gguf" for q in measured)]
 
     [entry] = list((cache_dir() / "eval-base-answers").iterdir())
     key = entry.stem[:12]
     second = json.loads(tiny_runs[1].file("eval.json").read_text())["forgetting"]["verdict"]
     assert _eval_lines(proc.stderr) == expected_lines(general["verdict"], False)
     assert "eval: eval:" not in proc.stderr + proc.stdout
-    assert _eval_lines(screen.getvalue()) == [*expected_lines(second, True), f"eval: {tiny_runs[1].file('eval.json')}"]
+    assert _eval_lines(screen.getvalue()) == [
+        *expected_lines(second, True, ("q8_0",)),
+        f"eval: {tiny_runs[1].file('eval.json')}",
+    ]
     assert "eval: eval:" not in screen.getvalue()
 
     results = [json.loads(run.file("eval.json").read_text()) for run in tiny_runs]
@@ -280,6 +283,14 @@ def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path, monkeypatch):
     assert set(res["gguf"]) == {"f16", "q8_0"}
     for v in res["gguf"].values():
         assert v["decode_tok_s"] > 0 and 0 < v["ttft_s"] < v["latency_s"]
+    checks = tiny_runs[0].read()["stages"]["export"]["checks"]
+    assert res["gguf"] == {q: checks[q]["speed"] for q in ("f16", "q8_0")}  # the export's measurement, once
+    second_gguf = results[1]["gguf"]
+    assert second_gguf["f16"] == tiny_runs[1].read()["stages"]["export"]["checks"]["f16"]["speed"]
+    assert (
+        second_gguf["q8_0"]["decode_tok_s"] > 0
+        and "speed" not in tiny_runs[1].read()["stages"]["export"]["checks"]["q8_0"]
+    )
     meta = tiny_runs[0].read()
     assert meta["stages"]["eval"]["status"] == "done" and meta["status"] == "done"
 

@@ -83,14 +83,19 @@ def test_precision_auto_on_a_t4_is_fp16_without_tf32(capsys, nvidia_smi, tmp_pat
         ("l4", "fp16", (False, True, True)),
         ("a10g", "fp32", (False, False, True)),
         (None, "auto", ("auto", False, False)),  # GPU not known here: Axolotl picks bf16 or fp16 on it at launch
-        ("cpu", "auto", (False, False, False)),
+        ("cpu", "auto", (False, False, False)),  # a CPU without native bf16 (below: one with it)
+        ("cpu+bf16", "auto", (True, False, False)),
+        ("cpu", "bf16", (True, False, False)),  # asked for: emulated there, but what the recipe says
+        ("cpu+bf16", "fp16", (False, False, False)),  # fp16 on a CPU: fp32
+        ("cpu+bf16", "fp32", (False, False, False)),
     ],
 )
-def test_precision_resolved_per_device(gpu, precision, flags):
+def test_precision_resolved_per_device(gpu, precision, flags, monkeypatch):
+    monkeypatch.setattr(axconfig, "cpu_has_bf16", lambda: gpu == "cpu+bf16")
     data = yaml.safe_load(
         yaml.safe_dump({"chat_template": "llama3", "train": {"precision": precision, "micro_batch_size": 1}})
     )
-    spec = make_spec(device="cpu") if gpu == "cpu" else make_spec(gpus=1)
+    spec = make_spec(device="cpu") if gpu and gpu.startswith("cpu") else make_spec(gpus=1)
     cfg = axconfig.build_config(
         data, base_model="m", spec=spec, has_val=False, gpu=gpus.GPU_TYPES.get(gpu) if gpu else None
     )

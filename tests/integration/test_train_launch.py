@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from iris_recipes import cli
+from iris_recipes.hostinfo import cpu_has_bf16
 from iris_recipes.train import launch
 from tests.conftest_train import REPO, write_recipe
 
@@ -189,7 +190,7 @@ def test_dry_run_cpu_processes(capsys, tmp_path, tiny_model_dir):
         f"--num_cpu_threads_per_process {threads} " + " ".join(TAIL)
     )
     cfg = yaml.safe_load(out.split("# axolotl.yaml\n", 1)[1])
-    assert cfg["iris_cpu"] is True and cfg["bf16"] is False and cfg["fp16"] is False
+    assert cfg["iris_cpu"] is True and cfg["bf16"] is cpu_has_bf16() and cfg["fp16"] is False
     assert cfg["attn_implementation"] == "sdpa" and cfg["dataloader_pin_memory"] is False
     assert cfg["lora_mlp_kernel"] is False and cfg["lora_qkv_kernel"] is False and cfg["lora_o_kernel"] is False
     assert cfg["max_steps"] == 6 and cfg["save_steps"] == 2 and cfg["eval_steps"] == 6

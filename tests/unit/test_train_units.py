@@ -177,3 +177,21 @@ def test_command_modules_stay_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_cpu_bf16_from_cpuinfo():
+    from iris_recipes.hostinfo import cpu_has_bf16
+
+    zen4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n"
+    sapphire = "flags\t\t: fpu avx2 avx512f amx_bf16 amx_tile amx_int8\n"
+    skylake = "flags\t\t: fpu sse avx2 avx512f avx512bw avx512_vnni\n"
+    graviton3 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
+    graviton2 = "processor\t: 0\nFeatures\t: fp asimd atomics\n"
+    assert [cpu_has_bf16(x) for x in (zen4, sapphire, skylake, graviton3, graviton2, "")] == [
+        True,
+        True,
+        False,
+        True,
+        False,
+        False,
+    ]
