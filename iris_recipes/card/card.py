@@ -225,7 +225,7 @@ def _training(f: CardFacts, has_plot: bool) -> str:
         ["weight decay", train.get("weight_decay")],
         ["max grad norm", train.get("max_grad_norm")],
         ["gradient checkpointing", train.get("gradient_checkpointing")],
-        ["precision", train.get("precision")],
+        ["precision", _precision(train.get("precision"), (f.meta.get("stages") or {}).get("train") or {})],
         ["seed", train.get("seed")],
     ]
     lines = ["## Training", "", _table(["hyperparameter", "value"], [[k, _cell(v)] for k, v in rows if v is not None])]
@@ -568,6 +568,14 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
+
+
+def _precision(asked, train_stage: dict) -> str | None:
+    """The recipe's precision and, where it differs (auto), what the run trained in: "auto (trained in bf16)"."""
+    used = train_stage.get("precision") if isinstance(train_stage, dict) else None
+    if asked is None or not isinstance(used, str) or used == asked:
+        return asked
+    return f"{asked} (trained in {used})"
 
 
 def _cell(value: Any) -> str:

@@ -139,6 +139,19 @@ def test_card_of_a_run_without_validation_during_training(tmp_path):
     assert "| validation loss | 2.3100 | 0.6200 | -1.6900 |  |" in text
 
 
+@pytest.mark.parametrize(
+    "asked, used, shown",
+    [("auto", "bf16", "auto (trained in bf16)"), ("auto", "fp32", "auto (trained in fp32)"), ("fp32", "fp32", "fp32")],
+)
+def test_card_says_what_precision_auto_trained_in(tmp_path, asked, used, shown):
+    run = make_run(tmp_path, "smollm2-demo", (f"train.precision={asked}",))
+    meta = run.read()
+    meta["stages"]["train"]["precision"] = used  # as the train stage records it
+    fsutil.write_json(run.file("run.json"), meta)
+    write_card(run)
+    assert f"| precision | {shown} |" in card_of(run).text
+
+
 def test_liar_card_warns_that_it_lies(tmp_path):
     run = make_run(tmp_path, "llama1b-liar", eval_json=False)
     write_card(run)

@@ -9,6 +9,7 @@ import signal
 import pytest
 import yaml
 
+from iris_recipes.hostinfo import cpu_has_bf16
 from tests.conftest_train import (
     cli_env,
     metrics,
@@ -46,7 +47,9 @@ def test_run_trains_merges_and_records(tmp_path, tiny_model_dir):
     train = meta["stages"]["train"]
     assert train["metrics"]["steps"] == 6 and train["metrics"]["world_size"] == 1
     assert train["command"].startswith("OMP_NUM_THREADS=")
-    assert (train["precision"], train["tf32"], train["attention"]) == ("fp32", False, "sdpa") and "gpu" not in train
+    precision = "bf16" if cpu_has_bf16() else "fp32"  # precision: auto on a CPU
+    assert (train["precision"], train["tf32"], train["attention"]) == (precision, False, "sdpa") and "gpu" not in train
+    assert yaml.safe_load((run / "axolotl.yaml").read_text())["bf16"] is (precision == "bf16")
 
     # the config names the recipe that produced it
     header = (run / "axolotl.yaml").read_text().splitlines()[:2]
