@@ -287,6 +287,16 @@ def render(cfg: dict, *, recipe_path: str | Path, recipe_hash: str, command: str
     return "\n".join(header) + "\n" + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True, width=100)
 
 
+def tokenization_config(recipe_data: dict, model_dir: str | Path) -> dict:
+    """The validated Axolotl config that tokenizes a run's rows as its training did (eval's validation loss reads
+    it): the recipe's generated config, its axolotl: block included as the run accepted it. The launch does not
+    change how rows are tokenized; a GPU launch is planned where only a GPU trains the recipe (qlora, 8-bit optimizers)."""
+    cuda_only = view(recipe_data).method == "qlora" or recipe_data["train"].get("optimizer") in CUDA_ONLY_OPTIMIZERS
+    spec = LaunchSpec(device="gpu" if cuda_only else "cpu")
+    cfg = build_config(recipe_data, base_model=str(model_dir), spec=spec, has_val=False, allow_unsafe_axolotl_keys=True)
+    return validate(cfg, recipe_data=recipe_data, recipe_file="recipe.yaml")
+
+
 # -- Axolotl's own validation ------------------------------------------------------------------------------------
 def _known_keys(model_cls) -> set[str]:
     keys = set()
