@@ -37,7 +37,7 @@ def training_examples(tok, axolotl_cfg: dict, conversations: list[list[dict]]) -
     from axolotl.prompt_strategies.chat_template import load as load_strategy
 
     strategy = load_strategy(tok, axolotl_cfg, axolotl_cfg["datasets"][0])
-    field = axolotl_cfg["datasets"][0].get("field_messages") or "messages"
+    field = axolotl_cfg["datasets"][0]["field_messages"]
     limit = int(axolotl_cfg.get("sequence_len") or 2048)
     pairs, too_long = [], 0
     for messages in conversations:

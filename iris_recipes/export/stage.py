@@ -192,7 +192,13 @@ def _build_and_check(
 
     t0 = time.perf_counter()
     checked = gguf_checks.run_isolated(
-        merged, files, require_stop=require_stop, threads=threads, probe=_chat_probe(run), log=run.file("export.log")
+        merged,
+        files,
+        require_stop=require_stop,
+        threads=threads,
+        probe=_chat_probe(run),
+        log=run.file("export.log"),
+        chat_template=run.recipe().get("chat_template"),
     )
     results: dict[str, dict[str, Any]] = checked["results"]
     info["checks"] = results

@@ -19,9 +19,13 @@ def registry_enums() -> dict[tuple[str, ...], tuple[str, ...]]:
     """Schema enums whose names a registry in the code owns: schema location -> names. The schema file keeps a copy
     for editors (`scripts/gen_reference.py` rewrites it; a test compares); validation reads the registry."""
     # iris_recipes.data imports this module (through the recipe view) as it loads, so it is imported here
+    from iris_recipes import chat_families
     from iris_recipes.data.formats import row_formats
 
-    return {("$defs", "source", "properties", "format"): row_formats().names()}
+    return {
+        ("$defs", "source", "properties", "format"): row_formats().names(),
+        ("properties", "chat_template"): tuple(chat_families.names()),
+    }
 
 
 def load_schema() -> dict:

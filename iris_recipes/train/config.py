@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from iris_recipes import chat_families
 from iris_recipes.errors import IrisError, closest
 from iris_recipes.hostinfo import cpu_has_bf16
 from iris_recipes.recipe.merge import deep_merge
@@ -33,9 +34,6 @@ TRAIN_FILE = "data/train.jsonl"
 VAL_FILE = "data/val.jsonl"
 DEEPSPEED_FILE = "deepspeed.json"
 SAVE_TOTAL_LIMIT = 3  # checkpoints kept (resume points); the recipe's axolotl: block may change it
-
-# The token that ends an assistant turn, per chat template: trained (train_on_eos: turn) so the model stops.
-EOT_TOKENS = {"llama3": ["<|eot_id|>"], "chatml": ["<|im_end|>"], "phi_3": ["<|end|>"], "phi_35": ["<|end|>"]}
 
 # recipe train.* key -> Axolotl key, copied when present
 TRAIN_KEYS = {
@@ -154,8 +152,9 @@ def build_config(
         "dataset_prepared_path": PREPARED,
         "output_dir": CHECKPOINTS,
     }
-    if recipe_data["chat_template"] in EOT_TOKENS:
-        cfg["eot_tokens"] = EOT_TOKENS[recipe_data["chat_template"]]
+    # the family's end of turn is trained (train_on_eos: turn) so the model stops; tokenizer_default: Axolotl's own
+    if eot := chat_families.end_of_turn(recipe_data["chat_template"]):
+        cfg["eot_tokens"] = eot
 
     if settings.lora is not None:
         lora = settings.lora
