@@ -497,6 +497,22 @@ def _usage(f: CardFacts) -> str:
         ")",
         'print(reply["choices"][0]["message"]["content"])',
         "```",
+    ]
+    if art and art.get("modelfile"):
+        modelfile = Path(art["modelfile"]).name
+        lines += [
+            "",
+            f"With [Ollama](https://ollama.com) (LM Studio imports the same files): `{modelfile}` beside the GGUF gives "
+            "it the chat template, stop tokens, system prompt and sampling the model was trained and checked with"
+            + (" (download both files first)" if f.repo_id else " (in the run's `gguf/` folder)")
+            + ":",
+            "",
+            "```bash",
+            f"ollama create {f.name} -f {modelfile}",
+            f"ollama run {f.name}",
+            "```",
+        ]
+    lines += [
         "",
         "In the chat Space (a Gradio app that serves every variant built or published with iris-recipes):",
         "",

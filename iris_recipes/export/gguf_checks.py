@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from iris_recipes import chat_families
-from iris_recipes.export import speed
+from iris_recipes.export import modelfile, speed
 from iris_recipes.hostinfo import child_env, cpu_count
 
 # Fixed conversations whose every position is compared; varied enough to exercise system turns and multi-turn.
@@ -322,8 +322,10 @@ def run_all(
     threads: int | None,
     probe: list[dict[str, str]] | None = None,
     chat_template: str | None = None,
+    system: str = "",
 ) -> dict[str, Any]:
-    """Every check on every file; {"positions": N, "results": {quant: {...}}}."""
+    """Every check on every file; {"positions": N, "results": {quant: {...}}, "modelfile": {"system", "problems"}}
+    (`system`: the recipe's system prompt for the Modelfile)."""
     tok = load_tokenizer(merged)
     prompts = prompt_token_ids(tok)
     reference = hf_reference(merged, prompts)
@@ -337,7 +339,16 @@ def run_all(
             "speed": (measured := speed.benchmark(path, bench_ids, banned, threads=threads)),
             "decode_tok_s": measured["decode_tok_s"],
         }
-    return {"positions": sum(len(p) for p in prompts), "results": results}
+    # the Modelfile: its system prompt (the recipe's, else the one the model's template adds by itself) and whether
+    # its template renders what the model's renders
+    family = chat_families.get(chat_template) if chat_template else None
+    hf_render = lambda conv: tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)  # noqa: E731
+    system = system or modelfile.default_system(family, hf_render)
+    return {
+        "positions": sum(len(p) for p in prompts),
+        "results": results,
+        "modelfile": {"system": system, "problems": modelfile.template_problems(family, hf_render, system)},
+    }
 
 
 def run_isolated(
@@ -349,6 +360,7 @@ def run_isolated(
     probe: list[dict[str, str]] | None = None,
     log: Path | None = None,
     chat_template: str | None = None,
+    system: str = "",
 ) -> dict[str, Any]:
     """run_all in a child process: a GGUF that makes llama.cpp abort (a broken vocabulary does) fails the export
     with a clear error instead of killing the pipeline mid-stage."""
@@ -370,6 +382,7 @@ def run_isolated(
             *(["--require-stop"] if require_stop else []),
             *(["--probe", json.dumps(probe)] if probe else []),
             *(["--chat-template", chat_template] if chat_template else []),
+            *(["--system", system] if system else []),
             *(f"{quant}={path}" for quant, path in files.items()),
         ]
         env = child_env()
@@ -406,6 +419,7 @@ def _main(argv: list[str] | None = None) -> int:
     ap.add_argument("--require-stop", action="store_true")
     ap.add_argument("--probe", type=json.loads, default=None, help="chat check messages as JSON")
     ap.add_argument("--chat-template", default=None, help="the recipe's chat_template (its chat family)")
+    ap.add_argument("--system", default="", help="the system prompt the Modelfile carries")
     args = ap.parse_args(argv)
     files = dict((item.split("=", 1)[0], Path(item.split("=", 1)[1])) for item in args.files)
     result = run_all(
@@ -415,6 +429,7 @@ def _main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         probe=args.probe,
         chat_template=args.chat_template,
+        system=args.system,
     )
     args.out.write_text(json.dumps(result, indent=2))
     return 0
