@@ -57,12 +57,14 @@ class Variant:
     gguf: dict[str, Any] = field(default_factory=dict)
     base_gguf: dict[str, Any] = field(default_factory=dict)
     chat: dict[str, Any] = field(default_factory=dict)  # the chat family's tokens (chat_entry)
+    quant_reason: str | None = None  # space.quant auto: why this file
     run: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        if data["run"] is None:
-            del data["run"]
+        for key in ("run", "quant_reason"):
+            if data[key] is None:
+                del data[key]
         return data
 
 
@@ -105,6 +107,44 @@ def _local_gguf(run, preferred: str) -> tuple[str, dict[str, Any]] | None:
         if isinstance(art, dict) and art.get("file") and run.file(art["file"]).is_file():
             return quant, art
     return None
+
+
+def choose_quant(ev: dict, metric: str | None, tolerance: float | None) -> tuple[str | None, str]:
+    """`space.quant: auto`: the smallest exported file whose task metric is within `tolerance` (None: the metric's
+    seed noise) of the F16 file's and whose forgetting check is kept, from eval.json's `quants`. (quant or None when
+    the run was not judged per file, and why.)"""
+    quants = ev.get("quants") if isinstance(ev, dict) else None
+    f16 = (quants or {}).get("f16")
+    if not isinstance(f16, dict):
+        return None, "eval did not judge each exported file (evaluate the run again)"
+    scores = {q: (e.get("metrics") or {}).get(metric) for q, e in quants.items() if isinstance(e, dict)}
+    if metric is None or not isinstance(scores.get("f16"), (int, float)):
+        return None, f"eval recorded no {metric or 'task metric'} for the F16 file"
+    if tolerance is None:
+        tolerance = float((ev.get("noise") or {}).get(metric) or 0.0)
+    floor = scores["f16"] - tolerance
+    kept = [
+        q
+        for q, e in quants.items()
+        if isinstance(scores.get(q), (int, float))
+        and scores[q] >= floor - 1e-9
+        and e.get("forgetting_kept") is not False
+        and isinstance(e.get("bytes"), int)
+    ]
+    best = min(kept, key=lambda q: quants[q]["bytes"]) if kept else "f16"
+    refused = sorted(set(quants) - set(kept))
+    why = f"the smallest file with {metric} >= {floor:.4g} (F16 {scores['f16']:.4g} - {tolerance:.4g}) and general behaviour kept"
+    return best, why + (f"; not {', '.join(refused)}" if refused else "")
+
+
+def _eval_json(run) -> dict:
+    import json
+
+    try:
+        ev = json.loads(run.file("eval.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return ev if isinstance(ev, dict) else {}
 
 
 def base_gguf_of(run) -> Path | None:
@@ -153,6 +193,12 @@ def variant_from_recipe(name: str, data: dict[str, Any], recipe_path: Path, runs
     )
     run = latest_done_run(name, runs_root)
     variant.chat = chat_entry(str(data.get("chat_template", chat_families.TOKENIZER_DEFAULT)), run)
+    if quant == "auto":
+        metrics = (apply_defaults(data).get("eval") or {}).get("metrics") or [None]
+        chosen, variant.quant_reason = choose_quant(
+            _eval_json(run) if run else {}, metrics[0], space["quant_tolerance"]
+        )
+        quant = variant.quant = chosen or QUANT_FALLBACK[0]
     local = _local_gguf(run, quant) if run else None
     if local:
         variant.quant, art = local

@@ -20,9 +20,12 @@ from iris_recipes.errors import IrisError
 from iris_recipes.export import gguf_checks
 from iris_recipes.export.converter import LLAMA_CPP_PYTHON_VERSION, find_converter
 from iris_recipes.export.hf_to_gguf import (
+    QUANT_TYPES,
+    base_f16_gguf,
     check_merged,
     check_quants,
     convert_f16,
+    convert_lora,
     ensure_space,
     estimate_bytes,
     fallbacks,
@@ -58,6 +61,21 @@ def model_name(run: RunDir, recipe_name: str) -> str:
         except IrisError:
             hub_id = None
     return f"{recipe_name} ({hub_id.rsplit('/', 1)[-1]})" if hub_id else recipe_name
+
+
+def _adapter_inputs(run: RunDir) -> tuple[Path, Path, str | None] | None:
+    """(PEFT adapter dir, base model dir, base name) of a LoRA run whose recipe keeps export.adapter on; else None
+    (a full fine-tune has no adapter)."""
+    from iris_recipes.models import resolve_base_model
+
+    recipe = run.recipe()
+    adapter = run.file("adapter")
+    if not recipe.get("export.adapter", True) or not (adapter / "adapter_config.json").is_file():
+        return None
+    base = resolve_base_model(
+        str(recipe.data["base_model"]), base_dir=run.path, prefer=run.read().get("base_model_path")
+    )
+    return adapter, base.path, base.hub_id.rsplit("/", 1)[-1] if base.hub_id else None
 
 
 def _write_modelfiles(run: RunDir, files: dict[str, Path], results: dict[str, dict], system: str) -> dict[str, str]:
@@ -160,9 +178,14 @@ def export_gguf(
 
     stage_dir = Path(tempfile.mkdtemp(prefix=".export-", suffix=".partial", dir=out_dir))
     try:
-        entries = _build_and_check(
+        entries, adapter = _build_and_check(
             run, merged, stage_dir, name, quants, min_top1, require_chat_stop, threads, info, log
         )
+        if adapter is not None:  # published first: the GGUFs listed last say the export is complete
+            final = out_dir / adapter["file"]
+            (stage_dir / adapter["file"]).replace(final)
+            final.chmod(0o644)
+            adapter["file"] = f"gguf/{adapter['file']}"
         for entry in entries.values():  # all checks passed: publish under the final names
             for key in ("modelfile", "file"):  # the GGUF last: a listed GGUF always has its Modelfile
                 final = out_dir / entry[key]
@@ -177,6 +200,8 @@ def export_gguf(
     for quant, old in previous.items():  # earlier quantized files of the same F16 stay listed
         if quant not in entries and old.get("f16_sha256") == f16_sha and run.file(old["file"]).is_file():
             entries[quant] = old
+    if adapter is not None:
+        run.set_artifact("adapter_gguf", adapter)
     run.set_artifact("gguf", entries)
     return entries
 
@@ -192,7 +217,8 @@ def _build_and_check(
     threads: int | None,
     info: dict[str, Any],
     log: Callable[[str], None],
-) -> dict[str, dict[str, Any]]:
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
+    """The GGUF files (and the LoRA adapter as GGUF) in `stage_dir`, every check passed: (entries, adapter entry)."""
     timings: dict[str, float] = {}
     export_log = run.file("export.log")
     t0 = time.perf_counter()
@@ -215,6 +241,13 @@ def _build_and_check(
             f"quantization block, common in small models); llama.cpp's warnings are in {export_log}"
         )
 
+    adapter = _adapter_inputs(run)
+    if adapter is not None:
+        t0 = time.perf_counter()
+        lora = convert_lora(adapter[0], adapter[1], stage_dir / f"{name}-lora-f16.gguf", log=export_log)
+        adapter = (lora, base_f16_gguf(adapter[1], adapter[2]))  # the base's F16 GGUF, converted once and cached
+        timings["adapter"] = round(time.perf_counter() - t0, 2)
+
     t0 = time.perf_counter()
     checked = gguf_checks.run_isolated(
         merged,
@@ -225,6 +258,7 @@ def _build_and_check(
         log=run.file("export.log"),
         chat_template=run.recipe().get("chat_template"),
         system=run.recipe().get("space.system_prompt") or "",
+        adapter=adapter,
     )
     results: dict[str, dict[str, Any]] = checked["results"]
     info["checks"] = results
@@ -236,6 +270,14 @@ def _build_and_check(
     failures = [f"Modelfile: {p}" for p in checked["modelfile"]["problems"]]
     for quant, res in results.items():
         failures += [f"{quant}: {p}" for p in res["tokens"]["problems"] + res["chat"]["problems"]]
+    for quant, res in results.items():  # each quantized file against its type's measured gate
+        gate = QUANT_TYPES[quant].min_top1 if quant in QUANT_TYPES else None
+        if gate is not None and res["top1_agreement"] < gate:
+            failures.append(
+                f"{quant}: top-1 agreement with the merged model is {res['top1_agreement']:.4f}, below {gate} (what "
+                f"{quant} keeps on SmolLM2, less a margin): quantizing changed what the model predicts; export "
+                "another type"
+            )
     if results["f16"]["top1_agreement"] < min_top1:
         f16 = results["f16"]
         failures.append(
@@ -243,6 +285,15 @@ def _build_and_check(
             f"{f16['top1_agreement_exact']:.4f}, mean KL divergence {f16['kl_divergence']:.2e}), below "
             f"export.min_top1_agreement {min_top1}: the conversion changed what the model predicts"
         )
+    adapter_checked = checked.get("adapter")
+    if adapter_checked is not None:
+        info["adapter_checks"] = adapter_checked
+        failures += [f"LoRA adapter: {p}" for p in adapter_checked["chat"]["problems"]]
+        if adapter_checked["top1_agreement"] < min_top1:
+            failures.append(
+                f"LoRA adapter: over the base model's F16 GGUF its top-1 agreement with the merged model is "
+                f"{adapter_checked['top1_agreement']:.4f}, below export.min_top1_agreement {min_top1}"
+            )
     if failures:
         raise IrisError(
             f"{run.path}: export checks failed (no GGUF was published; details in run.json "
@@ -251,7 +302,16 @@ def _build_and_check(
 
     f16_sha = sha256_file(files["f16"])
     modelfiles = _write_modelfiles(run, files, results, checked["modelfile"]["system"])
-    return {
+    adapter_entry = None
+    if adapter is not None:
+        adapter_entry = {
+            "file": adapter[0].name,
+            "bytes": adapter[0].stat().st_size,
+            "sha256": sha256_file(adapter[0]),
+            "base_gguf": str(adapter[1]),  # the cached base F16 GGUF the adapter was checked over
+            **{k: adapter_checked[k] for k in ("top1_agreement", "top1_agreement_exact", "kl_divergence")},
+        }
+    entries = {
         quant: {
             "file": path.name,
             "modelfile": modelfiles[quant],
@@ -263,3 +323,4 @@ def _build_and_check(
         }
         for quant, path in files.items()
     }
+    return entries, adapter_entry
