@@ -9,7 +9,7 @@ Layout of `runs/<recipe>/<run-id>/`:
   adapter/          the LoRA adapter
   merged/           the merged HF model
   metrics.jsonl     one JSON object per logged step ({"step", "loss", "eval_loss", ...})
-  gguf/             <recipe>-f16.gguf, <recipe>-<quant>.gguf
+  gguf/             <recipe>-f16.gguf, <recipe>-<quant>.gguf (gguf_filename)
   eval.json, README.md, loss.png
 
 run.json:
@@ -36,6 +36,12 @@ from typing import Any
 from iris_recipes import fsutil
 from iris_recipes.errors import IrisError
 from iris_recipes.paths import project_root, runs_dir
+
+
+def gguf_filename(recipe: str, quant: str) -> str:
+    """The name of a variant's GGUF, `<recipe>-<quant>.gguf`: in gguf/ (export), on the Hub (push), in the
+    manifest the Space downloads by, and in the card's usage snippet."""
+    return f"{recipe}-{quant}.gguf"
 
 
 def now_iso() -> str:

@@ -28,6 +28,7 @@ from typing import Any
 from iris_recipes import fsutil
 from iris_recipes.errors import IrisError
 from iris_recipes.recipe.schema import apply_defaults
+from iris_recipes.rundir import gguf_filename
 
 MANIFEST_FORMAT = 1
 
@@ -62,11 +63,6 @@ class Variant:
         if data["run"] is None:
             del data["run"]
         return data
-
-
-def gguf_filename(name: str, quant: str) -> str:
-    """The file name every stage uses for a variant's GGUF: `<recipe>-<quant>.gguf`."""
-    return f"{name}-{quant}.gguf"
 
 
 def _recipe_arg(recipe_path: Path) -> str:

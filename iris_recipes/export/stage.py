@@ -30,11 +30,7 @@ from iris_recipes.export.hf_to_gguf import (
 )
 from iris_recipes.fsutil import sha256_file
 from iris_recipes.hostinfo import cpu_count, cpu_description
-from iris_recipes.rundir import RunDir
-
-
-def gguf_name(recipe: str, quant: str) -> str:
-    return f"{recipe}-{quant}.gguf"
+from iris_recipes.rundir import RunDir, gguf_filename
 
 
 def _recipe_settings(run: RunDir) -> tuple[str, list[str], float]:
@@ -172,14 +168,16 @@ def _build_and_check(
     export_log = run.file("export.log")
     t0 = time.perf_counter()
     files = {
-        "f16": convert_f16(merged, stage_dir / gguf_name(name, "f16"), log=export_log, model_name=model_name(run, name))
+        "f16": convert_f16(
+            merged, stage_dir / gguf_filename(name, "f16"), log=export_log, model_name=model_name(run, name)
+        )
     }
     timings["convert_f16"] = round(time.perf_counter() - t0, 2)
     start = export_log.stat().st_size
     for quant in quants:
         t0 = time.perf_counter()
         files[quant] = quantize(
-            files["f16"], stage_dir / gguf_name(name, quant), quant, threads=threads, log=export_log
+            files["f16"], stage_dir / gguf_filename(name, quant), quant, threads=threads, log=export_log
         )
         timings[f"quantize_{quant}"] = round(time.perf_counter() - t0, 2)
     info["timings"] = timings

@@ -133,3 +133,19 @@ def test_the_check_sees_an_upward_import(tmp_path, source, expected):
     (copy / "rundir.py").write_text(source + (copy / "rundir.py").read_text())
     problems = upward_imports(copy)
     assert len(problems) == 1 and problems[0].startswith(expected), problems
+
+
+def test_one_place_builds_a_gguf_file_name():
+    """Export writes, push uploads, the manifest downloads and the card names `<recipe>-<quant>.gguf`: all through
+    rundir.gguf_filename, so the four cannot drift apart."""
+    import re
+
+    built = re.compile(r"\{[^{}]+\}-\{[^{}]+\}\.gguf")
+    found = [
+        f"{path.relative_to(REPO)}:{n}"
+        for root in (PACKAGE, REPO / "space")
+        for path in sorted(root.rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if built.search(line)
+    ]
+    assert [where.split(":")[0] for where in found] == ["iris_recipes/rundir.py"], found
