@@ -74,29 +74,6 @@ def _say(message: str) -> None:
     print(f"export: {message}", file=sys.stderr)
 
 
-def export_run(
-    run: RunDir,
-    quants: list[str] | None = None,
-    *,
-    require_chat_stop: bool | None = None,
-    threads: int | None = None,
-    log: Callable[[str], None] = _say,
-) -> dict[str, Any]:
-    """The export stage alone on a run (`iris-recipes export RUN`): export, check and record its GGUFs; returns
-    `artifacts["gguf"]`.
-
-    quants: quantized types beside F16 (default: the recipe's export.quantize). require_chat_stop: whether the
-    chat check demands the model stop on its own (default: yes, except for random-weight test models). log: where
-    the stage's own lines go (llama.cpp's output goes to RUN/export.log).
-    """
-    from iris_recipes.stages import StageContext, run_stage
-
-    if threads is not None and threads < 1:
-        raise IrisError(f"export: --threads {threads}: give 1 or more, or leave it out to use every CPU it may use.")
-    ctx = StageContext(run, quants=quants, threads=threads, require_chat_stop=require_chat_stop, export_log=log)
-    return run_stage("export", ctx)
-
-
 def export_settings(run: RunDir, quants: list[str] | None) -> tuple[str, list[str], float]:
     """(file name stem, quantized types, min top-1 agreement), checked before the stage starts: a bad type or a
     missing converter is a setup problem, not a failed run."""
@@ -117,7 +94,7 @@ def export_gguf(
     threads: int | None = None,
     log: Callable[[str], None] = _say,
 ) -> dict[str, Any]:
-    """The export stage's work (stages.STAGES records it); `info` gets its facts as they are known."""
+    """The export stage's work (stages.STAGES runs and records it); `info` gets its facts as they are known."""
     name, quants, min_top1 = settings
     merged = run.file("merged")
     n_params = check_merged(merged)
