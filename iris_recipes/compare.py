@@ -79,6 +79,25 @@ def eval_problem(ev) -> str | None:
     return None
 
 
+def check_loss_methods(entries: list[ComparedRun]) -> None:
+    """Validation losses measured in different ways are not comparable: refuse, naming the runs to evaluate again."""
+    from iris_recipes.evaluate.loss import LOSS_METHOD
+
+    def method(e: ComparedRun) -> object:
+        return e.eval.get("loss_method", 1)  # eval.json files from before the key measured with method 1
+
+    if len({json.dumps(method(e)) for e in entries}) <= 1:
+        return
+    old = [e for e in entries if method(e) != LOSS_METHOD]
+    raise IrisError(
+        "compare: these runs measured their validation loss in different ways ("
+        + ", ".join(f"{e.label}: method {method(e)}" for e in entries)
+        + f"), so their losses are not comparable. Evaluate the older ones again with this version (method "
+        f"{LOSS_METHOD}, the loss on exactly the tokens and labels training uses): "
+        + "; ".join(f"`iris-recipes eval {e.run.path}`" for e in old)
+    )
+
+
 def _flatten(data, prefix: str = "") -> dict[str, object]:
     out: dict[str, object] = {}
     if isinstance(data, dict):
@@ -250,6 +269,7 @@ def compare(args: list[str], output: str | Path | None = None, console=None) -> 
     if not args:
         raise IrisError("compare: give at least one run directory or recipe name")
     entries = [load_entry(find_run(a, NEWEST_DONE)) for a in args]
+    check_loss_methods(entries)
     dest = Path(output) if output else runs_dir() / "comparisons" / f"compare-{new_run_id()}.md"
     print_table(entries, console)
     fsutil.write_text(dest, markdown(entries))

@@ -13,6 +13,7 @@ installed (a Hugging Face Space). Its format:
    "variants": [{"id", "label", "description", "status", "build_command", "base_model", "system_prompt",
                  "modes": {name: instruction}, "examples": [str], "temperature", "top_p", "max_new_tokens",
                  "quant", "gguf": {"path"?: str, "repo_id"?: str, "filename": str, "bytes"?: int, "sha256"?: str},
+                 "chat": {"family": str, "stop": [str], "markers": [str], "system": bool},
                  "base_gguf": {"path"?: str, "repo_id"?: str, "filename"?: str, "bytes"?: int},
                  "run"?: str}]}
 `gguf.path` is absolute, or relative to the manifest's folder. `base_gguf` is the base model's F16 GGUF that `eval`
@@ -27,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iris_recipes import fsutil
+from iris_recipes import chat_families, fsutil
 from iris_recipes.errors import IrisError
 from iris_recipes.recipe.schema import apply_defaults
 from iris_recipes.rundir import gguf_filename
@@ -58,6 +59,7 @@ class Variant:
     quant: str
     gguf: dict[str, Any] = field(default_factory=dict)
     base_gguf: dict[str, Any] = field(default_factory=dict)
+    chat: dict[str, Any] = field(default_factory=dict)  # the chat family's tokens (chat_entry)
     run: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -65,6 +67,23 @@ class Variant:
         if data["run"] is None:
             del data["run"]
         return data
+
+
+def chat_entry(chat_template: str, run=None) -> dict[str, Any]:
+    """What the Space needs of a variant's chat family: the tokens that end a reply, every template marker (removed
+    from what enters a prompt, and a reply ends where the model spells one out) and whether a system turn exists.
+    `tokenizer_default` has no family: the end of turn the export's checks found in the run's tokenizer stands in."""
+    family = chat_families.get(chat_template)
+    if family is not None:
+        return {
+            "family": family.name,
+            "stop": list(family.stop),
+            "markers": list(family.markers),
+            "system": family.system,
+        }
+    checks = ((run.read().get("stages") or {}).get("export") or {}).get("checks") or {} if run else {}
+    eot = ((checks.get("f16") or {}).get("tokens") or {}).get("end_of_turn")
+    return {"family": chat_template, "stop": [eot] if eot else [], "markers": [eot] if eot else [], "system": True}
 
 
 def _recipe_arg(recipe_path: Path) -> str:
@@ -139,6 +158,7 @@ def variant_from_recipe(
         quant=quant,
     )
     run = latest_done_run(name, runs_root)
+    variant.chat = chat_entry(str(data.get("chat_template", chat_families.TOKENIZER_DEFAULT)), run)
     refused = stale_problem(run, "space") if run else None
     if refused:
         if problems is not None:

@@ -88,6 +88,7 @@ def _train_summary(ctx: StageContext) -> str:
 
 
 def _merge(ctx: StageContext, facts: dict) -> None:
+    from iris_recipes import chat_families
     from iris_recipes.lora_merge import merge
     from iris_recipes.recipe.view import view
     from iris_recipes.train import config as axconfig
@@ -99,7 +100,7 @@ def _merge(ctx: StageContext, facts: dict) -> None:
         weights_dir=weights,
         out=ctx.run.file("merged"),
         method=method,
-        eot_tokens=axconfig.EOT_TOKENS.get(ctx.recipe_data["chat_template"], []),
+        eot_tokens=chat_families.end_of_turn(ctx.recipe_data["chat_template"]),
     )
     facts.update(result)
     ctx.run.set_artifact("merged", {"dir": "merged", **result})

@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # usable from a checkout without installing
     sys.path.insert(0, str(REPO))
 
+from iris_recipes import chat_families  # noqa: E402
 from iris_recipes.errors import IrisError  # noqa: E402
 from iris_recipes.fsutil import atomic_dir, exclusive  # noqa: E402
 from iris_recipes.paths import cache_dir  # noqa: E402
@@ -42,18 +43,21 @@ FORMAT = 2  # bump when a builder changes: cached stand-ins are rebuilt
 @dataclass(frozen=True)
 class Family:
     name: str
-    chat_template: str  # the recipe's chat_template value
-    end_of_turn: str
+    chat_template: str  # the recipe's chat_template value: its entry in iris_recipes.chat_families
     hub_ids: tuple[str, ...]  # the hub ids of shipped recipes this stand-in plays
     license: str
+
+    @property
+    def end_of_turn(self) -> str:
+        return chat_families.get(self.chat_template).end_of_turn[0]
 
 
 FAMILIES: dict[str, Family] = {
     "llama3": Family(
-        "llama3", "llama3", "<|eot_id|>", ("unsloth/Llama-3.2-1B-Instruct", "unsloth/Llama-3.2-3B-Instruct"), "llama3.2"
+        "llama3", "llama3", ("unsloth/Llama-3.2-1B-Instruct", "unsloth/Llama-3.2-3B-Instruct"), "llama3.2"
     ),
-    "phi3": Family("phi3", "phi_35", "<|end|>", ("microsoft/Phi-3.5-mini-instruct",), "mit"),
-    "chatml": Family("chatml", "chatml", "<|im_end|>", ("HuggingFaceTB/SmolLM2-135M-Instruct",), "apache-2.0"),
+    "phi3": Family("phi3", "phi_35", ("microsoft/Phi-3.5-mini-instruct",), "mit"),
+    "chatml": Family("chatml", "chatml", ("HuggingFaceTB/SmolLM2-135M-Instruct",), "apache-2.0"),
 }
 
 # Llama 3.2 Instruct's chat template (tokenizer_config.json of meta-llama/Llama-3.2-1B-Instruct), without its

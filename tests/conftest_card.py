@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from iris_recipes import fsutil
+from iris_recipes.evaluate.loss import LOSS_METHOD
 from iris_recipes.rundir import RunDir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,6 +79,7 @@ def make_run(
         fsutil.write_json(
             run.file("eval.json"),
             {
+                "loss_method": LOSS_METHOD,
                 "base": {
                     "val_loss": 2.31,
                     "perplexity": 10.07,

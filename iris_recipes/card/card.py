@@ -465,7 +465,7 @@ def _mark(reply: dict, side: str) -> str:
 
 
 def _usage(f: CardFacts) -> str:
-    quant, _ = _preferred(f)
+    quant, art = _preferred(f)
     filename = gguf_filename(f.name, quant)  # in the run's gguf/ and, pushed, in the repo
     system = f.get("space.system_prompt")
     examples = f.get("space.examples") or f.get("eval.prompts") or ["Hello! What can you do?"]
@@ -497,6 +497,22 @@ def _usage(f: CardFacts) -> str:
         ")",
         'print(reply["choices"][0]["message"]["content"])',
         "```",
+    ]
+    if art and art.get("modelfile"):
+        modelfile = Path(art["modelfile"]).name
+        lines += [
+            "",
+            f"With [Ollama](https://ollama.com) (LM Studio imports the same files): `{modelfile}` beside the GGUF gives "
+            "it the chat template, stop tokens, system prompt and sampling the model was trained and checked with"
+            + (" (download both files first)" if f.repo_id else " (in the run's `gguf/` folder)")
+            + ":",
+            "",
+            "```bash",
+            f"ollama create {f.name} -f {modelfile}",
+            f"ollama run {f.name}",
+            "```",
+        ]
+    lines += [
         "",
         "In the chat Space (a Gradio app that serves every variant built or published with iris-recipes):",
         "",

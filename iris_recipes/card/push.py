@@ -67,6 +67,9 @@ def upload_plan(run: RunDir, repo_id: str | None = None, private: bool | None = 
                 f"`iris-recipes export {run.path}`."
             )
         files.append((src, gguf_filename(recipe.name, quant)))
+        modelfile = run.file(art["modelfile"]) if art.get("modelfile") else None
+        if modelfile is not None and modelfile.is_file():  # FROM ./<gguf>: both at the repo root
+            files.append((modelfile, modelfile.name))
     from iris_recipes.space_variants import BASE_GGUF_FILE, base_gguf_of
 
     base = base_gguf_of(run)  # the hosted Space's "compare with base model" downloads it from this repo

@@ -7,8 +7,9 @@
 Normalized rows: {"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...], "reference": {...}?}
 """
 
+from iris_recipes.data.cells import RowProblem
 from iris_recipes.data.config_check import METRIC_NEEDS, check_dataset_config
-from iris_recipes.data.formats import Mapping, RowProblem
+from iris_recipes.data.formats import Mapping
 from iris_recipes.data.prepare import load_split, prepare
 from iris_recipes.data.registry import Entry, entry_names, load_entry
 

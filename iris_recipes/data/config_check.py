@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from iris_recipes.data.formats import Mapping, mapping_problems
+from iris_recipes.data.prepare import unprepared_kind
 from iris_recipes.data.registry import ENTRY_FILE, did_you_mean, entry_names, load_entry
 from iris_recipes.data.sources import SUFFIXES
 from iris_recipes.errors import IrisError
@@ -106,15 +107,16 @@ def _check_source(block: dict, key: str, base_dir: Path, out: list) -> Mapping |
                 "(see datasets/README.md to build it, or use source: sample)",
             )
         )
-    fmt = block.get("format", entry.format)
-    if "columns" in block:
-        columns = {**entry.columns, **(block["columns"] or {})} if fmt == entry.format else block["columns"]
-    else:
-        columns = entry.columns if fmt == entry.format else {}
-    return _mapping(fmt, columns, key, out)
+    return _mapping(*entry.mapping_for(block), key, out)
 
 
 def _mapping(fmt, columns, key: str, out: list) -> Mapping | None:
     problems = mapping_problems(fmt, columns)
     out.extend((f"{key}.{k}", m) for k, m in problems)
-    return None if problems else Mapping(fmt, dict(columns or {}))
+    if problems:
+        return None
+    mapping = Mapping(fmt, dict(columns or {}))
+    problem = unprepared_kind(mapping)
+    if problem:
+        out.append((f"{key}.format", problem))
+    return mapping

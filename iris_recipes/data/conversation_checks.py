@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import re
+from iris_recipes.chat_families import marker_pattern
 
-# Special tokens of the chat templates this project trains with (llama3, phi-3, chatml) and their relatives.
-# Inside content they would fake turn boundaries once the template is applied.
-TEMPLATE_TOKEN = re.compile(
-    r"<\|(?:eot_id|end_of_text|begin_of_text|start_header_id|end_header_id|im_start|im_end|im_sep|"
-    r"end|endoftext|user|assistant|system)\|>"
-)
+# Every chat family's template tokens: inside content they would fake turn boundaries once the template is applied.
+TEMPLATE_TOKEN = marker_pattern()
 
 
 def conversation_problem(messages: list[dict]) -> str | None:

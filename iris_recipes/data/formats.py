@@ -1,111 +1,165 @@
-"""Format adapters: one table-driven mapping per format turns a source row into chat turns and reference data.
+"""The row-format registry: one class per format turns a source row into a training row (see datasets/README.md).
 
-Formats (see datasets/README.md):
-  messages   a column holding [{role, content}, ...]; column, key names and role values mappable
-  sharegpt   the same with ShareGPT defaults: conversations: [{from, value}], human/gpt/system
-  alpaca     instruction (+ input) -> user, output -> assistant, optional system column
-  template   `user:`, `assistant:` (and `system:`) string templates over columns: "What does {Slang} mean?"
+A format is a `RowFormat` subclass registered with `@FORMATS.register`: its name (what `format:` says), the kind of
+rows it produces, its `columns:` keys with their defaults, the keys a mapping must give, the columns a source must
+have, the conversion of one row and the problems of a mapping. The recipe schema's enum, the "unknown format" and
+"not a key of format" messages and the data stage all read this registry, so adding a format is one class here
+plus its tests.
 
-Every format also accepts `lists` ({column: separator}: the column holds a list, or a string of items joined by the
-separator) and `reference` ({key: column}, {key: {words: column}} or {key: {last_number: column}}): scoring data
-kept beside the turns for eval.
+Every format also accepts the common keys `lists` ({column: separator}: the column holds a list, or a string of
+items joined by the separator) and `reference` ({key: column}, {key: {words: column}} or {key: {last_number:
+column}}): scoring data kept beside the converted row for eval.
 This module is pure Python (no pandas/datasets) so recipe validation can use it.
 """
 
 from __future__ import annotations
 
-import math
-import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from iris_recipes.errors import closest
+from iris_recipes.data.cells import (
+    RowProblem,
+    content_words,
+    last_number,
+    list_items,
+    missing,
+    render,
+    scalar_text,
+    template_fields,
+    text_cell,
+)
+from iris_recipes.errors import IrisError, closest
 
 ROLES = ("system", "user", "assistant")
-
-# Per format: mapping key -> default (None: optional, no default). `required` keys must be given or defaulted.
-FORMAT_KEYS: dict[str, dict[str, Any]] = {
-    "messages": {"messages": "messages", "role": "role", "content": "content", "roles": {}},
-    "sharegpt": {"messages": "conversations", "role": "from", "content": "value", "roles": {}},
-    "alpaca": {"instruction": "instruction", "input": "input", "output": "output", "system": None},
-    "template": {"user": None, "assistant": None, "system": None},
-}
 COMMON_KEYS = ("lists", "reference")
-REQUIRED = {"template": ("user", "assistant")}
-DEFAULT_ROLES = {
-    "messages": {"system": "system", "user": "user", "assistant": "assistant"},
-    "sharegpt": {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"},
-}
 
-# `{Column}` inserts the cell; `{Column[i]}` picks item i of a list column; `{{` and `}}` are literal braces.
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}\[\]]+)(?:\[(-?\d+)\])?\}")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-_WORD = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
-_STOPWORDS = frozenset(
-    "that this with from have been were they them their there what when where which while about into your "
-    "than then also just like more most some such very will would could should does done being other only "
-    "someone something used using uses often".split()
-)
+# What a format's conversion produces. The data stage prepares CHAT rows; PREFERENCE rows (prompt + chosen +
+# rejected, or unpaired desirable/undesirable) are the kind preference objectives train on.
+CHAT = "chat"  # a list of {role, content} turns: {"messages": [...]} in train.jsonl
+PREFERENCE = "preference"
+ROW_KINDS = (CHAT, PREFERENCE)
 
 
-class RowProblem(Exception):
-    """A row that cannot become a conversation; the message says why (the caller adds where)."""
+class RowFormat:
+    """One row format. Subclasses set the class attributes and implement `required_columns` and `convert`.
+
+    name      what recipes and dataset entries write as `format:`
+    produces  the kind of row `convert` returns (CHAT: a list of {role, content} turns)
+    keys      columns.KEY -> default (None: optional, nothing by default); the common keys come on top
+    required  keys a mapping must give -> what to give, for the message ("a `user:` template, e.g. ...")
+    """
+
+    name: ClassVar[str]
+    produces: ClassVar[str] = CHAT
+    keys: ClassVar[dict[str, Any]] = {}
+    required: ClassVar[dict[str, str]] = {}
+
+    def column(self, columns: dict, key: str):
+        """The value of `columns.KEY`, or the format's default for it."""
+        return columns.get(key, self.keys[key])
+
+    def value_problems(self, key: str, value: Any) -> list[tuple[str, str]]:
+        """(columns.key, message) problems of one of the format's own keys; by default the value names a column."""
+        if not isinstance(value, str) or not value:
+            return [(f"columns.{key}", "must be a non-empty string")]
+        return []
+
+    def mapping_problems(self, columns: dict) -> list[tuple[str, str]]:
+        """Problems of the mapping as a whole, found after each key's own (none by default)."""
+        return []
+
+    def required_columns(self, columns: dict) -> set[str]:
+        """The source columns this mapping reads (the common `reference` key's come on top)."""
+        raise NotImplementedError
+
+    def convert(self, row: dict, columns: dict):
+        """One source row (a dict) -> the row this format produces; RowProblem when the row does not fit."""
+        raise NotImplementedError
 
 
-@dataclass(frozen=True)
-class Mapping:
-    """A validated format + columns mapping, ready to convert rows."""
+class FormatRegistry:
+    """Row formats by name, in registration order (the order the schema's enum and messages list them in)."""
 
-    format: str
-    columns: dict
+    def __init__(self, formats: dict[str, RowFormat] | None = None):
+        self._formats: dict[str, RowFormat] = dict(formats or {})
 
-    @property
-    def lists(self) -> dict[str, str]:
-        return self.columns.get("lists") or {}
+    def register(self, cls: type[RowFormat]) -> type[RowFormat]:
+        """Add a format class (usable as a decorator); a malformed entry fails here, at import."""
+        fmt = cls()
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name or name in self._formats:
+            raise ValueError(f"{cls.__name__}: format name {name!r} is missing or already registered")
+        if fmt.produces not in ROW_KINDS:
+            raise ValueError(f"{cls.__name__}: produces {fmt.produces!r}; use one of {', '.join(ROW_KINDS)}")
+        if set(fmt.keys) & set(COMMON_KEYS) or not set(fmt.required) <= set(fmt.keys):
+            raise ValueError(f"{cls.__name__}: keys must not reuse {COMMON_KEYS}; required keys must be keys")
+        self._formats[name] = fmt
+        return cls
 
-    @property
-    def reference(self) -> dict:
-        return self.columns.get("reference") or {}
+    def get(self, name: Any) -> RowFormat | None:
+        return self._formats.get(name) if isinstance(name, str) else None
 
-    def required_columns(self) -> set[str]:
-        """Columns a source must have for this mapping (optional alpaca columns excluded unless given)."""
-        fmt, cols = self.format, self.columns
-        need: set[str] = set()
-        if fmt in ("messages", "sharegpt"):
-            need.add(cols.get("messages", FORMAT_KEYS[fmt]["messages"]))
-        elif fmt == "alpaca":
-            need |= {cols.get("instruction", "instruction"), cols.get("output", "output")}
-            need |= {cols[k] for k in ("input", "system") if k in cols}
-        else:
-            for key in ("system", "user", "assistant"):
-                if key in cols:
-                    need |= {name for name, _ in template_fields(cols[key])}
-        for spec in self.reference.values():
-            need.add(next(iter(spec.values())) if isinstance(spec, dict) else spec)
-        return need
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._formats)
 
-    def convert(self, row: dict) -> tuple[list[dict], dict]:
-        """(messages, reference) for one row; RowProblem when the row does not fit the mapping."""
-        if not isinstance(row, dict):
-            raise RowProblem(f"row is a {type(row).__name__}, not an object with columns")
-        fmt = self.format
-        if fmt in ("messages", "sharegpt"):
-            messages = self._turns(row)
-        elif fmt == "alpaca":
-            messages = self._alpaca(row)
-        else:
-            messages = self._template(row)
-        return messages, self._reference(row)
+    def __contains__(self, name: Any) -> bool:
+        return self.get(name) is not None
 
-    # -- formats ---------------------------------------------------------------------------------------------
-    def _turns(self, row: dict) -> list[dict]:
-        d = FORMAT_KEYS[self.format]
-        col = self.columns.get("messages", d["messages"])
-        role_key = self.columns.get("role", d["role"])
-        content_key = self.columns.get("content", d["content"])
-        roles = {**DEFAULT_ROLES[self.format], **(self.columns.get("roles") or {})}
+    def copy(self) -> FormatRegistry:
+        return FormatRegistry(self._formats)
+
+    def unknown(self, name: Any) -> str:
+        return f"unknown format {name!r}; use one of {', '.join(self.names())}"
+
+
+FORMATS = FormatRegistry()  # the built-in formats, registered below
+_active = [FORMATS]
+
+
+def row_formats() -> FormatRegistry:
+    """The registry every lookup reads: FORMATS, or the one `using` has put in place."""
+    return _active[-1]
+
+
+@contextmanager
+def using(registry: FormatRegistry) -> Iterator[FormatRegistry]:
+    """Read `registry` instead of FORMATS while the block runs (a test's throwaway formats live in a copy)."""
+    _active.append(registry)
+    try:
+        yield registry
+    finally:
+        _active.remove(registry)
+
+
+# -- the built-in formats ------------------------------------------------------------------------------------
+class _Turns(RowFormat):
+    """A column holds the conversation as a list of turns; column, key names and role values are mappable."""
+
+    default_roles: ClassVar[dict[str, str]]
+
+    def value_problems(self, key, value):
+        if key != "roles":
+            return super().value_problems(key, value)
+        if not isinstance(value, dict):
+            return [("columns.roles", "must map role values in the data to system/user/assistant")]
+        return [
+            (f"columns.roles.{raw}", f"maps to {role!r}; use system, user or assistant")
+            for raw, role in value.items()
+            if role not in ROLES
+        ]
+
+    def required_columns(self, columns):
+        return {self.column(columns, "messages")}
+
+    def convert(self, row, columns):
+        col = self.column(columns, "messages")
+        role_key = self.column(columns, "role")
+        content_key = self.column(columns, "content")
+        roles = {**self.default_roles, **(columns.get("roles") or {})}
         turns = row.get(col)
-        if _missing(turns):
+        if missing(turns):
             raise RowProblem(f"column '{col}' is empty")
         if hasattr(turns, "tolist"):  # numpy arrays from parquet readers
             turns = turns.tolist()
@@ -125,162 +179,63 @@ class Mapping:
             out.append({"role": roles[raw_role], "content": turn.get(content_key)})
         return out
 
-    def _alpaca(self, row: dict) -> list[dict]:
-        c = self.columns
-        instruction = _text(row, c.get("instruction", "instruction"))
-        extra = _text(row, c.get("input", "input"), optional=True)
-        output = _text(row, c.get("output", "output"))
+
+@FORMATS.register
+class Messages(_Turns):
+    """messages: [{role, content}, ...] with system/user/assistant role values."""
+
+    name = "messages"
+    keys = {"messages": "messages", "role": "role", "content": "content", "roles": {}}
+    default_roles = {"system": "system", "user": "user", "assistant": "assistant"}
+
+
+@FORMATS.register
+class ShareGPT(_Turns):
+    """conversations: [{from, value}, ...] with human/gpt (and system) role values."""
+
+    name = "sharegpt"
+    keys = {"messages": "conversations", "role": "from", "content": "value", "roles": {}}
+    default_roles = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+
+
+@FORMATS.register
+class Alpaca(RowFormat):
+    """instruction (+ input, after a blank line) -> user, output -> assistant, an optional system column."""
+
+    name = "alpaca"
+    keys = {"instruction": "instruction", "input": "input", "output": "output", "system": None}
+
+    def required_columns(self, columns):
+        # input and system are optional cells: a source needs those columns only when the mapping names them
+        return {self.column(columns, "instruction"), self.column(columns, "output")} | {
+            columns[k] for k in ("input", "system") if k in columns
+        }
+
+    def convert(self, row, columns):
+        instruction = text_cell(row, self.column(columns, "instruction"))
+        extra = text_cell(row, self.column(columns, "input"), optional=True)
+        output = text_cell(row, self.column(columns, "output"))
         user = f"{instruction}\n\n{extra}" if isinstance(instruction, str) and extra and extra.strip() else instruction
         messages = []
-        if "system" in c:
-            system = _text(row, c["system"], optional=True)
+        if "system" in columns:
+            system = text_cell(row, columns["system"], optional=True)
             if system and system.strip():
                 messages.append({"role": "system", "content": system})
         return messages + [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
 
-    def _template(self, row: dict) -> list[dict]:
-        messages = []
-        for role in ROLES:
-            if role in self.columns:
-                text = render(self.columns[role], row, self.lists)
-                if role == "system" and not text.strip():
-                    continue  # an empty optional system column means "no system turn"
-                messages.append({"role": role, "content": text})
-        return messages
 
-    def _reference(self, row: dict) -> dict:
-        ref = {}
-        for key, spec in self.reference.items():
-            if isinstance(spec, dict):
-                ((kind, col),) = spec.items()
-                text = _scalar_text(row.get(col))
-                value = content_words(text) if kind == "words" else last_number(text)
-            elif spec in self.lists:
-                value = list_items(row.get(spec), self.lists[spec])
-            else:
-                value = _scalar_text(row.get(spec))
-            if value:  # an empty cell means "no reference of this kind for this row"
-                ref[key] = value
-        return ref
+@FORMATS.register
+class Template(RowFormat):
+    """`user:`, `assistant:` (and `system:`) text templates over the columns: "What does {Slang} mean?"."""
 
+    name = "template"
+    keys = {"user": None, "assistant": None, "system": None}
+    required = {key: f'a `{key}:` template, e.g. {key}: "{{Question}}"' for key in ("user", "assistant")}
 
-# -- helpers shared with the config checks -------------------------------------------------------------------
-def template_fields(template: str) -> list[tuple[str, int | None]]:
-    """The (column, index) placeholders of a template."""
-    out = []
-    for m in _PLACEHOLDER.finditer(template):
-        if m.group(1) is not None:
-            out.append((m.group(1), int(m.group(2)) if m.group(2) is not None else None))
-    return out
-
-
-def render(template: str, row: dict, lists: dict[str, str]) -> str:
-    def sub(m: re.Match) -> str:
-        if m.group(1) is None:
-            return m.group(0)[0]
-        col, index = m.group(1), m.group(2)
-        value = row.get(col)
-        if index is None:
-            if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
-                return "; ".join(str(v) for v in list(value))
-            return _scalar_text(value)
-        items = list_items(value, lists.get(col, ";"))
-        i = int(index)
-        if not -len(items) <= i < len(items):
-            raise RowProblem(f"column '{col}' has {len(items)} item(s), so {{{col}[{i}]}} has nothing to pick")
-        return items[i]
-
-    return _PLACEHOLDER.sub(sub, template)
-
-
-def list_items(value: Any, sep: str) -> list[str]:
-    if _missing(value):
-        return []
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        items = [_scalar_text(v) for v in value]
-    else:
-        items = _scalar_text(value).split(sep)
-    return [s.strip() for s in items if s and s.strip()]
-
-
-def last_number(text: str) -> str:
-    """The last number in a text ("... = 63.", "x=887; y=1113" -> "1113"), commas dropped; '' when none."""
-    found = _NUMBER.findall(text or "")
-    return found[-1].replace(",", "").rstrip(".") if found else ""
-
-
-def content_words(text: str) -> list[str]:
-    """Distinct lower-case content words (4+ letters, common function words dropped), in order of appearance."""
-    seen: dict[str, None] = {}
-    for w in _WORD.findall(text or ""):
-        w = w.lower().strip("'-")
-        if len(w) >= 4 and w not in _STOPWORDS:
-            seen.setdefault(w, None)
-    return list(seen)
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _scalar_text(value: Any) -> str:
-    if _missing(value):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return value if isinstance(value, str) else str(value)
-
-
-def _text(row: dict, col: str, *, optional: bool = False):
-    """A text cell as-is; a missing optional cell is ''."""
-    value = row.get(col)
-    if _missing(value):
-        if optional:
-            return ""
-        raise RowProblem(f"column '{col}' is empty")
-    if not isinstance(value, str):
-        raise RowProblem(f"column '{col}' is a {type(value).__name__}, not text")
-    return value
-
-
-def mapping_problems(fmt: str | None, columns: Any) -> list[tuple[str, str]]:
-    """(columns.key, message) problems of a format + columns mapping, found without any data."""
-    if fmt not in FORMAT_KEYS:
-        return [("format", f"unknown format {fmt!r}; use one of {', '.join(FORMAT_KEYS)}")]
-    if columns is None:
-        columns = {}
-    if not isinstance(columns, dict):
-        return [("columns", f"must be a mapping for format {fmt}, not {type(columns).__name__}")]
-    out: list[tuple[str, str]] = []
-    allowed = (*FORMAT_KEYS[fmt], *COMMON_KEYS)
-    for key, value in columns.items():
-        if key not in allowed:
-            hint = _did_you_mean(key, allowed)
-            out.append((f"columns.{key}", f"not a key of format {fmt}{hint}; allowed: {', '.join(allowed)}"))
-        elif key == "roles":
-            if not isinstance(value, dict):
-                out.append(("columns.roles", "must map role values in the data to system/user/assistant"))
-            else:
-                for raw, role in value.items():
-                    if role not in ROLES:
-                        out.append((f"columns.roles.{raw}", f"maps to {role!r}; use system, user or assistant"))
-        elif key == "lists":
-            if not isinstance(value, dict) or not all(isinstance(s, str) and s for s in value.values()):
-                out.append(
-                    ("columns.lists", "must map column names to a non-empty separator, e.g. {Incorrect Answers: ';'}")
-                )
-        elif key == "reference":
-            out += _reference_problems(value)
-        elif not isinstance(value, str) or not value:
-            out.append((f"columns.{key}", "must be a non-empty string"))
-    for key in REQUIRED.get(fmt, ()):
-        if key not in columns:
-            out.append((f"columns.{key}", f'format {fmt} needs a `{key}:` template, e.g. {key}: "{{Question}}"'))
-    if fmt == "template":
+    def mapping_problems(self, columns):
+        out = []
         lists = columns.get("lists") if isinstance(columns.get("lists"), dict) else {}
-        for key in ("system", "user", "assistant"):
+        for key in ROLES:
             template = columns.get(key)
             if not isinstance(template, str):
                 continue
@@ -295,7 +250,107 @@ def mapping_problems(fmt: str | None, columns: Any) -> list[tuple[str, str]]:
                             f"picks {{{col}[{index}]}} but '{col}' is not declared in columns.lists (its separator)",
                         )
                     )
-    return out
+        return out
+
+    def required_columns(self, columns):
+        return {name for key in ROLES if key in columns for name, _ in template_fields(columns[key])}
+
+    def convert(self, row, columns):
+        lists = columns.get("lists") or {}
+        messages = []
+        for role in ROLES:
+            if role in columns:
+                text = render(columns[role], row, lists)
+                if role == "system" and not text.strip():
+                    continue  # an empty optional system column means "no system turn"
+                messages.append({"role": role, "content": text})
+        return messages
+
+
+# -- a mapping: a format plus its columns ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Mapping:
+    """A format + columns mapping, ready to convert rows (check it with `mapping_problems` first)."""
+
+    format: str
+    columns: dict
+
+    @property
+    def row_format(self) -> RowFormat:
+        fmt = row_formats().get(self.format)
+        if fmt is None:
+            raise IrisError(row_formats().unknown(self.format))
+        return fmt
+
+    @property
+    def produces(self) -> str:
+        return self.row_format.produces
+
+    @property
+    def lists(self) -> dict[str, str]:
+        return self.columns.get("lists") or {}
+
+    @property
+    def reference(self) -> dict:
+        return self.columns.get("reference") or {}
+
+    def required_columns(self) -> set[str]:
+        """Columns a source must have for this mapping."""
+        need = set(self.row_format.required_columns(self.columns))
+        for spec in self.reference.values():
+            need.add(next(iter(spec.values())) if isinstance(spec, dict) else spec)
+        return need
+
+    def convert(self, row: dict) -> tuple[Any, dict]:
+        """(converted row, reference) for one source row; RowProblem when the row does not fit the mapping."""
+        if not isinstance(row, dict):
+            raise RowProblem(f"row is a {type(row).__name__}, not an object with columns")
+        return self.row_format.convert(row, self.columns), self._reference(row)
+
+    def _reference(self, row: dict) -> dict:
+        ref = {}
+        for key, spec in self.reference.items():
+            if isinstance(spec, dict):
+                ((kind, col),) = spec.items()
+                text = scalar_text(row.get(col))
+                value = content_words(text) if kind == "words" else last_number(text)
+            elif spec in self.lists:
+                value = list_items(row.get(spec), self.lists[spec])
+            else:
+                value = scalar_text(row.get(spec))
+            if value:  # an empty cell means "no reference of this kind for this row"
+                ref[key] = value
+        return ref
+
+
+def mapping_problems(name: Any, columns: Any) -> list[tuple[str, str]]:
+    """(columns.key, message) problems of a format + columns mapping, found without any data."""
+    fmt = row_formats().get(name)
+    if fmt is None:
+        return [("format", row_formats().unknown(name))]
+    if columns is None:
+        columns = {}
+    if not isinstance(columns, dict):
+        return [("columns", f"must be a mapping for format {name}, not {type(columns).__name__}")]
+    out: list[tuple[str, str]] = []
+    allowed = (*fmt.keys, *COMMON_KEYS)
+    for key, value in columns.items():
+        if key not in allowed:
+            hint = _did_you_mean(key, allowed)
+            out.append((f"columns.{key}", f"not a key of format {name}{hint}; allowed: {', '.join(allowed)}"))
+        elif key == "lists":
+            if not isinstance(value, dict) or not all(isinstance(s, str) and s for s in value.values()):
+                out.append(
+                    ("columns.lists", "must map column names to a non-empty separator, e.g. {Incorrect Answers: ';'}")
+                )
+        elif key == "reference":
+            out += _reference_problems(value)
+        else:
+            out += fmt.value_problems(key, value)
+    for key, what in fmt.required.items():
+        if key not in columns:
+            out.append((f"columns.{key}", f"format {name} needs {what}"))
+    return out + fmt.mapping_problems(columns)
 
 
 def _reference_problems(value: Any) -> list[tuple[str, str]]:

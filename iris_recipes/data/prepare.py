@@ -14,8 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from iris_recipes import fsutil
+from iris_recipes.data.cells import RowProblem
 from iris_recipes.data.conversation_checks import conversation_problem, shortest_assistant
-from iris_recipes.data.formats import RowProblem
+from iris_recipes.data.formats import CHAT, Mapping
 from iris_recipes.data.sources import Source, read_rows, resolve_source
 from iris_recipes.errors import IrisError
 from iris_recipes.recipe.view import DatasetView, view
@@ -23,6 +24,7 @@ from iris_recipes.recipe.view import DatasetView, view
 MAX_LISTED = 10
 REPORT_FORMAT = 1
 MIX_KEY = "mix"  # rows from dataset.mix sources carry their source's name under this key
+PREPARED_KINDS = (CHAT,)  # the kinds of row (formats.ROW_KINDS) this stage writes
 
 CountTokens = Callable[[list[dict]], int]
 
@@ -42,6 +44,10 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
     seed = settings.dataset.seed
     blocks = [("dataset", ds)] + [(f"dataset.mix.{i}", m) for i, m in enumerate(ds.get("mix") or [])]
     sources = [resolve_source(block, key, base_dir) for key, block in blocks]
+    for src in sources:
+        problem = unprepared_kind(src.mapping)
+        if problem:
+            raise IrisError(f"{src.key}.format: {problem}")
 
     seen: set[str] = set()
     stats, pools, bad_rows = [], [], []
@@ -126,6 +132,16 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
     }
     fsutil.write_json(out / "report.json", report)
     return report
+
+
+def unprepared_kind(mapping: Mapping) -> str | None:
+    """Why this stage cannot prepare the rows `mapping` produces, or None."""
+    if mapping.produces in PREPARED_KINDS:
+        return None
+    return (
+        f"format {mapping.format} gives {mapping.produces} rows, and the data stage prepares "
+        f"{' and '.join(PREPARED_KINDS)} rows only"
+    )
 
 
 def _load_clean(src: Source, ds: DatasetView, st: dict, bad_rows: list[str], seen: set[str]) -> list[dict]:

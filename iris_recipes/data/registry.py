@@ -44,6 +44,17 @@ class Entry:
     def sample_path(self) -> Path | None:
         return resolve(self.dir / self.sample) if self.sample else None
 
+    def mapping_for(self, block: dict) -> tuple[str, dict]:
+        """(format, columns) of a recipe's source block that names this entry, unchecked (see mapping_problems).
+
+        The block may adjust the entry's mapping: its `columns:` merge over the entry's when the format stays the
+        same, and replace them when the block names another format."""
+        fmt = block.get("format", self.format)
+        given = block.get("columns") or {}
+        if fmt != self.format:
+            return fmt, given
+        return fmt, {**self.columns, **given} if isinstance(given, dict) else given
+
 
 def entry_names() -> list[str]:
     root = datasets_dir()

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from iris_recipes.data.formats import Mapping, RowProblem
+from iris_recipes.data.cells import RowProblem
+from iris_recipes.data.formats import Mapping, row_formats
 from iris_recipes.data.registry import Entry, load_entry
 from iris_recipes.errors import IrisError
 from iris_recipes.fsutil import path_text_problem, resolve
@@ -56,18 +57,13 @@ def resolve_source(block: dict, key: str, base_dir: Path) -> Source:
             raise IrisError(f"{key}.{name}: the {name} {problem}")
     if block.get("path"):
         path = resolve(base_dir / block["path"])
-        mapping = Mapping(block["format"], dict(block.get("columns") or {}))
+        mapping = _mapping(block["format"], block.get("columns"), key)
         return Source(key, path.name, mapping, file=path, limit=block.get("limit"), weight=block.get("weight"))
     entry = load_entry(block["name"])
-    fmt = block.get("format", entry.format)
-    if "columns" in block:  # a recipe may adjust the entry's mapping: same format merges, another replaces
-        columns = {**entry.columns, **block["columns"]} if fmt == entry.format else dict(block["columns"])
-    else:
-        columns = dict(entry.columns) if fmt == entry.format else {}
     src = Source(
         key,
         entry.name,
-        Mapping(fmt, columns),
+        _mapping(*entry.mapping_for(block), key),
         license=entry.license,
         limit=block.get("limit"),
         weight=block.get("weight"),
@@ -85,6 +81,12 @@ def resolve_source(block: dict, key: str, base_dir: Path) -> Source:
     else:
         src.hub = dict(entry.source)
     return src
+
+
+def _mapping(fmt, columns, key: str) -> Mapping:
+    if fmt not in row_formats():
+        raise IrisError(f"{key}.format: {row_formats().unknown(fmt)}")
+    return Mapping(fmt, dict(columns or {}))
 
 
 def read_rows(src: Source) -> tuple[Iterator[tuple[int, object]], list[str]]:

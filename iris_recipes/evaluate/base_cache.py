@@ -21,8 +21,9 @@ from iris_recipes.paths import cache_dir
 FORMAT = 1
 
 
-# the code that computes the entries: the loss (torch, transformers), the answers (llama.cpp), this package
-ENGINES = ("llama_cpp_python", "torch", "transformers", "iris-recipes")
+# the code that computes the entries: the loss (torch, transformers; Axolotl tokenizes and labels its rows), the
+# answers (llama.cpp), this package
+ENGINES = ("llama_cpp_python", "torch", "transformers", "axolotl", "iris-recipes")
 
 
 def _version(package: str) -> str | None:

@@ -1,57 +1,57 @@
-"""Validation loss and perplexity with transformers, scored like training: assistant tokens only.
+"""Validation loss and perplexity with transformers, on exactly the tokens and labels training uses.
 
-Training (Axolotl `type: chat_template`, `roles_to_train: [assistant]`, `train_on_eos: turn`) computes the loss on
-each assistant message's content and its end-of-turn token; the system/user turns and the role headers are
-masked. Here each conversation is rendered with the tokenizer's chat template one message at a time, so every
-token is known to belong to one message, and the same tokens are kept.
+Training tokenizes a conversation with Axolotl's `chat_template` strategy under the dataset settings
+`iris_recipes.train.config` generates (the recipe's template, `roles_to_train: [assistant]`, `train_on_eos: turn`).
+Eval does not re-derive that: `training_examples` runs the same strategy with the same settings on the held-out
+conversations, so the input ids are the whole rendered conversation and the trained positions are Axolotl's labels.
+Rows longer than the training sequence length are left out, as training leaves them out.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
-
-def _render(tok, messages: list[dict], generation_prompt: bool = False) -> str:
-    if not messages:
-        return ""
-    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-
-
-def masked_example(tok, messages: list[dict]) -> tuple[list[int], list[int]]:
-    """(input_ids, labels) of one conversation; labels are -100 outside assistant content + end-of-turn."""
-    ids: list[int] = []
-    labels: list[int] = []
-    eot = tok.eos_token or ""
-    done = ""
-    for i, msg in enumerate(messages):
-        upto = _render(tok, messages[: i + 1])
-        if not upto.startswith(done):  # a template that rewrites earlier turns: fall back to the whole diff
-            done = ""
-        piece = upto[len(done) :]
-        if msg.get("role") == "assistant":
-            header = _render(tok, messages[:i], generation_prompt=True)[len(done) :] if i else ""
-            if not piece.startswith(header):
-                header = ""
-            body = piece[len(header) :]
-            # trained: the content and the end-of-turn token; not the whitespace the template adds after it
-            cut = body.find(eot) + len(eot) if eot and eot in body else len(body)
-            for text, train in ((header, False), (body[:cut], True), (body[cut:], False)):
-                part = tok(text, add_special_tokens=False)["input_ids"] if text else []
-                ids += part
-                labels += part if train else [-100] * len(part)
-        else:
-            part = tok(piece, add_special_tokens=False)["input_ids"]
-            ids += part
-            labels += [-100] * len(part)
-        done = upto
-    return ids, labels
+# Version of the way the validation loss is measured (eval.json `loss_method`): losses measured by different versions
+# are different measurements and are not compared. 1: each message rendered and tokenized on its own, masked by the
+# tokenizer's EOS (eval.json files without the key). 2: Axolotl's own tokenization and labels of the row.
+LOSS_METHOD = 2
 
 
-def validation_loss(
-    model_dir: str | Path, tok, conversations: list[list[dict]], *, max_len: int = 2048, threads: int | None = None
-) -> dict:
-    """Mean assistant-token cross-entropy over the conversations (token-weighted) and its perplexity."""
+@dataclass
+class Examples:
+    """Tokenized held-out conversations: (input ids, labels) each, labels -100 where training computes no loss."""
+
+    pairs: list[tuple[list[int], list[int]]]
+    too_long: int  # conversations left out: longer than the training sequence length
+    sequence_len: int
+
+
+def training_examples(tok, axolotl_cfg: dict, conversations: list[list[dict]]) -> Examples:
+    """The held-out conversations tokenized and labelled as training tokenizes and labels its rows.
+
+    `axolotl_cfg`: the run's Axolotl config as validated (`iris_recipes.train.config.validate`); its first dataset
+    entry holds the chat-template settings of the training rows.
+    """
+    from axolotl.prompt_strategies.chat_template import load as load_strategy
+
+    strategy = load_strategy(tok, axolotl_cfg, axolotl_cfg["datasets"][0])
+    field = axolotl_cfg["datasets"][0]["field_messages"]
+    limit = int(axolotl_cfg.get("sequence_len") or 2048)
+    pairs, too_long = [], 0
+    for messages in conversations:
+        out = strategy.tokenize_prompt({field: messages})
+        ids, labels = list(out["input_ids"]), list(out["labels"])
+        if len(ids) > limit:
+            too_long += 1
+            continue
+        pairs.append((ids, labels))
+    return Examples(pairs, too_long, limit)
+
+
+def validation_loss(model_dir: str | Path, examples: Examples, *, threads: int | None = None) -> dict:
+    """Mean trained-token cross-entropy over the examples (token-weighted) and its perplexity."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -61,9 +61,7 @@ def validation_loss(
     model.eval()
     total, count = 0.0, 0
     with torch.inference_mode():
-        for messages in conversations:
-            ids, labels = masked_example(tok, messages)
-            ids, labels = ids[:max_len], labels[:max_len]
+        for ids, labels in examples.pairs:
             if sum(1 for x in labels[1:] if x != -100) == 0:
                 continue
             logits = model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
@@ -72,7 +70,8 @@ def validation_loss(
             total += float(loss)
             count += int((target != -100).sum())
     del model
+    out = {"tokens": count, "too_long": examples.too_long}
     if not count:
-        return {"val_loss": None, "perplexity": None, "tokens": 0}
+        return {"val_loss": None, "perplexity": None, **out}
     mean = total / count
-    return {"val_loss": round(mean, 5), "perplexity": round(math.exp(min(mean, 50.0)), 4), "tokens": count}
+    return {"val_loss": round(mean, 5), "perplexity": round(math.exp(min(mean, 50.0)), 4), **out}

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 
 from iris_recipes.data import METRIC_NEEDS
-from iris_recipes.data.formats import content_words, last_number
+from iris_recipes.data.cells import content_words, last_number
 from iris_recipes.errors import IrisError
 
 

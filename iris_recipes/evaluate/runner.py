@@ -165,9 +165,10 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
     from iris_recipes.evaluate import base_cache
     from iris_recipes.evaluate import forgetting as F
     from iris_recipes.evaluate.generate import base_f16_gguf, generator
-    from iris_recipes.evaluate.loss import validation_loss
+    from iris_recipes.evaluate.loss import LOSS_METHOD, training_examples, validation_loss
     from iris_recipes.export import speed
     from iris_recipes.hostinfo import cpu_count
+    from iris_recipes.train.config import tokenization_config
 
     timings: dict[str, float] = {}
     info["timings"] = timings
@@ -220,12 +221,16 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
     by_seed: dict[str, dict] = {}  # side -> seed (None: greedy) -> replies to the rows and eval prompts
     refs = [r.get("reference") or {} for r in p.rows]
     n_rows, n_side = len(row_prompts), len(side_prompts)
-    conversations = [r["messages"] for r in p.loss_rows]
+    # the held-out conversations tokenized and labelled exactly as training does it (Axolotl's own strategy)
+    examples = training_examples(
+        tok, tokenization_config(p.recipe.data, p.merged), [r["messages"] for r in p.loss_rows]
+    )
+    result["loss_method"] = LOSS_METHOD
     # the base's loss and answers depend only on these: a later run with the same ones reads them back
     base_key = base_cache.key(
         base=base_gguf.parent.name,
         template=tok.chat_template,
-        conversations=conversations,
+        loss_examples=examples.pairs,
         jobs=jobs,
         n_ctx=n_ctx,
         threads=threads,
@@ -240,8 +245,8 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
             replies[side] = out
         else:
             t0 = time.perf_counter()
-            log(f"{side}: validation loss on {len(p.loss_rows)} held-out conversations")
-            loss = validation_loss(model_dir, tok, conversations, threads=threads)
+            log(f"{side}: validation loss on {len(examples.pairs)} held-out conversations")
+            loss = validation_loss(model_dir, examples, threads=threads)
             timings[f"{side}_loss"] = round(time.perf_counter() - t0, 2)
             t0 = time.perf_counter()
             log(

@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from iris_recipes.export import speed
+from iris_recipes import chat_families
+from iris_recipes.export import modelfile, speed
 from iris_recipes.hostinfo import child_env, cpu_count
 
 # Fixed conversations whose every position is compared; varied enough to exercise system turns and multi-turn.
@@ -61,7 +62,7 @@ def prompt_token_ids(tok) -> list[list[int]]:
 
 
 def end_of_turn_token(tok) -> str | None:
-    """The special token the chat template puts right after an assistant message (e.g. <|im_end|>, <|eot_id|>)."""
+    """The special token the tokenizer's chat template puts right after an assistant message (its end of turn)."""
     marker = "IRISCHECKREPLY"
     text = tok.apply_chat_template(
         [{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}], tokenize=False
@@ -85,8 +86,10 @@ def _llama(path: Path, threads: int | None = None, **kwargs):
 
 
 # -- 1. tokens and template ---------------------------------------------------------------------------------------
-def check_tokens(gguf: Path, tok, prompts: list[list[int]]) -> dict[str, Any]:
-    """Compare the GGUF's template and special tokens with the training tokenizer; `passed` and what differed."""
+def check_tokens(gguf: Path, tok, prompts: list[list[int]], chat_template: str | None = None) -> dict[str, Any]:
+    """Compare the GGUF's template and special tokens with the training tokenizer, and the tokenizer's end of turn
+    with the recipe's chat family (`chat_template`; None or tokenizer_default: the tokenizer decides); `passed` and
+    what differed."""
     import llama_cpp
 
     llm = _llama(gguf, vocab_only=True)
@@ -112,6 +115,12 @@ def check_tokens(gguf: Path, tok, prompts: list[list[int]]) -> dict[str, Any]:
             f"EOS is {gguf_text(eos)!r} (id {eos}), training used {tok.eos_token!r} (id {tok.eos_token_id})"
         )
     eot = end_of_turn_token(tok)
+    family = chat_families.get(chat_template) if chat_template else None
+    if family is not None and eot not in family.end_of_turn:
+        problems.append(
+            f"the model's chat template ends a turn with {eot!r}, but chat_template {family.name} ends it with "
+            f"{family.end_of_turn[0]!r}: the recipe names the wrong chat_template for this model"
+        )
     eot_id = tok.convert_tokens_to_ids(eot) if eot else None
     eot_is_eog = bool(eot_id is not None and llama_cpp.llama_vocab_is_eog(vocab, eot_id))
     if eot_id is not None and gguf_text(eot_id) != eot:
@@ -312,8 +321,11 @@ def run_all(
     require_stop: bool,
     threads: int | None,
     probe: list[dict[str, str]] | None = None,
+    chat_template: str | None = None,
+    system: str = "",
 ) -> dict[str, Any]:
-    """Every check on every file; {"positions": N, "results": {quant: {...}}}."""
+    """Every check on every file; {"positions": N, "results": {quant: {...}}, "modelfile": {"system", "problems"}}
+    (`system`: the recipe's system prompt for the Modelfile)."""
     tok = load_tokenizer(merged)
     prompts = prompt_token_ids(tok)
     reference = hf_reference(merged, prompts)
@@ -321,13 +333,22 @@ def run_all(
     results = {}
     for quant, path in files.items():
         results[quant] = {
-            "tokens": check_tokens(path, tok, prompts),
+            "tokens": check_tokens(path, tok, prompts, chat_template),
             **agreement(reference, gguf_logits(path, prompts, threads)),
             "chat": check_chat(path, tok, require_stop=require_stop, messages=probe, threads=threads),
             "speed": (measured := speed.benchmark(path, bench_ids, banned, threads=threads)),
             "decode_tok_s": measured["decode_tok_s"],
         }
-    return {"positions": sum(len(p) for p in prompts), "results": results}
+    # the Modelfile: its system prompt (the recipe's, else the one the model's template adds by itself) and whether
+    # its template renders what the model's renders
+    family = chat_families.get(chat_template) if chat_template else None
+    hf_render = lambda conv: tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)  # noqa: E731
+    system = system or modelfile.default_system(family, hf_render)
+    return {
+        "positions": sum(len(p) for p in prompts),
+        "results": results,
+        "modelfile": {"system": system, "problems": modelfile.template_problems(family, hf_render, system)},
+    }
 
 
 def run_isolated(
@@ -338,6 +359,8 @@ def run_isolated(
     threads: int | None,
     probe: list[dict[str, str]] | None = None,
     log: Path | None = None,
+    chat_template: str | None = None,
+    system: str = "",
 ) -> dict[str, Any]:
     """run_all in a child process: a GGUF that makes llama.cpp abort (a broken vocabulary does) fails the export
     with a clear error instead of killing the pipeline mid-stage."""
@@ -358,6 +381,8 @@ def run_isolated(
             str(threads or cpu_count()),
             *(["--require-stop"] if require_stop else []),
             *(["--probe", json.dumps(probe)] if probe else []),
+            *(["--chat-template", chat_template] if chat_template else []),
+            *(["--system", system] if system else []),
             *(f"{quant}={path}" for quant, path in files.items()),
         ]
         env = child_env()
@@ -393,9 +418,19 @@ def _main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--require-stop", action="store_true")
     ap.add_argument("--probe", type=json.loads, default=None, help="chat check messages as JSON")
+    ap.add_argument("--chat-template", default=None, help="the recipe's chat_template (its chat family)")
+    ap.add_argument("--system", default="", help="the system prompt the Modelfile carries")
     args = ap.parse_args(argv)
     files = dict((item.split("=", 1)[0], Path(item.split("=", 1)[1])) for item in args.files)
-    result = run_all(args.merged, files, require_stop=args.require_stop, threads=args.threads, probe=args.probe)
+    result = run_all(
+        args.merged,
+        files,
+        require_stop=args.require_stop,
+        threads=args.threads,
+        probe=args.probe,
+        chat_template=args.chat_template,
+        system=args.system,
+    )
     args.out.write_text(json.dumps(result, indent=2))
     return 0
 

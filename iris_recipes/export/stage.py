@@ -28,7 +28,7 @@ from iris_recipes.export.hf_to_gguf import (
     fallbacks,
     quantize,
 )
-from iris_recipes.fsutil import sha256_file
+from iris_recipes.fsutil import sha256_file, write_text
 from iris_recipes.hostinfo import cpu_count, cpu_description
 from iris_recipes.rundir import RunDir, gguf_filename
 
@@ -54,6 +54,30 @@ def model_name(run: RunDir, recipe_name: str) -> str:
         except IrisError:
             hub_id = None
     return f"{recipe_name} ({hub_id.rsplit('/', 1)[-1]})" if hub_id else recipe_name
+
+
+def _write_modelfiles(run: RunDir, files: dict[str, Path], results: dict[str, dict], system: str) -> dict[str, str]:
+    """An Ollama Modelfile beside each GGUF (`<file stem>.Modelfile`): the family's template and stop tokens and the
+    system prompt (the export's checks compared that template with the model's, with that prompt), sampling."""
+    from iris_recipes import chat_families
+    from iris_recipes.export.modelfile import modelfile_text
+
+    recipe = run.recipe()
+    family = chat_families.get(recipe.get("chat_template"))
+    sampling = {k: recipe.get(f"space.{k}") for k in ("temperature", "top_p", "max_new_tokens")}
+    names = {}
+    for quant, path in files.items():
+        stop = list(family.stop) if family else [results[quant]["tokens"]["end_of_turn"]]
+        text = modelfile_text(
+            path.name,
+            family,
+            stop=[s for s in stop if s],
+            system=system,
+            sampling=sampling,
+        )
+        names[quant] = f"{path.stem}.Modelfile"
+        write_text(path.with_name(names[quant]), text)
+    return names
 
 
 def _chat_probe(run: RunDir) -> list[dict[str, str]]:
@@ -113,10 +137,11 @@ def export_gguf(
             run, merged, stage_dir, name, quants, min_top1, require_chat_stop, threads, info, log
         )
         for entry in entries.values():  # all checks passed: publish under the final names
-            final = out_dir / entry["file"]
-            (stage_dir / entry["file"]).replace(final)
-            final.chmod(0o644)  # mkstemp made it private; published files are meant to be read
-            entry["file"] = f"gguf/{entry['file']}"
+            for key in ("modelfile", "file"):  # the GGUF last: a listed GGUF always has its Modelfile
+                final = out_dir / entry[key]
+                (stage_dir / entry[key]).replace(final)
+                final.chmod(0o644)  # mkstemp made it private; published files are meant to be read
+                entry[key] = f"gguf/{entry[key]}"
     finally:
         shutil.rmtree(stage_dir, ignore_errors=True)
 
@@ -167,7 +192,14 @@ def _build_and_check(
 
     t0 = time.perf_counter()
     checked = gguf_checks.run_isolated(
-        merged, files, require_stop=require_stop, threads=threads, probe=_chat_probe(run), log=run.file("export.log")
+        merged,
+        files,
+        require_stop=require_stop,
+        threads=threads,
+        probe=_chat_probe(run),
+        log=run.file("export.log"),
+        chat_template=run.recipe().get("chat_template"),
+        system=run.recipe().get("space.system_prompt") or "",
     )
     results: dict[str, dict[str, Any]] = checked["results"]
     info["checks"] = results
@@ -176,7 +208,7 @@ def _build_and_check(
     info["decode_threads"] = threads or cpu_count()
     info["machine"] = cpu_description()  # the card names the CPU that measured the decode speed
 
-    failures = []
+    failures = [f"Modelfile: {p}" for p in checked["modelfile"]["problems"]]
     for quant, res in results.items():
         failures += [f"{quant}: {p}" for p in res["tokens"]["problems"] + res["chat"]["problems"]]
     if results["f16"]["top1_agreement"] < min_top1:
@@ -193,9 +225,11 @@ def _build_and_check(
         )
 
     f16_sha = sha256_file(files["f16"])
+    modelfiles = _write_modelfiles(run, files, results, checked["modelfile"]["system"])
     return {
         quant: {
             "file": path.name,
+            "modelfile": modelfiles[quant],
             "bytes": path.stat().st_size,
             "sha256": f16_sha if quant == "f16" else sha256_file(path),
             **{key: results[quant][key] for key in ("top1_agreement", "top1_agreement_exact", "kl_divergence")},

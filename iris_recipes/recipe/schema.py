@@ -15,9 +15,38 @@ from iris_recipes.paths import schema_path
 Problem = tuple[tuple, str]  # (key path, message)
 
 
-@functools.lru_cache(maxsize=1)
+def registry_enums() -> dict[tuple[str, ...], tuple[str, ...]]:
+    """Schema enums whose names a registry in the code owns: schema location -> names. The schema file keeps a copy
+    for editors (`scripts/gen_reference.py` rewrites it; a test compares); validation reads the registry."""
+    # iris_recipes.data imports this module (through the recipe view) as it loads, so it is imported here
+    from iris_recipes import chat_families
+    from iris_recipes.data.formats import row_formats
+
+    return {
+        ("$defs", "source", "properties", "format"): row_formats().names(),
+        ("properties", "chat_template"): tuple(chat_families.names()),
+    }
+
+
 def load_schema() -> dict:
-    return json.loads(schema_path().read_text())
+    """The recipe schema, its registry-owned enums taken from the registries (read-only: shared between callers)."""
+    return _schema_with(tuple(registry_enums().items()))
+
+
+@functools.lru_cache(maxsize=4)
+def _schema_with(enums: tuple) -> dict:
+    schema = json.loads(schema_path().read_text())
+    for where, names in enums:
+        node = schema
+        for part in where:
+            node = node[part]
+        node["enum"] = list(names)
+    return schema
+
+
+def schema_text() -> str:
+    """The schema file's text as the registries make it (what scripts/gen_reference.py writes)."""
+    return json.dumps(load_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
 def _ecma_pattern(validator, pattern, instance, schema):
@@ -29,12 +58,16 @@ def _ecma_pattern(validator, pattern, instance, schema):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-@functools.lru_cache(maxsize=1)
 def _validator():
+    return _validator_for(tuple(registry_enums().items()))
+
+
+@functools.lru_cache(maxsize=4)
+def _validator_for(enums: tuple):
     from jsonschema import Draft202012Validator
     from jsonschema.validators import extend
 
-    return extend(Draft202012Validator, {"pattern": _ecma_pattern})(load_schema())
+    return extend(Draft202012Validator, {"pattern": _ecma_pattern})(_schema_with(enums))
 
 
 def _resolve(schema: Any) -> Any:
@@ -60,6 +93,10 @@ def known_keys(schema: dict) -> list[str]:
 def did_you_mean(word: str, choices: list[str]) -> str:
     match = closest(word, choices)
     return f"; did you mean '{match}'?" if match else f"; expected one of: {', '.join(map(str, choices))}"
+
+
+def _one_of(names: list[str]) -> str:
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 def _type_name(value: Any) -> str:
@@ -116,7 +153,10 @@ def _translate(error) -> Iterator[Problem]:
         if "name" in instance and "path" in instance:
             yield path, "give either name (an entry of datasets/) or path (a local file), not both"
         elif "path" in instance and "format" not in instance:
-            yield path, "a local path needs format: messages, sharegpt, alpaca or template (and columns)"
+            yield (
+                path,
+                f"a local path needs format: {_one_of(error.schema['properties']['format']['enum'])} (and columns)",
+            )
         elif "name" in instance and "format" in instance:
             yield path + ("format",), "format belongs to local files (path); a registry entry declares its own format"
         elif "name" not in instance and "path" not in instance:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from iris_recipes import chat_families
 from iris_recipes.errors import IrisError, closest
 from iris_recipes.hostinfo import cpu_has_bf16
 from iris_recipes.recipe.merge import deep_merge
@@ -33,9 +34,6 @@ TRAIN_FILE = "data/train.jsonl"
 VAL_FILE = "data/val.jsonl"
 DEEPSPEED_FILE = "deepspeed.json"
 SAVE_TOTAL_LIMIT = 3  # checkpoints kept (resume points); the recipe's axolotl: block may change it
-
-# The token that ends an assistant turn, per chat template: trained (train_on_eos: turn) so the model stops.
-EOT_TOKENS = {"llama3": ["<|eot_id|>"], "chatml": ["<|im_end|>"], "phi_3": ["<|end|>"], "phi_35": ["<|end|>"]}
 
 # recipe train.* key -> Axolotl key, copied when present
 TRAIN_KEYS = {
@@ -154,8 +152,9 @@ def build_config(
         "dataset_prepared_path": PREPARED,
         "output_dir": CHECKPOINTS,
     }
-    if recipe_data["chat_template"] in EOT_TOKENS:
-        cfg["eot_tokens"] = EOT_TOKENS[recipe_data["chat_template"]]
+    # the family's end of turn is trained (train_on_eos: turn) so the model stops; tokenizer_default: Axolotl's own
+    if eot := chat_families.end_of_turn(recipe_data["chat_template"]):
+        cfg["eot_tokens"] = eot
 
     if settings.lora is not None:
         lora = settings.lora
@@ -285,6 +284,16 @@ def render(cfg: dict, *, recipe_path: str | Path, recipe_hash: str, command: str
     if command:
         header.append(f"#   {command}")
     return "\n".join(header) + "\n" + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True, width=100)
+
+
+def tokenization_config(recipe_data: dict, model_dir: str | Path) -> dict:
+    """The validated Axolotl config that tokenizes a run's rows as its training did (eval's validation loss reads
+    it): the recipe's generated config, its axolotl: block included as the run accepted it. The launch does not
+    change how rows are tokenized; a GPU launch is planned where only a GPU trains the recipe (qlora, 8-bit optimizers)."""
+    cuda_only = view(recipe_data).method == "qlora" or recipe_data["train"].get("optimizer") in CUDA_ONLY_OPTIMIZERS
+    spec = LaunchSpec(device="gpu" if cuda_only else "cpu")
+    cfg = build_config(recipe_data, base_model=str(model_dir), spec=spec, has_val=False, allow_unsafe_axolotl_keys=True)
+    return validate(cfg, recipe_data=recipe_data, recipe_file="recipe.yaml")
 
 
 # -- Axolotl's own validation ------------------------------------------------------------------------------------

@@ -14,9 +14,7 @@ from typing import Any
 from . import settings
 from .manifest import Manifest, UserError
 from .models import Model, ModelPool
-from .prompt import TEMPLATE_MARKERS, build_messages, fit_context
-
-_MAX_MARKER = max(len(m) for m in TEMPLATE_MARKERS)
+from .prompt import build_messages, fit_context
 
 
 @dataclass(frozen=True)
@@ -30,10 +28,11 @@ class Reply:
     base: Reply | None = None
 
 
-def _held_back(text: str) -> int:
+def _held_back(text: str, markers: tuple[str, ...]) -> int:
     """Where the part of `text` that may be the start of a template marker begins (len(text) if none)."""
-    for i in range(max(0, len(text) - _MAX_MARKER + 1), len(text)):
-        if text[i] in "<[" and any(m.startswith(text[i:]) for m in TEMPLATE_MARKERS):
+    longest = max((len(m) for m in markers), default=0)
+    for i in range(max(0, len(text) - longest + 1), len(text)):
+        if any(m.startswith(text[i:]) for m in markers):
             return i
     return len(text)
 
@@ -79,8 +78,8 @@ def generate(
                 if not started:  # a reply does not open with the space or newline after the assistant's header
                     pending = pending.lstrip()
                     started = bool(pending)
-                stop = min((i for i in (pending.find(m) for m in TEMPLATE_MARKERS) if i >= 0), default=-1)
-                cut = stop if stop >= 0 else _held_back(pending)
+                stop = min((i for i in (pending.find(m) for m in model.stop_texts) if i >= 0), default=-1)
+                cut = stop if stop >= 0 else _held_back(pending, model.stop_texts)
                 if cut:
                     last = time.perf_counter()
                     first = first or last

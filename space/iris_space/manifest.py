@@ -73,6 +73,7 @@ class Manifest:
             "label": f"{variant.get('base_model') or 'base model'} (base)",
             "status": "built" if gguf.get("path") else "published",
             "gguf": gguf,
+            "chat": variant.get("chat") or {},
             "build_command": "iris-recipes eval RUN",
         }
 

@@ -17,13 +17,8 @@ import numpy as np
 
 from . import settings
 from .manifest import Manifest, UserError, check_gguf, gguf_file
-from .prompt import neutralize
+from .prompt import markers_of, neutralize
 
-# ChatML, for a GGUF that carries no chat template of its own.
-CHATML = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 # A state shorter than this is cheaper to recompute than to keep.
 MIN_STATE_TOKENS = 16
 
@@ -126,8 +121,14 @@ class Model:
         self._pieces: dict[int, bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
         eos, bos = llm.token_eos(), llm.token_bos()
+        template = llm.metadata.get("tokenizer.chat_template") or (variant.get("chat") or {}).get("template")
+        if not template:
+            raise UserError(
+                f"{variant.get('label') or variant['id']}: {path.name} carries no chat template. Export it again "
+                "with `iris-recipes export RUN`."
+            )
         self._formatter = Jinja2ChatFormatter(
-            llm.metadata.get("tokenizer.chat_template") or CHATML,
+            template,
             eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
             bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
         )
@@ -139,6 +140,9 @@ class Model:
         )
         control = sorted({llm._model.token_get_text(t) for t in self._control_ids} - {""}, key=len, reverse=True)
         self._control_re = re.compile("|".join(re.escape(c) for c in control)) if control else None
+        # Texts that end a reply when the model spells them out: its family's markers (from the manifest), else its
+        # own control tokens.
+        self.stop_texts = markers_of(variant) or tuple(control)
         # Template tokens a message costs besides its content (measured once; used to trim long conversations).
         one = self.prompt_tokens([{"role": "user", "content": "a"}])
         two = self.prompt_tokens(

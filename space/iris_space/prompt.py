@@ -2,41 +2,36 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
 from . import settings
 from .manifest import UserError
 
-# Chat-template markers of the model families the recipes use: ChatML (`<|im_start|>`), Llama 3
-# (`<|start_header_id|>`, `<|eot_id|>`), Phi-3 (`<|user|>`, `<|end|>`), Mistral/Llama 2 (`[INST]`, `</s>`).
-# Generation stops at any of them; in text that enters a prompt they are removed, so a message cannot open a turn of
-# its own (the prompt is tokenized with special tokens parsed).
-TEMPLATE_MARKERS = (
-    "<|im_end|>",
-    "<|im_start|>",
-    "<|eot_id|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "<|begin_of_text|>",
-    "<|end_of_text|>",
-    "<|end|>",
-    "<|user|>",
-    "<|assistant|>",
-    "<|system|>",
-    "<|endoftext|>",
-    "</s>",
-    "<s>",
-    "[INST]",
-    "[/INST]",
-)
-# Any `<|name|>` (every family's special tokens look like this, reserved ones included) and the literal markers.
-_MARKER_RE = re.compile("|".join(re.escape(m) for m in TEMPLATE_MARKERS) + r"|<\|[^|<>\s]{1,40}\|>")
+# Any `<|name|>`: the shape the chat families' special tokens have (reserved ones included). A variant's own family's
+# markers come from the manifest (`chat.markers`, from iris_recipes' chat-family registry); this Space restates none.
+_BAR_TOKEN = r"<\|[^|<>\s]{1,40}\|>"
 
 
-def neutralize(text: str, pattern: re.Pattern = _MARKER_RE) -> str:
-    """`text` without template markers. Repeated until none is left: removing `<|im_end|>` from
-    `<|im_<|im_end|>start|>` must not leave a `<|im_start|>` behind."""
+@functools.lru_cache(maxsize=64)
+def marker_re(markers: tuple[str, ...] = ()) -> re.Pattern:
+    """A pattern for the given template markers (longest first) and any `<|name|>`."""
+    literal = sorted(set(markers), key=lambda m: (-len(m), m))
+    return re.compile("|".join([*(re.escape(m) for m in literal if m), _BAR_TOKEN]))
+
+
+def markers_of(variant: dict[str, Any]) -> tuple[str, ...]:
+    """The template markers of a variant's chat family, as its manifest entry lists them."""
+    chat = variant.get("chat") if isinstance(variant, dict) else None
+    markers = chat.get("markers") if isinstance(chat, dict) else None
+    return tuple(m for m in markers if isinstance(m, str)) if isinstance(markers, list) else ()
+
+
+def neutralize(text: str, pattern: re.Pattern | None = None) -> str:
+    """`text` without template markers. Repeated until none is left: removing a marker from the middle of another
+    (`<|a<|b|>|>`) must not leave the outer one behind."""
+    pattern = pattern or marker_re()
     while True:
         out = pattern.sub("", text)
         if out == text:
@@ -71,6 +66,7 @@ def build_messages(variant: dict[str, Any], mode: str | None, history: Any, mess
             "(Clear) or send only the recent turns."
         )
     turns, chars = [], 0
+    pattern = marker_re(markers_of(variant))
     for i, m in enumerate(history):
         if not (isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)):
             raise UserError(f"history[{i}] must be {{'role': 'user'|'assistant', 'content': str}}.")
@@ -80,9 +76,11 @@ def build_messages(variant: dict[str, Any], mode: str | None, history: Any, mess
                 f"The conversation's earlier messages exceed {settings.MAX_HISTORY_CHARS:,} characters "
                 f"(at history[{i}]). Start a new conversation (Clear) or send only the recent turns."
             )
-        turns.append({"role": m["role"], "content": neutralize(m["content"])})
-    system = "\n\n".join(neutralize(p) for p in (variant.get("system_prompt") or "", modes.get(mode or "", "")) if p)
-    text = neutralize(message)
+        turns.append({"role": m["role"], "content": neutralize(m["content"], pattern)})
+    system = "\n\n".join(
+        neutralize(p, pattern) for p in (variant.get("system_prompt") or "", modes.get(mode or "", "")) if p
+    )
+    text = neutralize(message, pattern)
     if not text.strip():
         raise UserError("Your message holds only chat-template markers; write some text.")
     return ([{"role": "system", "content": system}] if system else []) + turns + [{"role": "user", "content": text}]

@@ -60,19 +60,24 @@ def test_check_metrics_names_rows_without_reference():
     M.check_metrics({"metrics": ["exact_match_number", "format_regex"], "format_regex": "x"}, rows[:1], "VAL")
 
 
-def test_loss_masks_everything_but_assistant_turns(tiny_model_dir):
+def test_loss_masks_everything_but_assistant_turns(tmp_path, tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from iris_recipes.evaluate.loss import masked_example
+    from iris_recipes.evaluate.loss import training_examples
+    from iris_recipes.recipe import load_recipe
+    from iris_recipes.train.config import tokenization_config
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    recipe = load_recipe(tiny_recipe(tmp_path / "r.yaml", tiny_model_dir), check_data=False)
     conv = [
         {"role": "user", "content": "What is 2+2?"},
         {"role": "assistant", "content": "2 + 2 = 4\nAnswer: 4"},
         {"role": "user", "content": "And 3+3?"},
         {"role": "assistant", "content": "Answer: 6"},
     ]
-    ids, labels = masked_example(tok, conv)
+    examples = training_examples(tok, tokenization_config(recipe.data, tiny_model_dir), [conv, conv * 40])
+    assert examples.too_long == 1  # 160 turns are longer than the recipe's sequence_len (128): training drops it
+    [(ids, labels)] = examples.pairs
     assert ids == tok(tok.apply_chat_template(conv, tokenize=False), add_special_tokens=False)["input_ids"]
     trained = tok.decode([i for i, lab in zip(ids, labels) if lab != -100])
     assert trained == "2 + 2 = 4\nAnswer: 4<|im_end|>Answer: 6<|im_end|>"

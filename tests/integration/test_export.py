@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest_export import make_run  # noqa: E402
+from iris_recipes import chat_families  # noqa: E402
 from iris_recipes.errors import IrisError  # noqa: E402
 from iris_recipes.fsutil import sha256_file  # noqa: E402
 
@@ -186,8 +187,17 @@ def test_tiny_export_f16_q8_q4km(exported):
     assert entries["f16"]["top1_agreement"] >= 0.99
     assert entries["q4_k_m"]["bytes"] < entries["f16"]["bytes"]
     assert sorted(p.name for p in run.file("gguf").iterdir()) == sorted(
-        f"tiny-export-{q}.gguf" for q in entries
+        f"tiny-export-{q}{ext}" for q in entries for ext in (".gguf", ".Modelfile")
     )  # no staging leftovers
+    # an Ollama Modelfile beside each GGUF: the file, the family's template (checked against the model's), stops
+    family = chat_families.get("chatml")
+    for quant, e in entries.items():
+        assert e["modelfile"] == f"gguf/tiny-export-{quant}.Modelfile"
+        text = run.file(e["modelfile"]).read_text()
+        assert text.startswith(f'FROM ./tiny-export-{quant}.gguf\nTEMPLATE """{family.ollama_template}"""\n')
+        assert [ln for ln in text.splitlines() if ln.startswith("PARAMETER stop")] == [
+            f'PARAMETER stop "{s}"' for s in family.stop
+        ]
 
     info = run.stage_info("export")
     assert info["status"] == "done" and info["positions_compared"] > 100
@@ -227,6 +237,26 @@ def test_export_output_is_one_line_about_llama_cpps_warnings(tmp_path, tiny_mode
         f"the quantization block, common in small models); llama.cpp's warnings are in {run.file('export.log')}"
     ]
     assert [line.split()[0] for line in res.stdout.splitlines()] == ["f16", "q8_0", "q4_k_m"]
+
+
+@pytest.mark.slow
+def test_modelfile_template_that_renders_otherwise_fails_the_checks(exported, tiny_model_dir, monkeypatch):
+    from iris_recipes.export import gguf_checks
+
+    run, entries = exported
+    files = {"f16": run.file(entries["f16"]["file"])}
+    ok = gguf_checks.run_all(run.file("merged"), files, require_stop=False, threads=1, chat_template="chatml")
+    assert ok["modelfile"]["problems"] == []
+    # the tiny model's template adds SmolLM2's default system prompt: the Modelfile says it
+    assert ok["modelfile"]["system"].startswith("You are a helpful AI assistant")
+    chatml = chat_families.get("chatml")
+    wrong = chat_families.ChatFamily(
+        **{**chatml.__dict__, "ollama_template": chatml.ollama_template.replace("\n", "", 1)}
+    )
+    monkeypatch.setitem(chat_families.FAMILIES, "chatml", wrong)
+    bad = gguf_checks.run_all(run.file("merged"), files, require_stop=False, threads=1, chat_template="chatml")
+    problems = bad["modelfile"]["problems"]
+    assert problems and "renders a 2-message conversation differently" in problems[0]
 
 
 @pytest.mark.slow

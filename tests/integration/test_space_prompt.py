@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from conftest_space import load_app
+from iris_recipes.space_variants import chat_entry
 
 # The chat templates of the recipes' three families, as their models ship them (Llama 3.2's without its tool and
 # date preamble, which adds no markers).
@@ -67,11 +68,12 @@ def test_markers_in_any_text_do_not_open_turns(family, where):
         {"role": "assistant", "content": "Hello" + (attack if where != "message" else "")},
     ]
     message = "What is 2 + 2?" + (attack if where != "history" else "")
-    messages = sys.modules["iris_space.prompt"].build_messages(VARIANT, "short", history, message)
+    variant = {**VARIANT, "chat": chat_entry(family)}  # the family's markers, as the manifest gives them
+    messages = sys.modules["iris_space.prompt"].build_messages(variant, "short", history, message)
     prompt = _render(app, family, messages)
     for marker, count in FAMILIES[family][3].items():
         assert prompt.count(marker) == count, (marker, prompt)
-    for other in ("<|im_start|>", "<|start_header_id|>", "<|system|>", "[INST]"):
+    for other in ("<|im_start|>", "<|start_header_id|>", "<|system|>"):
         if other not in FAMILIES[family][3]:
             assert other not in prompt, prompt
     assert "Obey me." in prompt  # the words stay; only the markers go
