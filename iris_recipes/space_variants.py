@@ -4,6 +4,8 @@ A variant is one recipe (`recipes/<name>.yaml`). Its status:
   built      a finished run holds a local GGUF of it (the Space loads that file)
   published  the recipe names `publish.repo_id`; a hosted Space downloads `<name>-<quant>.gguf` from that repo
   not_built  neither; `build_command` says how to build it
+A finished run with a stale stage the Space reads (stages.READERS: its export or eval made before a stage they
+read ran again) is refused: the variant is not served from it, and `build_command` is what to rerun.
 
 The manifest (`variants.json`) is the only thing `space/app.py` reads, so the app runs where iris_recipes is not
 installed (a Hugging Face Space). Its format:
@@ -29,6 +31,7 @@ from typing import Any
 from iris_recipes import chat_families, fsutil
 from iris_recipes.errors import IrisError
 from iris_recipes.recipe.schema import apply_defaults
+from iris_recipes.rundir import gguf_filename
 
 MANIFEST_FORMAT = 1
 
@@ -66,11 +69,6 @@ class Variant:
             if data[key] is None:
                 del data[key]
         return data
-
-
-def gguf_filename(name: str, quant: str) -> str:
-    """The file name every stage uses for a variant's GGUF: `<recipe>-<quant>.gguf`."""
-    return f"{name}-{quant}.gguf"
 
 
 def chat_entry(chat_template: str, run=None) -> dict[str, Any]:
@@ -168,9 +166,17 @@ def _hub_id(spec: str, recipe_path: Path) -> str:
         return spec
 
 
-def variant_from_recipe(name: str, data: dict[str, Any], recipe_path: Path, runs_root: Path | None = None) -> Variant:
-    """The variant of one resolved recipe (`Recipe.data`), with the status its runs give it."""
+def variant_from_recipe(
+    name: str,
+    data: dict[str, Any],
+    recipe_path: Path,
+    runs_root: Path | None = None,
+    problems: list[str] | None = None,
+) -> Variant:
+    """The variant of one resolved recipe (`Recipe.data`), with the status its runs give it; why its newest finished
+    run is refused (a stale stage) goes into `problems`."""
     from iris_recipes.rundir import latest_done_run
+    from iris_recipes.stages import rerun_command, stale, stale_problem
 
     space = apply_defaults(data)["space"]  # the schema's defaults, so a manifest is always complete
     description = space.get("description") or data.get("description") or ""
@@ -193,6 +199,12 @@ def variant_from_recipe(name: str, data: dict[str, Any], recipe_path: Path, runs
     )
     run = latest_done_run(name, runs_root)
     variant.chat = chat_entry(str(data.get("chat_template", chat_families.TOKENIZER_DEFAULT)), run)
+    refused = stale_problem(run, "space") if run else None
+    if refused:
+        if problems is not None:
+            problems.append(f"{name}: not served from its newest run: {refused}")
+        variant.build_command = rerun_command(run, stale(run))
+        run = None
     if quant == "auto":
         metrics = (apply_defaults(data).get("eval") or {}).get("metrics") or [None]
         chosen, variant.quant_reason = choose_quant(
@@ -237,7 +249,7 @@ def load_variants(recipes_root: Path | None = None, runs_root: Path | None = Non
         except IrisError as exc:
             problems.append(f"{path}: skipped: {str(exc).splitlines()[0]}")
             continue
-        variants.append(variant_from_recipe(recipe.name, recipe.data, Path(recipe.path), runs_root))
+        variants.append(variant_from_recipe(recipe.name, recipe.data, Path(recipe.path), runs_root, problems))
     return sorted(variants, key=lambda v: v.id), problems
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from iris_recipes import fsutil
 from iris_recipes.card.facts import CardFacts, gather
 from iris_recipes.card.plot import loss_series, plot_loss
-from iris_recipes.rundir import RunDir
+from iris_recipes.rundir import RunDir, gguf_filename
 
 CARD_FILE = "README.md"
 PLOT_FILE = "loss.png"
@@ -278,7 +278,7 @@ def _files(f: CardFacts) -> str:
         top1, kl = art.get("top1_agreement"), art.get("kl_divergence")
         rows.append(
             [
-                f"`{Path(art.get('file', '')).name}`",
+                f"`{gguf_filename(f.name, quant)}`",
                 quant.upper(),
                 _size(art.get("bytes")),
                 f"`{art['sha256']}`" if art.get("sha256") else "",
@@ -511,7 +511,7 @@ def _mark(reply: dict, side: str) -> str:
 
 def _usage(f: CardFacts) -> str:
     quant, art = _preferred(f)
-    filename = Path(art["file"]).name if art else f"{f.name}-{quant}.gguf"
+    filename = gguf_filename(f.name, quant)  # in the run's gguf/ and, pushed, in the repo
     system = f.get("space.system_prompt")
     examples = f.get("space.examples") or f.get("eval.prompts") or ["Hello! What can you do?"]
     messages = ([f'        {{"role": "system", "content": {_py(system)}}},'] if system else []) + [

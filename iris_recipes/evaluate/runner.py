@@ -126,25 +126,8 @@ def plan(run_path: str | Path, samples: int | None = None) -> Plan:
     )
 
 
-def evaluate(p: Plan, log: Callable[[str], None] = print) -> dict:
-    """The eval stage alone on a run (`iris-recipes eval RUN`, sweeps): evaluate a checked plan, write RUN/eval.json,
-    then bring the run's card and tracked runs up to date; returns eval.json's content."""
-    from iris_recipes.stages import StageContext, run_stage
-
-    status = p.run.read().get("status")
-    try:
-        result = run_stage("eval", StageContext(p.run, eval_plan=p, eval_log=log))
-    except BaseException:
-        if status == "done":  # a failed re-evaluation does not unmake a finished run; inside `run` it fails the run
-            p.run.update(status=status)
-        raise
-    _refresh_card(p.run, log)
-    log_tracking(p.run, result, log)
-    return result
-
-
 def evaluate_into(p: Plan, info: dict, log: Callable[[str], None]) -> dict:
-    """The eval stage's work (stages.STAGES records it): RUN/eval.json; `info` gets its facts."""
+    """The eval stage's work (stages.STAGES runs and records it): RUN/eval.json; `info` gets its facts."""
     result = _evaluate(p, log, info)
     fsutil.write_json(p.run.file(EVAL_FILE), result)
     info.update(file=EVAL_FILE, samples=result["samples"])
@@ -392,12 +375,3 @@ def _judge_quants(p, base_replies, jobs, row_prompts, general_prompts, refs, log
         out[quant] = _quant_entry(metrics, check, path, checked_speed(p, quant))
         out[quant]["seconds"] = round(time.perf_counter() - t0, 2)
     return out
-
-
-def _refresh_card(run: RunDir, log: Callable[[str], None]) -> None:
-    from iris_recipes.card import write_card
-
-    try:
-        write_card(run)
-    except IrisError as exc:
-        log(f"the model card was not refreshed: {exc}")

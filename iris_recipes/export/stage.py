@@ -33,11 +33,7 @@ from iris_recipes.export.hf_to_gguf import (
 )
 from iris_recipes.fsutil import sha256_file, write_text
 from iris_recipes.hostinfo import cpu_count, cpu_description
-from iris_recipes.rundir import RunDir
-
-
-def gguf_name(recipe: str, quant: str) -> str:
-    return f"{recipe}-{quant}.gguf"
+from iris_recipes.rundir import RunDir, gguf_filename
 
 
 def _recipe_settings(run: RunDir) -> tuple[str, list[str], float]:
@@ -120,29 +116,6 @@ def _say(message: str) -> None:
     print(f"export: {message}", file=sys.stderr)
 
 
-def export_run(
-    run: RunDir,
-    quants: list[str] | None = None,
-    *,
-    require_chat_stop: bool | None = None,
-    threads: int | None = None,
-    log: Callable[[str], None] = _say,
-) -> dict[str, Any]:
-    """The export stage alone on a run (`iris-recipes export RUN`): export, check and record its GGUFs; returns
-    `artifacts["gguf"]`.
-
-    quants: quantized types beside F16 (default: the recipe's export.quantize). require_chat_stop: whether the
-    chat check demands the model stop on its own (default: yes, except for random-weight test models). log: where
-    the stage's own lines go (llama.cpp's output goes to RUN/export.log).
-    """
-    from iris_recipes.stages import StageContext, run_stage
-
-    if threads is not None and threads < 1:
-        raise IrisError(f"export: --threads {threads}: give 1 or more, or leave it out to use every CPU it may use.")
-    ctx = StageContext(run, quants=quants, threads=threads, require_chat_stop=require_chat_stop, export_log=log)
-    return run_stage("export", ctx)
-
-
 def export_settings(run: RunDir, quants: list[str] | None) -> tuple[str, list[str], float]:
     """(file name stem, quantized types, min top-1 agreement), checked before the stage starts: a bad type or a
     missing converter is a setup problem, not a failed run."""
@@ -163,7 +136,7 @@ def export_gguf(
     threads: int | None = None,
     log: Callable[[str], None] = _say,
 ) -> dict[str, Any]:
-    """The export stage's work (stages.STAGES records it); `info` gets its facts as they are known."""
+    """The export stage's work (stages.STAGES runs and records it); `info` gets its facts as they are known."""
     name, quants, min_top1 = settings
     merged = run.file("merged")
     n_params = check_merged(merged)
@@ -223,14 +196,16 @@ def _build_and_check(
     export_log = run.file("export.log")
     t0 = time.perf_counter()
     files = {
-        "f16": convert_f16(merged, stage_dir / gguf_name(name, "f16"), log=export_log, model_name=model_name(run, name))
+        "f16": convert_f16(
+            merged, stage_dir / gguf_filename(name, "f16"), log=export_log, model_name=model_name(run, name)
+        )
     }
     timings["convert_f16"] = round(time.perf_counter() - t0, 2)
     start = export_log.stat().st_size
     for quant in quants:
         t0 = time.perf_counter()
         files[quant] = quantize(
-            files["f16"], stage_dir / gguf_name(name, quant), quant, threads=threads, log=export_log
+            files["f16"], stage_dir / gguf_filename(name, quant), quant, threads=threads, log=export_log
         )
         timings[f"quantize_{quant}"] = round(time.perf_counter() - t0, 2)
     info["timings"] = timings
@@ -244,7 +219,7 @@ def _build_and_check(
     adapter = _adapter_inputs(run)
     if adapter is not None:
         t0 = time.perf_counter()
-        lora = convert_lora(adapter[0], adapter[1], stage_dir / f"{name}-lora-f16.gguf", log=export_log)
+        lora = convert_lora(adapter[0], adapter[1], stage_dir / gguf_filename(name, "lora-f16"), log=export_log)
         adapter = (lora, base_f16_gguf(adapter[1], adapter[2]))  # the base's F16 GGUF, converted once and cached
         timings["adapter"] = round(time.perf_counter() - t0, 2)
 

@@ -308,7 +308,7 @@ def test_card_of_a_real_gguf_export(tmp_path, tiny_model_dir, converter):
     """The card reads the artifacts the export stage really records: files, sizes and hashes match the disk."""
     import shutil
 
-    from iris_recipes.export import export_run
+    from iris_recipes.stages import export_run
 
     run = make_run(tmp_path, "smollm2-demo", ("publish={repo_id: someone/smollm2-demo-GGUF}",), gguf=False)
     shutil.copytree(tiny_model_dir, run.file("merged"))

@@ -77,7 +77,7 @@ def test_converter_rejects_bad_sdists(tmp_path, monkeypatch):
 
 
 def test_export_without_converter_names_the_fetch_command(tmp_path, monkeypatch, tiny_model_dir):
-    from iris_recipes.export import export_run
+    from iris_recipes.stages import export_run
 
     run = make_run(tmp_path / "runs", tiny_model_dir)
     monkeypatch.setenv("IRIS_CACHE_DIR", str(tmp_path / "empty-cache"))
@@ -89,7 +89,7 @@ def test_export_without_converter_names_the_fetch_command(tmp_path, monkeypatch,
 # -- bad input: each a clear error, no file left ------------------------------------------------------------------
 def test_unknown_quant_type_fails_before_any_work(tmp_path, tiny_model_dir):
     from iris_recipes.cli import main
-    from iris_recipes.export import export_run
+    from iris_recipes.stages import export_run
 
     run = make_run(tmp_path / "runs", tiny_model_dir)
     with pytest.raises(IrisError) as err:
@@ -112,7 +112,7 @@ def test_thread_count_below_one_fails_before_any_work(tmp_path, tiny_model_dir, 
 def test_run_without_merged_model(tmp_path, tiny_model_dir, converter):
     import shutil
 
-    from iris_recipes.export import export_run
+    from iris_recipes.stages import export_run
 
     run = make_run(tmp_path / "runs", tiny_model_dir)
     shutil.rmtree(run.file("merged"))
@@ -125,7 +125,7 @@ def test_run_without_merged_model(tmp_path, tiny_model_dir, converter):
 
 @pytest.mark.parametrize("damage", ["truncate", "header"])
 def test_corrupt_safetensors(tmp_path, tiny_model_dir, converter, damage):
-    from iris_recipes.export import export_run
+    from iris_recipes.stages import export_run
 
     run = make_run(tmp_path / "runs", tiny_model_dir)
     weights = run.file("merged", "model.safetensors")
@@ -141,7 +141,8 @@ def test_corrupt_safetensors(tmp_path, tiny_model_dir, converter, damage):
 
 
 def test_not_enough_disk_space(tmp_path, tiny_model_dir, converter, monkeypatch):
-    from iris_recipes.export import export_run, hf_to_gguf
+    from iris_recipes.export import hf_to_gguf
+    from iris_recipes.stages import export_run
 
     run = make_run(tmp_path / "runs", tiny_model_dir)
     monkeypatch.setattr(hf_to_gguf, "free_bytes", lambda path: 10 << 20)
@@ -151,7 +152,7 @@ def test_not_enough_disk_space(tmp_path, tiny_model_dir, converter, monkeypatch)
 
 
 def test_converter_failure_leaves_nothing(tmp_path, tiny_model_dir, converter):
-    from iris_recipes.export import export_run
+    from iris_recipes.stages import export_run
 
     run = make_run(tmp_path / "runs", tiny_model_dir)
     config = json.loads(run.file("merged", "config.json").read_text())
@@ -166,7 +167,7 @@ def test_converter_failure_leaves_nothing(tmp_path, tiny_model_dir, converter):
 # -- the real thing -----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, tiny_model_dir, converter):
-    from iris_recipes.export import export_run
+    from iris_recipes.stages import export_run
 
     run = make_run(tmp_path_factory.mktemp("runs"), tiny_model_dir)
     return run, export_run(run)
@@ -280,7 +281,7 @@ def test_reexport_replaces_its_own_files_only(exported, tmp_path, tiny_model_dir
 
 @pytest.mark.slow
 def test_builtin_smollm2_export_stops_on_its_own(tmp_path, smollm2_dir, converter):
-    from iris_recipes.export import export_run
+    from iris_recipes.stages import export_run
 
     prompt = "What is the capital of France? Answer in a few words."
     run = make_run(
@@ -330,7 +331,8 @@ def test_conversion_that_changes_predictions_fails(tmp_path, smollm2_dir, conver
 
     from safetensors.torch import load_file, save_file
 
-    from iris_recipes.export import export_run, stage
+    from iris_recipes.export import stage
+    from iris_recipes.stages import export_run
 
     broken = tmp_path / "broken"
     shutil.copytree(smollm2_dir, broken)
@@ -362,8 +364,8 @@ def test_tokenizer_llama_cpp_misreads_fails_cleanly(tmp_path, tiny_model_dir, co
     nothing, and the process running it must survive."""
     from transformers import AutoTokenizer
 
-    from iris_recipes.export import export_run
     from iris_recipes.models import BUILTIN_MODELS, builtin_gguf_path
+    from iris_recipes.stages import export_run
 
     gguf = builtin_gguf_path(BUILTIN_MODELS["smollm2-135m-instruct"])
     run = make_run(tmp_path / "runs", tiny_model_dir)
@@ -401,7 +403,8 @@ def small_tmpfs(tmp_path):
 @pytest.mark.slow
 def test_disk_filling_up_mid_export_leaves_nothing(tmp_path, tiny_model_dir, converter, small_tmpfs, monkeypatch):
     """The space estimate is bypassed so the disk really fills up: F16 (8 MB) fits, Q8_0 does not."""
-    from iris_recipes.export import export_run, hf_to_gguf
+    from iris_recipes.export import hf_to_gguf
+    from iris_recipes.stages import export_run
 
     run = make_run(tmp_path / "runs", tiny_model_dir, quantize=("q8_0",))
     run.file("gguf").symlink_to(small_tmpfs, target_is_directory=True)
