@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from iris_recipes.train import launch
@@ -179,6 +180,20 @@ def test_command_modules_stay_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_cpu_bf16_forced_by_the_environment(monkeypatch):
+    from iris_recipes.errors import IrisError
+    from iris_recipes.hostinfo import cpu_has_bf16
+
+    monkeypatch.setenv("IRIS_CPU_BF16", "0")
+    assert cpu_has_bf16() is False
+    assert cpu_has_bf16("flags\t\t: avx512_bf16\n") is True  # a given cpuinfo is read as written
+    monkeypatch.setenv("IRIS_CPU_BF16", "1")
+    assert cpu_has_bf16() is True
+    monkeypatch.setenv("IRIS_CPU_BF16", "yes")
+    with pytest.raises(IrisError, match=r"IRIS_CPU_BF16='yes': give 0 \(fp32 on CPU\) or 1"):
+        cpu_has_bf16()
 
 
 def test_cpu_bf16_from_cpuinfo():
