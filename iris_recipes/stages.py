@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from iris_recipes import library_log
 from iris_recipes.rundir import RunDir
 
 
@@ -177,11 +178,12 @@ _BY_NAME = {stage.name: stage for stage in STAGES}
 
 
 def run_stage(name: str, ctx: StageContext) -> Any:
-    """Run one stage on `ctx.run` and record it in run.json (running, then done or failed, with its facts)."""
+    """Run one stage on `ctx.run` and record it in run.json (running, then done or failed, with its facts). What
+    the libraries it runs print on their own goes to its log file, `<stage>.log` in the run directory."""
     stage = _BY_NAME[name]
     ctx.result = None
     if stage.prepare is not None:
         stage.prepare(ctx)
-    with ctx.run.stage(name) as facts:
+    with ctx.run.stage(name) as facts, library_log.into(ctx.run.file(f"{name}.log")):
         stage.run(ctx, facts)
     return ctx.result

@@ -185,7 +185,8 @@ def test_dry_run_cpu_processes(capsys, tmp_path, tiny_model_dir, monkeypatch, na
     monkeypatch.setenv("IRIS_CPU_BF16", "1" if native_bf16 else "0")  # both CPU precision paths on any machine
     recipe = write_recipe(tmp_path, tiny_model_dir)
     assert cli.main(["run", str(recipe), "--dry-run", "--device", "cpu", "--num-processes", "2"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert err == ""  # the validator child's library notices (torchao, torch, plugin loading) stay off the terminal
     assert out.splitlines()[1] == (
         "OMP_NUM_THREADS=4 accelerate launch --multi_gpu --num_processes 2 --num_machines 1 "
         "--num_cpu_threads_per_process 4 " + " ".join(TAIL)

@@ -45,6 +45,7 @@ LAYERS = {
         "iris_recipes.fsutil",
         "iris_recipes.paths",
         "iris_recipes.hostinfo",
+        "iris_recipes.library_log",
         "iris_recipes",  # the package itself (__version__), not what is under it
     ),
 }

@@ -125,6 +125,18 @@ def test_metrics_truncated_to_the_checkpoint_on_resume(tmp_path):
     assert s["final_loss"] == 0.1 and s["first_loss"] == 1.0 and s["tokens_per_second"] == 50.0
 
 
+def test_summary_line_says_when_a_run_logged_no_loss():
+    from iris_recipes.train.stage import summary_line
+
+    begin, end = _rec("train_begin", 0, world_size=1, max_steps=2), _rec("train_end", 2, world_size=1, max_steps=2)
+    assert summary_line(summarize([begin, end])) == (  # logging_steps 10, max_steps 2
+        "train: done, 2 steps, no loss logged (the run ended before its first logging step; see train.logging_steps), "
+        "world size 1"
+    )
+    logged = [begin, _rec("log", 2, loss=1.1513508558273315), end]
+    assert summary_line(summarize(logged)) == "train: done, 2 steps, final loss 1.1514, world size 1"
+
+
 def _checkpoint(root: Path, step: int, *, complete: bool = True) -> Path:
     d = root / f"checkpoint-{step}"
     d.mkdir(parents=True)
