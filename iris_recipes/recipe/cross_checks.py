@@ -94,8 +94,10 @@ def regex_problem(pattern: str) -> str | None:
         return "not a usable regular expression: it nests groups too deeply"
     except OverflowError as exc:  # a repeat count past C's limits
         return f"not a usable regular expression: {exc}"
-    except ValueError:  # Python reads no integer of more than sys.get_int_max_str_digits() digits
-        digits = max(len(run) for run in re.findall(r"\d+", pattern))
+    except ValueError as exc:  # Python reads no integer of more than sys.get_int_max_str_digits() digits
+        digits = max((len(run) for run in re.findall(r"\d+", pattern)), default=0)
+        if digits <= 4300:
+            return f"not a usable regular expression: {_cut(str(exc))}"
         return (
             f"not a usable regular expression: it holds a number of {digits:,} digits "
             "(a repeat count is at most 4,294,967,294)"

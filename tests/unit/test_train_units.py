@@ -125,6 +125,22 @@ def test_metrics_truncated_to_the_checkpoint_on_resume(tmp_path):
     assert s["final_loss"] == 0.1 and s["first_loss"] == 1.0 and s["tokens_per_second"] == 50.0
 
 
+def test_only_axolotls_own_warnings_from_its_validator_reach_the_terminal():
+    from iris_recipes.train.validator import AXOLOTL_WARNING
+
+    shown = [
+        "[2026-12-08 01:16:49,690] [WARNING] [axolotl.utils.schemas.validation] sample_packing without flash attention",
+        "[2026-12-08 01:16:49,690] [ERROR] [axolotl] cannot use fp16 on CPU",
+    ]
+    hidden = [
+        "[2026-12-08 01:16:40,083] [WARNING] [torchao] Failed to load /x/torchao/_C_mxfp8.so",
+        "W1208 01:16:41.401000 16480 torch/utils/_pytree.py:630] register_constant() on Enum subclasses is deprecated",
+        "[2026-12-08 01:16:49,690] [INFO] [axolotl.integrations.base] Attempting to load plugin: IrisPlugin",
+        "[2026-12-08 01:16:49,690] [WARNING] [axolotlx] not Axolotl",
+    ]
+    assert [line for line in shown + hidden if AXOLOTL_WARNING.search(line)] == shown
+
+
 def test_summary_line_says_when_a_run_logged_no_loss():
     from iris_recipes.train.stage import summary_line
 
