@@ -106,18 +106,15 @@ def test_run_output_on_a_file_system_that_refuses(cli_sandbox, project, tmp_path
     """Refused before the base model is resolved: building the builtin model first took minutes and more memory
     than the sandbox allows, on a machine whose model cache was empty."""
     before = tree(project)
+    cache = tmp_path_factory.mktemp("empty-cache")  # no base model built yet
     result = cli_sandbox.run(
-        ["run", "r.yaml", "--output", "/proc/iris-recipes-run"],
-        cwd=project,
-        env={"IRIS_CACHE_DIR": str(tmp_path_factory.mktemp("empty-cache"))},  # no base model built yet
-        timeout=60,
+        ["run", "r.yaml", "--output", "/proc/iris-recipes-run"], cwd=project, env={"IRIS_CACHE_DIR": str(cache)}
     )
     result.assert_clean_failure()
     assert "--output '/proc/iris-recipes-run': cannot be written: /proc refuses new files" in result.err, (
         result.describe()
     )
-    assert result.seconds < 10, result.describe()
-    assert tree(project) == before
+    assert tree(project) == before and tree(cache) == {}  # nothing built, nothing written
 
 
 @pytest.mark.parametrize(
