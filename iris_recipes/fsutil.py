@@ -90,8 +90,9 @@ def path_text_problem(text: str) -> str | None:
 
 def output_problem(path: str | os.PathLike, *, folder: bool = False) -> str | None:
     """Why `path` (given by a user for output) cannot be written as a file, or with `folder` as a folder of files, or
-    None. Checked before the work, so a bad destination fails at once and not after the work is done. Some file
-    systems refuse what this allows (/proc), so the writer must still expect an OSError."""
+    None. Checked before the work, so a bad destination fails at once and not after the work is done (a run would
+    otherwise build or download its base model first). A write can still fail later (a full disk, a file in the
+    way), so the writer must still expect an OSError."""
     text = os.fspath(path)
     if not text.strip():
         return "is empty"  # Path("") is ".": the work would land in the current folder
@@ -107,6 +108,11 @@ def output_problem(path: str | os.PathLike, *, folder: bool = False) -> str | No
         return f"cannot be created: {existing} is a file, not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"cannot be written: {existing} is not writable"
+    try:  # some file systems refuse what the permissions allow (/proc, /sys): ask the one that would be written
+        probe = tempfile.mkdtemp(prefix=".iris-probe-", dir=existing)
+    except OSError as exc:
+        return f"cannot be written: {existing} refuses new files ({exc.strerror or exc})"
+    os.rmdir(probe)
     return None
 
 

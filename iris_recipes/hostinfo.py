@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from iris_recipes.errors import IrisError
+
 
 def cpu_count() -> int:
     """CPUs this process may use (its affinity mask: a container's or `taskset`'s limit, not the host's)."""
@@ -27,10 +29,21 @@ def cpu_description() -> str:
     return f"{model or 'CPU'}, {os.cpu_count()} cores"
 
 
+# Overrides what cpu_has_bf16 finds, so one machine can measure and test both CPU precision paths: 0 takes the
+# fp32 path (as on a CPU without native bf16), 1 the bf16 path; unset or empty: detected.
+CPU_BF16_ENV = "IRIS_CPU_BF16"
+
+
 def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
     """Whether this CPU computes bfloat16 natively (x86 AVX512-BF16 or AMX-BF16, Arm BF16): there bf16 training runs
-    ~1.7x faster than fp32; elsewhere PyTorch emulates it, slower than fp32. Linux only (/proc/cpuinfo)."""
+    ~1.7x faster than fp32; elsewhere PyTorch emulates it, slower than fp32. Linux only (/proc/cpuinfo).
+    IRIS_CPU_BF16=0 or 1 decides instead when this machine is asked (`cpuinfo` not given)."""
     if cpuinfo is None:
+        forced = os.environ.get(CPU_BF16_ENV, "").strip()
+        if forced:
+            if forced not in ("0", "1"):
+                raise IrisError(f"{CPU_BF16_ENV}={forced!r}: give 0 (fp32 on CPU) or 1 (bf16 on CPU), or unset it")
+            return forced == "1"
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:

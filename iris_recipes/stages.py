@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from iris_recipes import library_log
 from iris_recipes.errors import IrisError
 from iris_recipes.rundir import STALE, RunDir, now_iso
 
@@ -275,13 +276,14 @@ def _mark_dependants_stale(run: RunDir, name: str) -> list[str]:
 # -- running stages ----------------------------------------------------------------------------------------------
 def run_stage(name: str, ctx: StageContext) -> Any:
     """Run one stage on `ctx.run` and record it in run.json (running, then done or failed, with its facts); a stage
-    refuses stale inputs, and once done it makes the stages that read its output stale."""
+    refuses stale inputs, and once done it makes the stages that read its output stale. What the libraries it runs
+    print on their own goes to its log file, `<stage>.log` in the run directory."""
     stage = _BY_NAME[name]
     ctx.result = None
     check_fresh(ctx.run, name)
     if stage.prepare is not None:
         stage.prepare(ctx)
-    with ctx.run.stage(name) as facts:
+    with ctx.run.stage(name) as facts, library_log.into(ctx.run.file(f"{name}.log")):
         stage.run(ctx, facts)
     _mark_dependants_stale(ctx.run, name)
     return ctx.result

@@ -12,6 +12,7 @@ from typing import Any
 
 # `{Column}` inserts the cell; `{Column[i]}` picks item i of a list column; `{{` and `}}` are literal braces.
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}\[\]]+)(?:\[(-?\d+)\])?\}")
+MAX_INDEX_DIGITS = 9  # in `{Column[i]}`: a longer index is a typo
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
 _STOPWORDS = frozenset(
@@ -62,11 +63,20 @@ def list_items(value: Any, sep: str) -> list[str]:
 
 
 def template_fields(template: str) -> list[tuple[str, int | None]]:
-    """The (column, index) placeholders of a template."""
+    """The (column, index) placeholders of a template; ValueError for an index of more than MAX_INDEX_DIGITS digits
+    (Python refuses to read an integer of 4,300+ digits)."""
     out = []
     for m in _PLACEHOLDER.finditer(template):
         if m.group(1) is not None:
-            out.append((m.group(1), int(m.group(2)) if m.group(2) is not None else None))
+            index = m.group(2)
+            digits = len(index.lstrip("-")) if index is not None else 0
+            if digits > MAX_INDEX_DIGITS:
+                shown = index if len(index) <= 12 else index[:12] + "..."
+                raise ValueError(
+                    f"{{{m.group(1)}[{shown}]}} picks an item by a number of {digits:,} digits; "
+                    f"an index has at most {MAX_INDEX_DIGITS}"
+                )
+            out.append((m.group(1), int(index) if index is not None else None))
     return out
 
 

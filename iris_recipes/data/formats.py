@@ -239,7 +239,11 @@ class Template(RowFormat):
             template = columns.get(key)
             if not isinstance(template, str):
                 continue
-            fields = template_fields(template)
+            try:
+                fields = template_fields(template)
+            except ValueError as exc:
+                out.append((f"columns.{key}", str(exc)))
+                continue
             if not fields and key != "system":
                 out.append((f"columns.{key}", "has no {Column} placeholder, so every row would get the same text"))
             for col, index in fields:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from iris_recipes.data import METRIC_NEEDS
 from iris_recipes.data.cells import content_words, last_number
 from iris_recipes.errors import IrisError
+from iris_recipes.recipe.cross_checks import regex_problem
 
 
 def _number(text: str) -> float | None:
@@ -90,11 +91,8 @@ def check_metrics(recipe_eval: dict, rows: list[dict], where: str) -> None:
         pattern = recipe_eval.get("format_regex")
         if not pattern:
             problems.append("eval.metrics: format_regex needs eval.format_regex (a Python regex) in the recipe")
-        else:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                problems.append(f"eval.format_regex: {pattern!r} is not a valid Python regex ({exc})")
+        elif problem := regex_problem(pattern):
+            problems.append(f"eval.format_regex: {problem}")
     for name in metrics:
         needs = METRIC_NEEDS.get(name, ())
         if not needs:

@@ -75,13 +75,35 @@ def cross_field_problems(r: dict) -> list[Problem]:
     if "format_regex" in metrics and not ev.get("format_regex"):
         out.append((("eval", "metrics"), "metric format_regex needs eval.format_regex"))
     if ev.get("format_regex"):
-        try:
-            with warnings.catch_warnings():  # FutureWarning for "[[", printed to stderr otherwise
-                warnings.simplefilter("ignore")
-                re.compile(ev["format_regex"])
-        except re.error as exc:
-            out.append((("eval", "format_regex"), f"not a valid regular expression: {exc}"))
-        except (OverflowError, RecursionError) as exc:  # a repeat count past C's limits; groups nested too deep
-            reason = "it nests groups too deeply" if isinstance(exc, RecursionError) else str(exc)
-            out.append((("eval", "format_regex"), f"not a usable regular expression: {reason}"))
+        problem = regex_problem(ev["format_regex"])
+        if problem:
+            out.append((("eval", "format_regex"), problem))
     return out
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why Python's `re` cannot compile `pattern` (eval.format_regex), in a line of at most a few hundred
+    characters, or None."""
+    try:
+        with warnings.catch_warnings():  # FutureWarning for "[[", printed to stderr otherwise
+            warnings.simplefilter("ignore")
+            re.compile(pattern)
+    except re.error as exc:
+        return f"not a valid regular expression: {_cut(str(exc))}"
+    except RecursionError:
+        return "not a usable regular expression: it nests groups too deeply"
+    except OverflowError as exc:  # a repeat count past C's limits
+        return f"not a usable regular expression: {exc}"
+    except ValueError as exc:  # Python reads no integer of more than sys.get_int_max_str_digits() digits
+        digits = max((len(run) for run in re.findall(r"\d+", pattern)), default=0)
+        if digits <= 4300:
+            return f"not a usable regular expression: {_cut(str(exc))}"
+        return (
+            f"not a usable regular expression: it holds a number of {digits:,} digits "
+            "(a repeat count is at most 4,294,967,294)"
+        )
+    return None
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

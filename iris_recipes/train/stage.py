@@ -67,9 +67,10 @@ def write_axolotl_config(
     checker: validator.Validator | None = None,
     target: tuple[gpus.GPU | None, dict | None] = (None, None),
     run_name: str = "dry-run",
+    log: Path | None = None,
 ) -> tuple[dict, str, list[str]]:
     """Build (and check with Axolotl's validator: `checker`, or a new one) the config for the `target` GPU and the
-    run `run_name` (its id); write it to `dest` unless None."""
+    run `run_name` (its id); write it to `dest` unless None. The validator's output goes to `log`."""
     gpu, gpu_check = target
     cfg = axconfig.build_config(
         recipe_data,
@@ -86,7 +87,9 @@ def write_axolotl_config(
         check = dict(cfg)
         if spec.deepspeed:  # validate against the shipped JSON; the run directory gets its own copy
             check["deepspeed"] = str(deepspeed_json(spec.deepspeed))
-        (checker or validator.Validator()).check(check, recipe_data=recipe_data, recipe_file=recipe.path, gpu=gpu_check)
+        (checker or validator.Validator()).check(
+            check, recipe_data=recipe_data, recipe_file=recipe.path, gpu=gpu_check, log=log
+        )
     cmd = launch.build_command(spec)
     text = axconfig.render(
         cfg, recipe_path=recipe.path, recipe_hash=recipe.hash(), command=launch.shell_line(cmd, spec)
@@ -144,10 +147,12 @@ def train_stage(ctx, info: dict) -> None:
 
 
 def summary_line(summary: dict) -> str:
-    return (
-        f"train: done, {summary.get('steps')} steps, final loss {summary.get('final_loss')}, "
-        f"world size {summary.get('world_size')}"
-    )
+    loss = summary.get("final_loss")
+    if loss is None:  # it stopped before its first logging step (train.logging_steps)
+        said = "no loss logged (the run ended before its first logging step; see train.logging_steps)"
+    else:
+        said = f"final loss {loss:.4f}"
+    return f"train: done, {summary.get('steps')} steps, {said}, world size {summary.get('world_size')}"
 
 
 def _launch_training(
@@ -177,6 +182,7 @@ def _launch_training(
         checker=checker,
         target=target,
         run_name=run.path.name,
+        log=run.file(LOG_FILE),
     )
     info.update(device_facts(spec, target[0], cfg))
     if spec.nnodes > 1:  # the other nodes launch once they see this (nodes.wait_for_launch)

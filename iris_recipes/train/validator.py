@@ -10,6 +10,7 @@ then validates the config it is sent.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,10 @@ from pathlib import Path
 
 from iris_recipes.errors import IrisError
 from iris_recipes.hostinfo import child_env
+
+# A line Axolotl logs about the config (a setting it changed or ignores): the user may want to change the recipe.
+# The rest of the child's output (library notices from importing torch and Axolotl) goes only to the log.
+AXOLOTL_WARNING = re.compile(r"\[(WARNING|ERROR|CRITICAL)\] \[axolotl[.\]]")
 
 
 class Validator:
@@ -36,8 +41,11 @@ class Validator:
             text=True,
         )
 
-    def check(self, cfg: dict, *, recipe_data: dict, recipe_file: str | Path, gpu: dict | None = None) -> None:
-        """`config.validate` in the child; raises IrisError with its messages (Axolotl's warnings go to stderr)."""
+    def check(
+        self, cfg: dict, *, recipe_data: dict, recipe_file: str | Path, gpu: dict | None = None, log: Path | None = None
+    ) -> None:
+        """`config.validate` in the child; raises IrisError with its messages. The child's whole output goes to
+        `log` (the train stage's log file); on the terminal only Axolotl's own warnings about the config."""
         request = json.dumps(
             {"cfg": cfg, "recipe_data": recipe_data, "recipe_file": str(recipe_file), "gpu": gpu}, default=str
         )
@@ -47,7 +55,10 @@ class Validator:
             self._proc.wait()
         self._log.seek(0)
         output = self._log.read()
-        sys.stderr.write(output)
+        if log is not None and output:
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(f"# Axolotl's validator\n{output}")
+        sys.stderr.writelines(line for line in output.splitlines(keepends=True) if AXOLOTL_WARNING.search(line))
         outcome = json.loads(self._result.read_text()) if self._result.is_file() else None
         self.close()
         if outcome is None:

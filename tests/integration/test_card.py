@@ -252,7 +252,7 @@ def test_push_without_repo_or_card_is_a_clear_error(tmp_path):
 
 
 def _push_cli(run: RunDir, *args: str, **env: str) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HF_") and k != "TRANSFORMERS_OFFLINE"}
     base.update(PYTHONPATH=str(REPO), HF_HOME=str(run.path.parent / "hf-home"), **env)
     return subprocess.run(
         [sys.executable, "-m", "iris_recipes", "push", str(run.path), *args],
@@ -298,6 +298,35 @@ def test_push_fails_cleanly_offline_and_never_shows_the_token(tmp_path):
         'Llama.from_pretrained(repo_id="me/demo", filename="smollm2-demo-q8_0.gguf"'
         in run.file("README.md").read_text()
     )
+
+
+def test_push_uploads_every_file_in_one_commit(tmp_path):
+    """A successful push, through `iris-recipes push` and huggingface_hub, to a local stand-in for the Hub."""
+    from fake_hub import FakeHub
+
+    token = "hf_" + hashlib.sha256(b"a write token").hexdigest()[:34]
+    run = make_run(tmp_path, "smollm2-demo", ("publish={repo_id: someone/smollm2-demo-GGUF, private: true}",))
+    write_card(run)
+    hub = FakeHub()
+    try:
+        pushed = _push_cli(run, HF_TOKEN=token, HF_ENDPOINT=hub.url)
+        again = _push_cli(run, "--repo", "someone/smollm2-demo-GGUF", HF_TOKEN=token, HF_ENDPOINT=hub.url)
+    finally:
+        hub.close()
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    assert pushed.stdout.splitlines()[-1] == f"done: {hub.url}/someone/smollm2-demo-GGUF"
+    assert list(hub.repos) == ["someone/smollm2-demo-GGUF"] and hub.tokens == {token}
+    repo = hub.repos["someone/smollm2-demo-GGUF"]
+    assert repo.visibility == "private"  # the recipe's publish.private
+    names = ["smollm2-demo-f16.gguf", "smollm2-demo-q8_0.gguf", "smollm2-demo-q4_k_m.gguf", "README.md", "loss.png"]
+    where = [run.file("gguf", n) for n in names[:3]] + [run.file("README.md"), run.file("loss.png")]
+    assert repo.files == {name: path.read_bytes() for name, path in zip(names, where)}
+    assert repo.commits == [f"smollm2-demo: GGUF files and model card of run {run.path.name}"] * 2, (
+        again.stdout + again.stderr
+    )
+    # pushing again to the repo that exists now: a second commit, not an error
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert token not in pushed.stdout + pushed.stderr + again.stdout + again.stderr
 
 
 # -- with a real export --------------------------------------------------------------------------------------------

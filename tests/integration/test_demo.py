@@ -38,6 +38,24 @@ def test_demo_completes_every_stage(demo_run):
 
 
 @pytest.mark.slow
+def test_demo_terminal_shows_what_a_user_can_act_on(demo_session, demo_run):
+    """Library notices (a torchao kernel for another Python, torch deprecations, DeepSpeed picking the CPU, a
+    bitsandbytes kernel it could not fetch, Axolotl loading the plugin) are in the stages' log files, not here."""
+    run, stdout = demo_run
+    terminal = stdout + demo_session["stderr"]
+    for notice in (
+        "Failed to load",
+        "register_constant",
+        "gemm_4bit_forward",
+        "Setting accelerator to CPU",
+        "[axolotl.integrations.base]",
+    ):
+        assert notice not in terminal, notice
+    assert re.search(r"^train: done, 12 steps, final loss \d+\.\d{4}, world size 1$", stdout, re.M), stdout
+    assert (run / "train.log").read_text().startswith("# Axolotl's validator\n")  # its output: in the log
+
+
+@pytest.mark.slow
 def test_demo_changes_behaviour_measurably(demo_run):
     run, _ = demo_run
     result = json.loads((run / "eval.json").read_text())

@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fake_hub import FakeHub  # noqa: E402
 from iris_recipes import models  # noqa: E402
 from iris_recipes.errors import IrisError  # noqa: E402
 
@@ -96,37 +97,6 @@ def test_a_recorded_snapshot_is_preferred(hub_cache, monkeypatch, tmp_path):
     assert models.resolve_base_model("org/m", prefer=tmp_path / "gone").path.name == "new"
 
 
-class _Hub:
-    """A local stand-in for the Hub's HTTP API answering every request with one status and X-Error-Code."""
-
-    def __init__(self, status: int, code: str | None):
-        import http.server
-        import threading
-
-        answer = (status, code)
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _reply(self):
-                self.send_response(answer[0])
-                if answer[1]:
-                    self.send_header("X-Error-Code", answer[1])
-                    self.send_header("X-Error-Message", "test")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            do_GET = do_HEAD = _reply
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self):
-        self.server.shutdown()
-
-
 @pytest.mark.parametrize(
     "status, code, expected",
     [
@@ -138,7 +108,7 @@ class _Hub:
 def test_hub_errors_are_clear(hub_cache, monkeypatch, status, code, expected):
     import huggingface_hub.constants as hc
 
-    hub = _Hub(status, code)
+    hub = FakeHub(status, code)
     try:
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)

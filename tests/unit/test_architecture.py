@@ -46,6 +46,7 @@ LAYERS = {
         "iris_recipes.paths",
         "iris_recipes.hostinfo",
         "iris_recipes.chat_families",
+        "iris_recipes.library_log",
         "iris_recipes",  # the package itself (__version__), not what is under it
     ),
 }

@@ -120,8 +120,9 @@ def test_recipe_thresholds_are_validated():
     from iris_recipes.recipe import load_recipe
 
     r = load_recipe("recipes/smollm2-demo.yaml", ["eval.general_prompts=[Tell me a joke.]"])
-    assert r.data["eval"]["forgetting"] == {**SETTINGS, **r.data["eval"]["forgetting"]}
-    assert set(r.data["eval"]["forgetting"]) == set(SETTINGS)
+    assert r.data["eval"]["forgetting"] == SETTINGS  # the documented defaults, every one filled in
+    r = load_recipe("recipes/smollm2-demo.yaml", ["eval.forgetting.min_agreement=0.2"])
+    assert r.data["eval"]["forgetting"] == {**SETTINGS, "min_agreement": 0.2}  # one threshold set, the rest default
     with pytest.raises(RecipeError, match="loop_treshold"):
         load_recipe("recipes/smollm2-demo.yaml", ["eval.forgetting.loop_treshold=0.4"])
     with pytest.raises(RecipeError, match="max_stop_drop"):

@@ -159,7 +159,9 @@ def test_seeds_numpy_refuses_are_located_errors(tmp_path, section, key, value, m
     dotted = f"{section}.{key}" + (".1" if key == "seeds" else "")
     col = 3 if key != "seeds" else len(f"  {key}: [0, ") + 1
     assert problems(path) == [f"{path}:{line}:{col}: {dotted}: {message}"]
-    assert load_recipe(path, [f"{section}.{key}={'[0, 4294967295]' if key == 'seeds' else 4294967295}"])
+    largest = [0, 4294967295] if key == "seeds" else 4294967295  # the largest seed numpy takes
+    override = f"{section}.{key}={largest}".replace(" ", "")
+    assert load_recipe(path, [override]).get(f"{section}.{key}") == largest
 
 
 # -- overrides and YAML keys -------------------------------------------------------------------------------------
@@ -241,17 +243,55 @@ def test_a_base_model_no_stage_could_load_is_a_located_error(tmp_path, value, me
     assert found.startswith(f"{path}:2:1: base_model: {message.format(dir=tmp_path)}")
 
 
-def test_a_base_model_directory_and_hub_ids_validate(tmp_path):
-    write(tmp_path / "models" / "m" / "config.json", "{}")
-    path = write(tmp_path / "r.yaml", MINIMAL)
-    for value in (
-        "models/m",
-        "./models/m",
-        str(tmp_path / "models" / "m"),
-        "org/model",
-        "builtin:smollm2-135m-instruct",
+def test_a_base_model_directory_and_hub_ids_validate(tmp_path, monkeypatch):
+    from iris_recipes.models import resolve_base_model
+
+    model = write(tmp_path / "recipes" / "models" / "m" / "config.json", "{}").parent
+    path = write(tmp_path / "recipes" / "r.yaml", MINIMAL)
+    write(tmp_path / "models" / "m" / "README.md", "not a model: no config.json")  # the same path from the cwd
+    monkeypatch.chdir(tmp_path)
+    for value, kind, where in (
+        ("models/m", "local", model),  # relative to the recipe's folder, not the working directory
+        ("./models/m", "local", model),
+        (str(model), "local", model),
+        ("org/model", "hub", None),
+        ("builtin:smollm2-135m-instruct", "builtin", None),
     ):
-        assert load_recipe(path, [f"base_model={value}"])
+        recipe = load_recipe(path, [f"base_model={value}"])
+        assert recipe.get("base_model") == value
+        found = resolve_base_model(value, path.parent, fetch=False)  # what every stage then uses
+        assert found.kind == kind and (where is None or found.path == where), (value, found)
+
+
+# -- numbers of thousands of digits inside strings ---------------------------------------------------------------
+@FUZZ
+@given(digits=st.integers(10, 30_000), lead=st.integers(1, 9), negative=st.booleans())
+def test_a_template_index_of_many_digits_is_a_located_error(tmp_path, digits, lead, negative):
+    """`{Column[i]}` with an index of thousands of digits (past what Python reads as an integer) or merely past
+    any list: exit 2 at the template, not a traceback, and the message does not repeat the number."""
+    index = ("-" if negative else "") + str(lead) + "0" * (digits - 1)
+    write(tmp_path / "d.jsonl", '{"Q": "a;b", "A": "x"}\n')
+    text = MINIMAL.replace("{name: arith-steps}", "{path: d.jsonl, format: template, columns: COLS}")
+    text = text.replace("COLS", '{user: "{Q[INDEX]}", assistant: "{A}", lists: {Q: ";"}}').replace("INDEX", index)
+    path = write(tmp_path / "r.yaml", text)
+    (found,) = problems(path)
+    shown = index if len(index) <= 12 else index[:12] + "..."
+    col = text.splitlines()[3].index("user:") + 1  # at the template's key
+    assert found == (
+        f"{path}:4:{col}: dataset.columns.user: {{Q[{shown}]}} picks an item by a number of {digits:,} digits; "
+        "an index has at most 9"
+    )
+    assert main(["validate", "-q", str(path)]) == 2
+
+
+@pytest.mark.parametrize("regex", ["a{%s}" % ("9" * 5000), "(a){1,%s}" % ("1" * 9000), "(?P=%s)" % ("9" * 5000)])
+def test_a_format_regex_with_thousands_of_digits_is_refused_in_a_line(regex):
+    """Where eval checks the regex again (a run's recipe is not validated twice): one short line, no traceback."""
+    from iris_recipes.evaluate.metrics import check_metrics
+
+    with pytest.raises(IrisError) as info:
+        check_metrics({"metrics": ["format_regex"], "format_regex": regex}, [], "val.jsonl")
+    assert str(info.value).startswith("eval.format_regex: not a ") and len(str(info.value)) < 300, str(info.value)
 
 
 # -- dataset registry entries ------------------------------------------------------------------------------------

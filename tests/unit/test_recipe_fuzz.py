@@ -386,16 +386,21 @@ def non_finite(draw):
 
 @st.composite
 def bad_regex(draw):
-    kind = draw(st.sampled_from(["deep", "overflow"]))
+    kind = draw(st.sampled_from(["deep", "overflow", "digits"]))
     if kind == "deep":
         n = draw(st.integers(1000, 20_000))
         group = draw(st.sampled_from(["(", "(?:", "(?P<g>"]))
         regex, reason = group * n + "a" + ")" * n, "it nests groups too deeply"
         if group == "(?P<g>":
             regex = "".join(f"(?P<g{i}>" for i in range(n)) + "a" + ")" * n
-    else:
+    elif kind == "overflow":
         regex = f"a{{{draw(st.integers(2**32 - 1, 2**70))}}}"
         reason = "the repetition number is too large"
+    else:  # a repeat count of thousands of digits: more than Python reads as an integer
+        digits = draw(st.integers(4301, 50_000))
+        number = str(draw(st.integers(1, 9))) + "0" * (digits - 1)
+        regex = draw(st.sampled_from(["a{%s}", "a{%s,}", "a{1,%s}", "(ab){2,%s}?"])) % number
+        reason = f"it holds a number of {digits:,} digits (a repeat count is at most 4,294,967,294)"
     head = BASE + "eval:\n  metrics: [format_regex]\n  "
     text = head + f"format_regex: '{regex}'\n"
     return Case(text, [f"FILE:{pos(text, len(head))}: eval.format_regex: not a usable regular expression: {reason}"])

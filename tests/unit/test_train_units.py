@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from iris_recipes.train import launch
@@ -69,6 +70,7 @@ def test_sigterm_stops_the_whole_process_group(tmp_path):
         "p = subprocess.Popen([sys.executable, '-c', 'import time, os; open(\"pid\", \"w\").write(str(os.getpid())); time.sleep(60)'])\n"
         "p.wait()\n"
     )
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     timer = threading.Timer(3.0, lambda: os.kill(os.getpid(), signal.SIGTERM))
     timer.start()
     started = time.monotonic()
@@ -89,7 +91,7 @@ def test_sigterm_stops_the_whole_process_group(tmp_path):
         time.sleep(0.1)
     else:
         raise AssertionError("the worker outlived the interrupted launch")
-    assert signal.getsignal(signal.SIGTERM) is not None  # our handler was removed again
+    assert {s: signal.getsignal(s) for s in before} == before  # the handlers it installed are removed again
 
 
 def test_parse_line():
@@ -123,6 +125,34 @@ def test_metrics_truncated_to_the_checkpoint_on_resume(tmp_path):
     assert s["final_loss"] == 0.1 and s["first_loss"] == 1.0 and s["tokens_per_second"] == 50.0
 
 
+def test_only_axolotls_own_warnings_from_its_validator_reach_the_terminal():
+    from iris_recipes.train.validator import AXOLOTL_WARNING
+
+    shown = [
+        "[2026-12-08 01:16:49,690] [WARNING] [axolotl.utils.schemas.validation] sample_packing without flash attention",
+        "[2026-12-08 01:16:49,690] [ERROR] [axolotl] cannot use fp16 on CPU",
+    ]
+    hidden = [
+        "[2026-12-08 01:16:40,083] [WARNING] [torchao] Failed to load /x/torchao/_C_mxfp8.so",
+        "W1208 01:16:41.401000 16480 torch/utils/_pytree.py:630] register_constant() on Enum subclasses is deprecated",
+        "[2026-12-08 01:16:49,690] [INFO] [axolotl.integrations.base] Attempting to load plugin: IrisPlugin",
+        "[2026-12-08 01:16:49,690] [WARNING] [axolotlx] not Axolotl",
+    ]
+    assert [line for line in shown + hidden if AXOLOTL_WARNING.search(line)] == shown
+
+
+def test_summary_line_says_when_a_run_logged_no_loss():
+    from iris_recipes.train.stage import summary_line
+
+    begin, end = _rec("train_begin", 0, world_size=1, max_steps=2), _rec("train_end", 2, world_size=1, max_steps=2)
+    assert summary_line(summarize([begin, end])) == (  # logging_steps 10, max_steps 2
+        "train: done, 2 steps, no loss logged (the run ended before its first logging step; see train.logging_steps), "
+        "world size 1"
+    )
+    logged = [begin, _rec("log", 2, loss=1.1513508558273315), end]
+    assert summary_line(summarize(logged)) == "train: done, 2 steps, final loss 1.1514, world size 1"
+
+
 def _checkpoint(root: Path, step: int, *, complete: bool = True) -> Path:
     d = root / f"checkpoint-{step}"
     d.mkdir(parents=True)
@@ -147,12 +177,13 @@ def test_latest_complete_checkpoint(tmp_path):
     assert latest_checkpoint(tmp_path)[1] == 2
 
 
-def test_launch_env_is_offline_quiet_and_threaded():
+def test_launch_env_is_offline_quiet_and_threaded(monkeypatch):
+    monkeypatch.setattr(launch, "cpu_count", lambda: 6)  # 6 cores, 2 processes
     spec = launch.make_spec(num_processes=2, device="cpu")
     env = launch.launch_env(spec, offline=True, base={"PATH": "/bin"})
     assert env["HF_HUB_OFFLINE"] == env["HF_DATASETS_OFFLINE"] == "1"
     assert env["WANDB_MODE"] == "disabled" and env["AXOLOTL_DO_NOT_TRACK"] == env["DO_NOT_TRACK"] == "1"
-    assert env["OMP_NUM_THREADS"] == str(max(1, launch.cpu_count() // 2))
+    assert env["OMP_NUM_THREADS"] == "3"
     assert Path(env["PYTHONPATH"].split(os.pathsep)[0], "iris_recipes", "train", "plugin.py").is_file()
     online = launch.launch_env(spec, offline=False, base={})
     assert "HF_HUB_OFFLINE" not in online
@@ -177,6 +208,20 @@ def test_command_modules_stay_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_cpu_bf16_forced_by_the_environment(monkeypatch):
+    from iris_recipes.errors import IrisError
+    from iris_recipes.hostinfo import cpu_has_bf16
+
+    monkeypatch.setenv("IRIS_CPU_BF16", "0")
+    assert cpu_has_bf16() is False
+    assert cpu_has_bf16("flags\t\t: avx512_bf16\n") is True  # a given cpuinfo is read as written
+    monkeypatch.setenv("IRIS_CPU_BF16", "1")
+    assert cpu_has_bf16() is True
+    monkeypatch.setenv("IRIS_CPU_BF16", "yes")
+    with pytest.raises(IrisError, match=r"IRIS_CPU_BF16='yes': give 0 \(fp32 on CPU\) or 1"):
+        cpu_has_bf16()
 
 
 def test_cpu_bf16_from_cpuinfo():
