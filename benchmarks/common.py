@@ -170,6 +170,7 @@ class Stamp:
     native_bf16: bool
     threads: int
     environment: str  # settings that change what is measured: OMP_NUM_THREADS, IRIS_CPU_BF16
+    load: float  # the 1-minute load average at the start: other work on a shared machine slows every figure
     software: str
 
     @classmethod
@@ -191,6 +192,7 @@ class Stamp:
             native_bf16=native_bf16(),
             threads=cpu_count(),
             environment=", ".join(env),
+            load=os.getloadavg()[0],
             software=", ".join([f"Python {platform.python_version()}", *versions]),
         )
 
@@ -199,6 +201,6 @@ class Stamp:
         return (
             f"> Section `{self.section}`: `{self.command}` (runs `{self.script_command}`, {seconds:.0f} s) at "
             f"{self.commit}, {self.started:%Y-%m-%d %H:%M} UTC.\n"
-            f"> CPU: {self.cpu}; native bf16: {'yes' if self.native_bf16 else 'no'}; {self.threads} threads{env}. "
-            f"{self.software}."
+            f"> CPU: {self.cpu}; native bf16: {'yes' if self.native_bf16 else 'no'}; {self.threads} threads{env}; "
+            f"load average {self.load:.1f} at the start. {self.software}."
         )

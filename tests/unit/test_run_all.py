@@ -97,7 +97,7 @@ def test_only_replaces_that_section_and_stamps_it(tmp_path):
     assert script == f"python {tmp_path}/bench_fake.py --value 7"
     assert re.fullmatch(re.escape(head.stdout.strip()) + r"(\+dirty)?", commit)
     assert f"> CPU: {cpu_description()}; native bf16: " in body
-    assert f"; {cpu_count()} threads" in body
+    assert f"; {cpu_count()} threads" in body and " at the start. Python " in body
 
     # Again: the section is replaced, not nested or repeated; --quick reaches the script and the command.
     proc = run_all(registry, results, "--only", "fake", "--quick")
