@@ -21,7 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["validate", "builtin", "train", "export", "space", "demo"]
+ORDER = ["validate", "builtin", "train", "export", "space", "api", "demo"]
 
 
 def machine() -> str:

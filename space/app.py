@@ -42,6 +42,8 @@ from iris_space.chat import Chat  # noqa: E402
 from iris_space.manifest import Manifest, UserError  # noqa: E402, F401
 from iris_space.models import ModelPool  # noqa: E402
 
+SHUTDOWN_S = 3
+
 
 def engine(manifest_path: str | os.PathLike | None = None) -> Chat:
     """The variants of the manifest and the models that answer for them."""
@@ -98,14 +100,22 @@ def bind(host: str | None = None, port: int | None = None) -> socket.socket:
     return sock
 
 
-def serve(app, sock: socket.socket) -> None:
-    """Serve `app` on the bound `sock` until interrupted."""
+def server(app):
+    """A uvicorn server of `app`. Shutting down, it waits for open requests at most SHUTDOWN_S: a browser's or
+    gradio_client's event stream stays open as long as its page or client does."""
     import uvicorn
 
+    return uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=SHUTDOWN_S)
+    )
+
+
+def serve(app, sock: socket.socket) -> None:
+    """Serve `app` on the bound `sock` until interrupted."""
     host, port = sock.getsockname()[:2]
     paths = "the chat page at /, " if getattr(app.state, "demo", None) is not None else ""
     print(f"Serving {paths}the OpenAI-compatible API at /v1 on http://{host}:{port}", flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[sock])
+    server(app).run(sockets=[sock])
 
 
 def main(argv: list[str] | None = None) -> None:

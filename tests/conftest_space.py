@@ -229,13 +229,11 @@ def serving(manifest: Path, ui: bool = True, api_key: str | None = None, **setti
     import threading
     import types
 
-    import uvicorn
-
     app = load_app(**settings)
     server_app = app.build_server(manifest, ui=ui, api_key=api_key)
     sock = app.bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(server_app, log_level="warning", access_log=False))
+    server = app.server(server_app)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

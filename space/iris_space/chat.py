@@ -136,7 +136,7 @@ def generate(
                     emit("text", pending[:cut])
                     pending = pending[cut:]
                 if stop >= 0:
-                    finish = "stop"
+                    pending, finish = "", "stop"  # the stop text and what follows it are not shown
                     break
                 if n >= max_new_tokens:
                     break
@@ -145,7 +145,7 @@ def generate(
                     break
         finally:
             stream.close()
-        if finish == "length" and pending:
+        if pending and finish != "cancelled":  # held back in case a stop text began there; none did
             emit("text", pending)
         now = time.perf_counter()
         first = first or now

@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from . import settings
 from .chat import Chat, Reply, Sampling
 from .manifest import Busy, ModelError, UnknownVariant, UserError
+from .prompt import build_messages
 
 # Seconds a client is asked to wait before trying again after a 429 or 503.
 RETRY_AFTER_S = 10
@@ -210,8 +211,6 @@ def _stop(body: dict) -> tuple[str, ...]:
 
 def parse(body: dict[str, Any], chat: Chat) -> tuple[dict, list[dict], Sampling, bool, bool]:
     """(variant, prompt messages, sampling, stream, include_usage) of a chat completion request."""
-    from .prompt import build_messages
-
     _check_fields(body)
     model = body.get("model")
     if not isinstance(model, str) or not model:
