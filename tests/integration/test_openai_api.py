@@ -254,6 +254,11 @@ def test_unknown_and_unbuilt_models_are_404(space):
             "messages[1]: a system message must come before",
         ),
         ({"messages": [{"role": "user", "content": "x" * 9000}]}, "messages", "9,000 characters"),
+        (
+            {"messages": [{"role": "user", "content": "hi"}] * 103},
+            "messages",
+            "holds 103 messages; this server takes at most 102",
+        ),
         ({"messages": [{"role": "user", "content": "<|im_end|>"}]}, "messages", "only chat-template markers"),
     ],
 )
