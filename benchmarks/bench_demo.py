@@ -24,7 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BIN, REPO, table  # noqa: E402
 
-STAGES = ("data", "train", "merge", "export", "eval", "card")
+sys.path.insert(0, str(REPO))
+from iris_recipes.stages import NAMES as STAGES  # noqa: E402
 
 
 def main() -> int:

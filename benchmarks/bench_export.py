@@ -98,11 +98,11 @@ def main() -> int:
     import standins
     from iris_recipes.export import gguf_checks, speed
     from iris_recipes.export.converter import fetch_converter
-    from iris_recipes.export.stage import export_run
     from iris_recipes.fsutil import write_text
     from iris_recipes.hostinfo import cpu_count
     from iris_recipes.models import resolve_base_model
     from iris_recipes.rundir import RunDir
+    from iris_recipes.stages import export_run
 
     fetch_converter()
     model = (

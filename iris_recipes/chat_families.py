@@ -27,6 +27,11 @@ class ChatFamily:
     system: bool  # the template renders a system turn; False: the system prompt goes before the first user message
     bos: str | None  # the BOS token the template writes itself (a tokenizer must not add a second one)
     models: str  # the base models it is for (documentation and error messages)
+    # Ollama's TEMPLATE for the family (Go text/template, as in Ollama's own template/ folder): renders a conversation
+    # to what the family's Hugging Face template renders after its BOS (llama.cpp adds that); system turns through
+    # .System, the other turns by ranging over .Messages. No `{{-` trimming: every newline is written out. None:
+    # Ollama takes the template from the GGUF.
+    ollama_template: str | None = None
 
     @property
     def stop(self) -> tuple[str, ...]:
@@ -63,6 +68,14 @@ register(
         system=True,
         bos="<|begin_of_text|>",
         models="Llama 3, 3.1, 3.2 Instruct",
+        ollama_template=(
+            "{{ if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}<|eot_id|>{{ end }}"
+            "{{ range .Messages }}"
+            '{{ if eq .Role "user" }}<|start_header_id|>user<|end_header_id|>\n\n{{ .Content }}<|eot_id|>'
+            '{{ else if eq .Role "assistant" }}<|start_header_id|>assistant<|end_header_id|>\n\n'
+            "{{ .Content }}<|eot_id|>{{ end }}"
+            "{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n"
+        ),
     )
 )
 register(
@@ -72,8 +85,15 @@ register(
         end_of_text=("<|endoftext|>",),
         markers=("<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<|endoftext|>"),
         system=True,
-        bos=None,
+        bos="<s>",
         models="Phi-3-mini/medium Instruct",
+        ollama_template=(
+            "{{ if .System }}<|system|>\n{{ .System }}<|end|>\n{{ end }}"
+            "{{ range .Messages }}"
+            '{{ if eq .Role "user" }}<|user|>\n{{ .Content }}<|end|>\n<|assistant|>\n'
+            '{{ else if eq .Role "assistant" }}{{ .Content }}<|end|>\n{{ end }}'
+            "{{ end }}"
+        ),
     )
 )
 register(
@@ -85,6 +105,13 @@ register(
         system=True,
         bos=None,
         models="Phi-3.5-mini Instruct",
+        ollama_template=(
+            "{{ if .System }}<|system|>\n{{ .System }}<|end|>\n{{ end }}"
+            "{{ range .Messages }}"
+            '{{ if eq .Role "user" }}<|user|>\n{{ .Content }}<|end|>\n'
+            '{{ else if eq .Role "assistant" }}<|assistant|>\n{{ .Content }}<|end|>\n{{ end }}'
+            "{{ end }}<|assistant|>\n"
+        ),
     )
 )
 register(
@@ -96,6 +123,13 @@ register(
         system=True,
         bos=None,
         models="SmolLM2, Qwen2.5 and other ChatML models",
+        ollama_template=(
+            "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
+            "{{ range .Messages }}"
+            '{{ if eq .Role "user" }}<|im_start|>user\n{{ .Content }}<|im_end|>\n'
+            '{{ else if eq .Role "assistant" }}<|im_start|>assistant\n{{ .Content }}<|im_end|>\n{{ end }}'
+            "{{ end }}<|im_start|>assistant\n"
+        ),
     )
 )
 

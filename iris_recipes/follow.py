@@ -14,10 +14,15 @@ from iris_recipes import nodes
 from iris_recipes.errors import IrisError
 from iris_recipes.run_options import RunOptions
 from iris_recipes.rundir import RunDir
+from iris_recipes.stages import NAMES
 from iris_recipes.train import config as axconfig
 from iris_recipes.train import launch
 from iris_recipes.train.checkpoints import latest_checkpoint
 from iris_recipes.train.stage import run_training
+
+# The stages after training, which node 0 alone runs.
+_NODE0_ONLY = NAMES[NAMES.index("train") + 1 :]
+_NODE0_RUNS = f"node 0 runs {', '.join(_NODE0_ONLY[:-1])} and {_NODE0_ONLY[-1]}"
 
 
 def follow_node0(run: RunDir, spec: launch.LaunchSpec, opts: RunOptions, console: Console) -> RunDir:
@@ -27,12 +32,12 @@ def follow_node0(run: RunDir, spec: launch.LaunchSpec, opts: RunOptions, console
     console.print(f"node {rank} of {spec.nnodes}: following node 0 in {run.path}")
     nodes.wait_for_stage(run, "data", rank)
     if run.stage_done("train"):
-        console.print(f"node {rank}: training is done; node 0 merges, exports, evaluates and writes the card")
+        console.print(f"node {rank}: training is done; {_NODE0_RUNS}")
         return run
     ckpt = latest_checkpoint(run.file(axconfig.CHECKPOINTS))
     resume_from = str(ckpt[0].relative_to(run.path)) if ckpt else None
     if not nodes.wait_for_launch(run, resume_from, rank):
-        console.print(f"node {rank}: training is done; node 0 merges, exports, evaluates and writes the card")
+        console.print(f"node {rank}: training is done; {_NODE0_RUNS}")
         return run
     cmd = launch.build_command(spec)
     env = launch.launch_env(spec)
@@ -52,7 +57,7 @@ def follow_node0(run: RunDir, spec: launch.LaunchSpec, opts: RunOptions, console
             f"every node again with --resume {run.path}",
             exit_code=1,
         )
-    console.print(f"node {rank}: training done; node 0 merges, exports, evaluates and writes the card")
+    console.print(f"node {rank}: training done; {_NODE0_RUNS}")
     return run
 
 

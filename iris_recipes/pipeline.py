@@ -1,9 +1,10 @@
-"""`iris-recipes run`: the stage table (stages.py: data -> train -> merge -> export -> eval -> card) walked on one run
-directory; each stage is recorded in run.json.
+"""`iris-recipes run`: the stage table (stages.STAGES) walked in order on one run directory; each stage is recorded
+in run.json.
 
 A run never touches another run's files: a new run gets a fresh `runs/<recipe>/<run-id>/` (or `--output DIR`, which
 must be new or empty). `--resume` continues the newest unfinished run of a recipe (or the one named): finished
-stages are skipped and training restarts from its newest complete checkpoint, with the same total step count.
+stages are skipped, stale ones run again, and training restarts from its newest complete checkpoint, with the same
+total step count.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from iris_recipes.rundir import (
     now_iso,
     portable_recipe,
 )
-from iris_recipes.stages import STAGES, StageContext, run_stage
+from iris_recipes.stages import STAGES, StageContext, run_stage, stale
 from iris_recipes.train import launch, slurm, validator
 from iris_recipes.train.stage import target_gpu, write_axolotl_config
 
@@ -61,7 +62,7 @@ def run_recipe(recipe_arg: str | None, opts: RunOptions, console: Console | None
         meta = run.read()
         if opts.node_rank > 0 and not opts.dry_run:  # a follower: node 0 keeps the record
             return follow_node0(run, opts.spec(), opts, console)
-        if meta.get("status") == "done":
+        if meta.get("status") == "done" and not stale(run):
             raise IrisError(f"{run.path}: this run finished already; nothing to resume.")
         recipe = run.recipe(allow_unsafe_axolotl_keys=opts.allow_unsafe_axolotl_keys or None)
         track.check(recipe.data, str(run.file("recipe.yaml")))
@@ -175,7 +176,7 @@ def _discard(run: RunDir, *, keep_dir: bool) -> None:
 def _run_stages(
     run: RunDir, recipe, recipe_data: dict, base: str, spec: launch.LaunchSpec, opts: RunOptions, console: Console
 ) -> None:
-    """The stage table in order, each stage not yet done; `--until` stops after the named one."""
+    """The stage table in order, each stage not yet done (or stale); `--until` stops after the named one."""
     # Axolotl's validator starts now in its own process: its imports overlap the data stage.
     checker = None if run.stage_done("train") else validator.Validator()
     ctx = StageContext(

@@ -9,14 +9,15 @@ Layout of `runs/<recipe>/<run-id>/`:
   adapter/          the LoRA adapter
   merged/           the merged HF model
   metrics.jsonl     one JSON object per logged step ({"step", "loss", "eval_loss", ...})
-  gguf/             <recipe>-f16.gguf, <recipe>-<quant>.gguf
+  gguf/             <recipe>-f16.gguf, <recipe>-<quant>.gguf (gguf_filename)
   eval.json, README.md, loss.png
 
 run.json:
   {"recipe": NAME, "run_id": ID, "recipe_hash": SHA256, "created": ISO, "git_commit": STR|null,
    "versions": {package: version}, "status": "running"|"failed"|"done",
-   "stages": {STAGE: {"status": "running"|"done"|"failed", "started": ISO, "finished": ISO,
-                      "seconds": float, "error": STR?, ...stage-specific fields}},
+   "stages": {STAGE: {"status": "running"|"done"|"failed"|"stale", "started": ISO, "finished": ISO,
+                      "seconds": float, "error": STR?, "stale_because": STAGE?, "stale_since": ISO?,
+                      ...stage-specific fields}},
    "artifacts": {...}}   # stage outputs other stages read, e.g. artifacts["gguf"][quant] = {file, bytes, sha256, ...}
 """
 
@@ -36,6 +37,15 @@ from typing import Any
 from iris_recipes import fsutil
 from iris_recipes.errors import IrisError
 from iris_recipes.paths import project_root, runs_dir
+
+STALE = "stale"  # a stage done before a stage it reads was run again (stages.py marks it)
+STALE_FIELDS = ("stale_because", "stale_since")
+
+
+def gguf_filename(recipe: str, quant: str) -> str:
+    """The name of a variant's GGUF, `<recipe>-<quant>.gguf`: in gguf/ (export), on the Hub (push), in the
+    manifest the Space downloads by, and in the card's usage snippet."""
+    return f"{recipe}-{quant}.gguf"
 
 
 def now_iso() -> str:
@@ -134,7 +144,12 @@ class RunDir:
         """Record a stage's status and timing; fields put in the yielded dict are saved with it."""
         extra: dict[str, Any] = {}
         started = time.monotonic()
-        self.set_stage(stage, status="running", started=now_iso(), error=None)
+        meta = self.read()
+        info = meta.setdefault("stages", {}).setdefault(stage, {})
+        for key in STALE_FIELDS:  # run again: no longer stale, whatever the outcome
+            info.pop(key, None)
+        info.update(status="running", started=now_iso(), error=None)
+        self.write(meta)
         try:
             yield extra
         except BaseException as exc:

@@ -4,6 +4,8 @@ A variant is one recipe (`recipes/<name>.yaml`). Its status:
   built      a finished run holds a local GGUF of it (the Space loads that file)
   published  the recipe names `publish.repo_id`; a hosted Space downloads `<name>-<quant>.gguf` from that repo
   not_built  neither; `build_command` says how to build it
+A finished run with a stale stage the Space reads (stages.READERS: its export or eval made before a stage they
+read ran again) is refused: the variant is not served from it, and `build_command` is what to rerun.
 
 The manifest (`variants.json`) is the only thing `space/app.py` reads, so the app runs where iris_recipes is not
 installed (a Hugging Face Space). Its format:
@@ -29,6 +31,7 @@ from typing import Any
 from iris_recipes import chat_families, fsutil
 from iris_recipes.errors import IrisError
 from iris_recipes.recipe.schema import apply_defaults
+from iris_recipes.rundir import gguf_filename
 
 MANIFEST_FORMAT = 1
 
@@ -57,18 +60,15 @@ class Variant:
     gguf: dict[str, Any] = field(default_factory=dict)
     base_gguf: dict[str, Any] = field(default_factory=dict)
     chat: dict[str, Any] = field(default_factory=dict)  # the chat family's tokens (chat_entry)
+    quant_reason: str | None = None  # space.quant auto: why this file
     run: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        if data["run"] is None:
-            del data["run"]
+        for key in ("run", "quant_reason"):
+            if data[key] is None:
+                del data[key]
         return data
-
-
-def gguf_filename(name: str, quant: str) -> str:
-    """The file name every stage uses for a variant's GGUF: `<recipe>-<quant>.gguf`."""
-    return f"{name}-{quant}.gguf"
 
 
 def chat_entry(chat_template: str, run=None) -> dict[str, Any]:
@@ -107,6 +107,44 @@ def _local_gguf(run, preferred: str) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+def choose_quant(ev: dict, metric: str | None, tolerance: float | None) -> tuple[str | None, str]:
+    """`space.quant: auto`: the smallest exported file whose task metric is within `tolerance` (None: the metric's
+    seed noise) of the F16 file's and whose forgetting check is kept, from eval.json's `quants`. (quant or None when
+    the run was not judged per file, and why.)"""
+    quants = ev.get("quants") if isinstance(ev, dict) else None
+    f16 = (quants or {}).get("f16")
+    if not isinstance(f16, dict):
+        return None, "eval did not judge each exported file (evaluate the run again)"
+    scores = {q: (e.get("metrics") or {}).get(metric) for q, e in quants.items() if isinstance(e, dict)}
+    if metric is None or not isinstance(scores.get("f16"), (int, float)):
+        return None, f"eval recorded no {metric or 'task metric'} for the F16 file"
+    if tolerance is None:
+        tolerance = float((ev.get("noise") or {}).get(metric) or 0.0)
+    floor = scores["f16"] - tolerance
+    kept = [
+        q
+        for q, e in quants.items()
+        if isinstance(scores.get(q), (int, float))
+        and scores[q] >= floor - 1e-9
+        and e.get("forgetting_kept") is not False
+        and isinstance(e.get("bytes"), int)
+    ]
+    best = min(kept, key=lambda q: quants[q]["bytes"]) if kept else "f16"
+    refused = sorted(set(quants) - set(kept))
+    why = f"the smallest file with {metric} >= {floor:.4g} (F16 {scores['f16']:.4g} - {tolerance:.4g}) and general behaviour kept"
+    return best, why + (f"; not {', '.join(refused)}" if refused else "")
+
+
+def _eval_json(run) -> dict:
+    import json
+
+    try:
+        ev = json.loads(run.file("eval.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return ev if isinstance(ev, dict) else {}
+
+
 def base_gguf_of(run) -> Path | None:
     """The base model's F16 GGUF that the run's eval built and cached, if it is still there."""
     import json
@@ -128,9 +166,17 @@ def _hub_id(spec: str, recipe_path: Path) -> str:
         return spec
 
 
-def variant_from_recipe(name: str, data: dict[str, Any], recipe_path: Path, runs_root: Path | None = None) -> Variant:
-    """The variant of one resolved recipe (`Recipe.data`), with the status its runs give it."""
+def variant_from_recipe(
+    name: str,
+    data: dict[str, Any],
+    recipe_path: Path,
+    runs_root: Path | None = None,
+    problems: list[str] | None = None,
+) -> Variant:
+    """The variant of one resolved recipe (`Recipe.data`), with the status its runs give it; why its newest finished
+    run is refused (a stale stage) goes into `problems`."""
     from iris_recipes.rundir import latest_done_run
+    from iris_recipes.stages import rerun_command, stale, stale_problem
 
     space = apply_defaults(data)["space"]  # the schema's defaults, so a manifest is always complete
     description = space.get("description") or data.get("description") or ""
@@ -153,6 +199,18 @@ def variant_from_recipe(name: str, data: dict[str, Any], recipe_path: Path, runs
     )
     run = latest_done_run(name, runs_root)
     variant.chat = chat_entry(str(data.get("chat_template", chat_families.TOKENIZER_DEFAULT)), run)
+    refused = stale_problem(run, "space") if run else None
+    if refused:
+        if problems is not None:
+            problems.append(f"{name}: not served from its newest run: {refused}")
+        variant.build_command = rerun_command(run, stale(run))
+        run = None
+    if quant == "auto":
+        metrics = (apply_defaults(data).get("eval") or {}).get("metrics") or [None]
+        chosen, variant.quant_reason = choose_quant(
+            _eval_json(run) if run else {}, metrics[0], space["quant_tolerance"]
+        )
+        quant = variant.quant = chosen or QUANT_FALLBACK[0]
     local = _local_gguf(run, quant) if run else None
     if local:
         variant.quant, art = local
@@ -191,7 +249,7 @@ def load_variants(recipes_root: Path | None = None, runs_root: Path | None = Non
         except IrisError as exc:
             problems.append(f"{path}: skipped: {str(exc).splitlines()[0]}")
             continue
-        variants.append(variant_from_recipe(recipe.name, recipe.data, Path(recipe.path), runs_root))
+        variants.append(variant_from_recipe(recipe.name, recipe.data, Path(recipe.path), runs_root, problems))
     return sorted(variants, key=lambda v: v.id), problems
 
 

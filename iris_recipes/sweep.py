@@ -192,12 +192,12 @@ def sweep_record(plan: SweepPlan, sweep_id: str, **extra) -> dict:
 def execute(plan: SweepPlan, sweep_id: str, *, samples: int | None = None, log=None) -> dict:
     """Run, evaluate and compare every variant, one after another; a failed variant does not stop the others."""
     from iris_recipes.compare import compare
-    from iris_recipes.evaluate import evaluate
     from iris_recipes.evaluate import plan as eval_plan
     from iris_recipes.evaluate.runner import check_samples
     from iris_recipes.paths import runs_dir
     from iris_recipes.pipeline import run_recipe
     from iris_recipes.run_options import RunOptions
+    from iris_recipes.stages import evaluate_run
 
     check_samples(samples)  # eval would refuse it, but only after every variant has trained
     log = log or (lambda m: print(m, file=sys.stderr))
@@ -217,7 +217,7 @@ def execute(plan: SweepPlan, sweep_id: str, *, samples: int | None = None, log=N
                 ),
             )
             v.status = "trained"
-            evaluate(eval_plan(run.path, samples=samples), log=lambda m: log(f"eval: {m}"))
+            evaluate_run(eval_plan(run.path, samples=samples), log=lambda m: log(f"eval: {m}"))
             v.status = "done"
         except IrisError as exc:
             v.status, v.error = "failed", str(exc)

@@ -60,7 +60,7 @@ def assemble_run(run_dir: Path, recipe_file: Path, merged_src: Path, *, export: 
     prepare(recipe, run_dir / "data")
     shutil.copytree(merged_src, run_dir / "merged")
     if export:
-        from iris_recipes.export.stage import export_run
+        from iris_recipes.stages import export_run
 
         export_run(run, require_chat_stop=False)
     run.update(status="done")

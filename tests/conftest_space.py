@@ -91,13 +91,13 @@ def write_done_run(
     """A finished run of `name` whose export produced `ggufs` ({quant: source file}, linked into gguf/); with
     `base_gguf`, its eval.json names that file as the base model's GGUF (what `eval` records)."""
     from iris_recipes.fsutil import sha256_file
-    from iris_recipes.rundir import RunDir
+    from iris_recipes.rundir import RunDir, gguf_filename
 
     run = RunDir(runs / name / run_id)
     run.path.mkdir(parents=True)
     artifacts = {}
     for quant, src in ggufs.items():
-        dest = run.file("gguf", f"{name}-{quant}.gguf")
+        dest = run.file("gguf", gguf_filename(name, quant))
         dest.parent.mkdir(exist_ok=True)
         os.symlink(src, dest)
         artifacts[quant] = {"file": f"gguf/{dest.name}", "bytes": src.stat().st_size, "sha256": sha256_file(src)}

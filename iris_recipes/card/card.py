@@ -9,7 +9,7 @@ from typing import Any
 from iris_recipes import fsutil
 from iris_recipes.card.facts import CardFacts, gather
 from iris_recipes.card.plot import loss_series, plot_loss
-from iris_recipes.rundir import RunDir
+from iris_recipes.rundir import RunDir, gguf_filename
 
 CARD_FILE = "README.md"
 PLOT_FILE = "loss.png"
@@ -278,7 +278,7 @@ def _files(f: CardFacts) -> str:
         top1, kl = art.get("top1_agreement"), art.get("kl_divergence")
         rows.append(
             [
-                f"`{Path(art.get('file', '')).name}`",
+                f"`{gguf_filename(f.name, quant)}`",
                 quant.upper(),
                 _size(art.get("bytes")),
                 f"`{art['sha256']}`" if art.get("sha256") else "",
@@ -298,9 +298,54 @@ def _files(f: CardFacts) -> str:
         "top token also counts); KL divergence: mean KL(merged model || file) in nats over every position. "
         "F16 must reach "
         f"{f.get('export.min_top1_agreement', 0.99) * 100:.0f}% for the export to pass. "
-        f"Decode tokens/s: llama-cpp-python on the CPU that ran the export ({_cpu(export)}).",
+        f"Decode tokens/s: llama-cpp-python on the CPU that ran the export ({_cpu(export)}). Each quantized file "
+        "must also reach its type's agreement gate (`QUANT_TYPES` in iris_recipes/export/hf_to_gguf.py).",
     ]
+    judged = _quant_judgement(f)
+    if judged:
+        lines += ["", judged]
     return "\n".join(lines)
+
+
+def _quant_judgement(f: CardFacts) -> str:
+    """Every exported file on the task and the forgetting check (eval judged each), with speed and memory."""
+    quants = (f.eval or {}).get("quants") or {}
+    if not isinstance(quants, dict) or not quants:
+        return ""
+    names = list(dict.fromkeys(n for e in quants.values() if isinstance(e, dict) for n in (e.get("metrics") or {})))
+    rows = []
+    for quant in [q for q in ("f16", *sorted(set(quants) - {"f16"})) if isinstance(quants.get(q), dict)]:
+        e = quants[quant]
+        metrics = e.get("metrics") or {}
+        kept = e.get("forgetting_kept")
+        rows.append(
+            [
+                quant.upper(),
+                *(f"{metrics[n]:.4f}" if _number(metrics.get(n)) is not None else "-" for n in names),
+                "kept" if kept else ("-" if kept is None else "degraded"),
+                f"{e['decode_tok_s']:.1f}" if _number(e.get("decode_tok_s")) is not None else "-",
+                f"{e['resident_mb']:.0f}" if _number(e.get("resident_mb")) is not None else "-",
+                _size(e.get("bytes")),
+            ]
+        )
+    served = f.get("space.quant")
+    note = (
+        "`space.quant: auto` serves the smallest file whose task metric is within the seed noise (or "
+        "`space.quant_tolerance`) of F16's and whose general behaviour is kept."
+        if served == "auto"
+        else f"The Space serves {str(served).upper()} (`space.quant`; `auto` picks by this table)."
+    )
+    header = ["file", *(n.replace("_", " ") for n in names), "general behaviour", "decode tok/s", "resident MB", "size"]
+    return "\n".join(
+        [
+            "### Each file on the task",
+            "",
+            _table(header, rows),
+            "",
+            "Greedy answers to the held-out rows and the general prompts of the forgetting check, by each file "
+            "(F16: the evaluation above). " + note,
+        ]
+    )
 
 
 def _evaluation(f: CardFacts) -> str:
@@ -466,7 +511,7 @@ def _mark(reply: dict, side: str) -> str:
 
 def _usage(f: CardFacts) -> str:
     quant, art = _preferred(f)
-    filename = Path(art["file"]).name if art else f"{f.name}-{quant}.gguf"
+    filename = gguf_filename(f.name, quant)  # in the run's gguf/ and, pushed, in the repo
     system = f.get("space.system_prompt")
     examples = f.get("space.examples") or f.get("eval.prompts") or ["Hello! What can you do?"]
     messages = ([f'        {{"role": "system", "content": {_py(system)}}},'] if system else []) + [
@@ -497,6 +542,22 @@ def _usage(f: CardFacts) -> str:
         ")",
         'print(reply["choices"][0]["message"]["content"])',
         "```",
+    ]
+    if art and art.get("modelfile"):
+        modelfile = Path(art["modelfile"]).name
+        lines += [
+            "",
+            f"With [Ollama](https://ollama.com) (LM Studio imports the same files): `{modelfile}` beside the GGUF gives "
+            "it the chat template, stop tokens, system prompt and sampling the model was trained and checked with"
+            + (" (download both files first)" if f.repo_id else " (in the run's `gguf/` folder)")
+            + ":",
+            "",
+            "```bash",
+            f"ollama create {f.name} -f {modelfile}",
+            f"ollama run {f.name}",
+            "```",
+        ]
+    lines += [
         "",
         "In the chat Space (a Gradio app that serves every variant built or published with iris-recipes):",
         "",

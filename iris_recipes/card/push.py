@@ -12,7 +12,7 @@ from pathlib import Path
 from iris_recipes.card.card import CARD_FILE, PLOT_FILE, _ordered
 from iris_recipes.errors import IrisError
 from iris_recipes.hostinfo import hub_offline
-from iris_recipes.rundir import RunDir
+from iris_recipes.rundir import RunDir, gguf_filename
 
 
 @dataclass
@@ -66,7 +66,10 @@ def upload_plan(run: RunDir, repo_id: str | None = None, private: bool | None = 
                 f"{run.meta_path}: artifacts.gguf.{quant}: file {src} is missing; re-run "
                 f"`iris-recipes export {run.path}`."
             )
-        files.append((src, src.name))
+        files.append((src, gguf_filename(recipe.name, quant)))
+        modelfile = run.file(art["modelfile"]) if art.get("modelfile") else None
+        if modelfile is not None and modelfile.is_file():  # FROM ./<gguf>: both at the repo root
+            files.append((modelfile, modelfile.name))
     from iris_recipes.space_variants import BASE_GGUF_FILE, base_gguf_of
 
     base = base_gguf_of(run)  # the hosted Space's "compare with base model" downloads it from this repo

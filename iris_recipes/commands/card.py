@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from iris_recipes.rundir import RunDir
-    from iris_recipes.stages import StageContext, run_stage
+    from iris_recipes.stages import StageContext, run_alone
 
-    print(run_stage("card", StageContext(RunDir.open(args.run))))
+    print(run_alone("card", StageContext(RunDir.open(args.run))))
     return 0

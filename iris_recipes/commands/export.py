@@ -18,8 +18,9 @@ def add_parser(sub) -> None:
             "Convert RUN/merged/ with llama.cpp's converter to RUN/gguf/<recipe>-f16.gguf, quantize it, "
             "check each file (template and special tokens, top-1 agreement with the merged model, a short "
             "chat) and record sizes, sha256, agreement and decode speed in run.json. Files appear under "
-            "their final names only once they have passed. `--fetch-converter` installs llama.cpp's "
-            "converter into the cache (once per machine)."
+            "their final names only once they have passed. The run's eval and card become stale (run.json) "
+            "until they are run again. `--fetch-converter` installs llama.cpp's converter into the cache "
+            "(once per machine)."
         ),
     )
     p.add_argument(
@@ -64,8 +65,8 @@ def run(args) -> int:
             return 0
     if not args.run:
         raise IrisError("export: give a RUN directory (runs/<recipe>/<run-id>) or --fetch-converter.")
-    from iris_recipes.export.stage import export_run
     from iris_recipes.locate import NEWEST, find_run
+    from iris_recipes.stages import export_run, rerun_command, stale
 
     quants = None
     if args.quantize is not None:
@@ -79,5 +80,11 @@ def run(args) -> int:
         print(
             f"{quant:<{width}}  {e['bytes'] / 2**20:8.1f} MiB  top1 {e['top1_agreement']:.3f}  "
             f"{e['decode_tok_s']:7.1f} tok/s  {run_dir.file(e['file'])}"
+        )
+    outdated = stale(run_dir)
+    if outdated:
+        print(
+            f"stale now (made from the previous export): {', '.join(outdated)}; rerun: "
+            f"{rerun_command(run_dir, outdated)}"
         )
     return 0

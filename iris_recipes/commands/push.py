@@ -25,11 +25,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from iris_recipes.card import push, upload_plan, write_card
+    from iris_recipes.card import push, upload_plan
     from iris_recipes.card.push import hub_token
     from iris_recipes.rundir import RunDir
+    from iris_recipes.stages import StageContext, check_fresh, run_alone
 
     rundir = RunDir.open(args.run)
+    check_fresh(rundir, "push")  # never publish GGUFs, evaluation and card that disagree
     plan = upload_plan(rundir, repo_id=args.repo, private=args.private)
     print(
         f"{'would upload' if args.dry_run else 'uploading'} to https://huggingface.co/{plan.repo_id}"
@@ -41,6 +43,6 @@ def run(args) -> int:
         return 0
     token = hub_token()  # fail before touching the card when the hub cannot be reached
     if args.repo:  # the card's usage snippet must name the repo it is published in
-        write_card(rundir, repo_id=plan.repo_id)
+        run_alone("card", StageContext(rundir, repo_id=plan.repo_id))
     print(f"done: {push(plan, token)}")
     return 0

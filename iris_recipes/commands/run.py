@@ -83,7 +83,8 @@ def add_parser(sub) -> None:
         const="",
         default=None,
         metavar="RUN_DIR",
-        help="continue the newest unfinished run of RECIPE (or RUN_DIR) from its last checkpoint",
+        help="continue the newest unfinished run of RECIPE (or RUN_DIR) from its last checkpoint; a finished "
+        "RUN_DIR with stale stages (run.json) runs them again",
     )
     p.add_argument("--output", metavar="DIR", help="run directory to create (must be new or empty)")
     p.add_argument(

@@ -1,9 +1,9 @@
 """Evidence that a fine-tune helped: `iris-recipes eval` (runner), task metrics, validation loss, generations.
 
 plan(run, samples=None) -> Plan       check a run can be evaluated (no model loaded)
-evaluate(plan) -> dict                run it; writes RUN/eval.json and the `eval` stage of run.json
+evaluate_into(plan, facts, log)       the eval stage's work: RUN/eval.json (stages.py runs and records it)
 """
 
-from iris_recipes.evaluate.runner import EVAL_FILE, Plan, evaluate, plan
+from iris_recipes.evaluate.runner import EVAL_FILE, Plan, evaluate_into, plan
 
-__all__ = ["EVAL_FILE", "Plan", "evaluate", "plan"]
+__all__ = ["EVAL_FILE", "Plan", "evaluate_into", "plan"]

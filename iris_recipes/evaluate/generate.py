@@ -10,44 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 from iris_recipes.errors import IrisError
+from iris_recipes.export.hf_to_gguf import base_f16_gguf  # noqa: F401  (eval's base model, as eval names it)
 from iris_recipes.hostinfo import cpu_count
-from iris_recipes.paths import cache_dir
 
 SAMPLING = {"temperature": 0.7, "top_p": 0.9, "top_k": 40, "min_p": 0.05}  # the seeded sampled generations
-
-
-def _model_key(model_dir: Path) -> str:
-    """Content hash of a Hugging Face model directory (weights, config, tokenizer)."""
-    from iris_recipes.fsutil import sha256_file
-
-    h = hashlib.sha256()
-    for p in sorted(model_dir.iterdir()):
-        if p.is_file() and (p.suffix in (".safetensors", ".bin", ".json", ".model") or p.name == "tokenizer.json"):
-            h.update(p.name.encode())
-            h.update(sha256_file(p).encode())
-    return h.hexdigest()[:16]
-
-
-def base_f16_gguf(model_dir: str | Path, name: str | None = None) -> Path:
-    """The base model as an F16 GGUF, converted by llama.cpp's converter once and cached by content and `name`
-    (its `general.name`, e.g. the hub model's name: llama.cpp reads tokenizer rules from it)."""
-    from iris_recipes.export.hf_to_gguf import convert_f16
-    from iris_recipes.fsutil import exclusive
-
-    model_dir = Path(model_dir)
-    key = _model_key(model_dir) + (hashlib.sha256(name.encode()).hexdigest()[:8] if name else "")
-    dest = cache_dir() / "eval-base" / f"{model_dir.name}-{key}" / "base-f16.gguf"
-    if not dest.is_file():
-        with exclusive(dest.parent / ".lock"):  # concurrent evals of one base convert it once
-            if not dest.is_file():
-                convert_f16(model_dir, dest, log=dest.parent / "convert.log", model_name=name)
-    return dest
 
 
 class Generator:

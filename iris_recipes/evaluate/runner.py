@@ -126,25 +126,8 @@ def plan(run_path: str | Path, samples: int | None = None) -> Plan:
     )
 
 
-def evaluate(p: Plan, log: Callable[[str], None] = print) -> dict:
-    """The eval stage alone on a run (`iris-recipes eval RUN`, sweeps): evaluate a checked plan, write RUN/eval.json,
-    then bring the run's card and tracked runs up to date; returns eval.json's content."""
-    from iris_recipes.stages import StageContext, run_stage
-
-    status = p.run.read().get("status")
-    try:
-        result = run_stage("eval", StageContext(p.run, eval_plan=p, eval_log=log))
-    except BaseException:
-        if status == "done":  # a failed re-evaluation does not unmake a finished run; inside `run` it fails the run
-            p.run.update(status=status)
-        raise
-    _refresh_card(p.run, log)
-    log_tracking(p.run, result, log)
-    return result
-
-
 def evaluate_into(p: Plan, info: dict, log: Callable[[str], None]) -> dict:
-    """The eval stage's work (stages.STAGES records it): RUN/eval.json; `info` gets its facts."""
+    """The eval stage's work (stages.STAGES runs and records it): RUN/eval.json; `info` gets its facts."""
     result = _evaluate(p, log, info)
     fsutil.write_json(p.run.file(EVAL_FILE), result)
     info.update(file=EVAL_FILE, samples=result["samples"])
@@ -262,7 +245,13 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
             replies[side] = out
         else:
             t0 = time.perf_counter()
-            log(f"{side}: validation loss on {len(examples.pairs)} held-out conversations")
+            left_out = (
+                f" ({examples.too_long} longer than train.sequence_len {examples.sequence_len} left out, as training "
+                "leaves them out)"
+                if examples.too_long
+                else ""
+            )
+            log(f"{side}: validation loss on {len(examples.pairs)} held-out conversations{left_out}")
             loss = validation_loss(model_dir, examples, threads=threads)
             timings[f"{side}_loss"] = round(time.perf_counter() - t0, 2)
             t0 = time.perf_counter()
@@ -312,26 +301,77 @@ def _evaluate(p: Plan, log: Callable[[str], None], info: dict) -> dict:
         result["forgetting"] = F.check(replies["base"][-n_gen:], replies["tuned"][-n_gen:], general, fs)
         log(f"general prompts: {result['forgetting']['verdict']}")
 
+    t0 = time.perf_counter()
+    result["quants"] = {
+        "f16": _quant_entry(
+            result["tuned"]["metrics"], result.get("forgetting"), p.ggufs["f16"], checked_speed(p, "f16")
+        ),
+        **_judge_quants(p, replies["base"], jobs, row_prompts, general_prompts, refs, log),
+    }
+    timings["quants"] = round(time.perf_counter() - t0, 2)
+
     # Each file's speed as the export's checks measured it; measured here only for a file they did not measure (an
     # export from before they did, or a quantized file kept from an earlier export of the same F16).
     t0 = time.perf_counter()
-    checked = ((p.run.read().get("stages") or {}).get("export") or {}).get("checks") or {}
     for quant, path in p.ggufs.items():
-        measured = (checked.get(quant) or {}).get("speed")
+        measured = checked_speed(p, quant)
         if not isinstance(measured, dict):
             log(f"speed of {path.name}")
             measured = speed.benchmark(
                 path, speed.bench_prompt_ids(tok), sorted(set(tok.all_special_ids)), threads=threads
             )
         result["gguf"][quant] = measured
+        if quant in result.get("quants", {}):
+            result["quants"][quant].update(_speed_fields(measured))
     timings["gguf_speed"] = round(time.perf_counter() - t0, 2)
     return result
 
 
-def _refresh_card(run: RunDir, log: Callable[[str], None]) -> None:
-    from iris_recipes.card import write_card
+def checked_speed(p: Plan, quant: str) -> dict | None:
+    """A GGUF's speed as the export's checks measured it, or None."""
+    checked = ((p.run.read().get("stages") or {}).get("export") or {}).get("checks") or {}
+    measured = (checked.get(quant) or {}).get("speed")
+    return measured if isinstance(measured, dict) else None
 
-    try:
-        write_card(run)
-    except IrisError as exc:
-        log(f"the model card was not refreshed: {exc}")
+
+def _speed_fields(measured: dict | None) -> dict:
+    return {k: (measured or {}).get(k) for k in ("decode_tok_s", "resident_mb")}
+
+
+def _quant_entry(metrics: dict, forgetting: dict | None, path: Path, measured: dict | None) -> dict:
+    return {
+        "metrics": metrics,
+        "forgetting_kept": forgetting.get("kept") if forgetting else None,
+        "forgetting_verdict": forgetting.get("verdict") if forgetting else None,
+        "bytes": path.stat().st_size,
+        **_speed_fields(measured),
+    }
+
+
+def _judge_quants(p, base_replies, jobs, row_prompts, general_prompts, refs, log) -> dict:
+    """Every quantized file on the task (greedy answers to the held-out rows) and the forgetting check (the general
+    prompts, against the base's replies), one batch per file: what `space.quant: auto` chooses from."""
+    from iris_recipes.evaluate import forgetting as F
+    from iris_recipes.evaluate.generate import generator
+    from iris_recipes.hostinfo import cpu_count
+
+    s, fs = p.settings, p.settings["forgetting"]
+    scorers = M.scorers(s)
+    general = F.prompts_for(s) if fs["enabled"] else []
+    n_ctx = min(4096, max(len(x) + limit for x, limit, _ in jobs) + 16)
+    prompts = row_prompts + general_prompts
+    limits = [int(s["max_new_tokens"])] * len(row_prompts) + [fs["max_new_tokens"]] * len(general_prompts)
+    out: dict[str, dict] = {}
+    for quant, path in p.ggufs.items():
+        if quant == "f16":
+            continue
+        t0 = time.perf_counter()
+        log(f"{quant}: {len(row_prompts)} held-out answers and {len(general_prompts)} general prompts")
+        with generator(path, n_ctx=n_ctx, threads=cpu_count(), slots=SLOTS) as gen:
+            replies = gen.batch_generate(prompts, limits, [None] * len(prompts))
+        answers = [r.text for r in replies[: len(row_prompts)]]
+        metrics = {name: M.mean([f(a, ref) for a, ref in zip(answers, refs)]) for name, f in scorers.items()}
+        check = F.check(base_replies[-len(general) :], replies[len(row_prompts) :], general, fs) if general else None
+        out[quant] = _quant_entry(metrics, check, path, checked_speed(p, quant))
+        out[quant]["seconds"] = round(time.perf_counter() - t0, 2)
+    return out

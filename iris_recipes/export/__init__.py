@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["QUANT_TYPES", "export_run"]
+__all__ = ["QUANT_TYPES"]
 
 
 def __getattr__(name: str) -> Any:  # lazy, so `python -m iris_recipes.export.converter` runs its module cleanly
-    if name == "export_run":
-        from iris_recipes.export.stage import export_run
-
-        return export_run
     if name == "QUANT_TYPES":
         from iris_recipes.export.hf_to_gguf import QUANT_TYPES
 

@@ -29,8 +29,9 @@ LLAMA_CPP_PYTHON_VERSION = "0.3.36"  # the same version as the llama-cpp-python 
 FETCH_COMMAND = "python -m iris_recipes.export.converter fetch"
 _MARKER = "iris-converter.json"
 _SCRIPT = "convert_hf_to_gguf.py"
-# What is taken out of `<sdist>/vendor/llama.cpp/`: the script, the package it imports and its own gguf-py.
-_KEEP = (_SCRIPT, "conversion/", "gguf-py/gguf/", "LICENSE")
+LORA_SCRIPT = "convert_lora_to_gguf.py"  # a PEFT LoRA adapter -> GGUF adapter (it imports the converter above)
+# What is taken out of `<sdist>/vendor/llama.cpp/`: the scripts, the package they import and their own gguf-py.
+_KEEP = (_SCRIPT, LORA_SCRIPT, "conversion/", "gguf-py/gguf/", "LICENSE")
 
 
 def converter_dir(version: str = LLAMA_CPP_PYTHON_VERSION) -> Path:
@@ -41,7 +42,7 @@ def find_converter(version: str = LLAMA_CPP_PYTHON_VERSION) -> Path:
     """The converter script; a clear error naming the command that fetches it when it is missing."""
     root = converter_dir(version)
     script = root / _SCRIPT
-    if not ((root / _MARKER).is_file() and script.is_file()):
+    if not ((root / _MARKER).is_file() and script.is_file() and (root / LORA_SCRIPT).is_file()):
         raise IrisError(
             f"llama.cpp's GGUF converter is not installed (looked in {root}). Fetch it once with "
             f"`{FETCH_COMMAND}` (downloads llama-cpp-python=={version}'s sdist from PyPI), or "

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from iris_recipes import chat_families
-from iris_recipes.export import speed
+from iris_recipes.export import modelfile, speed
 from iris_recipes.hostinfo import child_env, cpu_count
 
 # Fixed conversations whose every position is compared; varied enough to exercise system turns and multi-turn.
@@ -82,6 +82,10 @@ def _llama(path: Path, threads: int | None = None, **kwargs):
     # The export's --threads, else every CPU this process may use (its affinity mask, which test workers and
     # containers narrow): more threads than that would spin against each other.
     threads = threads or cpu_count()
+    if kwargs.get("lora_path") is None:
+        kwargs.pop("lora_path", None)
+    else:
+        kwargs["lora_path"] = str(kwargs["lora_path"])
     return Llama(model_path=str(path), verbose=False, n_threads=threads, n_threads_batch=threads, **kwargs)
 
 
@@ -176,12 +180,12 @@ def hf_reference(merged: Path, prompts: list[list[int]]) -> list:
     return out
 
 
-def gguf_logits(gguf: Path, prompts: list[list[int]], threads: int | None = None):
-    """llama.cpp's logits at every position of every prompt."""
+def gguf_logits(gguf: Path, prompts: list[list[int]], threads: int | None = None, lora: Path | None = None):
+    """llama.cpp's logits at every position of every prompt (with `lora`: the GGUF adapter applied over `gguf`)."""
     import numpy as np
 
     n_ctx = max(len(p) for p in prompts) + 16
-    llm = _llama(gguf, threads, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, logits_all=True)
+    llm = _llama(gguf, threads, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, logits_all=True, lora_path=lora)
     out = []
     for ids in prompts:
         llm.reset()
@@ -225,8 +229,9 @@ def check_chat(
     messages: list[dict[str, str]] | None = None,
     max_tokens: int = 128,
     threads: int | None = None,
+    lora: Path | None = None,
 ) -> dict[str, Any]:
-    """A greedy chat with the GGUF's own template.
+    """A greedy chat with the GGUF's own template (with `lora`: the adapter applied over it).
 
     Real models must stop on their own (end-of-generation token). A random-weight test model cannot be expected to,
     so with `require_stop=False` stopping at max_tokens is accepted; the tokens check has already made sure the
@@ -234,7 +239,7 @@ def check_chat(
     """
     messages = messages or chat_probe()
     user = messages[-1]["content"]
-    llm = _llama(gguf, threads, n_ctx=1024, seed=0)
+    llm = _llama(gguf, threads, n_ctx=1024, seed=0, lora_path=lora)
     result = llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0)
     llm.close()
     choice = result["choices"][0]
@@ -253,7 +258,7 @@ def check_chat(
     stopped = finish == "stop"
     if require_stop and not stopped:
         problems.append(f"no end-of-turn token within {max_tokens} tokens: the model does not stop on its own")
-    forced = None if require_stop else forced_stop(gguf, tok, messages, specials, threads)
+    forced = None if require_stop else forced_stop(gguf, tok, messages, specials, threads, lora)
     if forced is not None:
         problems += forced["problems"]
     return {
@@ -273,7 +278,12 @@ FORCE_AFTER = 4  # tokens generated before the end-of-turn token is forced
 
 
 def forced_stop(
-    gguf: Path, tok, messages: list[dict[str, str]], specials: list[str], threads: int | None = None
+    gguf: Path,
+    tok,
+    messages: list[dict[str, str]],
+    specials: list[str],
+    threads: int | None = None,
+    lora: Path | None = None,
 ) -> dict[str, Any]:
     """For a model that cannot choose to stop (random weights): force the end-of-turn token after a few tokens and
     check that llama.cpp ends the reply there, with the token itself kept out of the text."""
@@ -291,7 +301,7 @@ def forced_stop(
             scores[eot_id] = 0.0
         return scores
 
-    llm = _llama(gguf, threads, n_ctx=1024, seed=0)
+    llm = _llama(gguf, threads, n_ctx=1024, seed=0, lora_path=lora)
     try:
         result = llm.create_chat_completion(
             messages=messages, max_tokens=FORCE_AFTER + 8, temperature=0.0, logits_processor=[force]
@@ -322,8 +332,12 @@ def run_all(
     threads: int | None,
     probe: list[dict[str, str]] | None = None,
     chat_template: str | None = None,
+    system: str = "",
+    adapter: tuple[Path, Path] | None = None,
 ) -> dict[str, Any]:
-    """Every check on every file; {"positions": N, "results": {quant: {...}}}."""
+    """Every check on every file; {"positions": N, "results": {quant: {...}}, "modelfile": {"system", "problems"},
+    "adapter": {...} or None} (`system`: the recipe's system prompt for the Modelfile; `adapter`: (GGUF adapter,
+    base model's F16 GGUF), checked like a file: the base with the adapter applied against the merged model)."""
     tok = load_tokenizer(merged)
     prompts = prompt_token_ids(tok)
     reference = hf_reference(merged, prompts)
@@ -337,7 +351,24 @@ def run_all(
             "speed": (measured := speed.benchmark(path, bench_ids, banned, threads=threads)),
             "decode_tok_s": measured["decode_tok_s"],
         }
-    return {"positions": sum(len(p) for p in prompts), "results": results}
+    adapter_result = None
+    if adapter is not None:
+        lora, base = adapter
+        adapter_result = {
+            **agreement(reference, gguf_logits(base, prompts, threads, lora=lora)),
+            "chat": check_chat(base, tok, require_stop=require_stop, messages=probe, threads=threads, lora=lora),
+        }
+    # the Modelfile: its system prompt (the recipe's, else the one the model's template adds by itself) and whether
+    # its template renders what the model's renders
+    family = chat_families.get(chat_template) if chat_template else None
+    hf_render = lambda conv: tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)  # noqa: E731
+    system = system or modelfile.default_system(family, hf_render)
+    return {
+        "positions": sum(len(p) for p in prompts),
+        "results": results,
+        "modelfile": {"system": system, "problems": modelfile.template_problems(family, hf_render, system)},
+        "adapter": adapter_result,
+    }
 
 
 def run_isolated(
@@ -349,6 +380,8 @@ def run_isolated(
     probe: list[dict[str, str]] | None = None,
     log: Path | None = None,
     chat_template: str | None = None,
+    system: str = "",
+    adapter: tuple[Path, Path] | None = None,
 ) -> dict[str, Any]:
     """run_all in a child process: a GGUF that makes llama.cpp abort (a broken vocabulary does) fails the export
     with a clear error instead of killing the pipeline mid-stage."""
@@ -370,6 +403,8 @@ def run_isolated(
             *(["--require-stop"] if require_stop else []),
             *(["--probe", json.dumps(probe)] if probe else []),
             *(["--chat-template", chat_template] if chat_template else []),
+            *(["--system", system] if system else []),
+            *(["--adapter", str(adapter[0]), "--adapter-base", str(adapter[1])] if adapter else []),
             *(f"{quant}={path}" for quant, path in files.items()),
         ]
         env = child_env()
@@ -406,6 +441,9 @@ def _main(argv: list[str] | None = None) -> int:
     ap.add_argument("--require-stop", action="store_true")
     ap.add_argument("--probe", type=json.loads, default=None, help="chat check messages as JSON")
     ap.add_argument("--chat-template", default=None, help="the recipe's chat_template (its chat family)")
+    ap.add_argument("--system", default="", help="the system prompt the Modelfile carries")
+    ap.add_argument("--adapter", type=Path, default=None, help="a GGUF LoRA adapter to check over --adapter-base")
+    ap.add_argument("--adapter-base", type=Path, default=None, help="the base model's F16 GGUF")
     args = ap.parse_args(argv)
     files = dict((item.split("=", 1)[0], Path(item.split("=", 1)[1])) for item in args.files)
     result = run_all(
@@ -415,6 +453,8 @@ def _main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         probe=args.probe,
         chat_template=args.chat_template,
+        system=args.system,
+        adapter=(args.adapter, args.adapter_base) if args.adapter else None,
     )
     args.out.write_text(json.dumps(result, indent=2))
     return 0

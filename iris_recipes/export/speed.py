@@ -22,6 +22,15 @@ def bench_prompt_ids(tok) -> list[int]:
     return tok(text, add_special_tokens=False)["input_ids"]
 
 
+def _rss_bytes() -> int:
+    """This process's resident memory (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def benchmark(
     gguf: str | Path,
     prompt_ids: list[int],
@@ -39,6 +48,7 @@ def benchmark(
     from llama_cpp import Llama
 
     threads = threads or cpu_count()
+    rss_before = _rss_bytes()
     t0 = time.perf_counter()
     llm = Llama(
         model_path=str(gguf),
@@ -66,6 +76,7 @@ def benchmark(
             latencies.append(end - start)
             if first and n > 1:
                 speeds.append((n - 1) / max(end - first, 1e-9))
+        resident = _rss_bytes() - rss_before  # the weights read by a decode (mapped pages) and the context
     finally:
         llm.close()
     return {
@@ -75,6 +86,7 @@ def benchmark(
         "new_tokens": new_tokens,
         "prompt_tokens": len(prompt_ids),
         "load_s": round(load_s, 3),
+        "resident_mb": round(resident / 2**20, 1) if resident > 0 else None,
         "threads": threads,
         "repeats": repeats,
         # other work on the CPU slows llama.cpp's threads a lot: the load says how far to trust the figures

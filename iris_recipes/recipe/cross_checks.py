@@ -67,7 +67,7 @@ def cross_field_problems(r: dict) -> list[Problem]:
     space = r.get("space", {})
     quants = export["quantize"]  # defaults filled in (the loader checks apply_defaults(data))
     quant = space["quant"]
-    if quant != "f16" and quant not in quants:
+    if quant not in ("f16", "auto") and quant not in quants:
         out.append((("space", "quant"), f"{quant} is not exported: add it to export.quantize {quants} or use f16"))
 
     ev = r.get("eval", {})

@@ -24,9 +24,8 @@ def _type(s: dict) -> str:
     t = s.get("type", "object" if "properties" in s or "allOf" in s else "any")
     if t == "array" and isinstance(s.get("items"), dict):
         return f"list of {_type(_resolve(s['items']))}"
-    return {"object": "mapping", "number": "number", "integer": "integer", "string": "string", "boolean": "bool"}.get(
-        t, t
-    )
+    names = {"object": "mapping", "number": "number", "integer": "integer", "string": "string", "boolean": "bool"}
+    return " or ".join(names.get(x, x) for x in t) if isinstance(t, list) else names.get(t, t)
 
 
 def _rows(props: dict, prefix: str, required: list[str], out: list[str]) -> None:

@@ -308,7 +308,7 @@ def test_card_of_a_real_gguf_export(tmp_path, tiny_model_dir, converter):
     """The card reads the artifacts the export stage really records: files, sizes and hashes match the disk."""
     import shutil
 
-    from iris_recipes.export import export_run
+    from iris_recipes.stages import export_run
 
     run = make_run(tmp_path, "smollm2-demo", ("publish={repo_id: someone/smollm2-demo-GGUF}",), gguf=False)
     shutil.copytree(tiny_model_dir, run.file("merged"))
@@ -324,4 +324,12 @@ def test_card_of_a_real_gguf_export(tmp_path, tiny_model_dir, converter):
         assert f"`{fsutil.sha256_file(path)}`" in card.text
     assert 'Llama.from_pretrained(repo_id="someone/smollm2-demo-GGUF", filename="smollm2-demo-q8_0.gguf"' in card.text
     plan = upload_plan(run)
-    assert plan.paths_in_repo == ["smollm2-demo-f16.gguf", "smollm2-demo-q8_0.gguf", "README.md", "loss.png"]
+    assert plan.paths_in_repo == [  # each GGUF with its Ollama Modelfile (FROM ./<gguf>: both at the repo root)
+        "smollm2-demo-f16.gguf",
+        "smollm2-demo-f16.Modelfile",
+        "smollm2-demo-q8_0.gguf",
+        "smollm2-demo-q8_0.Modelfile",
+        "README.md",
+        "loss.png",
+    ]
+    assert "ollama create smollm2-demo -f smollm2-demo-q8_0.Modelfile" in card.text

@@ -237,6 +237,12 @@ def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path, monkeypatch):
     console.print(f"eval: {tiny_runs[1].file('eval.json')}")
     p = plan(tiny_runs[0].path)
     general = json.loads(tiny_runs[0].file("eval.json").read_text())["forgetting"]
+    too_long = json.loads(tiny_runs[0].file("eval.json").read_text())["base"]["too_long"]
+    assert 0 < too_long < len(p.loss_rows)  # the tiny recipe's sequence_len (128) is shorter than some rows
+    scored = (
+        f"{len(p.loss_rows) - too_long} held-out conversations ({too_long} longer than train.sequence_len 128 left "
+        "out, as training leaves them out)"
+    )
 
     def expected_lines(verdict: str, base_cached: bool, measured: tuple[str, ...] = ()) -> list[str]:
         lines = [f"eval: converting the base model {p.base} to GGUF (cached)"]
@@ -247,11 +253,16 @@ def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path, monkeypatch):
                 )
                 continue
             lines += [
-                f"eval: {side}: validation loss on {len(p.loss_rows)} held-out conversations",
+                f"eval: {side}: validation loss on {scored}",
                 f"eval: {side}: {len(p.rows)} held-out answers (greedy + {len(EVAL_BLOCK['seeds'])} seeds), "
                 f"{len(EVAL_BLOCK['prompts'])} prompts and {general['prompts']} general prompts",
             ]
-        return [*lines, f"eval: general prompts: {verdict}", *(f"eval: speed of tiny-eval-{q}.gguf" for q in measured)]
+        return [
+            *lines,
+            f"eval: general prompts: {verdict}",
+            f"eval: q8_0: {len(p.rows)} held-out answers and {general['prompts']} general prompts",
+            *(f"eval: speed of tiny-eval-{q}.gguf" for q in measured),
+        ]
 
     [entry] = list((cache_dir() / "eval-base-answers").iterdir())
     key = entry.stem[:12]
@@ -296,6 +307,17 @@ def test_eval_and_compare_tiny_runs(tiny_runs, tmp_path, monkeypatch):
         second_gguf["q8_0"]["decode_tok_s"] > 0
         and "speed" not in tiny_runs[1].read()["stages"]["export"]["checks"]["q8_0"]
     )
+    # every exported file judged on the task and the forgetting check, with its speed, memory and size
+    assert set(res["quants"]) == {"f16", "q8_0"}
+    assert res["quants"]["f16"]["metrics"] == res["tuned"]["metrics"]
+    for quant, judged in res["quants"].items():
+        assert set(judged["metrics"]) == {"exact_match_number", "format_regex"}
+        assert judged["forgetting_kept"] is res["forgetting"]["kept"] or quant != "f16"
+        assert isinstance(judged["forgetting_kept"], bool) and judged["forgetting_verdict"]
+        assert judged["bytes"] == tiny_runs[0].file("gguf", f"tiny-eval-{quant}.gguf").stat().st_size
+        assert judged["decode_tok_s"] == res["gguf"][quant]["decode_tok_s"] and judged["resident_mb"] > 0
+    card = tiny_runs[0].file("README.md").read_text()
+    assert "### Each file on the task" in card and "| Q8_0 |" in card.split("### Each file on the task", 1)[1]
     meta = tiny_runs[0].read()
     assert meta["stages"]["eval"]["status"] == "done" and meta["status"] == "done"
 

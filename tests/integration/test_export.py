@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest_export import make_run  # noqa: E402
+from iris_recipes import chat_families  # noqa: E402
 from iris_recipes.errors import IrisError  # noqa: E402
 from iris_recipes.fsutil import sha256_file  # noqa: E402
 
@@ -76,7 +77,7 @@ def test_converter_rejects_bad_sdists(tmp_path, monkeypatch):
 
 
 def test_export_without_converter_names_the_fetch_command(tmp_path, monkeypatch, tiny_model_dir):
-    from iris_recipes.export import export_run
+    from iris_recipes.stages import export_run
 
     run = make_run(tmp_path / "runs", tiny_model_dir)
     monkeypatch.setenv("IRIS_CACHE_DIR", str(tmp_path / "empty-cache"))
@@ -88,7 +89,7 @@ def test_export_without_converter_names_the_fetch_command(tmp_path, monkeypatch,
 # -- bad input: each a clear error, no file left ------------------------------------------------------------------
 def test_unknown_quant_type_fails_before_any_work(tmp_path, tiny_model_dir):
     from iris_recipes.cli import main
-    from iris_recipes.export import export_run
+    from iris_recipes.stages import export_run
 
     run = make_run(tmp_path / "runs", tiny_model_dir)
     with pytest.raises(IrisError) as err:
@@ -111,7 +112,7 @@ def test_thread_count_below_one_fails_before_any_work(tmp_path, tiny_model_dir, 
 def test_run_without_merged_model(tmp_path, tiny_model_dir, converter):
     import shutil
 
-    from iris_recipes.export import export_run
+    from iris_recipes.stages import export_run
 
     run = make_run(tmp_path / "runs", tiny_model_dir)
     shutil.rmtree(run.file("merged"))
@@ -124,7 +125,7 @@ def test_run_without_merged_model(tmp_path, tiny_model_dir, converter):
 
 @pytest.mark.parametrize("damage", ["truncate", "header"])
 def test_corrupt_safetensors(tmp_path, tiny_model_dir, converter, damage):
-    from iris_recipes.export import export_run
+    from iris_recipes.stages import export_run
 
     run = make_run(tmp_path / "runs", tiny_model_dir)
     weights = run.file("merged", "model.safetensors")
@@ -140,7 +141,8 @@ def test_corrupt_safetensors(tmp_path, tiny_model_dir, converter, damage):
 
 
 def test_not_enough_disk_space(tmp_path, tiny_model_dir, converter, monkeypatch):
-    from iris_recipes.export import export_run, hf_to_gguf
+    from iris_recipes.export import hf_to_gguf
+    from iris_recipes.stages import export_run
 
     run = make_run(tmp_path / "runs", tiny_model_dir)
     monkeypatch.setattr(hf_to_gguf, "free_bytes", lambda path: 10 << 20)
@@ -150,7 +152,7 @@ def test_not_enough_disk_space(tmp_path, tiny_model_dir, converter, monkeypatch)
 
 
 def test_converter_failure_leaves_nothing(tmp_path, tiny_model_dir, converter):
-    from iris_recipes.export import export_run
+    from iris_recipes.stages import export_run
 
     run = make_run(tmp_path / "runs", tiny_model_dir)
     config = json.loads(run.file("merged", "config.json").read_text())
@@ -165,7 +167,7 @@ def test_converter_failure_leaves_nothing(tmp_path, tiny_model_dir, converter):
 # -- the real thing -----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, tiny_model_dir, converter):
-    from iris_recipes.export import export_run
+    from iris_recipes.stages import export_run
 
     run = make_run(tmp_path_factory.mktemp("runs"), tiny_model_dir)
     return run, export_run(run)
@@ -185,8 +187,17 @@ def test_tiny_export_f16_q8_q4km(exported):
     assert entries["f16"]["top1_agreement"] >= 0.99
     assert entries["q4_k_m"]["bytes"] < entries["f16"]["bytes"]
     assert sorted(p.name for p in run.file("gguf").iterdir()) == sorted(
-        f"tiny-export-{q}.gguf" for q in entries
+        f"tiny-export-{q}{ext}" for q in entries for ext in (".gguf", ".Modelfile")
     )  # no staging leftovers
+    # an Ollama Modelfile beside each GGUF: the file, the family's template (checked against the model's), stops
+    family = chat_families.get("chatml")
+    for quant, e in entries.items():
+        assert e["modelfile"] == f"gguf/tiny-export-{quant}.Modelfile"
+        text = run.file(e["modelfile"]).read_text()
+        assert text.startswith(f'FROM ./tiny-export-{quant}.gguf\nTEMPLATE """{family.ollama_template}"""\n')
+        assert [ln for ln in text.splitlines() if ln.startswith("PARAMETER stop")] == [
+            f'PARAMETER stop "{s}"' for s in family.stop
+        ]
 
     info = run.stage_info("export")
     assert info["status"] == "done" and info["positions_compared"] > 100
@@ -229,6 +240,26 @@ def test_export_output_is_one_line_about_llama_cpps_warnings(tmp_path, tiny_mode
 
 
 @pytest.mark.slow
+def test_modelfile_template_that_renders_otherwise_fails_the_checks(exported, tiny_model_dir, monkeypatch):
+    from iris_recipes.export import gguf_checks
+
+    run, entries = exported
+    files = {"f16": run.file(entries["f16"]["file"])}
+    ok = gguf_checks.run_all(run.file("merged"), files, require_stop=False, threads=1, chat_template="chatml")
+    assert ok["modelfile"]["problems"] == []
+    # the tiny model's template adds SmolLM2's default system prompt: the Modelfile says it
+    assert ok["modelfile"]["system"].startswith("You are a helpful AI assistant")
+    chatml = chat_families.get("chatml")
+    wrong = chat_families.ChatFamily(
+        **{**chatml.__dict__, "ollama_template": chatml.ollama_template.replace("\n", "", 1)}
+    )
+    monkeypatch.setitem(chat_families.FAMILIES, "chatml", wrong)
+    bad = gguf_checks.run_all(run.file("merged"), files, require_stop=False, threads=1, chat_template="chatml")
+    problems = bad["modelfile"]["problems"]
+    assert problems and "renders a 2-message conversation differently" in problems[0]
+
+
+@pytest.mark.slow
 def test_reexport_replaces_its_own_files_only(exported, tmp_path, tiny_model_dir):
     from iris_recipes.cli import main
 
@@ -250,7 +281,7 @@ def test_reexport_replaces_its_own_files_only(exported, tmp_path, tiny_model_dir
 
 @pytest.mark.slow
 def test_builtin_smollm2_export_stops_on_its_own(tmp_path, smollm2_dir, converter):
-    from iris_recipes.export import export_run
+    from iris_recipes.stages import export_run
 
     prompt = "What is the capital of France? Answer in a few words."
     run = make_run(
@@ -300,7 +331,8 @@ def test_conversion_that_changes_predictions_fails(tmp_path, smollm2_dir, conver
 
     from safetensors.torch import load_file, save_file
 
-    from iris_recipes.export import export_run, stage
+    from iris_recipes.export import stage
+    from iris_recipes.stages import export_run
 
     broken = tmp_path / "broken"
     shutil.copytree(smollm2_dir, broken)
@@ -332,8 +364,8 @@ def test_tokenizer_llama_cpp_misreads_fails_cleanly(tmp_path, tiny_model_dir, co
     nothing, and the process running it must survive."""
     from transformers import AutoTokenizer
 
-    from iris_recipes.export import export_run
     from iris_recipes.models import BUILTIN_MODELS, builtin_gguf_path
+    from iris_recipes.stages import export_run
 
     gguf = builtin_gguf_path(BUILTIN_MODELS["smollm2-135m-instruct"])
     run = make_run(tmp_path / "runs", tiny_model_dir)
@@ -371,7 +403,8 @@ def small_tmpfs(tmp_path):
 @pytest.mark.slow
 def test_disk_filling_up_mid_export_leaves_nothing(tmp_path, tiny_model_dir, converter, small_tmpfs, monkeypatch):
     """The space estimate is bypassed so the disk really fills up: F16 (8 MB) fits, Q8_0 does not."""
-    from iris_recipes.export import export_run, hf_to_gguf
+    from iris_recipes.export import hf_to_gguf
+    from iris_recipes.stages import export_run
 
     run = make_run(tmp_path / "runs", tiny_model_dir, quantize=("q8_0",))
     run.file("gguf").symlink_to(small_tmpfs, target_is_directory=True)

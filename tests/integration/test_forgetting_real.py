@@ -44,9 +44,10 @@ def test_overtrained_demo_is_flagged_as_degraded(tmp_path):
     """Trained by `iris-recipes run --until merge`, then exported without the export's own stop gate (an
     over-trained model sometimes fails it: "Answer: 4" said until the token limit, measured), so the forgetting
     check always gets to judge it."""
-    from iris_recipes.evaluate import evaluate, plan
-    from iris_recipes.export import export_run
+    from iris_recipes.evaluate import plan
     from iris_recipes.rundir import RunDir
+    from iris_recipes.stages import evaluate_run as evaluate
+    from iris_recipes.stages import export_run
 
     out = tmp_path / "over"
     cmd = [sys.executable, "-m", "iris_recipes", "run", "recipes/smollm2-demo.yaml", *OVERTRAIN, *EVAL]
@@ -73,9 +74,10 @@ def test_overtrained_demo_is_flagged_as_degraded(tmp_path):
 
 def test_untrained_base_is_kept(tmp_path):
     """The base model put through eval as its own fine-tune: the same weights cannot have forgotten anything."""
-    from iris_recipes.evaluate import evaluate, plan
+    from iris_recipes.evaluate import plan
     from iris_recipes.models import resolve_base_model
     from iris_recipes.recipe import load_recipe
+    from iris_recipes.stages import evaluate_run as evaluate
 
     try:
         from tests.conftest_eval import assemble_run

@@ -81,7 +81,7 @@ def test_two_nodes_one_run_killed_and_resumed(tmp_path, tiny_model_dir):
     assert meta["stages"]["export"]["status"] == "done" and list((out / "gguf").glob("*.gguf"))
     for line in ("data:", "merge:", "export:"):
         assert not any(ln.startswith(line) for ln in out1.splitlines()), out1
-    assert "node 0 merges, exports, evaluates and writes the card" in out1
+    assert "node 0 runs merge, export, eval and card" in out1
     assert (out / "train.node1.log").is_file()
 
 

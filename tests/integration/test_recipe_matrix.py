@@ -171,6 +171,23 @@ def test_recipe_runs_end_to_end(name, matrix):
         llm.close()
         checks = meta["stages"]["export"]["checks"][quant]
         assert checks["tokens"]["end_of_turn"] == eot and checks["tokens"]["passed"], checks["tokens"]
+        # its Ollama Modelfile, whose template the export rendered against the model's
+        modelfile = (run / art["modelfile"]).read_text()
+        assert (
+            modelfile.startswith(f"FROM ./{Path(art['file']).name}\nTEMPLATE ")
+            and f'PARAMETER stop "{eot}"' in modelfile
+        )
+
+    # a LoRA run's adapter as GGUF, checked over the base model's F16 GGUF against the merged model
+    if recipe.get("method", "lora") != "full":
+        adapter = meta["artifacts"]["adapter_gguf"]
+        assert (run / adapter["file"]).is_file() and adapter["top1_agreement"] >= 0.99, adapter
+        assert Path(adapter["base_gguf"]).is_file()
+        lora = llama_cpp.Llama(
+            adapter["base_gguf"], lora_path=str(run / adapter["file"]), n_ctx=256, n_threads=2, verbose=False
+        )
+        assert lora.metadata.get("general.architecture")
+        lora.close()
 
     # llama.cpp ends the reply at the family's end-of-turn token, and the token stays out of the text
     prompt = tok.apply_chat_template(

@@ -51,6 +51,17 @@ LAYERS = {
 }
 ORDER = list(LAYERS)  # highest first
 
+# Inside the stages layer: the stage table (stages.py) and what walks it call the stages' work, never the reverse,
+# and eval and export know nothing of the card (the card stage reads what they recorded).
+STAGE_TABLE = ("iris_recipes.stages", "iris_recipes.pipeline", "iris_recipes.sweep")
+NOT_IMPORTED = {
+    "iris_recipes.train": STAGE_TABLE,
+    "iris_recipes.lora_merge": STAGE_TABLE,
+    "iris_recipes.export": (*STAGE_TABLE, "iris_recipes.card"),
+    "iris_recipes.evaluate": (*STAGE_TABLE, "iris_recipes.card"),
+    "iris_recipes.card": STAGE_TABLE,
+}
+
 
 def module_name(path: Path, root: Path) -> str:
     parts = list(path.relative_to(root).with_suffix("").parts)
@@ -102,8 +113,30 @@ def upward_imports(package: Path) -> list[str]:
     return problems
 
 
+def _under(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def forbidden_imports(package: Path) -> list[str]:
+    """Imports NOT_IMPORTED rules out, with file:line."""
+    problems = []
+    for path in sorted(package.rglob("*.py")):
+        name = module_name(path, package.parent)
+        for owner, banned in NOT_IMPORTED.items():
+            if not _under(name, owner):
+                continue
+            for line, target in sorted(set(imported(path, package.parent))):
+                if any(_under(target, b) for b in banned):
+                    problems.append(f"{path.relative_to(package.parent)}:{line}: {name} imports {target}")
+    return problems
+
+
 def test_imports_only_go_downward():
     assert upward_imports(PACKAGE) == []
+
+
+def test_stage_work_does_not_import_the_stage_table_or_the_card():
+    assert forbidden_imports(PACKAGE) == []
 
 
 def test_the_space_imports_nothing_from_the_package():
@@ -134,3 +167,48 @@ def test_the_check_sees_an_upward_import(tmp_path, source, expected):
     (copy / "rundir.py").write_text(source + (copy / "rundir.py").read_text())
     problems = upward_imports(copy)
     assert len(problems) == 1 and problems[0].startswith(expected), problems
+
+
+@pytest.mark.parametrize(
+    "module, source, expected",
+    [
+        (
+            "evaluate/runner.py",
+            "def f():\n    from iris_recipes.stages import run_stage\n",
+            "iris_recipes/evaluate/runner.py:2: iris_recipes.evaluate.runner imports iris_recipes.stages",
+        ),
+        (
+            "export/stage.py",
+            "from iris_recipes.card import write_card\n",
+            "iris_recipes/export/stage.py:1: iris_recipes.export.stage imports iris_recipes.card",
+        ),
+        (
+            "evaluate/report.py",
+            "from iris_recipes.card.card import CARD_FILE\n",
+            "iris_recipes/evaluate/report.py:1: iris_recipes.evaluate.report imports iris_recipes.card.card",
+        ),
+    ],
+)
+def test_the_check_sees_stage_work_importing_the_table_or_the_card(tmp_path, module, source, expected):
+    import shutil
+
+    copy = tmp_path / "iris_recipes"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / module).write_text(source + (copy / module).read_text())
+    assert forbidden_imports(copy) == [expected]
+
+
+def test_one_place_builds_a_gguf_file_name():
+    """Export writes, push uploads, the manifest downloads and the card names `<recipe>-<quant>.gguf`: all through
+    rundir.gguf_filename, so the four cannot drift apart."""
+    import re
+
+    built = re.compile(r"\{[^{}]+\}-\{[^{}]+\}\.gguf")
+    found = [
+        f"{path.relative_to(REPO)}:{n}"
+        for root in (PACKAGE, REPO / "space")
+        for path in sorted(root.rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if built.search(line)
+    ]
+    assert [where.split(":")[0] for where in found] == ["iris_recipes/rundir.py"], found

@@ -21,6 +21,7 @@ def test_quantization_types_are_the_quantizer_table():
     defs = load_schema()["$defs"]
     assert defs["quant"]["enum"] == list(QUANT_TYPES)
     assert defs["quant_or_f16"]["enum"] == ["f16", *QUANT_TYPES]
+    assert defs["space_quant"]["enum"] == ["auto", "f16", *QUANT_TYPES]
     assert sorted(QUANT_FALLBACK) == sorted(["f16", *QUANT_TYPES])
 
 
