@@ -139,14 +139,30 @@ SYSTEM = "You are a helpful assistant."
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle. (take {i})"
 
 
-def direct_run(llm, app, messages, max_tokens) -> dict:
+def bench_manifest(path: Path, gguf: Path) -> Path:
+    """A manifest of one variant, "bench", serving `gguf` greedily. It names no chat family: the app then ends a
+    reply where the model spells out one of its control tokens (`control_texts`), as the direct side does."""
+    variant = {"id": "bench", "label": "bench", "status": "built", "system_prompt": SYSTEM, "modes": {}}
+    variant.update(temperature=0.0, top_p=0.9, max_new_tokens=128, gguf={"path": str(gguf), "filename": gguf.name})
+    path.write_text(json.dumps({"format": 1, "variants": [variant]}))
+    return path
+
+
+def control_texts(llm) -> list[str]:
+    """The texts of the model's control tokens: what the app stops at for a variant without a chat family."""
+    import llama_cpp
+
+    ids = (t for t in range(llm.n_vocab()) if llm._model.token_get_attr(t) & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL)
+    return sorted({llm._model.token_get_text(t) for t in ids} - {""})
+
+
+def direct_run(llm, messages, max_tokens, stop) -> dict:
     """One streamed reply from llama-cpp-python itself, with the app's sampling settings and stop strings."""
-    markers = list(sys.modules["iris_space.prompt"].TEMPLATE_MARKERS)
     t0 = time.perf_counter()
     first = last = None
     text = ""
     for chunk in llm.create_chat_completion(
-        messages=messages, stream=True, temperature=0.0, top_p=0.9, max_tokens=max_tokens, stop=markers
+        messages=messages, stream=True, temperature=0.0, top_p=0.9, max_tokens=max_tokens, stop=stop
     ):
         piece = chunk["choices"][0]["delta"].get("content") or ""
         if piece:
@@ -163,9 +179,10 @@ def direct_worker(gguf: str, threads: int) -> None:
 
     app = load_app()
     llm = Llama(model_path=gguf, n_ctx=app.settings.N_CTX, n_threads=threads, n_threads_batch=threads, verbose=False)
+    stop = control_texts(llm)
     for line in sys.stdin:
         req = json.loads(line)
-        print(json.dumps(direct_run(llm, app, req["messages"], req["max_tokens"])), flush=True)
+        print(json.dumps(direct_run(llm, req["messages"], req["max_tokens"], stop)), flush=True)
 
 
 class Direct:
@@ -230,24 +247,7 @@ class Served:
 
     def __init__(self, app_py: Path, gguf: Path, threads: int, work: Path, name: str, count):
         self.count = count
-        manifest = work / "variants.json"
-        manifest.write_text(
-            json.dumps(
-                {
-                    "format": 1,
-                    "variants": [
-                        {
-                            "id": "bench",
-                            "label": "bench",
-                            "status": "built",
-                            "system_prompt": SYSTEM,
-                            "modes": {},
-                            "gguf": {"path": str(gguf), "filename": gguf.name},
-                        }
-                    ],
-                }
-            )
-        )
+        manifest = bench_manifest(work / "variants.json", gguf)
         port = free_port()
         env = {**os.environ, "IRIS_SPACE_THREADS": str(threads), "GRADIO_ANALYTICS_ENABLED": "False"}
         self.log = open(work / f"{name}.log", "w")
@@ -434,24 +434,7 @@ def engine_ratio(llm, first: int, held: int, later: int, repeats: int = 3) -> fl
 
 def kv_table(gguf: Path, threads: int, turns: int, counts: list[int], reply_tokens: int, repeats: int) -> None:
     app = load_app(THREADS=threads)
-    manifest_path = Path(tempfile.mkdtemp(prefix="bench-kv-")) / "variants.json"
-    manifest_path.write_text(
-        json.dumps(
-            {
-                "format": 1,
-                "variants": [
-                    {
-                        "id": "bench",
-                        "label": "bench",
-                        "status": "built",
-                        "system_prompt": SYSTEM,
-                        "modes": {},
-                        "gguf": {"path": str(gguf), "filename": gguf.name},
-                    }
-                ],
-            }
-        )
-    )
+    manifest_path = bench_manifest(Path(tempfile.mkdtemp(prefix="bench-kv-")) / "variants.json", gguf)
     manifest = app.Manifest.load(manifest_path)
     from llama_cpp import Llama
 

@@ -29,7 +29,8 @@ COMMAND_MODULES = (
     "compare",
     "sweep",  # the pipeline and its evidence
     "push",
-    "space",  # shipping
+    "space",
+    "serve",  # shipping
 )
 
 

@@ -222,16 +222,44 @@ def speech_wavs(tmp_path_factory) -> dict[str, Path]:
 
 
 @contextlib.contextmanager
+def serving(manifest: Path, ui: bool = True, api_key: str | None = None, **settings):
+    """The app of `manifest` as `app.py` serves it (the API at /v1, with `ui` the chat page at /), on a free localhost
+    port in this process; yields a namespace of url, app (the module), server (the web app), chat (the engine) and
+    demo (the chat page, or None)."""
+    import threading
+    import types
+
+    app = load_app(**settings)
+    server_app = app.build_server(manifest, ui=ui, api_key=api_key)
+    sock = app.bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = app.server(server_app)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the app did not start")
+        time.sleep(0.05)
+    try:
+        yield types.SimpleNamespace(
+            url=f"http://127.0.0.1:{port}/",
+            app=app,
+            server=server_app,
+            chat=server_app.state.chat,
+            demo=server_app.state.demo,
+        )
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+@contextlib.contextmanager
 def served(manifest: Path, **settings):
     """The app of `manifest` served on a free localhost port; yields (url, app module, demo)."""
-    app = load_app(**settings)
-    demo = app.build_app(manifest)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/", app, demo
-    finally:
-        demo.close()
+    with serving(manifest, **settings) as s:
+        yield s.url, s.app, s.demo
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,54 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import settings
-from .manifest import Manifest, UserError
+from .manifest import Manifest, ModelError, UserError
 from .models import Model, ModelPool
 from .prompt import build_messages, fit_context
+
+# llama.cpp's seeds are 32-bit; this value asks it for a random one.
+_RANDOM_SEED = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How one reply is sampled: the request's settings, the variant's own where the request leaves one out."""
+
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    stop: tuple[str, ...] = ()  # texts that end the reply (besides the chat family's markers), not shown
+    seed: int | None = None  # None: a random one
+
+    @classmethod
+    def of(
+        cls,
+        variant: dict[str, Any],
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_new_tokens: int | None = None,
+        stop: tuple[str, ...] = (),
+        seed: int | None = None,
+        max_tokens_param: str = "max_new_tokens",
+    ) -> Sampling:
+        """The settings of a request to `variant`; a setting left out (None) is the variant's, from the manifest.
+        `max_tokens_param` is what the caller's API calls the reply's length limit (for its error message)."""
+        sampling = cls(
+            float(variant["temperature"] if temperature is None else temperature),
+            float(variant["top_p"] if top_p is None else top_p),
+            int(variant["max_new_tokens"] if max_new_tokens is None else max_new_tokens),
+            tuple(stop),
+            seed,
+        )
+        if not 0 <= sampling.temperature <= 2:
+            raise UserError(f"temperature must be in [0, 2], not {sampling.temperature:g}.", "temperature")
+        if not 0 < sampling.top_p <= 1:
+            raise UserError(f"top_p must be in (0, 1], not {sampling.top_p:g}.", "top_p")
+        if not 1 <= sampling.max_new_tokens <= settings.MAX_NEW_TOKENS:
+            raise UserError(
+                f"{max_tokens_param} must be in [1, {settings.MAX_NEW_TOKENS}], not {sampling.max_new_tokens}.",
+                max_tokens_param,
+            )
+        return sampling
 
 
 @dataclass(frozen=True)
@@ -40,9 +85,7 @@ def _held_back(text: str, markers: tuple[str, ...]) -> int:
 def generate(
     model: Model,
     messages: list[dict],
-    temperature: float,
-    top_p: float,
-    max_new_tokens: int,
+    sampling: Sampling,
     threads: int,
     emit,
     cancel: threading.Event,
@@ -50,6 +93,9 @@ def generate(
     """One reply on the model's thread: trim to the context, bring back the conversation's KV state, sample, and
     `emit` (kind, value) events: "notice", "text" pieces, then "done" with the stats (or "error")."""
     try:
+        if cancel.is_set():  # the caller left while this reply waited for the model: nobody reads it
+            return
+        max_new_tokens = min(sampling.max_new_tokens, model.n_ctx // 2)
         messages, dropped, tokens = fit_context(model, messages, max_new_tokens)
         if dropped:
             emit(
@@ -62,12 +108,16 @@ def generate(
         t0 = time.perf_counter()
         tokens, reused = model.switch_to(tokens, model.n_ctx - max_new_tokens)
         llm._ctx.set_n_threads(threads, threads)
-        llm.set_seed(random.randrange(1 << 31))
+        seed = random.randrange(1 << 31) if sampling.seed is None else sampling.seed % _RANDOM_SEED
+        llm.set_seed(seed)
+        stop_texts = model.stop_texts + sampling.stop
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pending, started, n, finish = "", False, 0, "length"
         first = last = None
         model.unsaved = True
-        stream = llm.generate(tokens, top_k=40, top_p=top_p, min_p=0.05, temp=temperature, repeat_penalty=1.0)
+        stream = llm.generate(
+            tokens, top_k=40, top_p=sampling.top_p, min_p=0.05, temp=sampling.temperature, repeat_penalty=1.0
+        )
         try:
             for token in stream:
                 if model.is_eog(model.vocab, token):
@@ -78,15 +128,15 @@ def generate(
                 if not started:  # a reply does not open with the space or newline after the assistant's header
                     pending = pending.lstrip()
                     started = bool(pending)
-                stop = min((i for i in (pending.find(m) for m in model.stop_texts) if i >= 0), default=-1)
-                cut = stop if stop >= 0 else _held_back(pending, model.stop_texts)
+                stop = min((i for i in (pending.find(m) for m in stop_texts) if i >= 0), default=-1)
+                cut = stop if stop >= 0 else _held_back(pending, stop_texts)
                 if cut:
                     last = time.perf_counter()
                     first = first or last
                     emit("text", pending[:cut])
                     pending = pending[cut:]
                 if stop >= 0:
-                    finish = "stop"
+                    pending, finish = "", "stop"  # the stop text and what follows it are not shown
                     break
                 if n >= max_new_tokens:
                     break
@@ -95,7 +145,7 @@ def generate(
                     break
         finally:
             stream.close()
-        if finish == "length" and pending:
+        if pending and finish != "cancelled":  # held back in case a stop text began there; none did
             emit("text", pending)
         now = time.perf_counter()
         first = first or now
@@ -111,12 +161,18 @@ def generate(
                 "prompt_s": round(first - t0, 3),
                 "finish_reason": finish,
                 "dropped_turns": dropped,
+                "sampling": {
+                    "temperature": sampling.temperature,
+                    "top_p": sampling.top_p,
+                    "max_new_tokens": max_new_tokens,
+                    "seed": seed,
+                },
             },
         )
     except UserError as exc:
         emit("error", exc)
     except Exception as exc:  # llama.cpp failure: report it, keep serving
-        emit("error", UserError(f"Generation failed: {type(exc).__name__}: {str(exc)[:300]}"))
+        emit("error", ModelError(f"Generation failed: {type(exc).__name__}: {str(exc)[:300]}"))
 
 
 class Chat:
@@ -138,21 +194,24 @@ class Chat:
         compare: bool = False,
     ) -> Iterator[Reply]:
         """Check the request now (UserError), then return the reply's stream. With `compare`, the variant's base
-        model answers the same messages with the same settings, beside it."""
+        model answers the same messages with the same settings, beside it. A setting left out (None) is the
+        variant's own."""
         variant = self.manifest.get(variant_id)
         messages = build_messages(variant, mode, list(history or []), message)
-        temperature = float(variant.get("temperature", 0.7) if temperature is None else temperature)
-        top_p = float(variant.get("top_p", 0.9) if top_p is None else top_p)
-        max_new_tokens = int(variant.get("max_new_tokens", 256) if max_new_tokens is None else max_new_tokens)
-        if not (0 <= temperature <= 2 and 0 < top_p <= 1 and 1 <= max_new_tokens <= 4096):
-            raise UserError("temperature must be in [0, 2], top_p in (0, 1] and max_new_tokens in [1, 4096].")
+        sampling = Sampling.of(variant, temperature, top_p, max_new_tokens)
+        return self.reply(variant, messages, sampling, compare)
+
+    def reply(
+        self, variant: dict[str, Any], messages: list[dict], sampling: Sampling, compare: bool = False
+    ) -> Iterator[Reply]:
+        """The stream of the reply to `messages` (as `build_messages` makes them)."""
         specs = [(variant["id"], variant)]
         if compare:
             base = self.manifest.base_of(variant)
             specs.append((base["id"], base))
-        return self._stream(specs, messages, temperature, top_p, max_new_tokens)
+        return self._stream(specs, messages, sampling)
 
-    def _stream(self, specs, messages, temperature, top_p, max_new_tokens) -> Iterator[Reply]:
+    def _stream(self, specs, messages, sampling: Sampling) -> Iterator[Reply]:
         requested = time.perf_counter()
         with self.pool.use(*specs) as models:
             started = time.perf_counter()  # time to first token counts from here: a model load is reported apart
@@ -173,9 +232,7 @@ class Chat:
                     generate,
                     model,
                     messages,
-                    temperature,
-                    top_p,
-                    min(max_new_tokens, model.n_ctx // 2),
+                    sampling,
                     threads,
                     lambda kind, value, i=i: emit(i, kind, value),
                     cancel,

@@ -10,7 +10,29 @@ from typing import Any
 
 
 class UserError(Exception):
-    """A problem the user can fix; shown as a message, never a traceback."""
+    """A problem the user can fix; shown as a message, never a traceback. `param` names the request field at fault
+    (the OpenAI-compatible API reports it)."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+
+class UnknownVariant(UserError):
+    """No such variant, or one that is not built: there is no model to answer."""
+
+
+class Busy(UserError):
+    """Every model slot is taken by other requests; trying again later can succeed."""
+
+
+class ModelError(UserError):
+    """The variant's model could not be fetched, loaded or run: a problem of the server, not of the request."""
+
+
+# The sampling settings every manifest entry carries: the recipe's `space:` values, schema defaults filled in by
+# `iris-recipes space`. The Space has no defaults of its own.
+SAMPLING_KEYS = ("temperature", "top_p", "max_new_tokens")
 
 
 @dataclass
@@ -33,10 +55,17 @@ class Manifest:
             )
         variants = {}
         for i, v in enumerate(data.get("variants", []) if isinstance(data, dict) else []):
-            if isinstance(v, dict) and isinstance(v.get("id"), str):
-                variants[v["id"]] = v
-            else:
+            if not (isinstance(v, dict) and isinstance(v.get("id"), str)):
                 print(f"{path}: variants[{i}] has no id; skipped")
+                continue
+            missing = [k for k in SAMPLING_KEYS if not _is_number(v.get(k))]
+            if missing:
+                print(
+                    f"{path}: variants[{i}] ({v['id']}) has no {', '.join(missing)}; skipped. Write the manifest "
+                    "again with `iris-recipes space`."
+                )
+                continue
+            variants[v["id"]] = v
         return cls(
             path,
             variants,
@@ -46,8 +75,13 @@ class Manifest:
     def get(self, variant_id: Any) -> dict[str, Any]:
         if not isinstance(variant_id, str) or variant_id not in self.variants:
             known = ", ".join(self.variants) or "none"
-            raise UserError(f"Unknown variant {str(variant_id)[:80]!r}. Variants in this Space: {known}.")
+            raise UnknownVariant(f"Unknown variant {str(variant_id)[:80]!r}. Variants in this Space: {known}.")
         return self.variants[variant_id]
+
+    def has_base(self, variant_id: Any) -> bool:
+        """Whether the variant's base model can answer beside it ("compare with base model")."""
+        gguf = (self.variants.get(variant_id) or {}).get("base_gguf") or {}
+        return bool(gguf.get("path") or gguf.get("repo_id"))
 
     def default_id(self) -> str | None:
         """A local variant first (no download), then a published one."""
@@ -78,23 +112,29 @@ class Manifest:
         }
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def gguf_file(manifest: Manifest, variant: dict[str, Any], progress=None) -> Path:
     """The variant's GGUF on disk: its local file, or the published file downloaded (once) from the Hub."""
     name = variant.get("label") or variant["id"]
     if variant.get("status") == "not_built":
-        raise UserError(f"{name} is not built yet. Build it with: {variant.get('build_command', 'iris-recipes run')}")
+        raise UnknownVariant(
+            f"{name} is not built yet. Build it with: {variant.get('build_command', 'iris-recipes run')}"
+        )
     gguf = variant.get("gguf") or {}
     if gguf.get("path"):
         path = manifest.path.parent / gguf["path"]  # an absolute path stays as it is
         if path.is_file():
             return path
         if not gguf.get("repo_id"):
-            raise UserError(
+            raise ModelError(
                 f"{name}: its GGUF file {path} is missing. Build it again with: "
                 f"{variant.get('build_command', 'iris-recipes run')}"
             )
     if not gguf.get("repo_id") or not gguf.get("filename"):
-        raise UserError(
+        raise ModelError(
             f"{name}: the manifest gives neither a local GGUF nor a Hub repo. Write it again with `iris-recipes space`."
         )
     from huggingface_hub import hf_hub_download
@@ -104,7 +144,7 @@ def gguf_file(manifest: Manifest, variant: dict[str, Any], progress=None) -> Pat
     try:
         return Path(hf_hub_download(gguf["repo_id"], gguf["filename"]))
     except Exception as exc:  # network, auth, missing file, offline without a cached copy: all end the same way
-        raise UserError(
+        raise ModelError(
             f"{name}: could not download {gguf['filename']} from https://huggingface.co/"
             f"{gguf['repo_id']} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
             "Try again later, or choose another variant."
@@ -118,13 +158,13 @@ def check_gguf(path: Path, variant: dict[str, Any]) -> None:
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"GGUF":
-        raise UserError(
+        raise ModelError(
             f"{name}: {path.name} is not a GGUF file (it starts with {magic!r}). Export it again with "
             "`iris-recipes export RUN`."
         )
     expected = (variant.get("gguf") or {}).get("bytes")
     if isinstance(expected, int) and expected != size:
-        raise UserError(
+        raise ModelError(
             f"{name}: {path.name} has {size:,} bytes, the export wrote {expected:,}: the file is "
             "damaged or incomplete. Export it again with `iris-recipes export RUN`."
         )

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import settings
-from .manifest import Manifest, UserError, check_gguf, gguf_file
+from .manifest import Busy, Manifest, ModelError, UserError, check_gguf, gguf_file
 from .prompt import markers_of, neutralize
 
 # A state shorter than this is cheaper to recompute than to keep.
@@ -123,7 +123,7 @@ class Model:
         eos, bos = llm.token_eos(), llm.token_bos()
         template = llm.metadata.get("tokenizer.chat_template") or (variant.get("chat") or {}).get("template")
         if not template:
-            raise UserError(
+            raise ModelError(
                 f"{variant.get('label') or variant['id']}: {path.name} carries no chat template. Export it again "
                 "with `iris-recipes export RUN`."
             )
@@ -336,7 +336,7 @@ class ModelPool:
             left = deadline - time.monotonic()
             if left <= 0:
                 busy = ", ".join(m.variant.get("label") or k for k, m in self._models.items()) or "loading"
-                raise UserError(
+                raise Busy(
                     f"This Space keeps at most {self.capacity} model{'s' if self.capacity > 1 else ''} "
                     f"in memory, and all are answering other visitors now ({busy}). Try again in a "
                     "minute."
@@ -376,7 +376,7 @@ class ModelPool:
             ).result()
         except Exception as exc:
             thread.shutdown(wait=False)
-            raise UserError(
+            raise ModelError(
                 f"{variant.get('label') or key}: llama.cpp could not load {path.name} "
                 f"({str(exc).splitlines()[0][:200]}). Export it again with "
                 "`iris-recipes export RUN`."

@@ -50,36 +50,51 @@ def check_message(message: Any) -> str:
     return message
 
 
-def build_messages(variant: dict[str, Any], mode: str | None, history: Any, message: Any) -> list[dict[str, str]]:
+def build_messages(
+    variant: dict[str, Any],
+    mode: str | None,
+    history: Any,
+    message: Any,
+    system: str | None = None,
+    where: str = "history",
+    offset: int = 0,
+) -> list[dict[str, str]]:
     """System prompt (+ mode instruction), the earlier turns and the new message, all neutralized; bad input raises
-    UserError before any model work."""
+    UserError before any model work. `system` replaces the variant's own system prompt; an error about an earlier
+    turn names it `where[offset + i]`."""
     message = check_message(message)
     modes = variant.get("modes") or {}
     if mode and mode not in modes:
         raise UserError(f"Unknown mode {str(mode)[:80]!r} for {variant['id']}. Modes: {', '.join(modes) or 'none'}.")
     if not isinstance(history, (list, tuple)):
-        raise UserError("history must be a list of {'role': 'user'|'assistant', 'content': str} messages.")
+        raise UserError(f"{where} must be a list of {{'role': 'user'|'assistant', 'content': str}} messages.", where)
     if len(history) > 2 * settings.MAX_TURNS:
         raise UserError(
             f"The conversation has {len(history):,} earlier messages; this Space takes at most "
             f"{2 * settings.MAX_TURNS:,} ({settings.MAX_TURNS} turns). Start a new conversation "
-            "(Clear) or send only the recent turns."
+            "(Clear) or send only the recent turns.",
+            where,
         )
     turns, chars = [], 0
     pattern = marker_re(markers_of(variant))
     for i, m in enumerate(history):
         if not (isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)):
-            raise UserError(f"history[{i}] must be {{'role': 'user'|'assistant', 'content': str}}.")
+            raise UserError(f"{where}[{offset + i}] must be {{'role': 'user'|'assistant', 'content': str}}.", where)
         chars += len(m["content"])
         if chars > settings.MAX_HISTORY_CHARS:
             raise UserError(
                 f"The conversation's earlier messages exceed {settings.MAX_HISTORY_CHARS:,} characters "
-                f"(at history[{i}]). Start a new conversation (Clear) or send only the recent turns."
+                f"(at {where}[{offset + i}]). Start a new conversation (Clear) or send only the recent turns.",
+                where,
             )
         turns.append({"role": m["role"], "content": neutralize(m["content"], pattern)})
-    system = "\n\n".join(
-        neutralize(p, pattern) for p in (variant.get("system_prompt") or "", modes.get(mode or "", "")) if p
-    )
+    if system is not None and len(system) > settings.MAX_CHARS:
+        raise UserError(
+            f"The system prompt has {len(system):,} characters; this Space accepts at most {settings.MAX_CHARS:,}.",
+            where,
+        )
+    own = (variant.get("system_prompt") or "") if system is None else system
+    system = "\n\n".join(neutralize(p, pattern) for p in (own, modes.get(mode or "", "")) if p)
     text = neutralize(message, pattern)
     if not text.strip():
         raise UserError("Your message holds only chat-template markers; write some text.")

@@ -47,6 +47,7 @@ N_CTX = _env_int("IRIS_SPACE_N_CTX", 4096)
 MAX_CHARS = _env_int("IRIS_SPACE_MAX_CHARS", 8000)  # one message
 MAX_TURNS = _env_int("IRIS_SPACE_MAX_TURNS", 50)  # earlier turns (a user message and its reply) in one request
 MAX_HISTORY_CHARS = _env_int("IRIS_SPACE_MAX_HISTORY_CHARS", 64000)  # all earlier messages together
+MAX_NEW_TOKENS = _env_int("IRIS_SPACE_MAX_NEW_TOKENS", 4096)  # the longest reply a request may ask for
 QUEUE_SIZE = _env_int("IRIS_SPACE_QUEUE_SIZE", 16)
 CONCURRENCY = _env_int("IRIS_SPACE_CONCURRENCY", 2)
 # Models in memory at once. Comparing with the base model needs two.
@@ -67,3 +68,7 @@ ASR = os.environ.get("IRIS_SPACE_ASR", "pocketsphinx").strip().lower()
 WHISPER_MODEL = os.environ.get("IRIS_SPACE_WHISPER_MODEL", "base.en")
 MAX_AUDIO_S = _env_int("IRIS_SPACE_MAX_AUDIO_S", 60)
 MAX_AUDIO_MB = _env_int("IRIS_SPACE_MAX_AUDIO_MB", 20)
+# The OpenAI-compatible API (/v1): the bearer token it requires (none: open to whoever reaches the port) and the
+# largest request body it reads.
+API_KEY = os.environ.get("IRIS_SPACE_API_KEY") or None
+MAX_REQUEST_KB = _env_int("IRIS_SPACE_MAX_REQUEST_KB", 1024)

@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,27 @@ class Transcript:
     seconds: float  # of audio
     took_s: float
     notice: str | None = None
+
+
+def audio_path(audio: Any, uploads_only: bool = False) -> str | None:
+    """A path from what gradio hands over for a file: a path, a FileData or its dict. An API call's file must be one
+    gradio received (its upload folder): a path the caller names is never read."""
+    if audio is None or audio == "":
+        return None
+    if isinstance(audio, (str, os.PathLike)):
+        path = str(audio)
+    elif isinstance(audio, dict):
+        path = audio.get("path")
+    else:
+        path = getattr(audio, "path", None)
+    if not isinstance(path, str) or not path:
+        raise UserError("audio must be a file (gradio_client.handle_file(PATH)).")
+    if uploads_only:
+        from gradio.utils import get_upload_folder
+
+        if not Path(path).resolve().is_relative_to(Path(get_upload_folder()).resolve()):
+            raise UserError("audio must be uploaded with the request (gradio_client.handle_file(PATH)).")
+    return path
 
 
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:

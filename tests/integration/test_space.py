@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest_space import (
@@ -88,6 +89,20 @@ def test_registry_statuses(space_project):
     todo = by_id["todo-model"]
     assert todo.status == "not_built" and todo.gguf == {}
     assert todo.build_command.startswith("iris-recipes run ") and todo.build_command.endswith("todo-model.yaml")
+
+
+def test_a_manifest_entry_without_its_sampling_settings_is_skipped(space_manifest, tmp_path, capsys):
+    """The Space has no sampling defaults of its own: they come from the manifest, which `iris-recipes space` writes
+    from the recipe and the schema's defaults. An entry without them is refused, and says how to fix it."""
+    data = json.loads(space_manifest.read_text())
+    del next(v for v in data["variants"] if v["id"] == "smol-pirate")["temperature"]
+    path = tmp_path / "variants.json"
+    path.write_text(json.dumps(data))
+    manifest = load_app().Manifest.load(path)
+    assert "smol-pirate" not in manifest.variants and "smol-tutor" in manifest.variants
+    assert "(smol-pirate) has no temperature; skipped. Write the manifest again with `iris-recipes space`" in (
+        capsys.readouterr().out
+    )
 
 
 def test_hosted_manifest_names_the_base_gguf_push_uploads(space_project):
@@ -629,6 +644,9 @@ def test_cli_serves_the_registry_on_localhost(space_project, tmp_path):
         assert ids == ["hub-model", "smol-pirate", "smol-tutor", "todo-model"]
         assert_well_formed(chat(c, "smol-pirate", "Hello!", max_new_tokens=16))
         assert json.loads((tmp_path / "variants.json").read_text())["variants"][2]["status"] == "built"
+        # the OpenAI-compatible API on the same port: the built and published variants
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=60).json()["data"]
+        assert [m["id"] for m in models] == ["hub-model", "smol-pirate", "smol-tutor"]
     finally:
         proc.terminate()
         proc.wait(30)
