@@ -54,7 +54,9 @@ def validation_loss(model_dir: str | Path, examples: Examples, *, threads: int |
     """Mean trained-token cross-entropy over the examples (token-weighted) and its perplexity."""
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # "Loading weights" bars: nothing a user can act on
     if threads:
         torch.set_num_threads(threads)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
