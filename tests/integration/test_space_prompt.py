@@ -104,3 +104,34 @@ def test_prompt_tokens_hold_only_the_template_s_control_tokens(space_manifest):
     assert control.count(im_start[0]) == 5 and control.count(im_end[0]) == 4 and len(control) == 9, llm.detokenize(
         tokens, special=True
     )
+
+
+def test_a_family_without_a_system_turn_reads_the_system_prompt_in_the_first_user_turn(space_manifest):
+    """Manifest `chat.system` false (gemma3's entry): the prompt the model reads carries the system prompt at the
+    start of the first user message left after trimming the oldest turns, as the family's training data had it."""
+    app = load_app(N_CTX=256)
+    prompt = sys.modules["iris_space.prompt"]
+    manifest = app.Manifest.load(space_manifest)
+    tutor = manifest.get("smol-tutor")
+    gemma_like = {**tutor, "chat": {**tutor["chat"], **chat_entry("gemma3")}}
+    assert gemma_like["chat"]["system"] is False and gemma_like["chat"]["system_join"] == "\n\n"
+    model, _ = app.ModelPool(manifest).preload("smol-tutor", gemma_like)
+    history = [
+        m
+        for i in range(6)
+        for m in (
+            {"role": "user", "content": f"Question {i}: " + "why? " * 15},
+            {"role": "assistant", "content": "Because. " * 15},
+        )
+    ]
+    messages = prompt.build_messages(gemma_like, None, history, "What is 2 + 2?")
+    assert messages[0] == {"role": "system", "content": tutor["system_prompt"]}  # trimming sees it apart
+    kept, dropped, tokens = model.thread.submit(prompt.fit_context, model, messages, 32).result()
+    assert dropped >= 1
+    text = model.llm.detokenize(tokens, special=True).decode()
+    first_user = text.index("<|im_start|>user\n")
+    assert text[first_user:].startswith(f"<|im_start|>user\n{tutor['system_prompt']}\n\n")
+    assert text.count(tutor["system_prompt"]) == 1
+    assert f"<|im_start|>system\n{tutor['system_prompt']}" not in text
+    # a family with a system turn keeps it as its own turn
+    assert prompt.fold_system(tutor, messages) == messages
