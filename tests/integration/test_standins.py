@@ -217,3 +217,30 @@ def test_standin_converts_to_gguf_like_the_real_model(family, standin_dirs, tmp_
     text = tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
     assert llm.tokenize(text.encode(), add_bos=False, special=True) == tok(text, add_special_tokens=False)["input_ids"]
     llm.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(SENTENCEPIECE))
+def test_merged_sentencepiece_model_keeps_its_control_pieces(family, standin_dirs, tmp_path):
+    """The merge saves the tokenizer again (transformers 5 leaves `added_tokens_decoder` out of tokenizer_config.json),
+    yet llama.cpp still reads the template's pieces as control tokens: prompts tokenize as in transformers."""
+    import llama_cpp
+    from transformers import AutoTokenizer
+
+    from iris_recipes.export.hf_to_gguf import convert_f16
+    from iris_recipes.lora_merge import merge
+
+    model = standin_dirs[family]
+    _, specials, eot, _ = EXPECTED[family]
+    merged = tmp_path / "merged"
+    merge(base_model=str(model), weights_dir=model, out=merged, method="full", eot_tokens=[eot])
+    name = standins.FAMILIES[family].hub_ids[0].rsplit("/", 1)[-1]  # as the export names a model
+    gguf = convert_f16(merged, tmp_path / "m.gguf", log=tmp_path / "convert.log", model_name=name)
+    tok = AutoTokenizer.from_pretrained(merged)
+    llm = llama_cpp.Llama(str(gguf), vocab_only=True, verbose=False)
+    for special in specials:
+        assert llm._model.token_get_attr(tok.convert_tokens_to_ids(special)) & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+    conv = [{"role": "user", "content": "What is 7 + 5?"}, {"role": "assistant", "content": "12"}]
+    text = tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+    assert llm.tokenize(text.encode(), add_bos=False, special=True) == tok(text, add_special_tokens=False)["input_ids"]
+    llm.close()
