@@ -68,7 +68,7 @@ def _carry_sentencepiece(out: Path, *sources: str | Path) -> None:
 
 def _list_special_pieces(out: Path, tokenizer) -> None:
     """With a SentencePiece `tokenizer.model`, llama.cpp's converter learns which pieces are control tokens (Gemma's
-    <start_of_turn>, say) from tokenizer_config.json's `added_tokens_decoder`, as the base models ship it; the
+    turn markers, say) from tokenizer_config.json's `added_tokens_decoder`, as the base models ship it; the
     tokenizer saved again (transformers 5) leaves that out, so it is written back from the tokenizer's added tokens.
     Without it those pieces stay plain text to llama.cpp: prompts tokenize differently and replies spell them."""
     path = out / "tokenizer_config.json"
