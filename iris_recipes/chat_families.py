@@ -24,7 +24,7 @@ class ChatFamily:
     end_of_turn: tuple[str, ...]  # closes an assistant turn; trained (train_on_eos: turn), so the model stops there
     end_of_text: tuple[str, ...]  # the tokenizer's EOS and other tokens that end generation when they appear
     markers: tuple[str, ...]  # every token the template writes: never allowed inside a message's content
-    system: bool  # the template renders a system turn; False: the system prompt goes before the first user message
+    system: bool  # the template renders a system turn; False: the system prompt opens the first user message
     bos: str | None  # the BOS token the template writes itself (a tokenizer must not add a second one)
     models: str  # the base models it is for (documentation and error messages)
     # Ollama's TEMPLATE for the family (Go text/template, as in Ollama's own template/ folder): renders a conversation
@@ -32,14 +32,36 @@ class ChatFamily:
     # .System, the other turns by ranging over .Messages. No `{{-` trimming: every newline is written out. None:
     # Ollama takes the template from the GGUF.
     ollama_template: str | None = None
+    system_join: str = "\n\n"  # system False: between the system prompt and the first user message's text
 
     @property
     def stop(self) -> tuple[str, ...]:
         """Every token generation stops at: the end of a turn first, then the end of the text."""
         return tuple(dict.fromkeys(self.end_of_turn + self.end_of_text))
 
+    def fold_system(self, messages: list[dict]) -> list[dict]:
+        """`messages` as this family can render them: for a family without a system turn, a leading system message
+        becomes the start of the first user message (as such a family's own template writes it, where it takes a
+        system message at all); otherwise unchanged."""
+        if self.system or not messages or messages[0].get("role") != "system":
+            return messages
+        first = next((i for i, m in enumerate(messages) if m.get("role") == "user"), None)
+        if first is None:
+            return messages
+        user = messages[first]
+        folded = {**user, "content": messages[0]["content"] + self.system_join + user["content"]}
+        return [*messages[1:first], folded, *messages[first + 1 :]]
+
 
 FAMILIES: dict[str, ChatFamily] = {}
+
+_CHATML_OLLAMA = (
+    "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
+    "{{ range .Messages }}"
+    '{{ if eq .Role "user" }}<|im_start|>user\n{{ .Content }}<|im_end|>\n'
+    '{{ else if eq .Role "assistant" }}<|im_start|>assistant\n{{ .Content }}<|im_end|>\n{{ end }}'
+    "{{ end }}<|im_start|>assistant\n"
+)
 
 
 def register(family: ChatFamily) -> ChatFamily:
@@ -116,20 +138,47 @@ register(
 )
 register(
     ChatFamily(
+        name="gemma3",
+        end_of_turn=("<end_of_turn>",),
+        end_of_text=("<eos>",),
+        markers=("<bos>", "<start_of_turn>", "<end_of_turn>", "<eos>", "<start_of_image>"),
+        system=False,
+        bos="<bos>",
+        models="Gemma 3 Instruct (text: gemma-3-1b-it; the larger ones through their text model)",
+        # the system prompt opens the first user turn, as Gemma's own template writes it
+        ollama_template=(
+            "{{ $system := .System }}"
+            "{{ range .Messages }}"
+            '{{ if eq .Role "user" }}<start_of_turn>user\n'
+            '{{ if $system }}{{ $system }}\n\n{{ $system = "" }}{{ end }}{{ .Content }}<end_of_turn>\n'
+            '{{ else if eq .Role "assistant" }}<start_of_turn>model\n{{ .Content }}<end_of_turn>\n{{ end }}'
+            "{{ end }}<start_of_turn>model\n"
+        ),
+    )
+)
+register(
+    ChatFamily(
         name="chatml",
         end_of_turn=("<|im_end|>",),
         end_of_text=("<|endoftext|>",),
         markers=("<|im_start|>", "<|im_end|>", "<|im_sep|>", "<|endoftext|>"),
         system=True,
         bos=None,
-        models="SmolLM2, Qwen2.5 and other ChatML models",
-        ollama_template=(
-            "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
-            "{{ range .Messages }}"
-            '{{ if eq .Role "user" }}<|im_start|>user\n{{ .Content }}<|im_end|>\n'
-            '{{ else if eq .Role "assistant" }}<|im_start|>assistant\n{{ .Content }}<|im_end|>\n{{ end }}'
-            "{{ end }}<|im_start|>assistant\n"
-        ),
+        models="SmolLM2 and other ChatML models",
+        ollama_template=_CHATML_OLLAMA,
+    )
+)
+register(
+    ChatFamily(
+        name="qwen_25",
+        end_of_turn=("<|im_end|>",),
+        end_of_text=("<|endoftext|>",),
+        markers=("<|im_start|>", "<|im_end|>", "<|endoftext|>"),
+        system=True,
+        bos=None,
+        models="Qwen2.5 Instruct (ChatML; a conversation without a system message gets Qwen's default one)",
+        # ChatML; the default system prompt goes into the Modelfile's SYSTEM (export.modelfile.default_system)
+        ollama_template=_CHATML_OLLAMA,
     )
 )
 
@@ -153,6 +202,12 @@ def end_of_turn(name: str) -> list[str]:
     """The end-of-turn tokens of a recipe's chat_template ([] for tokenizer_default: the tokenizer decides)."""
     family = get(name)
     return list(family.end_of_turn) if family else []
+
+
+def fold_system(chat_template: str, messages: list[dict]) -> list[dict]:
+    """`messages` as the recipe's chat family renders them (ChatFamily.fold_system; tokenizer_default: unchanged)."""
+    family = get(chat_template)
+    return family.fold_system(messages) if family else messages
 
 
 def all_markers() -> tuple[str, ...]:

@@ -66,6 +66,31 @@ def _carry_sentencepiece(out: Path, *sources: str | Path) -> None:
             return
 
 
+def _list_special_pieces(out: Path, tokenizer) -> None:
+    """With a SentencePiece `tokenizer.model`, llama.cpp's converter learns which pieces are control tokens (Gemma's
+    turn markers, say) from tokenizer_config.json's `added_tokens_decoder`, as the base models ship it; the
+    tokenizer saved again (transformers 5) leaves that out, so it is written back from the tokenizer's added tokens.
+    Without it those pieces stay plain text to llama.cpp: prompts tokenize differently and replies spell them."""
+    path = out / "tokenizer_config.json"
+    if not (out / "tokenizer.model").is_file() or not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if config.get("added_tokens_decoder"):
+        return
+    config["added_tokens_decoder"] = {
+        str(i): {
+            "content": t.content,
+            "lstrip": t.lstrip,
+            "normalized": t.normalized,
+            "rstrip": t.rstrip,
+            "single_word": t.single_word,
+            "special": t.special,
+        }
+        for i, t in sorted(tokenizer.added_tokens_decoder.items())
+    }
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def merge(*, base_model: str, weights_dir: Path, out: Path, method: str, eot_tokens: list[str]) -> dict:
     """Write the merged model to `out` (atomically). `weights_dir` holds the adapter (lora/qlora) or the full
     fine-tuned weights (full). Returns facts for run.json."""
@@ -113,6 +138,7 @@ def merge(*, base_model: str, weights_dir: Path, out: Path, method: str, eot_tok
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         _carry_sentencepiece(tmp, weights_dir, base_model)
+        _list_special_pieces(tmp, tokenizer)
     weights = sorted(p.name for p in out.glob("*.safetensors"))
     return {
         "dtype": str(dtype).removeprefix("torch."),

@@ -73,8 +73,9 @@ class Variant:
 
 def chat_entry(chat_template: str, run=None) -> dict[str, Any]:
     """What the Space needs of a variant's chat family: the tokens that end a reply, every template marker (removed
-    from what enters a prompt, and a reply ends where the model spells one out) and whether a system turn exists.
-    `tokenizer_default` has no family: the end of turn the export's checks found in the run's tokenizer stands in."""
+    from what enters a prompt, and a reply ends where the model spells one out), whether a system turn exists and,
+    where none does, what joins the system prompt to the first user message. `tokenizer_default` has no family: the
+    end of turn the export's checks found in the run's tokenizer stands in."""
     family = chat_families.get(chat_template)
     if family is not None:
         return {
@@ -82,6 +83,7 @@ def chat_entry(chat_template: str, run=None) -> dict[str, Any]:
             "stop": list(family.stop),
             "markers": list(family.markers),
             "system": family.system,
+            **({} if family.system else {"system_join": family.system_join}),
         }
     checks = ((run.read().get("stages") or {}).get("export") or {}).get("checks") or {} if run else {}
     eot = ((checks.get("f16") or {}).get("tokens") or {}).get("end_of_turn")

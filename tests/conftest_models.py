@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-FAMILIES = ("llama3", "phi3", "chatml")
+FAMILIES = ("llama3", "phi3", "gemma3", "qwen25", "chatml")
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +25,8 @@ def tiny_model_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def standin_dirs() -> dict[str, Path]:
-    """Every family's stand-in: {"llama3": dir, "phi3": dir, "chatml": dir} (read-only)."""
+    """Every family's stand-in: {"llama3": dir, "phi3": dir, "gemma3": dir, "qwen25": dir, "chatml": dir}
+    (read-only)."""
     import standins
 
     return {family: standins.cached(family) for family in FAMILIES}

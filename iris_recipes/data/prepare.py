@@ -1,9 +1,10 @@
 """The data stage: recipe `dataset:` block -> normalized `train.jsonl`, `val.jsonl` and `report.json`.
 
-Order of work, per source: read -> map to turns -> check (bad rows) -> system prompt -> dedup ->
-min_assistant_chars -> shuffle (seed) -> take rows up to the source's quota, dropping those longer than
-train.sequence_len. The main source's quota is `dataset.limit`; a mix source's is weight x (main rows used),
-capped by its own `limit`. Then all rows are shuffled once more and the first val_size share is held out.
+Order of work, per source: read -> map to turns -> check (bad rows) -> system prompt (into the first user message
+for a chat family without a system turn) -> dedup -> min_assistant_chars -> shuffle (seed) -> take rows up to the
+source's quota, dropping those longer than train.sequence_len. The main source's quota is `dataset.limit`; a mix
+source's is weight x (main rows used), capped by its own `limit`. Then all rows are shuffled once more and the first
+val_size share is held out.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from iris_recipes import fsutil
+from iris_recipes import chat_families, fsutil
 from iris_recipes.data.cells import RowProblem
 from iris_recipes.data.conversation_checks import conversation_problem, shortest_assistant
 from iris_recipes.data.formats import CHAT, Mapping
@@ -51,9 +52,10 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
 
     seen: set[str] = set()
     stats, pools, bad_rows = [], [], []
+    family = chat_families.get(data.get("chat_template") or chat_families.TOKENIZER_DEFAULT)
     for src in sources:
         st = {"read": 0, "bad": 0, "duplicates": 0, "too_short": 0, "too_long": 0, "train": 0, "val": 0}
-        rows = _load_clean(src, settings.dataset, st, bad_rows, seen)
+        rows = _load_clean(src, settings.dataset, st, bad_rows, seen, family)
         stats.append(st)
         pools.append(rows)
 
@@ -144,7 +146,14 @@ def unprepared_kind(mapping: Mapping) -> str | None:
     )
 
 
-def _load_clean(src: Source, ds: DatasetView, st: dict, bad_rows: list[str], seen: set[str]) -> list[dict]:
+def _load_clean(
+    src: Source,
+    ds: DatasetView,
+    st: dict,
+    bad_rows: list[str],
+    seen: set[str],
+    family: chat_families.ChatFamily | None,
+) -> list[dict]:
     rows_iter, columns = read_rows(src)
     missing = sorted(src.mapping.required_columns() - set(columns))
     if columns and missing:
@@ -170,6 +179,8 @@ def _load_clean(src: Source, ds: DatasetView, st: dict, bad_rows: list[str], see
             continue
         if system_prompt and messages[0]["role"] != "system":
             messages = [{"role": "system", "content": system_prompt}, *messages]
+        if family is not None:  # the rows are what training renders: no system turn where the family has none
+            messages = family.fold_system(messages)
         if dedup:
             key = json.dumps(messages, ensure_ascii=False, sort_keys=True)
             if key in seen:

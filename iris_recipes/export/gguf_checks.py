@@ -52,10 +52,12 @@ def load_tokenizer(merged: Path):
     return AutoTokenizer.from_pretrained(merged)
 
 
-def prompt_token_ids(tok) -> list[list[int]]:
-    """The check prompts rendered with the training tokenizer's chat template, as token ids."""
+def prompt_token_ids(tok, family: chat_families.ChatFamily | None = None) -> list[list[int]]:
+    """The check prompts rendered with the training tokenizer's chat template, as token ids (a system prompt in the
+    first user message for a `family` without a system turn, as its training data had it)."""
     out = []
     for conv in CHECK_CONVERSATIONS:
+        conv = family.fold_system(conv) if family else conv
         text = tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
         out.append(tok(text, add_special_tokens=False)["input_ids"])
     return out
@@ -230,8 +232,10 @@ def check_chat(
     max_tokens: int = 128,
     threads: int | None = None,
     lora: Path | None = None,
+    family: chat_families.ChatFamily | None = None,
 ) -> dict[str, Any]:
-    """A greedy chat with the GGUF's own template (with `lora`: the adapter applied over it).
+    """A greedy chat with the GGUF's own template (with `lora`: the adapter applied over it; for a `family` without
+    a system turn, the system prompt in the first user message).
 
     Real models must stop on their own (end-of-generation token). A random-weight test model cannot be expected to,
     so with `require_stop=False` stopping at max_tokens is accepted; the tokens check has already made sure the
@@ -239,6 +243,7 @@ def check_chat(
     """
     messages = messages or chat_probe()
     user = messages[-1]["content"]
+    messages = family.fold_system(messages) if family else messages
     llm = _llama(gguf, threads, n_ctx=1024, seed=0, lora_path=lora)
     result = llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0)
     llm.close()
@@ -339,7 +344,8 @@ def run_all(
     "adapter": {...} or None} (`system`: the recipe's system prompt for the Modelfile; `adapter`: (GGUF adapter,
     base model's F16 GGUF), checked like a file: the base with the adapter applied against the merged model)."""
     tok = load_tokenizer(merged)
-    prompts = prompt_token_ids(tok)
+    family = chat_families.get(chat_template) if chat_template else None
+    prompts = prompt_token_ids(tok, family)
     reference = hf_reference(merged, prompts)
     bench_ids, banned = speed.bench_prompt_ids(tok), sorted(set(tok.all_special_ids))
     results = {}
@@ -347,7 +353,7 @@ def run_all(
         results[quant] = {
             "tokens": check_tokens(path, tok, prompts, chat_template),
             **agreement(reference, gguf_logits(path, prompts, threads)),
-            "chat": check_chat(path, tok, require_stop=require_stop, messages=probe, threads=threads),
+            "chat": check_chat(path, tok, require_stop=require_stop, messages=probe, threads=threads, family=family),
             "speed": (measured := speed.benchmark(path, bench_ids, banned, threads=threads)),
             "decode_tok_s": measured["decode_tok_s"],
         }
@@ -356,11 +362,12 @@ def run_all(
         lora, base = adapter
         adapter_result = {
             **agreement(reference, gguf_logits(base, prompts, threads, lora=lora)),
-            "chat": check_chat(base, tok, require_stop=require_stop, messages=probe, threads=threads, lora=lora),
+            "chat": check_chat(
+                base, tok, require_stop=require_stop, messages=probe, threads=threads, lora=lora, family=family
+            ),
         }
     # the Modelfile: its system prompt (the recipe's, else the one the model's template adds by itself) and whether
     # its template renders what the model's renders
-    family = chat_families.get(chat_template) if chat_template else None
     hf_render = lambda conv: tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)  # noqa: E731
     system = system or modelfile.default_system(family, hf_render)
     return {

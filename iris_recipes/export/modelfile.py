@@ -2,7 +2,8 @@
 stop tokens, its system prompt and its sampling defaults, so it answers there as it does in the Space.
 
 The TEMPLATE comes from the chat-family registry. `render` executes the part of Go's text/template those templates
-use (text, `{{ .Field }}`, `{{ if }}`/`{{ else if }}`/`{{ else }}`/`{{ end }}`, `{{ range }}`, `eq`, `{{-`/`-}}`)
+use (text, `{{ .Field }}`, `{{ if }}`/`{{ else if }}`/`{{ else }}`/`{{ end }}`, `{{ range }}`, `eq`, `{{-`/`-}}`,
+variables: `{{ $x := ... }}`, `{{ $x = ... }}`, `{{ $x }}`)
 with the values Ollama gives a template (`.System`: the system messages joined by a blank line; `.Messages`:
 consecutive same-role messages merged), so the export can check that a Modelfile renders a conversation to exactly
 the text the model's Hugging Face template renders.
@@ -32,7 +33,9 @@ CHECK_CONVERSATIONS = [
 
 # -- Go text/template, the subset Ollama's templates use ------------------------------------------------------------
 _ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\$?\.[A-Za-z_][A-Za-z0-9_]*|\.|[A-Za-z_][A-Za-z0-9_]*')
+_TOKEN = re.compile(
+    r'"(?:[^"\\]|\\.)*"|\$?\.[A-Za-z_][A-Za-z0-9_]*|\$[A-Za-z_][A-Za-z0-9_]*|:?=|\.|[A-Za-z_][A-Za-z0-9_]*'
+)
 
 
 class TemplateError(ValueError):
@@ -41,8 +44,8 @@ class TemplateError(ValueError):
 
 @dataclass
 class _Node:
-    kind: str  # text | expr | if | range
-    value: Any = None  # text, or the expression's tokens
+    kind: str  # text | expr | if | range | assign
+    value: Any = None  # text, the expression's tokens, or (variable, ":=" or "=", expression tokens)
     branches: list[tuple[list[str] | None, list]] = field(default_factory=list)  # if: (condition or None, body)
 
 
@@ -103,6 +106,9 @@ def _block(pieces: list[tuple[str, str]], i: int, top: bool = False) -> tuple[li
                     break
                 cond = words[2:] if words[1:2] == ["if"] else None  # else if / else
             out.append(node)
+        elif head.startswith("$") and not head.startswith("$.") and words[1:2] in ([":="], ["="]):
+            out.append(_Node("assign", (head, words[1], words[2:])))
+            i += 1
         elif head == "range":
             body, i = _block(pieces, i + 1)
             if i >= len(pieces) or _TOKEN.findall(pieces[i][1])[0] != "end":
@@ -115,42 +121,56 @@ def _block(pieces: list[tuple[str, str]], i: int, top: bool = False) -> tuple[li
     return out, i
 
 
-def _value(word: str, dot: Any, root: dict) -> Any:
+def _value(word: str, dot: Any, root: dict, scope: list[dict]) -> Any:
     if word.startswith('"'):
         return bytes(word[1:-1], "utf-8").decode("unicode_escape")
     if word == ".":
         return dot
+    if word.startswith("$") and not word.startswith("$."):
+        return _variable(scope, word)[word]
     base, name = (root, word[2:]) if word.startswith("$.") else (dot, word[1:])
     if not isinstance(base, dict) or name not in base:
         raise TemplateError(f"{word}: no such field")
     return base[name]
 
 
-def _eval(words: list[str], dot: Any, root: dict) -> Any:
+def _variable(scope: list[dict], name: str) -> dict:
+    """The innermost scope that declares `name` (Go: a variable lives until the `end` of the block declaring it)."""
+    for frame in reversed(scope):
+        if name in frame:
+            return frame
+    raise TemplateError(f"undefined variable {name}")
+
+
+def _eval(words: list[str], dot: Any, root: dict, scope: list[dict]) -> Any:
     if words and words[0] == "eq":
         if len(words) != 3:
             raise TemplateError(f"eq takes two arguments: {' '.join(words)}")
-        return _value(words[1], dot, root) == _value(words[2], dot, root)
+        return _value(words[1], dot, root, scope) == _value(words[2], dot, root, scope)
     if len(words) != 1:
         raise TemplateError(f"unsupported expression: {' '.join(words)}")
-    return _value(words[0], dot, root)
+    return _value(words[0], dot, root, scope)
 
 
-def _run(nodes: list[_Node], dot: Any, root: dict, out: list[str]) -> None:
+def _run(nodes: list[_Node], dot: Any, root: dict, out: list[str], scope: list[dict]) -> None:
     for node in nodes:
         if node.kind == "text":
             out.append(node.value)
         elif node.kind == "expr":
-            value = _eval(node.value, dot, root)
+            value = _eval(node.value, dot, root, scope)
             out.append("" if value is None else str(value))
+        elif node.kind == "assign":  # writes nothing
+            name, op, words = node.value
+            frame = scope[-1] if op == ":=" else _variable(scope, name)
+            frame[name] = _eval(words, dot, root, scope)
         elif node.kind == "if":
             for cond, body in node.branches:
-                if cond is None or _eval(cond, dot, root):
-                    _run(body, dot, root, out)
+                if cond is None or _eval(cond, dot, root, scope):
+                    _run(body, dot, root, out, [*scope, {}])
                     break
         elif node.kind == "range":
-            for item in _eval(node.value, dot, root) or []:
-                _run(node.branches[0][1], item, root, out)
+            for item in _eval(node.value, dot, root, scope) or []:
+                _run(node.branches[0][1], item, root, out, [*scope, {}])
 
 
 def render(template: str, messages: list[dict[str, str]]) -> str:
@@ -164,7 +184,7 @@ def render(template: str, messages: list[dict[str, str]]) -> str:
             collated.append({"Role": m["role"], "Content": m["content"]})
     root = {"System": system, "Messages": collated, "Prompt": "", "Response": ""}
     out: list[str] = []
-    _run(_parse(template), root, root, out)
+    _run(_parse(template), root, root, out, [{}])
     return "".join(out)
 
 
@@ -216,14 +236,14 @@ def template_problems(family: ChatFamily | None, hf_render: Callable[[list[dict]
     """Where the family's Ollama TEMPLATE renders the check conversations differently from `hf_render` (the model's
     Hugging Face template with a generation prompt); the family's BOS, which llama.cpp adds, is not compared. With a
     Modelfile `system` prompt, a conversation without a system message gets it first, as Ollama (and the Space) give
-    it."""
+    it. A family without a system turn gets its system prompt in the first user message, as training had it."""
     if family is None or not family.ollama_template:
         return []
     problems = []
     for conv in CHECK_CONVERSATIONS:
         if system and conv[0]["role"] != "system":
             conv = [{"role": "system", "content": system}, *conv]
-        expected = _after_bos(family, hf_render(conv))
+        expected = _after_bos(family, hf_render(family.fold_system(conv)))
         got = render(family.ollama_template, conv)
         if got != expected:
             at = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))

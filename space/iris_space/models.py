@@ -17,7 +17,7 @@ import numpy as np
 
 from . import settings
 from .manifest import Busy, Manifest, ModelError, UserError, check_gguf, gguf_file
-from .prompt import markers_of, neutralize
+from .prompt import fold_system, markers_of, neutralize
 
 # A state shorter than this is cheaper to recompute than to keep.
 MIN_STATE_TOKENS = 16
@@ -158,6 +158,7 @@ class Model:
     def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
         """Token ids of the prompt the chat template makes of `messages`, ending with the assistant's header."""
         messages = [{"role": m["role"], "content": self.neutralize(m["content"])} for m in messages]
+        messages = fold_system(self.variant, messages)
         result = self._formatter(messages=messages)
         return self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
 

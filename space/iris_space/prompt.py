@@ -39,6 +39,22 @@ def neutralize(text: str, pattern: re.Pattern | None = None) -> str:
         text = out
 
 
+def fold_system(variant: dict[str, Any], messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """`messages` as the variant's chat family takes them: where it has no system turn (manifest `chat.system`
+    false), the system prompt opens the first user message, joined by `chat.system_join`, as in its training data.
+    Applied when a prompt is rendered (Model.prompt_tokens), so trimming a long conversation keeps the system
+    prompt."""
+    chat = variant.get("chat") if isinstance(variant, dict) else None
+    join = chat.get("system_join") if isinstance(chat, dict) and chat.get("system") is False else None
+    if not isinstance(join, str) or not messages or messages[0]["role"] != "system":
+        return messages
+    first = next((i for i, m in enumerate(messages) if m["role"] == "user"), None)
+    if first is None:
+        return messages
+    joined = messages[0]["content"] + join + messages[first]["content"]
+    return [*messages[1:first], {"role": "user", "content": joined}, *messages[first + 1 :]]
+
+
 def check_message(message: Any) -> str:
     if not isinstance(message, str) or not message.strip():
         raise UserError("Type a message first: an empty message gets no reply.")

@@ -24,6 +24,8 @@ EXCHANGES = [
 STANDIN_TEMPLATES = {
     "llama3": ["llama3", "tokenizer_default"],
     "phi3": ["phi_3", "phi_35", "tokenizer_default"],
+    "gemma3": ["gemma3", "tokenizer_default"],
+    "qwen25": ["qwen_25", "tokenizer_default"],
     "chatml": ["chatml", "tokenizer_default"],
 }
 CASES = [(s, t) for s, templates in STANDIN_TEMPLATES.items() for t in templates]
@@ -82,7 +84,7 @@ def measured(request, standin_dirs):
     model = standin_dirs[standin]
     data = _recipe(str(model), template)
     tok = AutoTokenizer.from_pretrained(model)
-    conversations = _conversations()
+    conversations = [chat_families.fold_system(template, c) for c in _conversations()]  # rows as the data stage writes
     examples = training_examples(tok, axconfig.tokenization_config(data, model), conversations)
     # Axolotl's tokenization, reached the way `iris-recipes run` reaches it: the generated, validated training config
     cfg = axconfig.build_config(data, base_model=str(model), spec=LaunchSpec(), has_val=False)

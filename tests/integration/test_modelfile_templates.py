@@ -7,9 +7,16 @@ from __future__ import annotations
 import pytest
 
 from iris_recipes import chat_families
-from iris_recipes.export.modelfile import CHECK_CONVERSATIONS, render, template_problems
+from iris_recipes.export.modelfile import CHECK_CONVERSATIONS, default_system, render, template_problems
 
-STANDIN = {"llama3": "llama3", "phi_3": "phi3", "phi_35": "phi3", "chatml": "chatml"}
+STANDIN = {
+    "llama3": "llama3",
+    "phi_3": "phi3",
+    "phi_35": "phi3",
+    "gemma3": "gemma3",
+    "qwen_25": "qwen25",
+    "chatml": "chatml",
+}
 MORE = [
     [
         {"role": "user", "content": "Hi"},
@@ -36,12 +43,17 @@ def test_modelfile_template_renders_what_the_hf_template_renders(name, standin_d
     def hf(conv):
         return tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
 
-    assert template_problems(family, hf) == []
+    # a template that adds a system prompt of its own (Qwen2.5's) gets it from the Modelfile's SYSTEM
+    system = default_system(family, hf)
+    assert bool(system) == (name == "qwen_25"), system
+    assert template_problems(family, hf, system) == []
     for conv in [*CHECK_CONVERSATIONS, *MORE]:
-        expected = hf(conv)
+        if system and conv[0]["role"] != "system":
+            conv = [{"role": "system", "content": system}, *conv]
+        expected = hf(family.fold_system(conv))
         expected = expected[len(family.bos) :] if family.bos and expected.startswith(family.bos) else expected
         assert render(family.ollama_template, conv) == expected
     # and the check can fail: another family's template is refused
     other = next(f for f in chat_families.FAMILIES.values() if f.ollama_template != family.ollama_template)
     wrong = chat_families.ChatFamily(**{**family.__dict__, "ollama_template": other.ollama_template})
-    assert template_problems(wrong, hf)
+    assert template_problems(wrong, hf, system)

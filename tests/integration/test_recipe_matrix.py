@@ -47,9 +47,28 @@ def overrides(name: str) -> list[str]:
 # The Hub repository a builtin model is (the card's base_model, run.json's base_model_hub_id), written out here
 # rather than asked of the code under test.
 BUILTIN_UPSTREAM = {"builtin:smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
-FAMILY_OF_TEMPLATE = {"llama3": "llama3", "phi_35": "phi3", "phi_3": "phi3", "chatml": "chatml"}
-END_OF_TURN = {"llama3": "<|eot_id|>", "phi3": "<|end|>", "chatml": "<|im_end|>"}
-TEMPLATE_MARK = {"llama3": "<|start_header_id|>", "phi3": "<|assistant|>", "chatml": "<|im_start|>"}
+FAMILY_OF_TEMPLATE = {
+    "llama3": "llama3",
+    "phi_35": "phi3",
+    "phi_3": "phi3",
+    "gemma3": "gemma3",
+    "qwen_25": "qwen25",
+    "chatml": "chatml",
+}
+END_OF_TURN = {
+    "llama3": "<|eot_id|>",
+    "phi3": "<|end|>",
+    "gemma3": "<end_of_turn>",
+    "qwen25": "<|im_end|>",
+    "chatml": "<|im_end|>",
+}
+TEMPLATE_MARK = {
+    "llama3": "<|start_header_id|>",
+    "phi3": "<|assistant|>",
+    "gemma3": "<start_of_turn>",
+    "qwen25": "<|im_start|>",
+    "chatml": "<|im_start|>",
+}
 
 
 def _recipe(name: str) -> dict:
@@ -76,12 +95,26 @@ def _run_pinned(name: str, env: dict, cores: queue.Queue) -> tuple[int, str]:
         cores.put(core)
 
 
+def _selected(session) -> list[str]:
+    """The recipes this session's selected tests need: those of the selected end-to-end tests (`-k gemma` runs one),
+    every recipe when the Space test is selected."""
+    names: set[str] = set()
+    for item in session.items:
+        if item.module.__name__ != __name__:
+            continue
+        if item.originalname == "test_the_space_serves_every_recipe":
+            return list(RECIPES)
+        if item.originalname == "test_recipe_runs_end_to_end":
+            names.add(item.callspec.params["name"])
+    return [name for name in RECIPES if name in names]
+
+
 @pytest.fixture(scope="module")
 def matrix(hf_home, request, tmp_path_factory) -> dict:
-    """Every shipped recipe run once: {name: (run directory, exit code, output)}, and "__runs__": the runs root.
-    The others go side by side, one per core, into one runs root, so they take about (sum of run times) / cores;
-    the demo is the session's demo run (asked for last: under pytest-xdist another worker runs it meanwhile),
-    linked into that root."""
+    """Every selected recipe (_selected) run once: {name: (run directory, exit code, output)}, and "__runs__": the
+    runs root. The others go side by side, one per core, into one runs root, so they take about (sum of run times)
+    / cores; the demo is the session's demo run (asked for last: under pytest-xdist another worker runs it
+    meanwhile), linked into that root."""
     env = dict(os.environ)
     runs = tmp_path_factory.mktemp("matrix-runs")
     env.update(
@@ -91,13 +124,15 @@ def matrix(hf_home, request, tmp_path_factory) -> dict:
     cores: queue.Queue = queue.Queue()
     for core in sorted(os.sched_getaffinity(0)):
         cores.put(core)
-    others = [name for name in RECIPES if name != DEMO]
+    selected = _selected(request.session)
+    others = [name for name in selected if name != DEMO]
     with ThreadPoolExecutor(cores.qsize()) as pool:
         done = dict(zip(others, pool.map(lambda name: _run_pinned(name, env, cores), others)))
-    demo = request.getfixturevalue("demo_session")
-    done[DEMO] = (demo["code"], demo["stdout"] + demo["stderr"])
-    if (demo["runs"] / DEMO).is_dir():
-        (runs / DEMO).symlink_to(demo["runs"] / DEMO, target_is_directory=True)
+    if DEMO in selected:
+        demo = request.getfixturevalue("demo_session")
+        done[DEMO] = (demo["code"], demo["stdout"] + demo["stderr"])
+        if (demo["runs"] / DEMO).is_dir():
+            (runs / DEMO).symlink_to(demo["runs"] / DEMO, target_is_directory=True)
     out: dict = {"__runs__": runs}
     for name, (code, output) in done.items():
         found = [p for p in (runs / name).iterdir() if (p / "run.json").is_file()] if (runs / name).is_dir() else []

@@ -29,8 +29,23 @@ EXPECTED = {
         "<|end|>",
         "<|user|>\nhi<|end|>\n",
     ),
+    "gemma3": (
+        "Gemma3ForCausalLM",
+        ["<bos>", "<start_of_turn>", "<end_of_turn>", "<eos>"],
+        "<end_of_turn>",
+        "<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n",
+    ),
+    "qwen25": (
+        "Qwen2ForCausalLM",
+        ["<|im_start|>", "<|im_end|>", "<|endoftext|>"],
+        "<|im_end|>",
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\nhi<|im_end|>\n",
+    ),
     "chatml": ("LlamaForCausalLM", ["<|im_start|>", "<|im_end|>"], "<|im_end|>", "<|im_start|>user\nhi<|im_end|>\n"),
 }
+# stand-ins whose tokenizer llama.cpp reads from a SentencePiece tokenizer.model, with the real model's class
+SENTENCEPIECE = {"phi3": "LlamaTokenizer", "gemma3": "GemmaTokenizer"}
 
 
 @pytest.mark.parametrize("family", sorted(EXPECTED))
@@ -60,14 +75,15 @@ def test_llama3_standin_is_shaped_like_llama_3_2(standin_dirs):
     assert isinstance(config["eos_token_id"], list) and len(config["eos_token_id"]) == 3
 
 
-def test_phi3_standin_ships_sentencepiece_and_agrees_with_it(standin_dirs):
+@pytest.mark.parametrize("family", sorted(SENTENCEPIECE))
+def test_sentencepiece_standin_ships_it_and_agrees_with_it(family, standin_dirs):
     """tokenizer.json must split text exactly as the SentencePiece model llama.cpp's converter reads."""
     import sentencepiece as spm
     from transformers import AutoTokenizer
 
-    model = standin_dirs["phi3"]
+    model = standin_dirs[family]
     cfg = json.loads((model / "tokenizer_config.json").read_text())
-    assert cfg["tokenizer_class"] == "LlamaTokenizer"  # the real model's: llama.cpp then reads tokenizer.model
+    assert cfg["tokenizer_class"] == SENTENCEPIECE[family]  # the real model's: llama.cpp then reads tokenizer.model
     sp = spm.SentencePieceProcessor(model_file=str(model / "tokenizer.model"))
     tok = AutoTokenizer.from_pretrained(model)
     for text in [
@@ -76,8 +92,33 @@ def test_phi3_standin_ships_sentencepiece_and_agrees_with_it(standin_dirs):
         "  two  spaces\nnew line",
         "Ünïcödé ✓ 日本語",
         "x=1;y=22;z=333",
+        " leading space and trailing ",
     ]:
         assert tok(text, add_special_tokens=False)["input_ids"] == sp.encode(text), text
+
+
+def test_gemma3_standin_is_shaped_like_gemma_3(standin_dirs):
+    config = json.loads((standin_dirs["gemma3"] / "config.json").read_text())
+    assert config["layer_types"].count("full_attention") >= 1 and config["layer_types"][5] == "full_attention"
+    assert config["eos_token_id"] == [1, config["eos_token_id"][1]] and config["bos_token_id"] == 2
+    assert config["query_pre_attn_scalar"] == config["head_dim"] and config["tie_word_embeddings"] is True
+
+
+def test_qwen25_standin_has_qwen25s_vocabulary(standin_dirs):
+    from transformers import AutoTokenizer
+
+    model = standin_dirs["qwen25"]
+    tok = AutoTokenizer.from_pretrained(model)
+    assert len(tok) == 151665 and tok.bos_token is None and tok.eos_token == "<|im_end|>"
+    assert tok.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|file_sep|>"]) == [
+        151643,
+        151644,
+        151645,
+        151664,
+    ]
+    assert "<think>" not in tok.get_vocab()  # Qwen3's, not Qwen2.5's
+    config = json.loads((model / "config.json").read_text())
+    assert config["vocab_size"] == 151936 and config["tie_word_embeddings"] is True
 
 
 def test_standins_are_seeded_and_refuse_to_overwrite(tmp_path, tiny_model_dir):
@@ -159,7 +200,9 @@ def test_standin_converts_to_gguf_like_the_real_model(family, standin_dirs, tmp_
     llm = llama_cpp.Llama(str(gguf), vocab_only=True, verbose=False)
     assert llm.metadata["tokenizer.chat_template"] == tok.chat_template
     tokenizer_model = llm.metadata["tokenizer.ggml.model"]
-    assert tokenizer_model == ("llama" if family == "phi3" else "gpt2")
+    assert tokenizer_model == ("llama" if family in SENTENCEPIECE else "gpt2")
+    if family == "qwen25":  # recognized by the hash of its output, as the real Qwen2.5's
+        assert llm.metadata["tokenizer.ggml.pre"] == "qwen2"
     _, specials, eot, _ = EXPECTED[family]
     for special in specials:
         tid = tok.convert_tokens_to_ids(special)
@@ -171,6 +214,33 @@ def test_standin_converts_to_gguf_like_the_real_model(family, standin_dirs, tmp_
         {"role": "assistant", "content": "12"},
         {"role": "user", "content": "And times two?"},
     ]
+    text = tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+    assert llm.tokenize(text.encode(), add_bos=False, special=True) == tok(text, add_special_tokens=False)["input_ids"]
+    llm.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(SENTENCEPIECE))
+def test_merged_sentencepiece_model_keeps_its_control_pieces(family, standin_dirs, tmp_path):
+    """The merge saves the tokenizer again (transformers 5 leaves `added_tokens_decoder` out of tokenizer_config.json),
+    yet llama.cpp still reads the template's pieces as control tokens: prompts tokenize as in transformers."""
+    import llama_cpp
+    from transformers import AutoTokenizer
+
+    from iris_recipes.export.hf_to_gguf import convert_f16
+    from iris_recipes.lora_merge import merge
+
+    model = standin_dirs[family]
+    _, specials, eot, _ = EXPECTED[family]
+    merged = tmp_path / "merged"
+    merge(base_model=str(model), weights_dir=model, out=merged, method="full", eot_tokens=[eot])
+    name = standins.FAMILIES[family].hub_ids[0].rsplit("/", 1)[-1]  # as the export names a model
+    gguf = convert_f16(merged, tmp_path / "m.gguf", log=tmp_path / "convert.log", model_name=name)
+    tok = AutoTokenizer.from_pretrained(merged)
+    llm = llama_cpp.Llama(str(gguf), vocab_only=True, verbose=False)
+    for special in specials:
+        assert llm._model.token_get_attr(tok.convert_tokens_to_ids(special)) & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+    conv = [{"role": "user", "content": "What is 7 + 5?"}, {"role": "assistant", "content": "12"}]
     text = tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
     assert llm.tokenize(text.encode(), add_bos=False, special=True) == tok(text, add_special_tokens=False)["input_ids"]
     llm.close()

@@ -93,3 +93,20 @@ def test_a_registered_family_is_used_by_the_schema_config_and_data_checks(monkey
     assert re.search(chat_families.marker_pattern(), "hi <start_of_turn>model")
     with pytest.raises(ValueError, match="registered twice"):
         chat_families.register(turn)
+
+
+def test_a_family_without_a_system_turn_folds_the_system_prompt_into_the_first_user_message():
+    conv = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": "2+2?"},
+    ]
+    gemma = chat_families.get("gemma3")
+    assert gemma.system is False
+    assert gemma.fold_system(conv) == [{"role": "user", "content": "Be brief.\n\nHi"}, *conv[2:]]
+    assert gemma.fold_system(conv[1:]) == conv[1:]  # nothing to fold
+    assert gemma.fold_system(conv[:1]) == conv[:1]  # no user message to carry it
+    assert chat_families.fold_system("llama3", conv) == conv  # a family with a system turn keeps it
+    assert chat_families.fold_system("tokenizer_default", conv) == conv  # the tokenizer's template decides
+    assert conv[1]["content"] == "Hi"  # the input is not changed

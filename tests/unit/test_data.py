@@ -281,6 +281,17 @@ def test_system_prompt_added_only_where_missing(tmp_path):
     assert systems == ["Be kind.", "Own."] and all(r["messages"][0]["role"] == "system" for r in train)
 
 
+def test_system_prompt_opens_the_first_user_message_for_a_family_without_a_system_turn(tmp_path):
+    with_sys = {"messages": [{"role": "system", "content": "Own."}, *chat("q", "a")["messages"]]}
+    jsonl(tmp_path / "d.jsonl", [with_sys, chat("q2", "a2")])
+    dataset = {"path": "d.jsonl", "format": "messages", "system_prompt": "Be kind."}
+    _, train, _ = run(tmp_path, dataset, chat_template="gemma3")
+    assert sorted(r["messages"][0]["content"] for r in train) == ["Be kind.\n\nq2", "Own.\n\nq"]
+    assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in train)
+    _, train, _ = run(tmp_path, dataset, chat_template="chatml")  # a family with a system turn keeps it
+    assert all(r["messages"][0]["role"] == "system" for r in train)
+
+
 def test_split_is_deterministic_disjoint_and_complete(tmp_path):
     jsonl(tmp_path / "d.jsonl", [chat(f"q{i}", f"a{i}") for i in range(50)])
     block = {"path": "d.jsonl", "format": "messages", "val_size": 0.2, "seed": 7}

@@ -31,10 +31,29 @@ def test_render_follows_ollama_semantics():
     assert render("{{ if .Prompt }}P{{ else }}no prompt{{ end }}", CONV) == "no prompt"  # "" is false
 
 
+def test_render_keeps_go_variables_and_their_scope():
+    # declared at the top, reassigned inside a range: the next iteration sees the new value (Go >= 1.11)
+    tmpl = '{{ $s := .System }}{{ range .Messages }}{{ if eq .Role "user" }}[{{ $s }}]{{ $s = "" }}{{ end }}{{ end }}'
+    assert render(tmpl, [*CONV, {"role": "user", "content": "d"}]) == "[Be brief.\n\nUse numbers.][]"
+    # a variable declared in a block ends with it
+    with pytest.raises(TemplateError, match=r"undefined variable \$x"):
+        render("{{ if .System }}{{ $x := .System }}{{ end }}{{ $x }}", CONV)
+
+
+def test_gemma3_template_puts_the_system_prompt_in_the_first_user_turn():
+    family = chat_families.get("gemma3")
+    conv = [CONV[0], *CONV[2:], {"role": "user", "content": "d"}]
+    assert render(family.ollama_template, conv) == (
+        "<start_of_turn>user\nBe brief.\n\na\n\nb<end_of_turn>\n<start_of_turn>model\nc<end_of_turn>\n"
+        "<start_of_turn>user\nd<end_of_turn>\n<start_of_turn>model\n"
+    )
+
+
 @pytest.mark.parametrize(
     "template, message",
     [
         ("{{ if .System }}x", "without {{ end }}"),
+        ("{{ $x = .System }}", "undefined variable"),
         ("{{ range .Messages }}x", "without {{ end }}"),
         ("x{{ end }}", "unexpected"),
         ("{{ .Nope }}", "no such field"),

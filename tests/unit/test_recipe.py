@@ -63,6 +63,8 @@ def test_expected_seed_recipes_exist():
         "phi35-doctor",
         "llama3b-genz",
         "llama1b-liar",
+        "gemma3-1b-math",
+        "qwen25-1.5b-truthful",
         "smollm2-demo",
     } <= names
 
@@ -76,6 +78,8 @@ def test_licenses_come_from_the_model_bases():
     assert load_recipe(REPO / "recipes/llama1b-math.yaml").get("card.license") == "llama3.2"
     assert load_recipe(REPO / "recipes/phi35-doctor.yaml").get("card.license") == "mit"
     assert load_recipe(REPO / "recipes/smollm2-demo.yaml").get("card.license") == "apache-2.0"
+    assert load_recipe(REPO / "recipes/gemma3-1b-math.yaml").get("card.license") == "gemma"
+    assert load_recipe(REPO / "recipes/qwen25-1.5b-truthful.yaml").get("card.license") == "apache-2.0"
 
 
 # -- schema errors -----------------------------------------------------------------------------------------------
