@@ -129,6 +129,14 @@ def of(recipe_data: dict) -> Objective:
     return get(recipe_data.get("objective"))
 
 
+def describe(recipe_data: dict) -> str:
+    """The recipe's objective and its settings in one phrase: "sft", "dpo (beta 0.1, loss_type sigmoid, ...)"."""
+    objective = of(recipe_data)
+    block = recipe_data.get(objective.name) or {}
+    settings = ", ".join(f"{k} {block[k]}" for k in objective.settings if k in block)
+    return f"{objective.name} ({settings})" if settings else objective.name
+
+
 def row_kind_problem(objective: Objective, produces: str, source: str) -> str | None:
     """Why rows of kind `produces` (from `source`: "format NAME" or "dataset 'NAME' (format F)") cannot train
     `objective`, or None."""
