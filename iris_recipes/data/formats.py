@@ -446,7 +446,7 @@ class Preference(_Answers):
             if chosen[i].strip() == rejected[j].strip():
                 raise RowProblem(
                     f"columns '{self.column(columns, 'chosen')}' and '{self.column(columns, 'rejected')}' give the "
-                    f"same answer as chosen and rejected ({_short(chosen[i])})"
+                    f"same answer as chosen and rejected ({_short(chosen[i].strip())})"
                 )
             pairs.append({"prompt": prompt, "chosen": chosen[i], "rejected": rejected[j]})
         return pairs
