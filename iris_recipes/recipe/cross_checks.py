@@ -8,6 +8,7 @@ import warnings
 from typing import Any
 
 from iris_recipes import objectives
+from iris_recipes.data.formats import UNPAIRED
 from iris_recipes.models import base_model_problem
 from iris_recipes.recipe.schema import Problem
 
@@ -128,6 +129,14 @@ def _objective_problems(r: dict) -> list[Problem]:
             (
                 ("train", "sample_packing"),
                 f"objective {objective.name} trains on whole prompt/answer sequences; packing is for sft",
+            )
+        )
+    if objective.rows == UNPAIRED and r["train"]["micro_batch_size"] < 2:
+        out.append(
+            (
+                ("train", "micro_batch_size"),
+                f"objective {objective.name} estimates its KL term from the other answers of a micro batch, so it "
+                "needs micro_batch_size >= 2",
             )
         )
     settings = r.get(objective.name) or {}

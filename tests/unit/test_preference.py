@@ -121,6 +121,11 @@ def test_settings_of_another_objective_and_packing_are_refused(tmp_path):
         "<override 1: train.sample_packing=true>: train.sample_packing: objective simpo trains on whole "
         "prompt/answer sequences; packing is for sft"
     ]
+    path = recipe_file(tmp_path, "objective: kto\n", "{name: truthfulqa-unpaired}")
+    assert problems(path, ["train.micro_batch_size=1"]) == [
+        "<override 1: train.micro_batch_size=1>: train.micro_batch_size: objective kto estimates its KL term from "
+        "the other answers of a micro batch, so it needs micro_batch_size >= 2"
+    ]
     path = recipe_file(tmp_path, "objective: dpo\ndpo: {label_smoothing: 0.1}\n")
     assert problems(path) == [
         f"{path}:5:7: dpo.label_smoothing: applies to loss_type robust only (loss_type is sigmoid)"
