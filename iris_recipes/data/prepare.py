@@ -56,9 +56,8 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
     seen: set[str] = set()
     stats, pools, bad_rows = [], [], []
     for src in sources:
-        st = {"read": 0, "bad": 0, "duplicates": 0, "too_short": 0, "too_long": 0, "train": 0, "val": 0}
-        if kind != CHAT:  # one source row may give several pairs or answers
-            st = {"read": 0, "bad": 0, "converted": 0, **{k: v for k, v in st.items() if k not in ("read", "bad")}}
+        converted = {"converted": 0} if kind != CHAT else {}  # one source row may give several pairs or answers
+        st = {"read": 0, "bad": 0, **converted, "duplicates": 0, "too_short": 0, "too_long": 0, "train": 0, "val": 0}
         rows = _load_clean(src, kind, settings.dataset, st, bad_rows, seen)
         stats.append(st)
         pools.append(rows)
