@@ -61,7 +61,8 @@ def run_prepare(args) -> int:
         )
         report = prepare(recipe, out)
     for s in report["sources"]:
-        counts = ", ".join(f"{k} {s[k]}" for k in ("read", "bad", "duplicates", "too_short", "train", "val"))
+        keys = ("read", "bad", "converted", "duplicates", "too_short", "train", "val")  # converted: pairs/answers
+        counts = ", ".join(f"{k} {s[k]}" for k in keys if k in s)
         print(f"{s['key']}: {s['origin']}: {counts}")
     for line in report["bad_rows"]:
         print(f"  skipped: {line}")

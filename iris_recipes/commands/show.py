@@ -24,6 +24,9 @@ def run(args) -> int:
     recipe = load_recipe(
         recipe_path(args.recipe), args.overrides, allow_unsafe_axolotl_keys=args.allow_unsafe_axolotl_keys
     )
+    from iris_recipes import objectives
+
     print(f"# {recipe.path}  sha256:{recipe.hash()[:12]}")
+    print(f"# trains: {objectives.describe(recipe.data)}, method {recipe.data['method']}")
     print(recipe.to_yaml(defaults=not args.no_defaults), end="")
     return 0

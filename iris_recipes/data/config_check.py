@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from iris_recipes import objectives
 from iris_recipes.data.formats import Mapping, mapping_problems
-from iris_recipes.data.prepare import unprepared_kind
 from iris_recipes.data.registry import ENTRY_FILE, did_you_mean, entry_names, load_entry
 from iris_recipes.data.sources import SUFFIXES
 from iris_recipes.errors import IrisError
@@ -34,10 +34,11 @@ def check_dataset_config(recipe_data, recipe_path: str | Path | None = None) -> 
     if not isinstance(ds, dict):
         return []
     out: list[tuple[str, str]] = []
-    main = _check_source(ds, "dataset", base_dir, out)
+    objective = objectives.of(recipe_data)
+    main = _check_source(ds, "dataset", base_dir, out, objective)
     for i, block in enumerate(ds.get("mix") or []):
         if isinstance(block, dict):
-            _check_source(block, f"dataset.mix.{i}", base_dir, out)
+            _check_source(block, f"dataset.mix.{i}", base_dir, out, objective)
     metrics = (recipe_data.get("eval") or {}).get("metrics") or []
     if main is not None:
         provided = set(main.reference)
@@ -56,7 +57,7 @@ def check_dataset_config(recipe_data, recipe_path: str | Path | None = None) -> 
     return out
 
 
-def _check_source(block: dict, key: str, base_dir: Path, out: list) -> Mapping | None:
+def _check_source(block: dict, key: str, base_dir: Path, out: list, objective) -> Mapping | None:
     """Append the block's problems; return its effective mapping when it could be determined."""
     if block.get("path"):
         problem = path_text_problem(str(block["path"]))
@@ -70,7 +71,7 @@ def _check_source(block: dict, key: str, base_dir: Path, out: list) -> Mapping |
             out.append((f"{key}.path", f"file not found: {path} (paths are relative to the recipe file)"))
         if block.get("source") == "sample":
             out.append((f"{key}.source", "`sample` applies to registry entries (name:); a path is always read whole"))
-        return _mapping(block.get("format"), block.get("columns"), key, out)
+        return _mapping(block.get("format"), block.get("columns"), key, out, objective)
 
     name = block.get("name")
     if not name:
@@ -107,16 +108,17 @@ def _check_source(block: dict, key: str, base_dir: Path, out: list) -> Mapping |
                 "(see datasets/README.md to build it, or use source: sample)",
             )
         )
-    return _mapping(*entry.mapping_for(block), key, out)
+    return _mapping(*entry.mapping_for(block), key, out, objective, entry=name)
 
 
-def _mapping(fmt, columns, key: str, out: list) -> Mapping | None:
+def _mapping(fmt, columns, key: str, out: list, objective, entry: str | None = None) -> Mapping | None:
     problems = mapping_problems(fmt, columns)
     out.extend((f"{key}.{k}", m) for k, m in problems)
     if problems:
         return None
     mapping = Mapping(fmt, dict(columns or {}))
-    problem = unprepared_kind(mapping)
-    if problem:
-        out.append((f"{key}.format", problem))
+    source = f"dataset '{entry}' (format {fmt})" if entry else f"format {fmt}"
+    problem = objectives.row_kind_problem(objective, mapping.produces, source)
+    if problem:  # a registry entry declares its format: the recipe's dataset name is where to change it
+        out.append((f"{key}.name" if entry else f"{key}.format", problem))
     return mapping

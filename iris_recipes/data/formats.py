@@ -30,23 +30,24 @@ from iris_recipes.data.cells import (
     template_fields,
     text_cell,
 )
+from iris_recipes.data.conversation_checks import prompt_problem, text_problem
 from iris_recipes.errors import IrisError, closest
 
 ROLES = ("system", "user", "assistant")
 COMMON_KEYS = ("lists", "reference")
 
-# What a format's conversion produces. The data stage prepares CHAT rows; PREFERENCE rows (prompt + chosen +
-# rejected, or unpaired desirable/undesirable) are the kind preference objectives train on.
+# What a format's conversion produces; each objective (iris_recipes.objectives) trains on one kind.
 CHAT = "chat"  # a list of {role, content} turns: {"messages": [...]} in train.jsonl
-PREFERENCE = "preference"
-ROW_KINDS = (CHAT, PREFERENCE)
+PREFERENCE = "preference"  # a list of pairs {prompt: turns, chosen: text, rejected: text}
+UNPAIRED = "unpaired"  # a list of {prompt: turns, completion: text, label: bool} (desirable or not)
+ROW_KINDS = (CHAT, PREFERENCE, UNPAIRED)
 
 
 class RowFormat:
     """One row format. Subclasses set the class attributes and implement `required_columns` and `convert`.
 
     name      what recipes and dataset entries write as `format:`
-    produces  the kind of row `convert` returns (CHAT: a list of {role, content} turns)
+    produces  the kind of row `convert` returns (ROW_KINDS: chat turns, or a list of pairs or of unpaired answers)
     keys      columns.KEY -> default (None: optional, nothing by default); the common keys come on top
     required  keys a mapping must give -> what to give, for the message ("a `user:` template, e.g. ...")
     """
@@ -134,49 +135,61 @@ def using(registry: FormatRegistry) -> Iterator[FormatRegistry]:
 
 
 # -- the built-in formats ------------------------------------------------------------------------------------
+def _roles_problems(value: Any) -> list[tuple[str, str]]:
+    if not isinstance(value, dict):
+        return [("columns.roles", "must map role values in the data to system/user/assistant")]
+    return [
+        (f"columns.roles.{raw}", f"maps to {role!r}; use system, user or assistant")
+        for raw, role in value.items()
+        if role not in ROLES
+    ]
+
+
+def _turn(turn: Any, i: int, role_key: str, content_key: str, roles: dict) -> dict:
+    """One {role, content} turn from a turn object of the data (role values mapped through `roles`)."""
+    if not isinstance(turn, dict):
+        raise RowProblem(f"turn {i} is a {type(turn).__name__}, not an object with '{role_key}' and '{content_key}'")
+    raw_role = turn.get(role_key)
+    if not isinstance(raw_role, (str, int, float, bool, type(None))) or raw_role not in roles:
+        known = ", ".join(sorted(map(str, roles)))
+        shown = repr(raw_role) if len(repr(raw_role)) <= 40 else repr(raw_role)[:37] + "..."
+        raise RowProblem(f"turn {i} has role {shown} (known: {known}; map others in columns.roles)")
+    return {"role": roles[raw_role], "content": turn.get(content_key)}
+
+
+def _turn_list(value: Any, role_key: str, content_key: str, roles: dict) -> list[dict] | None:
+    """The cell as {role, content} turns when it holds a list of turns (or one turn object); None for text."""
+    if hasattr(value, "tolist"):  # numpy arrays from parquet readers
+        value = value.tolist()
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        return None
+    return [_turn(turn, i, role_key, content_key, roles) for i, turn in enumerate(value, 1)]
+
+
 class _Turns(RowFormat):
     """A column holds the conversation as a list of turns; column, key names and role values are mappable."""
 
     default_roles: ClassVar[dict[str, str]]
 
     def value_problems(self, key, value):
-        if key != "roles":
-            return super().value_problems(key, value)
-        if not isinstance(value, dict):
-            return [("columns.roles", "must map role values in the data to system/user/assistant")]
-        return [
-            (f"columns.roles.{raw}", f"maps to {role!r}; use system, user or assistant")
-            for raw, role in value.items()
-            if role not in ROLES
-        ]
+        return _roles_problems(value) if key == "roles" else super().value_problems(key, value)
 
     def required_columns(self, columns):
         return {self.column(columns, "messages")}
 
     def convert(self, row, columns):
         col = self.column(columns, "messages")
-        role_key = self.column(columns, "role")
-        content_key = self.column(columns, "content")
         roles = {**self.default_roles, **(columns.get("roles") or {})}
         turns = row.get(col)
         if missing(turns):
             raise RowProblem(f"column '{col}' is empty")
-        if hasattr(turns, "tolist"):  # numpy arrays from parquet readers
-            turns = turns.tolist()
-        if not isinstance(turns, list):
+        if isinstance(turns, dict):
+            raise RowProblem(f"column '{col}' is a dict, not a list of turns")
+        out = _turn_list(turns, self.column(columns, "role"), self.column(columns, "content"), roles)
+        if out is None:
             raise RowProblem(f"column '{col}' is a {type(turns).__name__}, not a list of turns")
-        out = []
-        for i, turn in enumerate(turns, 1):
-            if not isinstance(turn, dict):
-                raise RowProblem(
-                    f"turn {i} is a {type(turn).__name__}, not an object with '{role_key}' and '{content_key}'"
-                )
-            raw_role = turn.get(role_key)
-            if not isinstance(raw_role, (str, int, float, bool, type(None))) or raw_role not in roles:
-                known = ", ".join(sorted(map(str, roles)))
-                shown = repr(raw_role) if len(repr(raw_role)) <= 40 else repr(raw_role)[:37] + "..."
-                raise RowProblem(f"turn {i} has role {shown} (known: {known}; map others in columns.roles)")
-            out.append({"role": roles[raw_role], "content": turn.get(content_key)})
         return out
 
 
@@ -269,6 +282,244 @@ class Template(RowFormat):
                     continue  # an empty optional system column means "no system turn"
                 messages.append({"role": role, "content": text})
         return messages
+
+
+class _Answers(RowFormat):
+    """A prompt and answers to it: the base of the preference formats.
+
+    The prompt is a column holding text (one user turn) or turns (`role`/`content` keys, role values mapped as in
+    messages); an optional `system` column adds a system turn. An answer column holds text, an assistant turn, or a
+    whole conversation whose turns before the answer are the prompt (then `prompt: null` needs no prompt column). A
+    column declared in `lists` holds alternative answers (a list, or text split on the separator).
+    """
+
+    default_roles: ClassVar[dict[str, str]] = {"system": "system", "user": "user", "assistant": "assistant"}
+    common: ClassVar[dict[str, Any]] = {
+        "prompt": "prompt",
+        "system": None,
+        "role": "role",
+        "content": "content",
+        "roles": {},
+    }
+    limit_key: ClassVar[str]  # at most this many rows from one source row (list columns give several)
+
+    def value_problems(self, key, value):
+        if key == "roles":
+            return _roles_problems(value)
+        if key == "prompt" and value is None:
+            return []
+        if key == self.limit_key:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                return [(f"columns.{key}", "must be a whole number >= 1")]
+            return []
+        return super().value_problems(key, value)
+
+    def read_keys(self, columns: dict) -> list[str]:
+        """The keys of this mapping whose columns a row is read from, besides the prompt and system."""
+        raise NotImplementedError
+
+    def required_columns(self, columns):
+        keys = ["prompt", "system", *self.read_keys(columns)]
+        return {self.column(columns, k) for k in keys if self.column(columns, k) is not None}
+
+    def _roles(self, columns) -> dict:
+        return {**self.default_roles, **(columns.get("roles") or {})}
+
+    def _answers(self, row: dict, columns: dict, key: str) -> list[tuple[list[dict], str]]:
+        """(turns before the answer, answer) for each answer the column holds."""
+        col = self.column(columns, key)
+        value = row.get(col)
+        if hasattr(value, "tolist"):  # numpy arrays from parquet readers
+            value = value.tolist()
+        texts = isinstance(value, list) and not any(isinstance(v, dict) for v in value)
+        lists = columns.get("lists") or {}
+        if col in lists and (texts or not isinstance(value, (list, dict))):
+            items = list_items(value, lists[col])
+            if not items:
+                raise RowProblem(f"column '{col}' has no answers")
+            return [([], item) for item in items]
+        if missing(value):
+            raise RowProblem(f"column '{col}' is empty")
+        if isinstance(value, str):
+            return [([], value)]
+        if texts and value:
+            raise RowProblem(
+                f"column '{col}' holds a list of texts; declare it in columns.lists to use them as alternative answers"
+            )
+        turns = self._turns(value, columns, col)
+        if not turns or turns[-1]["role"] != "assistant":
+            raise RowProblem(f"column '{col}': the last turn must be the assistant's answer")
+        return [(turns[:-1], turns[-1]["content"])]
+
+    def _turns(self, value: Any, columns: dict, col: str) -> list[dict]:
+        try:
+            turns = _turn_list(
+                value, self.column(columns, "role"), self.column(columns, "content"), self._roles(columns)
+            )
+        except RowProblem as exc:
+            raise RowProblem(f"column '{col}': {exc}") from None
+        if turns is None:
+            raise RowProblem(f"column '{col}' is a {type(value).__name__}, not text or turns")
+        return turns
+
+    def _prompt(self, row: dict, columns: dict, answers: dict[str, list[tuple[list[dict], str]]]) -> list[dict]:
+        """The prompt turns, from the prompt column or the answers' conversations (which must agree), with the
+        system column's turn first."""
+        col = self.column(columns, "prompt")
+        if col is not None:
+            value = row.get(col)
+            if missing(value) or (isinstance(value, str) and not value.strip()):
+                raise RowProblem(f"column '{col}' is empty")
+            prompt = (
+                [{"role": "user", "content": value}] if isinstance(value, str) else self._turns(value, columns, col)
+            )
+            source = col
+            for key, found in answers.items():
+                for before, _ in found:
+                    if before and before != prompt:
+                        raise RowProblem(
+                            f"column '{self.column(columns, key)}' holds a conversation that does not start with "
+                            f"the prompt in column '{col}' ({_first_difference(before, prompt)})"
+                        )
+        else:
+            (key, first), *others = [(k, found[0][0]) for k, found in answers.items()]
+            if not first:
+                raise RowProblem(
+                    f"no prompt: column '{self.column(columns, key)}' holds only an answer; map columns.prompt, "
+                    "or give the answers as conversations"
+                )
+            for other, before in others:
+                if before != first:
+                    raise RowProblem(
+                        f"columns '{self.column(columns, key)}' and '{self.column(columns, other)}' hold different "
+                        f"prompts ({_first_difference(before, first)}); a pair must answer the same prompt"
+                    )
+            prompt, source = first, self.column(columns, key)
+        system_col = columns.get("system")
+        if system_col is not None and prompt[0]["role"] != "system":
+            system = text_cell(row, system_col, optional=True)
+            if system.strip():
+                prompt = [{"role": "system", "content": system}, *prompt]
+        problem = prompt_problem(prompt)
+        if problem:
+            raise RowProblem(f"column '{source}': {problem}")
+        return prompt
+
+    def _answer_text(self, text: Any, columns: dict, key: str) -> str:
+        problem = text_problem(text)
+        if problem:
+            raise RowProblem(f"column '{self.column(columns, key)}': {problem.replace('content ', 'the answer ', 1)}")
+        return text
+
+
+def _first_difference(a: list[dict], b: list[dict]) -> str:
+    for i, (x, y) in enumerate(zip(a, b), 1):
+        if x != y:
+            return f"turn {i} differs"
+    return f"{len(a)} turns against {len(b)}"
+
+
+@FORMATS.register
+class Preference(_Answers):
+    """Pairs: a prompt with a chosen (preferred) and a rejected answer, for DPO, ORPO and SimPO.
+
+    With list columns, `max_pairs` > 1 takes several pairs from one row: chosen x rejected combinations, nearest
+    items first (1: the first item of each list).
+    """
+
+    name = "preference"
+    produces = PREFERENCE
+    limit_key = "max_pairs"
+    keys = {**_Answers.common, "chosen": "chosen", "rejected": "rejected", "max_pairs": 1}
+
+    def read_keys(self, columns):
+        return ["chosen", "rejected"]
+
+    def convert(self, row, columns):
+        answers = {key: self._answers(row, columns, key) for key in ("chosen", "rejected")}
+        prompt = self._prompt(row, columns, answers)
+        chosen = [self._answer_text(text, columns, "chosen") for _, text in answers["chosen"]]
+        rejected = [self._answer_text(text, columns, "rejected") for _, text in answers["rejected"]]
+        combos = sorted(((i, j) for i in range(len(chosen)) for j in range(len(rejected))), key=lambda c: (sum(c), c))
+        pairs = []
+        for i, j in combos[: self.column(columns, "max_pairs")]:
+            if chosen[i].strip() == rejected[j].strip():
+                raise RowProblem(
+                    f"columns '{self.column(columns, 'chosen')}' and '{self.column(columns, 'rejected')}' give the "
+                    f"same answer as chosen and rejected ({_short(chosen[i].strip())})"
+                )
+            pairs.append({"prompt": prompt, "chosen": chosen[i], "rejected": rejected[j]})
+        return pairs
+
+
+LABELS = {"true": True, "1": True, "yes": True, "desirable": True, "false": False, "0": False, "no": False,
+          "undesirable": False}  # fmt: skip
+
+
+@FORMATS.register
+class Unpaired(_Answers):
+    """Unpaired answers for KTO: a prompt and one answer labelled desirable or undesirable.
+
+    Either `completion` + `label` columns (label: true/false, yes/no, 1/0 or desirable/undesirable), or `desirable`
+    and/or `undesirable` answer columns; with list columns, `max_answers` answers per column from one row.
+    """
+
+    name = "unpaired"
+    produces = UNPAIRED
+    limit_key = "max_answers"
+    keys = {
+        **_Answers.common,
+        "completion": "completion",
+        "label": "label",
+        "desirable": None,
+        "undesirable": None,
+        "max_answers": 1,
+    }
+
+    @staticmethod
+    def _by_side(columns: dict) -> bool:
+        return "desirable" in columns or "undesirable" in columns
+
+    def read_keys(self, columns):
+        if self._by_side(columns):
+            return [k for k in ("desirable", "undesirable") if k in columns]
+        return ["completion", "label"]
+
+    def mapping_problems(self, columns):
+        if self._by_side(columns) and ("completion" in columns or "label" in columns):
+            return [("columns", "give completion and label, or desirable/undesirable answer columns, not both")]
+        return []
+
+    def convert(self, row, columns):
+        if self._by_side(columns):
+            sides = [(k, k == "desirable") for k in ("desirable", "undesirable") if k in columns]
+        else:
+            sides = [("completion", self._label(row, columns))]
+        answers = {key: self._answers(row, columns, key) for key, _ in sides}
+        prompt = self._prompt(row, columns, answers)
+        limit = self.column(columns, "max_answers")
+        return [
+            {"prompt": prompt, "completion": self._answer_text(text, columns, key), "label": label}
+            for key, label in sides
+            for _, text in answers[key][:limit]
+        ]
+
+    def _label(self, row: dict, columns: dict) -> bool:
+        col = self.column(columns, "label")
+        value = row.get(col)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+        text = scalar_text(value).strip().lower()
+        if text in LABELS:
+            return LABELS[text]
+        shown = "empty" if missing(value) or not text else f"{_short(scalar_text(value))}"
+        raise RowProblem(f"column '{col}' is {shown}, not a label (true/false, yes/no, 1/0, desirable/undesirable)")
+
+
+def _short(text: str, n: int = 40) -> str:
+    return repr(text) if len(text) <= n else repr(text[: n - 3] + "...")
 
 
 # -- a mapping: a format plus its columns ----------------------------------------------------------------------

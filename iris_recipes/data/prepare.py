@@ -1,10 +1,12 @@
 """The data stage: recipe `dataset:` block -> normalized `train.jsonl`, `val.jsonl` and `report.json`.
 
-Order of work, per source: read -> map to turns -> check (bad rows) -> system prompt (into the first user message
-for a chat family without a system turn) -> dedup -> min_assistant_chars -> shuffle (seed) -> take rows up to the
-source's quota, dropping those longer than train.sequence_len. The main source's quota is `dataset.limit`; a mix
-source's is weight x (main rows used), capped by its own `limit`. Then all rows are shuffled once more and the first
-val_size share is held out.
+Order of work, per source: read -> map to rows of the objective's kind (data/rows.py: chat turns, preference pairs
+or unpaired answers) -> check (bad rows) -> system prompt (into the first user message for a chat family without a
+system turn) -> dedup -> min_assistant_chars -> shuffle (seed) -> take
+rows up to the source's quota, dropping those longer than train.sequence_len (a pair: its longer answer). The main
+source's quota is `dataset.limit`; a mix source's is weight x (main rows used), capped by its own `limit`. Then all
+rows are shuffled once more and the first val_size share is held out; rows that share a prompt (the pairs of one
+question) are held out together, so no prompt is on both sides.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from iris_recipes import chat_families, fsutil
+from iris_recipes import chat_families, fsutil, objectives
+from iris_recipes.data import rows as rowkind
 from iris_recipes.data.cells import RowProblem
-from iris_recipes.data.conversation_checks import conversation_problem, shortest_assistant
-from iris_recipes.data.formats import CHAT, Mapping
+from iris_recipes.data.conversation_checks import conversation_problem
+from iris_recipes.data.formats import CHAT
 from iris_recipes.data.sources import Source, read_rows, resolve_source
 from iris_recipes.errors import IrisError
 from iris_recipes.recipe.view import DatasetView, view
@@ -25,7 +28,6 @@ from iris_recipes.recipe.view import DatasetView, view
 MAX_LISTED = 10
 REPORT_FORMAT = 1
 MIX_KEY = "mix"  # rows from dataset.mix sources carry their source's name under this key
-PREPARED_KINDS = (CHAT,)  # the kinds of row (formats.ROW_KINDS) this stage writes
 
 CountTokens = Callable[[list[dict]], int]
 
@@ -45,17 +47,20 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
     seed = settings.dataset.seed
     blocks = [("dataset", ds)] + [(f"dataset.mix.{i}", m) for i, m in enumerate(ds.get("mix") or [])]
     sources = [resolve_source(block, key, base_dir) for key, block in blocks]
+    objective = objectives.of(data)
+    kind = objective.rows
+    family = chat_families.get(data.get("chat_template") or chat_families.TOKENIZER_DEFAULT)
     for src in sources:
-        problem = unprepared_kind(src.mapping)
+        problem = objectives.row_kind_problem(objective, src.mapping.produces, f"format {src.mapping.format}")
         if problem:
             raise IrisError(f"{src.key}.format: {problem}")
 
     seen: set[str] = set()
     stats, pools, bad_rows = [], [], []
-    family = chat_families.get(data.get("chat_template") or chat_families.TOKENIZER_DEFAULT)
     for src in sources:
-        st = {"read": 0, "bad": 0, "duplicates": 0, "too_short": 0, "too_long": 0, "train": 0, "val": 0}
-        rows = _load_clean(src, settings.dataset, st, bad_rows, seen, family)
+        converted = {"converted": 0} if kind != CHAT else {}  # one source row may give several pairs or answers
+        st = {"read": 0, "bad": 0, **converted, "duplicates": 0, "too_short": 0, "too_long": 0, "train": 0, "val": 0}
+        rows = _load_clean(src, kind, settings.dataset, st, bad_rows, seen, family)
         stats.append(st)
         pools.append(rows)
 
@@ -80,15 +85,15 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
         for row in rows:
             if st["train"] >= quota:
                 break
-            n_tokens = count_tokens(row["messages"]) if count_tokens is not None else None
-            if n_tokens is not None and n_tokens > seq_len:
+            counts = [count_tokens(c) for c in rowkind.conversations(kind, row)] if count_tokens is not None else []
+            if counts and max(counts) > seq_len:
                 st["too_long"] += 1
                 continue
             st["train"] += 1  # provisional: moved to "val" below for held-out rows
             if i:  # eval scores its task metrics on the main dataset's held-out rows only
                 row = {**row, MIX_KEY: src.name}
             chosen.append((i, row))
-            tokens[id(row)] = n_tokens or 0
+            tokens[id(row)] = sum(counts)
 
     if not chosen:
         summary = "; ".join(
@@ -104,7 +109,10 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
     val_size = settings.dataset.val_size
     n = len(chosen)
     n_val = 0 if val_size <= 0 or n < 2 else min(n - 1, max(1, round(n * val_size)))
-    val, train = chosen[:n_val], chosen[n_val:]
+    if kind == CHAT:
+        val, train = chosen[:n_val], chosen[n_val:]
+    else:
+        val, train = _split_by_prompt(kind, chosen, n_val)
     for i, _ in val:
         stats[i]["train"] -= 1
         stats[i]["val"] += 1
@@ -118,6 +126,7 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
 
     report = {
         "format": REPORT_FORMAT,
+        "kind": kind,
         "train": len(train),
         "val": len(val),
         "train_tokens": sum(tokens[id(r)] for _, r in train) if count_tokens is not None else None,
@@ -132,22 +141,35 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
         "bad_rows": bad_rows[:MAX_LISTED],
         "files": files,
     }
+    if kind != CHAT:
+        report["prompts"] = {
+            part: len({rowkind.prompt_key(kind, r) for _, r in rows}) for part, rows in (("train", train), ("val", val))
+        }
     fsutil.write_json(out / "report.json", report)
     return report
 
 
-def unprepared_kind(mapping: Mapping) -> str | None:
-    """Why this stage cannot prepare the rows `mapping` produces, or None."""
-    if mapping.produces in PREPARED_KINDS:
-        return None
-    return (
-        f"format {mapping.format} gives {mapping.produces} rows, and the data stage prepares "
-        f"{' and '.join(PREPARED_KINDS)} rows only"
-    )
+def _split_by_prompt(kind: str, rows: list[tuple[int, dict]], n_val: int):
+    """(val, train): whole prompt groups are held out, in the shuffled order, until at least n_val rows are; at
+    least one group stays in training."""
+    groups: dict[str, int] = {}
+    for _, row in rows:
+        key = rowkind.prompt_key(kind, row)
+        groups[key] = groups.get(key, 0) + 1
+    held: set[str] = set()
+    taken = 0
+    for key, size in groups.items():
+        if taken >= n_val or len(held) == len(groups) - 1:
+            break
+        held.add(key)
+        taken += size
+    in_val = [rowkind.prompt_key(kind, r) in held for _, r in rows]
+    return [x for x, v in zip(rows, in_val) if v], [x for x, v in zip(rows, in_val) if not v]
 
 
 def _load_clean(
     src: Source,
+    kind: str,
     ds: DatasetView,
     st: dict,
     bad_rows: list[str],
@@ -169,28 +191,31 @@ def _load_clean(
         try:
             if isinstance(row, RowProblem):
                 raise row
-            messages, reference = src.mapping.convert(row)
-            problem = conversation_problem(messages)
+            converted, reference = src.mapping.convert(row)
+            problem = conversation_problem(converted) if kind == CHAT else None
             if problem:
                 raise RowProblem(problem)
         except RowProblem as exc:
             st["bad"] += 1
             bad_rows.append(f"{src.label} row {number}: {exc}")
             continue
-        if system_prompt and messages[0]["role"] != "system":
-            messages = [{"role": "system", "content": system_prompt}, *messages]
-        if family is not None:  # the rows are what training renders: no system turn where the family has none
-            messages = family.fold_system(messages)
-        if dedup:
-            key = json.dumps(messages, ensure_ascii=False, sort_keys=True)
-            if key in seen:
-                st["duplicates"] += 1
+        for out in rowkind.build(kind, converted):
+            if kind != CHAT:
+                st["converted"] += 1
+            if system_prompt:
+                out = rowkind.with_system(kind, out, system_prompt)
+            if family is not None and kind == CHAT:  # the rows are what training renders: no system turn where the
+                out = {**out, "messages": family.fold_system(out["messages"])}  # family has none
+            if dedup:
+                key = rowkind.duplicate_key(kind, out)
+                if key in seen:
+                    st["duplicates"] += 1
+                    continue
+                seen.add(key)
+            if rowkind.shortest_answer(kind, out) < min_chars:
+                st["too_short"] += 1
                 continue
-            seen.add(key)
-        if shortest_assistant(messages) < min_chars:
-            st["too_short"] += 1
-            continue
-        rows.append({"messages": messages, **({"reference": reference} if reference else {})})
+            rows.append({**out, **({"reference": reference} if reference else {})})
     return rows
 
 
@@ -210,7 +235,7 @@ def _source_info(src: Source, block: dict, st: dict) -> dict:
 
 
 def load_split(path: str | Path) -> list[dict]:
-    """Rows of a train.jsonl / val.jsonl written by `prepare`."""
+    """Rows of a train.jsonl / val.jsonl written by `prepare` (of any kind: data/rows.py)."""
     path = Path(path)
     if not path.is_file():
         raise IrisError(f"{path}: not found; run the data stage first (iris-recipes run RECIPE)")
@@ -223,7 +248,11 @@ def load_split(path: str | Path) -> list[dict]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise IrisError(f"{path}:{lineno}: not valid JSON ({exc.msg}); re-run the data stage") from None
-            if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
-                raise IrisError(f'{path}:{lineno}: not a {{"messages": [...]}} row; re-run the data stage')
+            if not isinstance(row, dict):
+                raise IrisError(f"{path}:{lineno}: not a row of the data stage (an object); re-run the data stage")
+            kind = rowkind.kind_of(row)
+            problem = rowkind.row_problem(kind, row)
+            if problem:
+                raise IrisError(f"{path}:{lineno}: not a {kind} row ({problem}); re-run the data stage")
             rows.append(row)
     return rows

@@ -7,6 +7,8 @@ import re
 import warnings
 from typing import Any
 
+from iris_recipes import objectives
+from iris_recipes.data.formats import UNPAIRED
 from iris_recipes.models import base_model_problem
 from iris_recipes.recipe.schema import Problem
 
@@ -49,6 +51,7 @@ def cross_field_problems(r: dict) -> list[Problem]:
         out.append(
             (("lora",), "method is full, so lora settings would be ignored: delete them (~lora) or use method: lora")
         )
+    out += _objective_problems(r)
     no_val = dataset["val_size"] == 0  # defaults are filled in before these checks
     for key in ("eval_steps", "early_stopping_patience"):
         if train.get(key) and no_val:  # eval_steps 0 (no validation during training) needs no split
@@ -107,3 +110,41 @@ def regex_problem(pattern: str) -> str | None:
 
 def _cut(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _objective_problems(r: dict) -> list[Problem]:
+    objective = objectives.of(r)
+    out: list[Problem] = []
+    for other in objectives.OBJECTIVES.values():
+        if other is not objective and other.name in r:
+            out.append(
+                (
+                    (other.name,),
+                    f"objective is {objective.name}, so {other.name} settings would be ignored: delete them "
+                    f"(~{other.name}) or set objective: {other.name}",
+                )
+            )
+    if objective.preference and r["train"]["sample_packing"]:
+        out.append(
+            (
+                ("train", "sample_packing"),
+                f"objective {objective.name} trains on whole prompt/answer sequences; packing is for sft",
+            )
+        )
+    if objective.rows == UNPAIRED and r["train"]["micro_batch_size"] < 2:
+        out.append(
+            (
+                ("train", "micro_batch_size"),
+                f"objective {objective.name} estimates its KL term from the other answers of a micro batch, so it "
+                "needs micro_batch_size >= 2",
+            )
+        )
+    settings = r.get(objective.name) or {}
+    if settings.get("label_smoothing") and settings.get("loss_type") != "robust":
+        out.append(
+            (
+                (objective.name, "label_smoothing"),
+                f"applies to loss_type robust only (loss_type is {settings.get('loss_type')})",
+            )
+        )
+    return out

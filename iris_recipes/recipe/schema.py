@@ -19,12 +19,13 @@ def registry_enums() -> dict[tuple[str, ...], tuple[str, ...]]:
     """Schema enums whose names a registry in the code owns: schema location -> names. The schema file keeps a copy
     for editors (`scripts/gen_reference.py` rewrites it; a test compares); validation reads the registry."""
     # iris_recipes.data imports this module (through the recipe view) as it loads, so it is imported here
-    from iris_recipes import chat_families
+    from iris_recipes import chat_families, objectives
     from iris_recipes.data.formats import row_formats
 
     return {
         ("$defs", "source", "properties", "format"): row_formats().names(),
         ("properties", "chat_template"): tuple(chat_families.names()),
+        ("properties", "objective"): tuple(objectives.names()),
     }
 
 
@@ -176,10 +177,15 @@ def _translate(error) -> Iterator[Problem]:
 
 def apply_defaults(data: dict) -> dict:
     """Fill in schema defaults for every key of every section present (and of sections that always apply)."""
+    from iris_recipes import objectives
+
     data = copy.deepcopy(data)
     sections = ["train", "export", "eval", "card", "space"]
     if data.get("method", "lora") != "full":
         sections.append("lora")
+    objective = data.get("objective")
+    if isinstance(objective, str) and objective in objectives.OBJECTIVES and objectives.get(objective).settings:
+        sections.append(objective)  # the chosen objective's settings block, with its defaults
     for section in sections:
         data.setdefault(section, {})
     _fill(data, load_schema())

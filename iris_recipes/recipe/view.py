@@ -42,8 +42,15 @@ class TrainView:
 
 
 @dataclass(frozen=True)
+class ObjectiveView:
+    name: str  # sft or a preference objective (iris_recipes.objectives)
+    settings: dict  # its settings block, defaults filled in ({} for sft)
+
+
+@dataclass(frozen=True)
 class RecipeView:
     method: str  # lora | qlora | full
+    objective: ObjectiveView
     lora: LoraView | None  # None for full fine-tuning
     dataset: DatasetView
     train: TrainView
@@ -68,8 +75,10 @@ def view(data: dict) -> RecipeView:
             rslora=bool(block["rslora"]),
         )
     ds, train = d.get("dataset") or {}, d["train"]
+    objective = d["objective"]
     return RecipeView(
         method=d["method"],
+        objective=ObjectiveView(objective, dict(d.get(objective) or {})),
         lora=lora,
         dataset=DatasetView(
             source=ds["source"],

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from iris_recipes import chat_families
+from iris_recipes import chat_families, objectives
 from iris_recipes.errors import IrisError, closest
 from iris_recipes.hostinfo import cpu_has_bf16
 from iris_recipes.recipe.merge import deep_merge
@@ -60,11 +60,16 @@ TRAIN_KEYS = {
 CUDA_ONLY_OPTIMIZERS = {"adamw_8bit", "paged_adamw_8bit"}
 
 
-def _dataset_entry(path: str) -> dict:
+def _dataset_entry(path: str, objective: objectives.Objective) -> dict:
+    entry = {"path": path, "ds_type": "json", "split": "train"}
+    if objective.preference:
+        # No `type`: the rows are already TRL's conversational preference rows (data/rows.py), which TRL renders
+        # with the chat template Axolotl installs on the tokenizer. Axolotl's text strategies
+        # (chat_template.default) have TRL tokenize the rendered prompt again with the tokenizer's own BOS, which
+        # doubles a BOS the template writes itself, as Llama 3's does (tests/integration/test_masking_pairs.py).
+        return entry
     return {
-        "path": path,
-        "ds_type": "json",
-        "split": "train",
+        **entry,
         "type": "chat_template",
         "field_messages": "messages",
         "message_property_mappings": {"role": "role", "content": "content"},
@@ -145,13 +150,20 @@ def build_config(
     if problems:
         raise IrisError("\n".join(f"{recipe_file}: {p}" for p in problems))
 
+    objective = objectives.get(settings.objective.name)
     cfg: dict[str, Any] = {
         "base_model": base_model,
         "chat_template": recipe_data["chat_template"],
-        "datasets": [_dataset_entry(TRAIN_FILE)],
+        "datasets": [_dataset_entry(TRAIN_FILE, objective)],
         "dataset_prepared_path": PREPARED,
         "output_dir": CHECKPOINTS,
     }
+    if objective.preference:
+        cfg.update(objective.axolotl_keys(settings.objective.settings))
+        # Axolotl's own length filter tokenizes the prompt as text and cannot read conversational rows; the data
+        # stage has already dropped rows longer than sequence_len (a pair by its longer answer).
+        cfg["skip_prepare_dataset"] = True
+        cfg["remove_unused_columns"] = False  # TRL's preference trainers read columns the model does not take
     # the family's end of turn is trained (train_on_eos: turn) so the model stops; tokenizer_default: Axolotl's own
     if eot := chat_families.end_of_turn(recipe_data["chat_template"]):
         cfg["eot_tokens"] = eot
@@ -189,7 +201,7 @@ def build_config(
 
     # eval_steps 0: no validation during training; the eval stage still measures base and fine-tuned validation loss.
     if has_val and train.get("eval_steps") != 0:
-        cfg["test_datasets"] = [_dataset_entry(VAL_FILE)]
+        cfg["test_datasets"] = [_dataset_entry(VAL_FILE, objective)]
         cfg["val_set_size"] = 0.0
         cfg["eval_sample_packing"] = False  # a small validation set cannot fill packed batches
         if train.get("eval_steps") is None:
@@ -268,6 +280,10 @@ def config_origins(recipe_data: dict) -> dict[str, str]:
             "chat_template": "chat_template",
         }
     )
+    objective = objectives.of(recipe_data)
+    if objective.preference:
+        origins["rl"] = "objective"
+        origins.update({ax: f"{objective.name}.{key}" for key, ax in objective.settings.items()})
     for key in recipe_data.get("axolotl") or {}:
         origins[key] = f"axolotl.{key}"
     return origins

@@ -13,6 +13,11 @@ are alive together (12 bytes per token and vocabulary entry; in bf16 the forward
 The peak is not the sum of everything: weights and optimizer states stay, and on top of them either the saved
 activations with the loss's tensors (the start of the backward pass) or the saved activations, one recomputed layer
 and the gradients (later in it), whichever is larger. `tests/test_plan.py` checks this against memory measured on CPU.
+
+Preference objectives: a pair runs its chosen and rejected sequences in one forward pass (twice the sequences of a
+micro batch); a reference model (DPO, KTO) is the base with the adapter switched off under LoRA (no extra weights;
+its forward pass runs without gradients, before the model's, so it keeps nothing for the backward pass), and under
+full fine-tuning a second, frozen copy of the weights.
 """
 
 from __future__ import annotations
@@ -95,6 +100,8 @@ class Setup:
     dtype_bytes: int = 2  # the model's dtype: 2 for bf16/fp16 on GPU, 4 for fp32
     sharding: str = "none"  # none | zero1 | zero2 | zero3 | zero3-offload | fsdp
     world_size: int = 1
+    sequences_per_row: int = 1  # 2 for preference pairs (chosen and rejected)
+    reference_copy: bool = False  # a second, frozen copy of the weights (full fine-tuning with a reference)
 
 
 def breakdown(shape: Shape, s: Setup) -> dict[str, float]:
@@ -127,6 +134,7 @@ def breakdown(shape: Shape, s: Setup) -> dict[str, float]:
         weights, states = 2 * layer, 0  # parameters and optimizer live in CPU memory; two layers gathered at a time
     elif shard_params:
         weights /= world
+    reference = weights if s.reference_copy else 0  # frozen: no gradients, no optimizer states
     if shard_grads:
         grads /= world
     if shard_optim and s.sharding != "zero3-offload":
@@ -138,13 +146,14 @@ def breakdown(shape: Shape, s: Setup) -> dict[str, float]:
     backward_phase = act["layers"] + act["recompute"] + grads
     out = {
         "weights": weights,
+        "reference": reference,
         "optimizer_states": states,
         "gradients": grads,
         "activations": act["layers"],
         "recompute": act["recompute"],
         "logits": act["logits"],
     }
-    out["total"] = weights + states + max(loss_phase, backward_phase)
+    out["total"] = weights + reference + states + max(loss_phase, backward_phase)
     out["trainable_params"] = trainable
     out["params"] = n
     return out
@@ -168,7 +177,7 @@ def layer_activation_bytes(shape: Shape, s: Setup) -> float:
 def activations(shape: Shape, s: Setup) -> dict[str, float]:
     """Bytes kept for the backward pass ("layers"), of one layer recomputed under checkpointing ("recompute") and
     of the loss's tensors at their peak ("logits")."""
-    tokens = s.micro_batch * s.sequence_len
+    tokens = s.micro_batch * s.sequence_len * s.sequences_per_row
     per_layer = layer_activation_bytes(shape, s) * tokens
     if s.gradient_checkpointing:
         layers, recompute = shape.layers * shape.hidden * s.dtype_bytes * tokens, per_layer

@@ -12,6 +12,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from iris_recipes import objectives
 from iris_recipes.recipe.view import view
 from iris_recipes.train import gpus
 from iris_recipes.train.memory import GIB, Setup, Shape, breakdown
@@ -78,11 +79,11 @@ MEASURED = [
 ]
 
 
-def flops_per_token(shape: Shape, method: str, checkpointing: bool) -> float:
+def flops_per_token(shape: Shape, method: str, checkpointing: bool, reference: bool = False) -> float:
     """Matmul FLOPs per trained token: forward 2N, input gradients 2N, weight gradients 2N (full fine-tuning only),
-    the forward again under checkpointing."""
+    the forward again under checkpointing, and the reference model's forward (DPO, KTO)."""
     n = shape.params()
-    return 2 * n * (2 + (1 if method == "full" else 0) + (1 if checkpointing else 0))
+    return 2 * n * (2 + (1 if method == "full" else 0) + (1 if checkpointing else 0) + (1 if reference else 0))
 
 
 def efficiency() -> tuple[float, dict]:
@@ -111,8 +112,11 @@ def setup_for(recipe_data: dict, cfg: dict, *, device: str, sharding: str, world
         targets = None if lora.target == "all-linear" else list(lora.target)
         adapter = {"lora_r": lora.r, "lora_targets": targets, "lora_dropout": lora.dropout}
     fp32 = not (cfg.get("bf16") or cfg.get("fp16"))
+    objective = objectives.get(settings.objective.name)
     return Setup(
         method=settings.method,
+        sequences_per_row=objective.sequences_per_row,
+        reference_copy=settings.method == "full" and objective.full_copy,
         **adapter,
         micro_batch=cfg.get("micro_batch_size", 1),
         sequence_len=cfg.get("sequence_len", 2048),
@@ -154,16 +158,22 @@ def render(
     chosen = on if s.gradient_checkpointing else off
     method = f"LoRA r{s.lora_r}" if s.method == "lora" else f"QLoRA r{s.lora_r}" if s.method == "qlora" else "full"
     precision = {2: "16-bit", 4: "fp32"}[s.dtype_bytes]
+    rows_of = "pairs (chosen + rejected)" if s.sequences_per_row == 2 else "rows"
     lines = [
-        f"launch plan: {method}, micro batch {s.micro_batch} x {s.sequence_len} tokens, {precision}, "
+        f"launch plan: {method}, {objectives.describe(recipe_data)}, micro batch {s.micro_batch} "
+        f"{'pairs ' if s.sequences_per_row == 2 else ''}x {s.sequence_len} tokens, {precision}, "
         f"sharding {sharding}, {world_size} process(es)",
         f"  model: {shape.params() / 1e9:.2f}B parameters, {chosen['trainable_params'] / 1e6:.1f}M trained "
         f"(shape from {where})",
-        f"  memory per GPU (GiB)      checkpointing on   off   "
-        f"(the recipe: {'on' if s.gradient_checkpointing else 'off'})",
     ]
+    lines += _objective_lines(recipe_data, s, rows_of)
+    lines.append(
+        f"  memory per GPU (GiB)      checkpointing on   off   "
+        f"(the recipe: {'on' if s.gradient_checkpointing else 'off'})"
+    )
     rows = [
         ("weights (+ adapter)", "weights"),
+        ("reference model", "reference"),
         ("optimizer states", "optimizer_states"),
         ("gradients", "gradients"),
         ("activations kept", "activations"),
@@ -172,6 +182,8 @@ def render(
         ("peak", "total"),
     ]
     for label, key in rows:
+        if key == "reference" and not s.reference_copy:
+            continue
         lines.append(f"    {label:<24}{_gib(on[key]):>10}{_gib(off[key]):>9}")
     fit = ", ".join(f"{k} {fits(chosen['total'], g)}" for k, g in gpus.GPU_TYPES.items())
     lines.append(f"  fit (peak + {CUDA_RESERVE_GIB:.0f} GiB CUDA reserve; tight = over 90% of memory): {fit}")
@@ -179,6 +191,21 @@ def render(
         lines.append(f"  on {gpu.name} ({gpu.memory_gib} GiB): {fits(chosen['total'], gpu)}")
     lines += _time_lines(recipe_data, shape, s, gpu, world_size, data_report)
     return "".join(f"# {ln}\n" for ln in lines)
+
+
+def _objective_lines(recipe_data: dict, s: Setup, rows_of: str) -> list[str]:
+    objective = objectives.of(recipe_data)
+    if not objective.preference:
+        return []
+    lines = [f"  objective: {objective.summary}; a micro batch runs {s.micro_batch} {rows_of}"]
+    if objective.reference and s.method != "full":
+        lines.append("  reference model: the base with the adapter switched off (no second copy of the weights)")
+    elif s.reference_copy:
+        why = "the reference" if objective.reference else "loaded by Axolotl 0.19 though the objective does not use it"
+        lines.append(f"  reference model: a second, frozen copy of the weights ({why}), counted below")
+    else:
+        lines.append("  reference model: none")
+    return lines
 
 
 def _time_lines(
@@ -193,9 +220,9 @@ def _time_lines(
         rows = settings.dataset.limit
         if not rows:
             return ["  tokens per epoch: known once the data stage has run (--until data, then --resume RUN --dry-run)"]
-        tokens = rows * s.sequence_len
+        tokens = rows * s.sequences_per_row * s.sequence_len
         where = (
-            f"estimated: at most {rows} rows x {s.sequence_len} tokens; the data stage counts them "
+            f"estimated: at most {rows} rows x {s.sequences_per_row * s.sequence_len} tokens; the data stage counts them "
             "(--until data, then --resume RUN --dry-run)"
         )
     lines = [f"  tokens per epoch: {tokens:,} ({where})"]
@@ -203,13 +230,18 @@ def _time_lines(
     if gpu is None or gpu.peak_tflops is None:
         return lines + ["  time: name the GPU (--gpu-type) for an estimate"]
     eff, m = efficiency()
-    rate = eff * gpu.peak_tflops * 1e12 * world_size / flops_per_token(shape, s.method, s.gradient_checkpointing)
+    reference = objectives.get(settings.objective.name).reference
+    rate = (
+        eff
+        * gpu.peak_tflops
+        * 1e12
+        * world_size
+        / flops_per_token(shape, s.method, s.gradient_checkpointing, reference=reference)
+    )
     total = tokens * epochs
     if max_steps:
-        total = min(
-            total,
-            max_steps * s.micro_batch * s.sequence_len * world_size * settings.train.gradient_accumulation,
-        )
+        sequences = s.micro_batch * s.sequences_per_row * world_size * settings.train.gradient_accumulation
+        total = min(total, max_steps * sequences * s.sequence_len)
     hours = total / rate / 3600
     took = f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
     lines.append(

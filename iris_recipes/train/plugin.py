@@ -175,6 +175,8 @@ class MetricsCallback(TrainerCallback):
             }.get(key, key)
             if isinstance(value, (int, float)) and not key.startswith("memory/"):
                 record[name] = value
+        if "tokens_total" not in record and isinstance(logs.get("num_tokens"), (int, float)):
+            record["tokens_total"] = logs["num_tokens"]  # TRL's preference trainers count tokens under this name
         if args.device.type == "cuda":  # Axolotl's figures from torch.cuda (on CPU they describe the host)
             for key, name in (
                 ("memory/max_allocated (GiB)", "gpu_max_allocated_gib"),

@@ -70,7 +70,7 @@ def test_precision_auto_on_a_t4_is_fp16_without_tf32(capsys, nvidia_smi, tmp_pat
     TrainingArguments(output_dir=str(tmp_path), tf32=cfg["tf32"], use_cpu=True, report_to=[])
     assert (cfg["bf16"], cfg["fp16"], cfg["tf32"]) == (False, True, False)
     assert "# GPU: Tesla T4 (sm_75, 15.0 GiB; found on this machine): fp16, TF32 off, attention sdpa" in out
-    assert "# launch plan: LoRA r16, micro batch 4 x 2048 tokens, 16-bit" in out  # the plan for the GPU found
+    assert "# launch plan: LoRA r16, sft, micro batch 4 x 2048 tokens, 16-bit" in out  # the plan for the GPU found
     assert "#   on Tesla T4 (15.0 GiB): does not fit" in out
 
 

@@ -101,7 +101,7 @@ def test_plan_for_llama1b_math(tmp_path):
         gpu=gpus.GPU_TYPES["a100-40"],
         data_report=None,
     )
-    assert text.startswith("# launch plan: LoRA r16, micro batch 4 x 2048 tokens, 16-bit")
+    assert text.startswith("# launch plan: LoRA r16, sft, micro batch 4 x 2048 tokens, 16-bit")
     assert "on NVIDIA A100-SXM4-40GB (40.0 GiB): fits" in text and "t4 does not fit" in text
     assert "estimated: at most 20000 rows x 2048 tokens" in text and "time: ~" in text
     with_data = plan.render(

@@ -39,6 +39,7 @@ LAYERS = {
         "iris_recipes.locate",
         "iris_recipes.track",
         "iris_recipes.nodes",
+        "iris_recipes.objectives",
     ),
     "utilities": (
         "iris_recipes.errors",

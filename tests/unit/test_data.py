@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from iris_recipes import objectives
 from iris_recipes.data import check_dataset_config, entry_names, load_entry, load_split, prepare
+from iris_recipes.data.formats import row_formats
 from iris_recipes.errors import IrisError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -436,9 +438,13 @@ def test_shipped_sample_loads_cleanly(tmp_path, name, monkeypatch):
     monkeypatch.chdir(REPO)
     entry = load_entry(name)
     assert entry.license and entry.description and entry.sample
-    report, train, _ = run(tmp_path, {"name": name, "source": "sample"})
+    # an objective that trains on the kind of row the entry gives (chat rows: sft)
+    kind = row_formats().get(entry.format).produces
+    objective = next(o.name for o in objectives.OBJECTIVES.values() if o.rows == kind)
+    report, train, _ = run(tmp_path, {"name": name, "source": "sample"}, objective=objective)
     src = report["sources"][0]
-    assert src["bad"] == 0 and src["duplicates"] == 0 and 20 <= src["read"] <= 40 and src["train"] == src["read"]
+    produced = src.get("converted", src["read"])  # a preference entry may give several pairs per row
+    assert src["bad"] == 0 and src["duplicates"] == 0 and 20 <= src["read"] <= 40 and src["train"] == produced
     assert entry.hub or entry.full_path().is_file()
     for key in entry.columns.get("reference", {}):
         assert all(key in r.get("reference", {}) for r in train), f"{name}: rows without reference {key}"

@@ -5,6 +5,8 @@ are not text, rows nested thousands of levels deep, integers of thousands of dig
 writes them as JSONL, JSON, CSV (ragged rows, quotes that never close, cells over the CSV limit) or a damaged
 Parquet file, and runs the real command in a sandboxed child (tests/cli_sandbox.py). A bad row is named with its
 row number (or counted under on_bad_rows: skip); a broken file is a located error; both exit 2 and write nothing.
+Preference files (objective dpo) get every class of bad pair too: a missing or empty answer, chosen identical to
+rejected, a conversation whose prompt differs from the row's, roles out of order, template tokens in content.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from iris_recipes.chat_families import all_markers
 from iris_recipes.data.prepare import MAX_LISTED
 from iris_recipes.data.sources import MAX_CSV_CELL, MAX_ROW_DEPTH
 
@@ -35,8 +38,9 @@ KNOWN_ROLES = "known: assistant, system, user; map others in columns.roles"
 
 
 def recipe_text(path: str, fmt: str, on_bad_rows: str) -> str:
+    objective = "objective: dpo\n" if fmt == "preference" else ""
     return (
-        f"name: fuzz\nbase_model: org/model\nchat_template: chatml\n"
+        f"name: fuzz\nbase_model: org/model\nchat_template: chatml\n{objective}"
         f"dataset: {{path: {path}, format: {fmt}, val_size: 0, on_bad_rows: {on_bad_rows}}}\n"
         "train: {max_steps: 1}\n"
     )
@@ -45,6 +49,8 @@ def recipe_text(path: str, fmt: str, on_bad_rows: str) -> str:
 def good_row(fmt: str, i: int) -> dict:
     if fmt == "alpaca":
         return {"instruction": f"question {i}", "output": f"answer {i}"}
+    if fmt == "preference":
+        return {"prompt": f"question {i}", "chosen": f"answer {i}", "rejected": f"wrong {i}"}
     return {"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"answer {i}"}]}
 
 
@@ -121,6 +127,99 @@ def json_case(draw):
             bad = [(r, m) for r, m in bad if not m.startswith("not valid JSON")]
         raw = b"[" + b",\n".join(rows) + b"]"
     return fmt, suffix, raw, bad, n - len(bad)
+
+
+@st.composite
+def bad_pair(draw, i: int):
+    """(JSON text of a bad preference row, the reason the data stage must give)."""
+    row = good_row("preference", i)
+    kind = draw(
+        st.sampled_from(["missing", "empty", "identical", "prompts differ", "roles", "marker", "not text", "deep"])
+    )
+    side = draw(st.sampled_from(["chosen", "rejected"]))
+    if kind == "missing":
+        value = draw(st.sampled_from([None, "drop"]))
+        row.pop(side) if value == "drop" else row.update({side: None})
+        return json.dumps(row), f"column '{side}' is empty"
+    if kind == "empty":
+        row[side] = draw(st.sampled_from(["", " ", "\n\t"]))
+        return json.dumps(row), f"column '{side}': the answer is empty"
+    if kind == "identical":
+        row["rejected"] = draw(st.sampled_from([row["chosen"], f" {row['chosen']}\n"]))
+        return json.dumps(row), (
+            f"columns 'chosen' and 'rejected' give the same answer as chosen and rejected ('answer {i}')"
+        )
+    if kind == "prompts differ":
+        other = draw(st.sampled_from([f"question {i + 1}", "another question"]))
+        row[side] = [{"role": "user", "content": other}, {"role": "assistant", "content": f"answer {side}"}]
+        return json.dumps(row), (
+            f"column '{side}' holds a conversation that does not start with the prompt in column 'prompt' "
+            "(turn 1 differs)"
+        )
+    if kind == "roles":
+        order = draw(st.sampled_from([["assistant", "user"], ["user", "user"], ["user", "system", "user"]]))
+        row["prompt"] = [{"role": r, "content": f"turn {n}"} for n, r in enumerate(order, 1)]
+        bad_at = next(n for n, r in enumerate(order, 1) if r != ("user" if n % 2 else "assistant"))
+        if order[bad_at - 1] == "system":
+            reason = f"turn {bad_at} (system): a system turn may only come first"
+        else:
+            wanted = "user" if bad_at % 2 else "assistant"
+            reason = (
+                f"turn {bad_at} ({order[bad_at - 1]}): expected {wanted} (after an optional system turn, user and "
+                "assistant turns alternate, starting with user)"
+            )
+        return json.dumps(row), f"column 'prompt': {reason}"
+    if kind == "marker":
+        marker = draw(st.sampled_from(all_markers()))
+        where = draw(st.sampled_from(["prompt", side]))
+        row[where] = f"{row[where]}{marker}"
+        if where == "prompt":
+            return json.dumps(row), (
+                f"column 'prompt': turn 1 (user): content contains the chat-template token {marker} (strip it "
+                "from the data)"
+            )
+        return json.dumps(row), (
+            f"column '{side}': the answer contains the chat-template token {marker} (strip it from the data)"
+        )
+    if kind == "not text":
+        value = draw(st.sampled_from([5, 2.5, True]))
+        row[side] = value
+        return json.dumps(row), f"column '{side}' is a {type(value).__name__}, not text or turns"
+    depth = draw(st.integers(MAX_ROW_DEPTH, 300))
+    return json.dumps(row)[:-1] + f', "extra": {nested(depth)}}}', f"is nested deeper than {MAX_ROW_DEPTH} levels"
+
+
+@st.composite
+def preference_case(draw):
+    n = draw(st.integers(2, 20))
+    bad_at = set(draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=min(n - 1, 14), unique=True)))
+    lines, bad = [], []
+    for i in range(n):
+        if i in bad_at:
+            text, reason = draw(bad_pair(i))
+            bad.append((i + 1, reason))
+        else:
+            text = json.dumps(good_row("preference", i))
+        lines.append(text)
+    return ("\n".join(lines) + "\n").encode(), bad, n - len(bad)
+
+
+@FUZZ
+@given(case=preference_case(), skip=st.booleans())
+def test_preference_rows(cli_sandbox, case, skip):
+    raw, bad, good = case
+    tmp, root, before, result = prepare(cli_sandbox, "preference", "pairs.jsonl", raw, "skip" if skip else "fail")
+    with tmp:
+        path = root / "pairs.jsonl"
+        if skip:
+            assert result.rc == 0 and not result.timed_out and "Traceback" not in result.err, result.describe()
+            report = json.loads((root / "out" / "report.json").read_text())
+            assert (report["sources"][0]["bad"], report["train"]) == (len(bad), good), result.describe()
+            assert report["bad_rows"] == [f"{path} row {r}: {m}" for r, m in bad[:MAX_LISTED]]
+        else:
+            result.assert_clean_failure()
+            assert result.problems() == bad_rows_message(path, bad), result.describe()
+            assert tree(root) == before, "a failed data stage wrote files"
 
 
 def prepare(sandbox, fmt: str, name: str, raw: bytes, on_bad_rows: str):

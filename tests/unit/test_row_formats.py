@@ -52,7 +52,7 @@ class QA(RowFormat):
 
 
 class Pairs(RowFormat):
-    """A throwaway format producing another kind of row than chat turns."""
+    """A throwaway format producing another kind of row than chat turns: one preference pair per row."""
 
     name = "pairs"
     produces = PREFERENCE
@@ -62,7 +62,8 @@ class Pairs(RowFormat):
         return {self.column(columns, k) for k in self.keys}
 
     def convert(self, row, columns):
-        return {k: text_cell(row, self.column(columns, k)) for k in self.keys}
+        pair = {k: text_cell(row, self.column(columns, k)) for k in self.keys}
+        return [{**pair, "prompt": [{"role": "user", "content": pair["prompt"]}]}]
 
 
 @pytest.fixture
@@ -141,7 +142,8 @@ def test_a_registered_format_gets_the_located_errors_of_every_format(home, with_
     no_format = recipe(home, "path: qa.jsonl", name="nf")
     (problem,) = pytest.raises(RecipeError, load_recipe, no_format).value.problems
     assert problem.endswith(
-        "a local path needs format: messages, sharegpt, alpaca, template, qa or pairs (and columns)"
+        "a local path needs format: messages, sharegpt, alpaca, template, preference, unpaired, qa or pairs "
+        "(and columns)"
     )
 
     typo = recipe(home, "path: qa.jsonl\nformat: qaa\ncolumns: {answer: a}", name="typo")
@@ -182,16 +184,27 @@ def test_a_registered_format_serves_a_dataset_entry_and_the_column_merge(home, w
     ]
 
 
-def test_a_format_giving_rows_the_data_stage_does_not_prepare_is_refused(home, with_formats):
-    jsonl(home / "recipes" / "p.jsonl", [{"prompt": "p", "chosen": "c", "rejected": "r"}])
+def test_a_format_giving_another_kind_of_row_trains_the_objective_of_that_kind(home, with_formats):
+    jsonl(
+        home / "recipes" / "p.jsonl",
+        [{"prompt": "p", "chosen": "c", "rejected": "r"}, {"prompt": "q", "chosen": "d", "rejected": "s"}],
+    )
     path = recipe(home, "path: p.jsonl\nformat: pairs")
     (problem,) = pytest.raises(RecipeError, load_recipe, path).value.problems
     assert problem.endswith(
-        "dataset.format: format pairs gives preference rows, and the data stage prepares chat rows only"
+        "dataset.format: objective sft trains on chat rows (a conversation ending with the assistant's answer), "
+        "but format pairs gives preference rows"
     )
     data = {"name": "r", "dataset": {"path": "p.jsonl", "format": "pairs"}, "train": {"sequence_len": 64}}
-    with pytest.raises(IrisError, match="^dataset.format: format pairs gives preference rows"):
+    with pytest.raises(IrisError, match="^dataset.format: objective sft trains on chat rows"):
         prepare(type("R", (), {"data": data, "path": path})(), home / "out")
+
+    # the same format trains a preference objective: its pairs are prepared without any other change
+    r = load_recipe(path, ["objective=dpo", "dataset.val_size=0.5"])
+    report = prepare(r, home / "out")
+    assert (report["kind"], report["train"], report["val"]) == (PREFERENCE, 1, 1)
+    (row,) = load_split(home / "out" / "train.jsonl")
+    assert row["chosen"] == [{"role": "assistant", "content": row["chosen"][0]["content"]}]
 
 
 def test_outside_its_registry_a_throwaway_format_is_unknown(home):
