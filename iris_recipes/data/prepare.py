@@ -2,7 +2,7 @@
 
 Order of work, per source: read -> map to rows of the objective's kind (data/rows.py: chat turns, preference pairs
 or unpaired answers) -> check (bad rows) -> system prompt (into the first user message for a chat family without a
-system turn) -> dedup -> min_assistant_chars -> shuffle (seed) -> take
+system turn, in chat rows and preference prompts alike) -> dedup -> min_assistant_chars -> shuffle (seed) -> take
 rows up to the source's quota, dropping those longer than train.sequence_len (a pair: its longer answer). The main
 source's quota is `dataset.limit`; a mix source's is weight x (main rows used), capped by its own `limit`. Then all
 rows are shuffled once more and the first val_size share is held out; rows that share a prompt (the pairs of one
@@ -49,7 +49,6 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
     sources = [resolve_source(block, key, base_dir) for key, block in blocks]
     objective = objectives.of(data)
     kind = objective.rows
-    family = chat_families.get(data.get("chat_template") or chat_families.TOKENIZER_DEFAULT)
     for src in sources:
         problem = objectives.row_kind_problem(objective, src.mapping.produces, f"format {src.mapping.format}")
         if problem:
@@ -57,6 +56,7 @@ def prepare(recipe, out_dir: str | Path, count_tokens: CountTokens | None = None
 
     seen: set[str] = set()
     stats, pools, bad_rows = [], [], []
+    family = chat_families.get(data.get("chat_template") or chat_families.TOKENIZER_DEFAULT)
     for src in sources:
         converted = {"converted": 0} if kind != CHAT else {}  # one source row may give several pairs or answers
         st = {"read": 0, "bad": 0, **converted, "duplicates": 0, "too_short": 0, "too_long": 0, "train": 0, "val": 0}
@@ -204,8 +204,8 @@ def _load_clean(
                 st["converted"] += 1
             if system_prompt:
                 out = rowkind.with_system(kind, out, system_prompt)
-            if family is not None and kind == CHAT:  # the rows are what training renders: no system turn where the
-                out = {**out, "messages": family.fold_system(out["messages"])}  # family has none
+            if family is not None:  # the rows are what training renders: no system turn where the family has none
+                out = rowkind.fold_system(kind, out, family)
             if dedup:
                 key = rowkind.duplicate_key(kind, out)
                 if key in seen:

@@ -48,6 +48,14 @@ def with_system(kind: str, row: dict, system_prompt: str) -> dict:
     return {**row, "messages": turns} if kind == CHAT else {**row, "prompt": turns}
 
 
+def fold_system(kind: str, row: dict, family) -> dict:
+    """The row as the chat family renders it (chat_families.ChatFamily.fold_system: a family without a system turn
+    takes the system prompt into the first user message)."""
+    if kind == CHAT:
+        return {**row, "messages": family.fold_system(row["messages"])}
+    return {**row, "prompt": family.fold_system(row["prompt"])}
+
+
 def conversations(kind: str, row: dict) -> list[list[dict]]:
     """The sequences the trainer runs for this row (a pair: prompt + chosen and prompt + rejected)."""
     if kind == CHAT:

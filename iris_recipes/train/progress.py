@@ -32,8 +32,8 @@ class ProgressState:
     loss: float | None = None
     eval_loss: float | None = None
     world_size: int | None = None
-    first: tuple[float, int, int] | None = None  # (time, step, tokens_total) at the first logged step
-    last: tuple[float, int, int] | None = None
+    first: tuple[float, int, int | None] | None = None  # (time, step, tokens_total) at the first logged step
+    last: tuple[float, int, int | None] | None = None
     tail: deque = field(default_factory=lambda: deque(maxlen=40))
 
     def feed(self, record: dict) -> bool:
@@ -50,7 +50,8 @@ class ProgressState:
         if "loss" not in record:
             return False
         self.loss = record["loss"]
-        point = (record.get("time", time.time()), self.step, int(record.get("tokens_total", 0)))
+        tokens = record.get("tokens_total")  # not every trainer counts tokens (TRL's ORPO and CPO do not)
+        point = (record.get("time", time.time()), self.step, int(tokens) if tokens is not None else None)
         if self.first is None:
             self.first = point
         self.last = point
@@ -58,7 +59,7 @@ class ProgressState:
 
     @property
     def tokens_per_second(self) -> float | None:
-        if not self.first or not self.last or self.last[0] <= self.first[0]:
+        if not self.first or not self.last or self.last[0] <= self.first[0] or None in (self.first[2], self.last[2]):
             return None
         return (self.last[2] - self.first[2]) / (self.last[0] - self.first[0])
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from iris_recipes import objectives
+from iris_recipes import chat_families, objectives
 from iris_recipes.cli import main
 from iris_recipes.data import load_split, prepare
 from iris_recipes.data.cells import RowProblem
@@ -318,6 +318,20 @@ def test_pairs_are_deduplicated_and_split_by_prompt(tmp_path):
     assert all(r["chosen"][0]["role"] == "assistant" and len(r["chosen"]) == 1 for r in train)
 
 
+def test_a_family_without_a_system_turn_gets_the_system_prompt_in_the_first_user_message(tmp_path):
+    jsonl(tmp_path / "pairs.jsonl", [pair("2+2?", "4", "5")])
+    recipe = stage_recipe(tmp_path, system_prompt="Be brief.")
+    prepare(recipe, tmp_path / "plain")
+    recipe.data["chat_template"] = next(n for n, f in chat_families.FAMILIES.items() if not f.system)
+    prepare(recipe, tmp_path / "folded")
+    (plain,), (folded,) = (
+        load_split(tmp_path / "plain" / "train.jsonl"),
+        load_split(tmp_path / "folded" / "train.jsonl"),
+    )
+    assert plain["prompt"] == turns(("system", "Be brief."), ("user", "2+2?"))
+    assert folded["prompt"] == turns(("user", "Be brief.\n\n2+2?"))
+
+
 def test_a_pair_with_a_short_answer_is_dropped(tmp_path):
     jsonl(tmp_path / "pairs.jsonl", [pair("q", "aaa", "b"), pair("r", "aaa", "bbb")])
     report = prepare(stage_recipe(tmp_path, min_assistant_chars=2), tmp_path / "out")
@@ -416,3 +430,19 @@ def test_the_launch_plan_says_the_objective_and_its_reference(objective, method,
     pairs = objectives.get(objective).sequences_per_row == 2
     assert ("micro batch 2 pairs x 1024 tokens" in text) is pairs
     assert ("#     reference model " in text) is (method == "full" and objective != "orpo")
+
+
+def test_progress_shows_no_token_rate_for_a_trainer_that_counts_no_tokens():
+    """TRL's ORPO and CPO log no token count: the progress line leaves tokens/s out rather than show 0."""
+    from iris_recipes.train.progress import ProgressState
+
+    state = ProgressState()
+    for step in (1, 2, 3):
+        state.feed({"event": "log", "step": step, "max_steps": 3, "loss": 0.5, "time": 100.0 + step})
+    assert state.tokens_per_second is None and "tok/s" not in state.summary() and state.eta_seconds == 0.0
+    state = ProgressState()
+    for step in (1, 2):  # TRL's DPO counts them as num_tokens, which the plugin records as tokens_total
+        state.feed(
+            {"event": "log", "step": step, "max_steps": 3, "loss": 0.5, "time": 100.0 + step, "tokens_total": 80 * step}
+        )
+    assert state.tokens_per_second == 80.0
