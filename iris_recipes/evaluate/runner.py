@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from iris_recipes import fsutil
+from iris_recipes import fsutil, objectives
+from iris_recipes.data.formats import CHAT
 from iris_recipes.errors import IrisError
 from iris_recipes.evaluate import metrics as M
 from iris_recipes.evaluate.generate import SAMPLING
@@ -88,6 +89,12 @@ def plan(run_path: str | Path, samples: int | None = None) -> Plan:
         raise IrisError(
             f"{val_path}: no held-out data. Give the recipe a validation split (dataset.val_size) "
             "and re-run the data stage."
+        )
+    objective = objectives.of(recipe.data)
+    if objective.rows != CHAT:  # held-out pair accuracy and margin are not measured yet
+        raise IrisError(
+            f"{run.path}: objective {objective.name} trains on {objective.rows} rows, and eval measures chat rows "
+            "only so far; the run's merged model and GGUF files are ready to serve (`iris-recipes space`)."
         )
     val = load_split(val_path)
     if not val:
