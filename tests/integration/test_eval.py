@@ -55,7 +55,7 @@ def test_check_metrics_names_rows_without_reference():
         M.check_metrics({"metrics": ["exact_match_number"]}, rows, "VAL")
     with pytest.raises(IrisError, match="keywords"):
         M.check_metrics({"metrics": ["keyword_overlap"]}, rows[:1], "VAL")
-    with pytest.raises(IrisError, match="not a valid Python regex"):
+    with pytest.raises(IrisError, match="eval.format_regex: not a valid regular expression"):
         M.check_metrics({"metrics": ["format_regex"], "format_regex": "Answer: ("}, rows, "VAL")
     M.check_metrics({"metrics": ["exact_match_number", "format_regex"], "format_regex": "x"}, rows[:1], "VAL")
 
