@@ -46,6 +46,7 @@ def test_converter_extracts_only_the_converter(tmp_path, monkeypatch):
         tmp_path / "llama_cpp_python-0.3.36.tar.gz",
         {
             "vendor/llama.cpp/convert_hf_to_gguf.py": "print('hi')\n",
+            "vendor/llama.cpp/convert_lora_to_gguf.py": "print('lora')\n",
             "vendor/llama.cpp/conversion/__init__.py": "",
             "vendor/llama.cpp/gguf-py/gguf/__init__.py": "",
             "vendor/llama.cpp/gguf-py/tests/test_x.py": "",
@@ -57,7 +58,13 @@ def test_converter_extracts_only_the_converter(tmp_path, monkeypatch):
     root = script.parent
     assert script == conv.find_converter()
     got = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-    assert got == ["conversion/__init__.py", "convert_hf_to_gguf.py", "gguf-py/gguf/__init__.py", "iris-converter.json"]
+    assert got == [
+        "conversion/__init__.py",
+        "convert_hf_to_gguf.py",
+        "convert_lora_to_gguf.py",
+        "gguf-py/gguf/__init__.py",
+        "iris-converter.json",
+    ]
     assert conv.converter_env(script)["PYTHONPATH"].split(":")[0] == str(root / "gguf-py")
 
 
