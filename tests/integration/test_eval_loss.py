@@ -6,6 +6,7 @@ positions eval scores are Axolotl's labels: each assistant message and its end-o
 from __future__ import annotations
 
 import pytest
+from test_masking import _spans  # maximal runs of trained positions
 
 from iris_recipes import chat_families
 from iris_recipes.evaluate.loss import training_examples
@@ -60,17 +61,6 @@ def _recipe(base: str, template: str) -> dict:
             "train": {"max_steps": 1, "micro_batch_size": 1, "sequence_len": 1024},
         }
     )
-
-
-def _spans(labels: list[int]) -> list[tuple[int, int]]:
-    spans, start = [], None
-    for i, lab in enumerate([*labels, -100]):
-        if lab != -100 and start is None:
-            start = i
-        elif lab == -100 and start is not None:
-            spans.append((start, i))
-            start = None
-    return spans
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[f"{s}-{t}" for s, t in CASES])
